@@ -1,0 +1,74 @@
+"""The `mutation.py` command line: a click group whose commands parse, call and print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from energy_profiler import __version__
+from energy_profiler.cli.context import AppContext, global_options
+from energy_profiler.cli.list_cmd import list_command, print_registry
+from energy_profiler.cli.plan_cmd import plan_command
+from energy_profiler.cli.run import run_ad_hoc, run_command, run_settings_file
+from energy_profiler.cli.validate import validate_command
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(invoke_without_command=True, context_settings=CONTEXT_SETTINGS)
+@click.option("-ec", "--experiment-config", type=click.Path(dir_okay=False, path_type=Path),
+              help="Run a settings file (the same as `run FILE`).")
+@click.option("-r", "--repo", help="Ad-hoc mutation run: the repository.")
+@click.option("-m", "--model", help="Ad-hoc mutation run: the model.")
+@click.option("-mt", "--mutate", help="Ad-hoc: hyperparameters to mutate, comma-separated, or `all`.")
+@click.option("-n", "--runs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Ad-hoc: number of unique mutated configurations.")
+@click.option("-mr", "--max-retries", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Ad-hoc: extra attempts after a failed run.")
+@click.option("-s", "--seed", type=click.IntRange(min=0), help="Ad-hoc: seed of the draws.")
+@click.option("-l", "--list", "list_registry", is_flag=True, help="List the registry (the same as `list`).")
+@click.version_option(__version__, "-V", "--version", prog_name="mutation.py")
+@global_options
+@click.pass_context
+def cli(ctx: click.Context, *, experiment_config: Path | None, repo: str | None, model: str | None,
+        mutate: str | None, runs: int, max_retries: int, seed: int | None, list_registry: bool) -> None:
+    """Measure the energy of training runs while mutating their hyperparameters.
+
+    \b
+    Examples:
+      mutation.py -ec settings/quickstart.json      run a settings file
+      mutation.py -r examples -m mlp -mt learning_rate,epochs -n 3
+      mutation.py list                              what the registry offers
+      mutation.py plan settings/quickstart.json     the trials, without running them
+    """
+    app = ctx.ensure_object(AppContext)
+    ad_hoc = repo is not None or model is not None or mutate is not None
+    chosen = [name for name, used in (("-ec", experiment_config is not None), ("-r/-m/-mt", ad_hoc),
+                                      ("-l", list_registry), ("a command", ctx.invoked_subcommand is not None))
+              if used]
+    if len(chosen) > 1:
+        raise click.UsageError(f"use only one of: {', '.join(chosen)}")
+    if ctx.invoked_subcommand is not None:
+        return
+    if list_registry:
+        print_registry(app)
+    elif experiment_config is not None:
+        run_settings_file(app, experiment_config)
+    elif ad_hoc:
+        missing = [flag for flag, value in (("-r", repo), ("-m", model), ("-mt", mutate)) if value is None]
+        if missing:
+            raise click.UsageError(f"an ad-hoc run needs -r, -m and -mt; missing {', '.join(missing)}")
+        assert repo is not None and model is not None and mutate is not None
+        run_ad_hoc(app, repo=repo, model=model, mutate=mutate, runs=runs, max_retries=max_retries, seed=seed)
+    else:
+        click.echo(ctx.get_help())
+
+
+for command in (run_command, list_command, validate_command, plan_command):
+    cli.add_command(command)
+
+
+def main() -> None:
+    """Entry point of mutation.py and the `mutation` console script."""
+    cli(prog_name="mutation.py")

@@ -1,0 +1,94 @@
+"""What every command shares: global options, loading the registry and settings, error output."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar, cast
+
+import click
+
+from energy_profiler.config.errors import ConfigError
+from energy_profiler.config.settings import Settings, load_settings
+from energy_profiler.plan import Plan, build_plan
+from energy_profiler.registry import Registry, load_registry
+from energy_profiler.system.host import TOOL_ROOT
+
+EXIT_CONFIG = 2
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class AppContext:
+    """Global options, settable before or after the command name."""
+
+    results_dir: Path = TOOL_ROOT / "results"
+    registry_file: Path = TOOL_ROOT / "repos" / "models.json"
+    quiet: bool = False
+    verbose: bool = False
+
+    def registry(self) -> Registry:
+        return load_registry(self.registry_file, project_root=TOOL_ROOT)
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            click.echo(message)
+
+    def detail(self, message: str) -> None:
+        if self.verbose and not self.quiet:
+            click.echo(message)
+
+
+def global_options(function: F) -> F:
+    """Add --results-dir, --registry, -q, -v; a value given here overrides the group's."""
+
+    @click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                  help="Where run folders are written [default: results/ of the project].")
+    @click.option("--registry", "registry_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                  help="The repository registry [default: repos/models.json of the project].")
+    @click.option("-q", "--quiet", is_flag=True, default=None, help="Only results and errors; no training output.")
+    @click.option("-v", "--verbose", is_flag=True, default=None, help="Also the exact command lines and details.")
+    @wraps(function)
+    def wrapper(*args: Any, results_dir: Path | None, registry_file: Path | None,
+                quiet: bool | None, verbose: bool | None, **kwargs: Any) -> Any:
+        app = click.get_current_context().ensure_object(AppContext)
+        if results_dir is not None:
+            app.results_dir = results_dir
+        if registry_file is not None:
+            app.registry_file = registry_file
+        if quiet:
+            app.quiet = True
+        if verbose:
+            app.verbose = True
+        return function(*args, **kwargs)
+
+    return cast(F, wrapper)  # the wrapper takes the extra options click adds
+
+
+def fail_config(error: ConfigError) -> NoReturn:
+    """Print every issue to stderr and exit 2."""
+    count = len(error.issues)
+    click.echo(f"error: {count} problem{'s' if count != 1 else ''} found:", err=True)
+    for issue in error.issues:
+        click.echo(f"  {issue}", err=True)
+    sys.exit(EXIT_CONFIG)
+
+
+def resolve_seed(settings: Settings) -> int:
+    """The settings' seed, or a fresh one (recorded in plan.json and printed)."""
+    return settings.seed if settings.seed is not None else secrets.randbelow(2**31)
+
+
+def load_and_plan(app: AppContext, settings_file: Path) -> tuple[Registry, Settings, Plan]:
+    """Registry, settings and plan, or exit 2 with every problem found."""
+    try:
+        registry = app.registry()
+        settings = load_settings(settings_file, registry)
+        plan = build_plan(settings, registry, resolve_seed(settings))
+    except ConfigError as error:
+        fail_config(error)
+    return registry, settings, plan

@@ -1,0 +1,65 @@
+"""`list` (and `-l`): the repositories, models, hyperparameters and metrics of the registry."""
+
+from __future__ import annotations
+
+import click
+
+from energy_profiler.cli.context import AppContext, fail_config, global_options
+from energy_profiler.cli.tables import format_table
+from energy_profiler.config.errors import ConfigError
+from energy_profiler.hyperparams import HyperparameterSpec, format_value
+from energy_profiler.registry import Registry
+
+
+@click.command("list")
+@global_options
+def list_command() -> None:
+    """List repositories, models, hyperparameters (flags, defaults, ranges) and metrics."""
+    print_registry(click.get_current_context().ensure_object(AppContext))
+
+
+def print_registry(app: AppContext) -> None:
+    try:
+        registry = app.registry()
+    except ConfigError as error:
+        fail_config(error)
+    click.echo(registry_text(registry))
+
+
+def registry_text(registry: Registry) -> str:
+    blocks = [f"registry: {registry.file}"]
+    for repo in registry.repositories.values():
+        lines = [f"{repo.name}  ({repo.path})", f"  command: {' '.join(repo.command)}",
+                 f"  models: {', '.join(repo.models)}"]
+        base = repo.hyperparameters
+        rows = [[spec.name, spec.flag, spec.type, format_value(spec.default, spec.type),
+                 f"[{_number(spec.low, spec)}, {_number(spec.high, spec)}]", spec.distribution,
+                 spec.zero_probability or None] for spec in base.values()]
+        table = format_table(["hyperparameter", "flag", "type", "default", "range", "distribution", "p(zero)"], rows)
+        lines += ["  " + line for line in table.splitlines()]
+        for model in repo.models.values():
+            changed = [f"{name} {_difference(base[name], spec)}" for name, spec in model.hyperparameters.items()
+                       if spec != base[name]]
+            if changed:
+                lines.append(f"  {model.name} overrides: " + "; ".join(changed))
+        metrics = [f"{metric.name}{' (required)' if metric.required else ''}" for metric in repo.metrics.values()]
+        lines.append(f"  metrics: {', '.join(metrics) or '(none)'}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def _number(value: float, spec: HyperparameterSpec) -> str:
+    return format_value(value, spec.type)
+
+
+def _difference(base: HyperparameterSpec, spec: HyperparameterSpec) -> str:
+    parts = []
+    if spec.default != base.default:
+        parts.append(f"default {format_value(spec.default, spec.type)}")
+    if (spec.low, spec.high) != (base.low, base.high):
+        parts.append(f"range [{_number(spec.low, spec)}, {_number(spec.high, spec)}]")
+    if spec.distribution != base.distribution:
+        parts.append(spec.distribution)
+    if spec.zero_probability != base.zero_probability:
+        parts.append(f"p(zero) {spec.zero_probability}")
+    return ", ".join(parts)

@@ -1,0 +1,104 @@
+"""`run FILE` (and `-ec FILE`, `-r REPO -m MODEL ...`): execute a campaign and print its outcome."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from energy_profiler.cli.context import AppContext, fail_config, global_options, load_and_plan, resolve_seed
+from energy_profiler.cli.tables import format_table
+from energy_profiler.config.errors import ConfigError
+from energy_profiler.config.settings import Settings, settings_from_document
+from energy_profiler.plan import Plan, build_plan
+from energy_profiler.registry import Registry
+from energy_profiler.session import Output, SessionResult, StopRequest, run_session
+
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@click.command("run")
+@click.argument("settings_file", type=click.Path(dir_okay=False, path_type=Path))
+@global_options
+def run_command(settings_file: Path) -> None:
+    """Run every experiment of SETTINGS_FILE (the same as `-ec SETTINGS_FILE`)."""
+    run_settings_file(click.get_current_context().ensure_object(AppContext), settings_file)
+
+
+def run_settings_file(app: AppContext, settings_file: Path) -> None:
+    registry, settings, plan = load_and_plan(app, settings_file)
+    execute(app, registry, settings, plan, settings_file.read_bytes())
+
+
+def run_ad_hoc(app: AppContext, *, repo: str, model: str, mutate: str, runs: int,
+               max_retries: int, seed: int | None) -> None:
+    """One mutation experiment from the command line, checked exactly like a settings file."""
+    document: dict[str, Any] = {
+        "experiment_name": f"adhoc_{repo}_{model}".replace("/", "_"),
+        "max_retries": max_retries,
+        "experiments": [{"mode": "mutation", "repo": repo, "model": model,
+                         "mutate": [name.strip() for name in mutate.split(",") if name.strip()],
+                         "runs_per_config": runs}],
+    }
+    if seed is not None:
+        document["seed"] = seed
+    try:
+        registry = app.registry()
+        settings = settings_from_document(document, Path("<command line>"), registry)
+        plan = build_plan(settings, registry, resolve_seed(settings))
+    except ConfigError as error:
+        fail_config(error)
+    execute(app, registry, settings, plan, None)
+
+
+def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
+            settings_bytes: bytes | None) -> None:
+    """Run the session with signal handling, print the outcome, and exit with its code."""
+    stop = StopRequest()
+    training_output = None if app.quiet else sys.stdout.buffer
+    output = Output(say=app.info, detail=app.detail, training=training_output)
+    with _stop_on_signals(stop):
+        result = run_session(settings, registry, plan, results_root=app.results_dir, output=output, stop=stop,
+                             settings_bytes=settings_bytes)
+    click.echo(summary_text(result))
+    sys.exit(result.exit_code)
+
+
+@contextmanager
+def _stop_on_signals(stop: StopRequest) -> Iterator[None]:
+    """While running: SIGINT, SIGTERM and SIGHUP only ask the session to stop (it ends the trial)."""
+    def handler(signum: int, _frame: object) -> None:
+        stop.request(signum)
+
+    previous = {signum: signal.signal(signum, handler) for signum in HANDLED_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def summary_text(result: SessionResult) -> str:
+    """The closing table of a campaign: one line per trial, then counts and where the files are."""
+    metric_names: list[str] = list(dict.fromkeys(name for record in result.records for name, _ in record.metrics))
+    rows: list[Sequence[object]] = []
+    for record in result.records:
+        metrics = dict(record.metrics)
+        mutated = " ".join(f"{name}={value}" for name, value in record.hyperparameters if name in record.mutated)
+        rows.append([record.trial_index, record.repo + "/" + record.model, record.status,
+                     round(record.duration_s, 1), *(metrics.get(name) for name in metric_names),
+                     mutated or "(defaults)"])
+    headers = ["#", "model", "status", "duration_s", *metric_names, "mutated"]
+    counts: dict[str, int] = {}
+    for record in result.records:
+        counts[record.status] = counts.get(record.status, 0) + 1
+    tally = ", ".join(f"{count} {status}" for status, count in counts.items()) or "no trial finished"
+    lines = ["", format_table(headers, rows) if rows else "(no trials ran)", "",
+             f"{len(result.records)} of {result.planned} trials recorded: {tally}",
+             f"summary: {result.run_dir / 'summary.csv'}"]
+    return "\n".join(lines)

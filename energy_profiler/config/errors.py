@@ -1,0 +1,48 @@
+"""Configuration errors that name the file and the JSON path of what is wrong."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+JsonPath = Sequence[str | int]
+
+
+def format_path(path: JsonPath) -> str:
+    """`("experiments", 2, "mutate", 0)` -> `experiments[2].mutate[0]`; the root is `(root)`."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else part
+    return text or "(root)"
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` when a choice is close to `word`, else ``."""
+    matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{matches[0]}'?)" if matches else ""
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One thing wrong in one configuration file."""
+
+    file: str
+    path: tuple[str | int, ...]
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {format_path(self.path)}: {self.message}"
+
+
+class ConfigError(Exception):
+    """A settings file or registry that cannot be used; carries every issue found."""
+
+    def __init__(self, issues: Sequence[ConfigIssue]):
+        if not issues:
+            raise ValueError("ConfigError needs at least one issue")
+        self.issues = list(issues)
+        super().__init__("\n".join(str(issue) for issue in self.issues))

@@ -1,0 +1,165 @@
+"""Experiment settings files: schema validation, registry cross-checks, typed frozen objects.
+
+`load_settings` either returns a `Settings` that every later stage can trust, or raises a
+ConfigError listing every problem with its JSON path. Nothing is started or written here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from energy_profiler.config.errors import ConfigError, ConfigIssue, did_you_mean
+from energy_profiler.config.validation import read_json, schema_issues
+from energy_profiler.hyperparams import format_value
+from energy_profiler.registry import Registry
+
+Mode = Literal["default", "mutation"]
+MUTATE_ALL = "all"
+DEFAULT_GRACE_S = 10.0
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One entry of `experiments`, checked against the registry."""
+
+    index: int
+    mode: Mode
+    repo: str
+    model: str
+    fixed: Mapping[str, str]
+    """Fixed hyperparameter values given in the settings, as canonical strings."""
+    mutate: tuple[str, ...]
+    """Hyperparameters to draw (`all` already expanded); empty in default mode."""
+    runs: int
+    timeout_s: float | None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A whole settings file, ready to be planned."""
+
+    file: Path
+    document: Mapping[str, Any]
+    experiment_name: str
+    seed: int | None
+    max_retries: int
+    cooldown_s: float
+    grace_s: float
+    experiments: tuple[Experiment, ...]
+
+
+def load_settings(file: Path, registry: Registry) -> Settings:
+    """Read a settings file; raise ConfigError with every issue found."""
+    return settings_from_document(read_json(file), file, registry)
+
+
+def settings_from_document(document: Any, file: Path, registry: Registry) -> Settings:
+    """Check an already-parsed settings document (a file's, or one built for an ad-hoc run)."""
+    name = str(file)
+    issues = schema_issues(document, "settings", name)
+    broken = {issue.path[1] for issue in issues if len(issue.path) > 1 and issue.path[0] == "experiments"}
+    if any(not issue.path or issue.path[0] != "experiments" or len(issue.path) == 1 for issue in issues):
+        raise ConfigError(issues)  # top-level problems: the experiments cannot be interpreted
+
+    default_runs = document.get("runs_per_config", 1)
+    experiments = []
+    for index, entry in enumerate(document["experiments"]):
+        if index in broken:
+            continue  # its schema errors are reported; cross-checks would only add noise
+        experiment, entry_issues = _check_experiment(
+            index, entry, default_runs=default_runs, document=document, file=name, registry=registry)
+        issues.extend(entry_issues)
+        if experiment is not None:
+            experiments.append(experiment)
+    if issues:
+        raise ConfigError(issues)
+    return Settings(
+        file=file,
+        document=document,
+        experiment_name=document["experiment_name"],
+        seed=document.get("seed"),
+        max_retries=document.get("max_retries", 0),
+        cooldown_s=float(document.get("cooldown_s", 0)),
+        grace_s=float(document.get("grace_s", DEFAULT_GRACE_S)),
+        experiments=tuple(experiments),
+    )
+
+
+def _check_experiment(
+    index: int, entry: dict[str, Any], *, default_runs: int, document: dict[str, Any], file: str,
+    registry: Registry,
+) -> tuple[Experiment | None, list[ConfigIssue]]:
+    where = ("experiments", index)
+    repo = registry.repositories.get(entry["repo"])
+    if repo is None:
+        hint = did_you_mean(entry["repo"], registry.repositories)
+        known = ", ".join(registry.repositories)
+        message = f"unknown repository '{entry['repo']}'{hint}; {registry.file} has: {known}"
+        return None, [ConfigIssue(file, (*where, "repo"), message)]
+    if not repo.path.is_dir():
+        message = f"folder {repo.path} of repository '{repo.name}' does not exist (see {registry.file})"
+        return None, [ConfigIssue(file, (*where, "repo"), message)]
+    model = repo.models.get(entry["model"])
+    if model is None:
+        hint = did_you_mean(entry["model"], repo.models)
+        known = ", ".join(repo.models)
+        message = f"unknown model '{entry['model']}' for repository '{repo.name}'{hint}; it has: {known}"
+        return None, [ConfigIssue(file, (*where, "model"), message)]
+
+    issues = []
+    specs = model.hyperparameters
+    label = f"{repo.name}/{model.name}"
+    fixed = {}
+    for hp_name, value in entry.get("hyperparameters", {}).items():
+        hp_where = (*where, "hyperparameters", hp_name)
+        spec = specs.get(hp_name)
+        if spec is None:
+            hint = did_you_mean(hp_name, specs)
+            issues.append(ConfigIssue(file, hp_where, f"unknown hyperparameter '{hp_name}' for {label}{hint}"))
+            continue
+        try:
+            canonical = format_value(value, spec.type)
+        except ValueError:
+            issues.append(ConfigIssue(file, hp_where, f"{value!r} is not a valid {spec.type} for '{hp_name}'"))
+            continue
+        if not spec.allows(value):
+            zero = " (or 0)" if spec.zero_probability > 0 else ""
+            message = f"{canonical} is outside the range [{spec.low}, {spec.high}]{zero} of '{hp_name}'"
+            issues.append(ConfigIssue(file, hp_where, message))
+            continue
+        fixed[hp_name] = canonical
+
+    mutate: list[str] = []
+    for position, hp_name in enumerate(entry.get("mutate", [])):
+        mutate_where = (*where, "mutate", position)
+        if hp_name == MUTATE_ALL:
+            if len(entry["mutate"]) > 1:
+                issues.append(ConfigIssue(file, mutate_where, "'all' must be the only item of mutate"))
+            mutate.extend(name for name in specs if name not in fixed)
+            continue
+        if hp_name not in specs:
+            hint = did_you_mean(hp_name, specs)
+            issues.append(ConfigIssue(file, mutate_where, f"unknown hyperparameter '{hp_name}' for {label}{hint}"))
+        elif hp_name in fixed:
+            issues.append(ConfigIssue(file, mutate_where,
+                                      f"'{hp_name}' is both mutated and fixed in hyperparameters"))
+        else:
+            mutate.append(hp_name)
+    if entry["mode"] == "mutation" and not mutate and not issues:
+        issues.append(ConfigIssue(file, (*where, "mutate"), "nothing left to mutate: every hyperparameter is fixed"))
+
+    timeout = entry.get("timeout_s", document.get("timeout_s", model.timeout_s))
+    experiment = Experiment(
+        index=index,
+        mode=entry["mode"],
+        repo=repo.name,
+        model=model.name,
+        fixed=fixed,
+        mutate=tuple(mutate),
+        runs=entry.get("runs_per_config", default_runs),
+        timeout_s=float(timeout) if timeout is not None else None,
+    )
+    return experiment, issues

@@ -1,0 +1,131 @@
+"""Loading JSON files and checking them against the shipped JSON Schemas.
+
+jsonschema finds the errors; this module words them for people: each names the JSON path of the
+offending value, unknown keys get a did-you-mean, and every error in the file is reported, not
+only the first.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import ValidationError
+
+from energy_profiler.config.errors import ConfigError, ConfigIssue, did_you_mean
+
+ANNOTATION_KEYS = ("description", "comment", "notes")
+
+
+@cache
+def load_schema(name: str) -> dict[str, Any]:
+    """The shipped schema `name` (`settings` or `registry`)."""
+    text = resources.files("energy_profiler.config").joinpath(f"{name}.schema.json").read_text()
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def schema_path(name: str) -> Path:
+    """Where the shipped schema file lies, for `$schema` references in user files."""
+    return Path(str(resources.files("energy_profiler.config").joinpath(f"{name}.schema.json")))
+
+
+def read_json(path: Path) -> Any:
+    """The parsed content of a JSON file, or a ConfigError naming the file, line and column."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([ConfigIssue(str(path), (), "file not found")]) from None
+    except OSError as error:
+        raise ConfigError([ConfigIssue(str(path), (), f"cannot read: {error.strerror}")]) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        message = f"not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}"
+        raise ConfigError([ConfigIssue(str(path), (), message)]) from None
+
+
+def schema_issues(document: Any, schema_name: str, file: str) -> list[ConfigIssue]:
+    """Every way `document` breaks the schema, worded with JSON paths, in document order."""
+    validator = jsonschema.Draft202012Validator(load_schema(schema_name))
+    issues: list[ConfigIssue] = []
+    for error in validator.iter_errors(document):
+        issues.extend(_describe(error, file, document))
+    unique = {(issue.path, issue.message): issue for issue in issues}
+    return sorted(unique.values(), key=lambda issue: _sort_key(issue.path))
+
+
+def _sort_key(path: tuple[str | int, ...]) -> tuple[tuple[int, str | int], ...]:
+    # Ints before strings at the same depth would be arbitrary; sort each part by (kind, value).
+    return tuple((0, part) if isinstance(part, int) else (1, part) for part in path)
+
+
+def _describe(error: ValidationError, file: str, document: Any) -> list[ConfigIssue]:
+    """One or more issues for one jsonschema error (several for several unknown keys)."""
+    path = tuple(error.absolute_path)
+    instance: Any = error.instance
+    keyword = error.validator
+    schema: Any = error.schema if isinstance(error.schema, dict) else {}
+    expected: Any = error.validator_value
+
+    if keyword == "additionalProperties" and isinstance(instance, dict):
+        known = list(schema.get("properties", {}))
+        allowed = set(known)
+        issues = []
+        for key in instance:
+            if key in allowed or key.startswith("_"):
+                continue
+            if not isinstance(schema.get("additionalProperties"), bool):
+                continue  # a typed map (name -> value): the value's own errors are reported
+            hint = did_you_mean(key, [k for k in known if k not in ANNOTATION_KEYS])
+            issues.append(ConfigIssue(file, (*path, key), f"unknown key '{key}'{hint}"))
+        if issues:
+            return issues
+    if keyword == "required":
+        missing = [key for key in expected if key not in instance]
+        return [ConfigIssue(file, path, f"missing required key '{key}'") for key in missing]
+    if keyword == "enum":
+        choices = ", ".join(f"'{choice}'" for choice in expected)
+        hint = did_you_mean(str(instance), [str(c) for c in expected])
+        return [ConfigIssue(file, path, f"{instance!r} is not one of {choices}{hint}")]
+    if keyword == "type":
+        return [ConfigIssue(file, path, f"expected {_article(expected)}, got {_describe_value(instance)}")]
+    if keyword is None or error.schema is False:
+        return [ConfigIssue(file, path, _not_allowed_here(path, document))]
+    return [ConfigIssue(file, path, error.message)]
+
+
+def _not_allowed_here(path: tuple[str | int, ...], document: Any) -> str:
+    """Message for a key that a `false` schema forbids (e.g. `mutate` outside mutation mode)."""
+    key = path[-1] if path else "this key"
+    parent = document
+    for part in path[:-1]:
+        parent = parent[part]
+    if key == "mutate" and isinstance(parent, dict):
+        return f"'mutate' is only allowed with mode 'mutation' (mode is {parent.get('mode')!r})"
+    return f"'{key}' is not allowed here"
+
+
+def _article(type_name: object) -> str:
+    names = type_name if isinstance(type_name, list) else [type_name]
+    words = {"object": "an object", "array": "a list", "integer": "an integer", "number": "a number",
+             "string": "a string", "boolean": "true or false", "null": "null"}
+    return " or ".join(words.get(str(name), str(name)) for name in names)
+
+
+def _describe_value(value: object) -> str:
+    if isinstance(value, bool):
+        return f"{str(value).lower()}"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if value is None:
+        return "null"
+    return repr(value)

@@ -1,0 +1,108 @@
+"""Hyperparameter values: the one canonical string form, and random draws.
+
+Every hyperparameter value that reaches a training, a record, a CSV cell or a dedup key goes
+through `format_value`. Comparing canonical strings (never floats, never the raw settings text)
+is what makes `12`, `12.0` and `"12"` the same value, and `6.36e-05` stay `6.36e-05`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Literal
+
+ValueType = Literal["int", "float"]
+Distribution = Literal["uniform", "log_uniform"]
+
+DEFAULT_FLOAT_PRECISION = 3
+"""Significant digits kept when a float is drawn: 0.0123 rather than 0.012345678901234."""
+
+
+@dataclass(frozen=True)
+class HyperparameterSpec:
+    """One tunable hyperparameter of a model, as the registry describes it."""
+
+    name: str
+    flag: str
+    type: ValueType
+    default: float
+    low: float
+    high: float
+    distribution: Distribution = "uniform"
+    zero_probability: float = 0.0
+    precision: int = DEFAULT_FLOAT_PRECISION
+
+    def allows(self, value: float) -> bool:
+        """Whether a fixed value is one this hyperparameter could take."""
+        if self.low <= value <= self.high:
+            return True
+        return value == 0 and self.zero_probability > 0
+
+
+def format_value(value: float | int | str, value_type: ValueType) -> str:
+    """The canonical command-line string of a value.
+
+    ints: decimal digits (`12.0` and `"12"` become `12`). floats: Python's shortest string that
+    reads back as the same double (`6.36e-05`, `0.001`, `3.0`). Raises ValueError for a value
+    that is not of the type (`12.5` as an int) or not finite.
+    """
+    number = float(value) if isinstance(value, str) else value
+    if isinstance(number, bool):
+        raise ValueError(f"{value!r} is a boolean, not a number")
+    if not math.isfinite(number):
+        raise ValueError(f"{value!r} is not a finite number")
+    if value_type == "int":
+        if float(number) != int(number):
+            raise ValueError(f"{value!r} is not an integer")
+        return str(int(number))
+    return repr(float(number))
+
+
+def parse_value(text: str, value_type: ValueType) -> int | float:
+    """The number a canonical string stands for (the inverse of `format_value`)."""
+    canonical = format_value(text, value_type)
+    return int(canonical) if value_type == "int" else float(canonical)
+
+
+def round_significant(value: float, digits: int) -> float:
+    """`value` rounded to `digits` significant digits (0 stays 0)."""
+    if value == 0:
+        return 0.0
+    return float(f"{value:.{digits - 1}e}")
+
+
+def draw(spec: HyperparameterSpec, rng: random.Random) -> str:
+    """One random value for `spec`, as its canonical string.
+
+    With probability `zero_probability` the value is 0 (a regulariser switched off, say).
+    Otherwise it is drawn from [low, high]: uniform, or uniform in log space. Integers drawn
+    log-uniformly have P(k) proportional to log((k+1)/k), the discrete form of that density.
+    """
+    if spec.zero_probability > 0 and rng.random() < spec.zero_probability:
+        return format_value(0, spec.type)
+    if spec.type == "int":
+        low, high = int(spec.low), int(spec.high)
+        if spec.distribution == "uniform":
+            return format_value(rng.randint(low, high), "int")
+        # floor(exp(U(log lo, log(hi + 1)))) lands on k with probability log((k+1)/k) / norm.
+        drawn = math.floor(math.exp(rng.uniform(math.log(low), math.log(high + 1))))
+        return format_value(min(max(drawn, low), high), "int")
+    if spec.distribution == "uniform":
+        value = rng.uniform(spec.low, spec.high)
+    else:
+        value = math.exp(rng.uniform(math.log(spec.low), math.log(spec.high)))
+    # Rounding can step just outside the range (0.99951 -> 1.0 with high 0.9995): clamp.
+    rounded = round_significant(value, spec.precision)
+    return format_value(min(max(rounded, spec.low), spec.high), "float")
+
+
+def value_count(spec: HyperparameterSpec) -> int | None:
+    """How many distinct values a draw can produce, or None when effectively unbounded (floats)."""
+    if spec.type == "float":
+        return None
+    count = int(spec.high) - int(spec.low) + 1
+    zero_outside_range = not spec.low <= 0 <= spec.high
+    if spec.zero_probability > 0 and zero_outside_range:
+        count += 1
+    return count

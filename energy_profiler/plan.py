@@ -1,0 +1,159 @@
+"""Expanding validated settings into the ordered list of trials a session runs.
+
+The plan is a pure function of (settings, registry, seed): the same three give the identical list,
+draws included. Mutation draws are unique across the whole plan for each repository and model, and
+never repeat the experiment's base configuration (registry defaults plus its fixed values).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from energy_profiler.config.errors import ConfigError, ConfigIssue
+from energy_profiler.config.settings import Experiment, Settings
+from energy_profiler.hyperparams import HyperparameterSpec, draw, format_value, value_count
+from energy_profiler.registry import Registry
+
+MAX_DRAWS_PER_TRIAL = 200
+"""Draw attempts allowed per wanted trial before a float space is declared too small."""
+
+ConfigKey = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One training to run: everything needed to start it and to label its record."""
+
+    index: int
+    experiment_index: int
+    run: int
+    mode: str
+    repo: str
+    model: str
+    hyperparameters: tuple[tuple[str, str], ...]
+    """(name, canonical value) for every hyperparameter of the model, in registry order."""
+    mutated: tuple[str, ...]
+    argv: tuple[str, ...]
+    cwd: str
+    env: tuple[tuple[str, str], ...]
+    timeout_s: float | None
+
+    @property
+    def name(self) -> str:
+        """Folder name of the trial: `001_examples_mlp`."""
+        return f"{self.index:03d}_{_safe(self.repo)}_{_safe(self.model)}"
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["hyperparameters"] = dict(self.hyperparameters)
+        data["env"] = dict(self.env)
+        data["name"] = self.name
+        return data
+
+
+@dataclass(frozen=True)
+class Plan:
+    seed: int
+    seed_was_drawn: bool
+    trials: tuple[Trial, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seed": self.seed, "seed_was_drawn": self.seed_was_drawn,
+                "trials": [trial.to_json() for trial in self.trials]}
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
+
+
+def build_plan(settings: Settings, registry: Registry, seed: int, python: str = sys.executable) -> Plan:
+    """The trials of `settings`, in order; ConfigError when a mutation space is too small."""
+    trials: list[Trial] = []
+    issues: list[ConfigIssue] = []
+    seen: dict[tuple[str, str], set[ConfigKey]] = {}
+    for experiment in settings.experiments:
+        repo = registry.repositories[experiment.repo]
+        specs = repo.models[experiment.model].hyperparameters
+        base = {name: experiment.fixed.get(name, format_value(spec.default, spec.type)) for name, spec in specs.items()}
+        seen_here = seen.setdefault((experiment.repo, experiment.model), set())
+        if experiment.mode == "default":
+            configs = [base] * experiment.runs
+            seen_here.add(tuple(base.values()))
+        else:
+            rng = random.Random(f"{seed}:{experiment.index}")
+            configs, issue = _draw_unique(experiment, specs, base=base, seen=seen_here, rng=rng,
+                                          file=str(settings.file))
+            if issue:
+                issues.append(issue)
+                continue
+        for run, config in enumerate(configs, start=1):
+            argv = [*repo.resolved_command(python), *repo.required_args]
+            if repo.model_flag:
+                argv += [repo.model_flag, experiment.model]
+            for name, value in config.items():
+                argv += [specs[name].flag, value]
+            trials.append(Trial(
+                index=len(trials) + 1, experiment_index=experiment.index, run=run,
+                mode=experiment.mode, repo=experiment.repo, model=experiment.model,
+                hyperparameters=tuple(config.items()), mutated=experiment.mutate,
+                argv=tuple(argv), cwd=str(repo.path), env=tuple(repo.env.items()),
+                timeout_s=experiment.timeout_s,
+            ))
+    if issues:
+        raise ConfigError(issues)
+    return Plan(seed=seed, seed_was_drawn=settings.seed is None, trials=tuple(trials))
+
+
+def _draw_unique(
+    experiment: Experiment,
+    specs: Mapping[str, HyperparameterSpec],
+    *,
+    base: dict[str, str],
+    seen: set[ConfigKey],
+    rng: random.Random,
+    file: str,
+) -> tuple[list[dict[str, str]], ConfigIssue | None]:
+    """`experiment.runs` configurations that differ from `base`, from `seen` and from each other."""
+    where = ("experiments", experiment.index)
+    names = experiment.mutate
+    excluded = {tuple(base.values())} | {key for key in seen if _same_fixed_part(key, base, names, specs)}
+    counts = [value_count(specs[name]) for name in names]
+    if all(count is not None for count in counts):
+        available = math.prod(count for count in counts if count is not None) - len(excluded)
+        if available < experiment.runs:
+            message = (f"asks for {experiment.runs} unique combinations of {', '.join(names)}, but only "
+                       f"{max(available, 0)} exist besides the defaults and earlier trials; "
+                       "widen the ranges, mutate more hyperparameters or lower runs_per_config")
+            return [], ConfigIssue(file, (*where, "runs_per_config"), message)
+
+    configs: list[dict[str, str]] = []
+    attempts = 0
+    while len(configs) < experiment.runs and attempts < MAX_DRAWS_PER_TRIAL * experiment.runs:
+        attempts += 1
+        config = dict(base)
+        for name in names:
+            config[name] = draw(specs[name], rng)
+        key = tuple(config.values())
+        if key in excluded:
+            continue
+        excluded.add(key)
+        seen.add(key)
+        configs.append(config)
+    if len(configs) < experiment.runs:
+        message = (f"could draw only {len(configs)} of {experiment.runs} unique combinations of "
+                   f"{', '.join(names)} in {attempts} attempts; widen the ranges or lower runs_per_config")
+        return [], ConfigIssue(file, (*where, "runs_per_config"), message)
+    return configs, None
+
+
+def _same_fixed_part(
+    key: ConfigKey, base: dict[str, str], mutated: tuple[str, ...], specs: Mapping[str, HyperparameterSpec]
+) -> bool:
+    """Whether an earlier configuration lies in this experiment's space (same non-mutated values)."""
+    return all(value == base[name] for name, value in zip(specs, key, strict=True) if name not in mutated)

@@ -1,0 +1,1 @@
+"""Starting trainings in their own process groups and ending those groups completely."""

@@ -1,0 +1,84 @@
+"""Ending a whole process group: SIGTERM, a grace period, SIGKILL, then a check that none is left.
+
+A training's group holds the training and everything it started (data loaders, shell pipelines)
+unless one of them made a session of its own. Zombies are not counted as members: they hold no
+resources and vanish once reaped.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psutil
+
+POLL_S = 0.02
+
+
+@dataclass(frozen=True)
+class Teardown:
+    """What ending a group took."""
+
+    signal: str | None
+    """The last signal sent (`SIGTERM`, `SIGKILL`), or None when nothing was left to signal."""
+    duration_s: float
+    survivors: int
+
+
+def group_members(pgid: int) -> list[psutil.Process]:
+    """Live (non-zombie) processes whose process group is `pgid`."""
+    if not _signal_group(pgid, 0):
+        return []  # no process at all in the group: the cheap, common answer
+    members = []
+    for process in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(process.pid) == pgid and process.info["status"] != psutil.STATUS_ZOMBIE:
+                members.append(process)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return members
+
+
+def _signal_group(pgid: int, signum: int) -> bool:
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def end_group(
+    pgid: int,
+    grace_s: float,
+    reap: Callable[[], object] = lambda: None,
+    hurry: Callable[[], bool] = lambda: False,
+) -> Teardown:
+    """End every process of group `pgid`: SIGTERM, wait up to `grace_s`, then SIGKILL.
+
+    `reap` is called while waiting so the caller can collect its own child (which would otherwise
+    stay a zombie). `hurry()` turning true (a second Ctrl-C) skips the rest of the grace period.
+    """
+    started = time.monotonic()
+    if not group_members(pgid):
+        reap()
+        return Teardown(signal=None, duration_s=time.monotonic() - started, survivors=0)
+    sent: str | None = "SIGTERM" if _signal_group(pgid, signal.SIGTERM) else None
+    deadline = started + grace_s
+    while time.monotonic() < deadline and not hurry():
+        reap()
+        if not group_members(pgid):
+            break
+        time.sleep(POLL_S)
+    else:
+        if group_members(pgid) and _signal_group(pgid, signal.SIGKILL):
+            sent = "SIGKILL"
+    # SIGKILL cannot be ignored, but the kernel takes a moment to finish each process.
+    kill_deadline = time.monotonic() + 2.0
+    while group_members(pgid) and time.monotonic() < kill_deadline:
+        reap()
+        time.sleep(POLL_S)
+    reap()
+    return Teardown(signal=sent, duration_s=time.monotonic() - started, survivors=len(group_members(pgid)))

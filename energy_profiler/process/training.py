@@ -1,0 +1,109 @@
+"""Running one training: its own session, live output to the log and console, timeout, teardown."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+from energy_profiler.process.groups import Teardown, end_group
+
+POLL_S = 0.05
+READ_CHUNK_BYTES = 65536
+
+EndedBy = Literal["exit", "timeout", "interrupted", "not_started"]
+
+
+@dataclass(frozen=True)
+class ProcessOutcome:
+    """How a training process ended."""
+
+    ended_by: EndedBy
+    exit_code: int | None
+    """The process's exit status; negative -N when a signal N ended it; None if it never ran."""
+    start_utc: datetime
+    end_utc: datetime
+    duration_s: float
+    """From the start of the process to its end (or to the timeout/interrupt), monotonic clock."""
+    teardown: Teardown | None
+    error: str | None = None
+    """Why the process could not be started, when it could not."""
+
+
+def run_training(
+    argv: Sequence[str],
+    cwd: Path,
+    env: Mapping[str, str],
+    log_path: Path,
+    *,
+    timeout_s: float | None,
+    grace_s: float,
+    echo: BinaryIO | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    hurry: Callable[[], bool] = lambda: False,
+) -> ProcessOutcome:
+    """Run `argv` in `cwd` in a new session and wait for it; the whole group is gone on return.
+
+    Output (stdout and stderr, interleaved as written) goes to `log_path` and, when `echo` is
+    given, to it as well. When the process exits, times out, or `should_stop()` turns true, its
+    process group is ended (SIGTERM, `grace_s`, SIGKILL) so that nothing it started survives.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log:
+        start_utc = datetime.now(UTC)
+        started = time.monotonic()
+        try:
+            process = subprocess.Popen(
+                list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        except OSError as error:
+            message = f"could not start {argv[0]!r}: {error.strerror or error}"
+            log.write(f"mutation.py: {message}\n".encode())
+            now = datetime.now(UTC)
+            return ProcessOutcome("not_started", None, start_utc, now, 0.0, None, error=message)
+
+        assert process.stdout is not None
+        copier = threading.Thread(target=_copy_output, args=(process.stdout, log, echo), daemon=True)
+        copier.start()
+
+        ended_by: EndedBy = "exit"
+        while process.poll() is None:
+            if timeout_s is not None and time.monotonic() - started >= timeout_s:
+                ended_by = "timeout"
+                break
+            if should_stop():
+                ended_by = "interrupted"
+                break
+            time.sleep(POLL_S)
+        duration_s = time.monotonic() - started
+        end_utc = datetime.now(UTC)
+        # Also after a normal exit: whatever the training left running in its group must go.
+        teardown = end_group(process.pid, grace_s, reap=process.poll, hurry=hurry)
+        exit_code = process.wait()
+        copier.join(timeout=5)
+        return ProcessOutcome(ended_by, exit_code, start_utc, end_utc, duration_s, teardown)
+
+
+def _copy_output(pipe: BinaryIO, log: BinaryIO, echo: BinaryIO | None) -> None:
+    """Copy the training's output as it comes; chunks, not lines, so `\\r` progress bars pass."""
+    fd = pipe.fileno()
+    while chunk := os.read(fd, READ_CHUNK_BYTES):
+        try:
+            log.write(chunk)
+            log.flush()
+        except ValueError:
+            break  # the log was closed: a process outside the group kept the pipe past teardown
+        if echo is not None:
+            try:
+                echo.write(chunk)
+                echo.flush()
+            except (OSError, ValueError):
+                echo = None  # the console went away (closed terminal): keep logging
+    pipe.close()

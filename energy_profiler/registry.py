@@ -1,0 +1,189 @@
+"""The registry `repos/models.json`: training repositories, their models, hyperparameters, metrics.
+
+Loading validates the file against the shipped schema and then checks what a schema cannot:
+defaults inside their ranges, log-uniform ranges above zero, metric patterns with exactly one
+capture group, model overrides of hyperparameters that exist, and paths inside the project.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from energy_profiler.config.errors import ConfigError, ConfigIssue, did_you_mean
+from energy_profiler.config.validation import read_json, schema_issues
+from energy_profiler.hyperparams import DEFAULT_FLOAT_PRECISION, HyperparameterSpec
+
+PYTHON_PLACEHOLDER = "{python}"
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A performance metric scraped from the training log."""
+
+    name: str
+    pattern: re.Pattern[str]
+    required: bool
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model of a repository, with its effective hyperparameters (repository specs + overrides)."""
+
+    name: str
+    hyperparameters: Mapping[str, HyperparameterSpec]
+    timeout_s: float | None
+
+
+@dataclass(frozen=True)
+class RepoSpec:
+    """A training repository and how to run it."""
+
+    name: str
+    path: Path
+    command: tuple[str, ...]
+    python: str | None
+    env: Mapping[str, str]
+    model_flag: str | None
+    required_args: tuple[str, ...]
+    hyperparameters: Mapping[str, HyperparameterSpec]
+    """Repository-level specs; a model's own (with its overrides) are in `models`."""
+    models: Mapping[str, ModelSpec]
+    metrics: Mapping[str, MetricSpec]
+    timeout_s: float | None
+
+    def resolved_command(self, default_python: str) -> tuple[str, ...]:
+        """`command` with `{python}` replaced by the configured interpreter (or `default_python`)."""
+        if self.command[0] != PYTHON_PLACEHOLDER:
+            return self.command
+        return (self.python or default_python, *self.command[1:])
+
+
+@dataclass(frozen=True)
+class Registry:
+    """Every repository the registry file names, by name."""
+
+    file: Path
+    repositories: Mapping[str, RepoSpec]
+
+
+def load_registry(file: Path, project_root: Path) -> Registry:
+    """Read and check the registry; raise ConfigError with every issue found."""
+    document = read_json(file)
+    issues = schema_issues(document, "registry", str(file))
+    if issues:
+        raise ConfigError(issues)
+    repositories = {}
+    for repo_name, repo_doc in document["repositories"].items():
+        repo, repo_issues = _build_repo(repo_name, repo_doc, str(file), project_root)
+        issues.extend(repo_issues)
+        repositories[repo_name] = repo
+    if issues:
+        raise ConfigError(issues)
+    return Registry(file=file, repositories=repositories)
+
+
+def _build_repo(
+    name: str, doc: dict[str, Any], file: str, project_root: Path
+) -> tuple[RepoSpec, list[ConfigIssue]]:
+    base = ("repositories", name)
+    issues: list[ConfigIssue] = []
+
+    path = Path(doc["path"])
+    if not path.is_absolute():
+        path = (project_root / path).resolve()
+        if not path.is_relative_to(project_root.resolve()):
+            issues.append(ConfigIssue(file, (*base, "path"),
+                                      f"'{doc['path']}' leads outside the project folder {project_root}"))
+    if "python" in doc and doc["command"][0] != PYTHON_PLACEHOLDER:
+        issues.append(ConfigIssue(file, (*base, "python"),
+                                  f"'python' is set but command does not start with '{PYTHON_PLACEHOLDER}'"))
+    if len(doc["models"]) > 1 and "model_flag" not in doc:
+        issues.append(ConfigIssue(file, (*base, "model_flag"),
+                                  "several models but no model_flag: the training could not tell them apart"))
+
+    hyperparameters = {}
+    for hp_name, hp_doc in doc["hyperparameters"].items():
+        spec, hp_issues = _build_hyperparameter(hp_name, hp_doc, file, (*base, "hyperparameters", hp_name))
+        issues.extend(hp_issues)
+        hyperparameters[hp_name] = spec
+
+    metrics = {}
+    where: tuple[str | int, ...]
+    for metric_name, metric_doc in doc["metrics"].items():
+        where = (*base, "metrics", metric_name, "pattern")
+        try:
+            pattern = re.compile(metric_doc["pattern"])
+        except re.error as error:
+            issues.append(ConfigIssue(file, where, f"not a valid regular expression: {error}"))
+            continue
+        if pattern.groups != 1:
+            issues.append(ConfigIssue(file, where, f"needs exactly one capture group, has {pattern.groups}"))
+        metrics[metric_name] = MetricSpec(metric_name, pattern, bool(metric_doc.get("required", False)))
+
+    models = {}
+    for model_name, model_doc in doc["models"].items():
+        model_hps = dict(hyperparameters)
+        for hp_name, override in model_doc.get("hyperparameters", {}).items():
+            where = (*base, "models", model_name, "hyperparameters", hp_name)
+            if hp_name not in hyperparameters:
+                hint = did_you_mean(hp_name, hyperparameters)
+                issues.append(ConfigIssue(file, where, f"overrides unknown hyperparameter '{hp_name}'{hint}"))
+                continue
+            merged = {**_spec_document(hyperparameters[hp_name]), **override}
+            spec, hp_issues = _build_hyperparameter(hp_name, merged, file, where)
+            issues.extend(hp_issues)
+            model_hps[hp_name] = spec
+        timeout = model_doc.get("timeout_s", doc.get("timeout_s"))
+        models[model_name] = ModelSpec(model_name, model_hps, timeout)
+
+    repo = RepoSpec(
+        name=name,
+        path=path,
+        command=tuple(doc["command"]),
+        python=doc.get("python"),
+        env=dict(doc.get("env", {})),
+        model_flag=doc.get("model_flag"),
+        required_args=tuple(doc.get("required_args", [])),
+        hyperparameters=hyperparameters,
+        models=models,
+        metrics=metrics,
+        timeout_s=doc.get("timeout_s"),
+    )
+    return repo, issues
+
+
+def _spec_document(spec: HyperparameterSpec) -> dict[str, Any]:
+    return {"flag": spec.flag, "type": spec.type, "default": spec.default,
+            "range": [spec.low, spec.high], "distribution": spec.distribution,
+            "zero_probability": spec.zero_probability, "precision": spec.precision}
+
+
+def _build_hyperparameter(
+    name: str, doc: dict[str, Any], file: str, where: tuple[str | int, ...]
+) -> tuple[HyperparameterSpec, list[ConfigIssue]]:
+    low, high = doc["range"]
+    spec = HyperparameterSpec(
+        name=name, flag=doc["flag"], type=doc["type"], default=doc["default"], low=low, high=high,
+        distribution=doc.get("distribution", "uniform"),
+        zero_probability=doc.get("zero_probability", 0.0),
+        precision=doc.get("precision", DEFAULT_FLOAT_PRECISION),
+    )
+    issues = []
+    if low > high:
+        issues.append(ConfigIssue(file, (*where, "range"), f"low end {low} is above high end {high}"))
+    if spec.type == "int":
+        for label, value in (("default", spec.default), ("range", low), ("range", high)):
+            if value != int(value):
+                issues.append(ConfigIssue(file, (*where, label), f"{value} is not an integer"))
+        spec = replace(spec, default=int(spec.default), low=int(low), high=int(high))
+    if spec.distribution == "log_uniform" and low <= 0:
+        issues.append(ConfigIssue(file, (*where, "range"),
+                                  "log_uniform needs a range above 0 (use zero_probability to draw 0)"))
+    if not spec.allows(spec.default):
+        issues.append(ConfigIssue(file, (*where, "default"),
+                                  f"default {spec.default} is outside its range [{low}, {high}]"))
+    return spec, issues
