@@ -26,6 +26,19 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean '{matches[0]}'?)" if matches else ""
 
 
+def suggest_name(word: str, aliases: dict[str, list[str]]) -> str:
+    """` (did you mean 'x'?)` for a name that is an alias of `x` (a flag, initials) or close to it.
+
+    `aliases` maps each real name to other spellings a person may type for it: `lr` is not close
+    to `learning_rate` as text, but it is that hyperparameter's flag and its initials.
+    """
+    typed = word.strip("-").replace("-", "_").lower()
+    for name, spellings in aliases.items():
+        if typed in (spelling.strip("-").replace("-", "_").lower() for spelling in spellings):
+            return f" (did you mean '{name}'?)"
+    return did_you_mean(word, aliases)
+
+
 @dataclass(frozen=True)
 class ConfigIssue:
     """One thing wrong in one configuration file."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from energy_profiler.config.errors import ConfigError, ConfigIssue, did_you_mean
+from energy_profiler.config.errors import ConfigError, ConfigIssue, did_you_mean, suggest_name
 from energy_profiler.config.validation import read_json, schema_issues
 from energy_profiler.hyperparams import format_value
 from energy_profiler.registry import Registry
@@ -112,12 +112,13 @@ def _check_experiment(
     issues = []
     specs = model.hyperparameters
     label = f"{repo.name}/{model.name}"
+    aliases = {name: [spec.flag, "".join(part[:1] for part in name.split("_"))] for name, spec in specs.items()}
     fixed = {}
     for hp_name, value in entry.get("hyperparameters", {}).items():
         hp_where = (*where, "hyperparameters", hp_name)
         spec = specs.get(hp_name)
         if spec is None:
-            hint = did_you_mean(hp_name, specs)
+            hint = suggest_name(hp_name, aliases)
             issues.append(ConfigIssue(file, hp_where, f"unknown hyperparameter '{hp_name}' for {label}{hint}"))
             continue
         try:
@@ -141,7 +142,7 @@ def _check_experiment(
             mutate.extend(name for name in specs if name not in fixed)
             continue
         if hp_name not in specs:
-            hint = did_you_mean(hp_name, specs)
+            hint = suggest_name(hp_name, aliases)
             issues.append(ConfigIssue(file, mutate_where, f"unknown hyperparameter '{hp_name}' for {label}{hint}"))
         elif hp_name in fixed:
             issues.append(ConfigIssue(file, mutate_where,

@@ -94,20 +94,18 @@ def _describe(error: ValidationError, file: str, document: Any) -> list[ConfigIs
         return [ConfigIssue(file, path, f"{instance!r} is not one of {choices}{hint}")]
     if keyword == "type":
         return [ConfigIssue(file, path, f"expected {_article(expected)}, got {_describe_value(instance)}")]
-    if keyword is None or error.schema is False:
-        return [ConfigIssue(file, path, _not_allowed_here(path, document))]
+    if keyword == "not" and isinstance(expected, dict) and list(expected) == ["required"]:
+        # A key that this mode forbids, e.g. `mutate` outside mutation mode.
+        return [ConfigIssue(file, (*path, key), _forbidden_key_message(key, instance))
+                for key in expected["required"]]
     return [ConfigIssue(file, path, error.message)]
 
 
-def _not_allowed_here(path: tuple[str | int, ...], document: Any) -> str:
-    """Message for a key that a `false` schema forbids (e.g. `mutate` outside mutation mode)."""
-    key = path[-1] if path else "this key"
-    parent = document
-    for part in path[:-1]:
-        parent = parent[part]
-    if key == "mutate" and isinstance(parent, dict):
-        return f"'mutate' is only allowed with mode 'mutation' (mode is {parent.get('mode')!r})"
-    return f"'{key}' is not allowed here"
+def _forbidden_key_message(key: str, instance: Any) -> str:
+    mode = instance.get("mode") if isinstance(instance, dict) else None
+    if key == "mutate":
+        return f"'mutate' is only allowed with mode 'mutation' (mode is {mode!r})"
+    return f"'{key}' is not allowed with mode {mode!r}"
 
 
 def _article(type_name: object) -> str:

@@ -1,0 +1,68 @@
+"""Shared fixtures: the real registry, a registry of fake trainings in a temp folder, a CLI runner."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from energy_profiler.cli import cli
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+REAL_REGISTRY = PROJECT_ROOT / "repos" / "models.json"
+FAKE_TRAIN = Path(__file__).resolve().parent / "fixtures" / "fake_train.py"
+
+
+def fake_repo(behaviour: str = "ok", **extra: Any) -> dict[str, Any]:
+    """A registry entry that runs fixtures/fake_train.py with the given behaviour."""
+    entry: dict[str, Any] = {
+        "path": str(FAKE_TRAIN.parent),
+        "command": [sys.executable, FAKE_TRAIN.name],
+        "required_args": ["--behaviour", behaviour],
+        "model_flag": "--model",
+        "models": {"tiny": {}},
+        "hyperparameters": {
+            "learning_rate": {"flag": "--lr", "type": "float", "default": 0.1, "range": [0.001, 0.4],
+                              "distribution": "log_uniform"},
+            "epochs": {"flag": "--epochs", "type": "int", "default": 2, "range": [1, 5]},
+        },
+        "metrics": {"accuracy": {"pattern": r"accuracy: ([0-9.]+)", "required": True},
+                    "loss": {"pattern": r"loss: ([0-9.]+)"}},
+    }
+    entry.update(extra)
+    return entry
+
+
+@pytest.fixture
+def write_json(tmp_path: Path) -> Callable[[str, Any], Path]:
+    def write(name: str, document: Any) -> Path:
+        path = tmp_path / name
+        path.write_text(json.dumps(document, indent=2))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def fake_registry(write_json: Callable[[str, Any], Path]) -> Callable[..., Path]:
+    """Write a registry whose repositories are fake trainings: fake_registry(ok=fake_repo("ok"))."""
+    def make(**repositories: dict[str, Any]) -> Path:
+        return write_json("models.json", {"repositories": repositories or {"fake": fake_repo()}})
+
+    return make
+
+
+def invoke(*args: str | Path) -> Result:
+    """Run the CLI in-process, stdout and stderr kept apart."""
+    return CliRunner().invoke(cli, [str(arg) for arg in args], catch_exceptions=False)
+
+
+def only_run_dir(results: Path) -> Path:
+    runs = sorted(results.iterdir())
+    assert len(runs) == 1, runs
+    return runs[0]

@@ -1,0 +1,90 @@
+"""The command line: every command's output and exit code, through click's CliRunner."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from test.conftest import PROJECT_ROOT, invoke
+
+QUICKSTART = PROJECT_ROOT / "settings" / "quickstart.json"
+
+
+def test_list_shows_models_flags_defaults_ranges_and_metrics() -> None:
+    result = invoke("list")
+    assert result.exit_code == 0
+    out = result.stdout
+    assert "examples" in out and "models: softmax, mlp, deep_mlp" in out
+    line = next(line for line in out.splitlines() if line.strip().startswith("learning_rate"))
+    assert line.split() == ["learning_rate", "--lr", "float", "0.05", "[0.001,", "0.3]", "log_uniform", "-"]
+    assert "deep_mlp overrides: learning_rate default 0.02" in out
+    assert "metrics: test_accuracy (required), test_loss, train_time_s" in out
+    assert invoke("-l").stdout == out
+
+
+def test_plan_prints_every_trial_and_writes_nothing(tmp_path: Path) -> None:
+    result = invoke("--results-dir", tmp_path / "results", "plan", QUICKSTART)
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["#", "mode", "repo", "model", "epochs", "learning_rate", "batch_size", "dropout",
+                                "weight_decay", "seed"]
+    assert lines[1].split()[:4] == ["1", "default", "examples", "softmax"]
+    assert sum("*" in line for line in lines[1:8]) == 5  # the five mutation trials mark their drawn values
+    assert "7 trials, seed 7; * = mutated" in result.stdout
+    assert not (tmp_path / "results").exists()
+    assert invoke("plan", QUICKSTART).stdout == result.stdout  # same seed, same plan
+
+
+def test_plan_without_a_seed_says_which_one_it_drew(write_json: Callable[[str, Any], Path]) -> None:
+    file = write_json("noseed.json", {"experiment_name": "n", "experiments": [
+        {"mode": "mutation", "repo": "examples", "model": "mlp", "mutate": ["dropout"]}]})
+    result = invoke("plan", file)
+    assert result.exit_code == 0
+    assert 'drawn: set "seed" in the settings to get this plan again' in result.stdout
+
+
+def test_validate_reports_each_file(write_json: Callable[[str, Any], Path]) -> None:
+    bad = write_json("bad.json", {"experiment_name": "b", "experiments": [
+        {"mode": "default", "repo": "examples", "model": "cnn"}]})
+    result = invoke("validate", QUICKSTART, bad)
+    assert result.exit_code == 2
+    assert f"ok: {QUICKSTART} (7 trials)" in result.stdout
+    assert f"error: {bad}: experiments[0].model: unknown model 'cnn'" in result.stderr
+    assert invoke("validate", QUICKSTART).exit_code == 0
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["-ec", QUICKSTART, "list"], "use only one of: -ec, a command"),
+    (["-ec", QUICKSTART, "-r", "examples"], "use only one of: -ec, -r/-m/-mt"),
+    (["-r", "examples", "-m", "mlp"], "an ad-hoc run needs -r, -m and -mt; missing -mt"),
+    (["-r", "examples", "-m", "mlp", "-mt", "lr"], "unknown hyperparameter 'lr' for examples/mlp"),
+    (["-n", "0", "-r", "examples"], "Invalid value for '-n'"),
+    (["frobnicate"], "No such command 'frobnicate'"),
+    (["validate"], "Missing argument"),
+])
+def test_usage_errors_exit_2(args: list[Any], message: str, tmp_path: Path) -> None:
+    result = invoke("--results-dir", tmp_path / "r", *args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_global_options_work_after_the_command_too(tmp_path: Path) -> None:
+    result = invoke("plan", QUICKSTART, "--registry", tmp_path / "missing.json")
+    assert result.exit_code == 2
+    assert "missing.json: (root): file not found" in result.stderr
+
+
+def test_no_arguments_prints_help() -> None:
+    result = invoke()
+    assert result.exit_code == 0
+    assert "mutation.py -ec settings/quickstart.json" in result.stdout
+    for command in ("run", "list", "validate", "plan"):
+        assert command in result.stdout
+
+
+def test_version() -> None:
+    assert invoke("--version").stdout.startswith("mutation.py, version ")

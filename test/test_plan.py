@@ -1,0 +1,102 @@
+"""Plans: reproducible, unique draws, the default never drawn, the exact strings passed."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import pytest
+
+from energy_profiler.config.errors import ConfigError
+from energy_profiler.config.settings import settings_from_document
+from energy_profiler.plan import Plan, build_plan
+from energy_profiler.registry import load_registry
+from test.conftest import PROJECT_ROOT, REAL_REGISTRY
+
+REGISTRY = load_registry(REAL_REGISTRY, PROJECT_ROOT)
+
+
+def plan_of(*experiments: dict[str, Any], seed: int = 7, **top: Any) -> Plan:
+    document = {"experiment_name": "t", "experiments": list(experiments), **top}
+    settings = settings_from_document(document, PROJECT_ROOT / "t.json", REGISTRY)
+    return build_plan(settings, REGISTRY, seed, python="python-under-test")
+
+
+def mutation(*names: str, runs: int = 5, **fields: Any) -> dict[str, Any]:
+    return {"mode": "mutation", "repo": "examples", "model": "mlp", "mutate": list(names),
+            "runs_per_config": runs, **fields}
+
+
+def test_same_settings_and_seed_give_the_identical_plan() -> None:
+    experiments = [mutation("learning_rate", "batch_size", "weight_decay", runs=20),
+                   mutation("all", runs=10)]
+    first, second = plan_of(*experiments, seed=11), plan_of(*experiments, seed=11)
+    assert first.to_json() == second.to_json()
+    other = plan_of(*experiments, seed=12)
+    assert [t.hyperparameters for t in other.trials] != [t.hyperparameters for t in first.trials]
+
+
+def test_mutation_draws_are_unique_and_never_the_default() -> None:
+    plan = plan_of(mutation("epochs", runs=19))  # epochs 1..20 minus the default 5: exactly 19 left
+    values = [dict(trial.hyperparameters)["epochs"] for trial in plan.trials]
+    assert sorted(values, key=int) == [str(n) for n in range(1, 21) if n != 5]
+
+
+def test_one_more_than_the_space_holds_is_refused_before_running() -> None:
+    with pytest.raises(ConfigError, match=r"experiments\[0\]\.runs_per_config: asks for 20 unique combinations"):
+        plan_of(mutation("epochs", runs=20))
+
+
+def test_uniqueness_spans_experiments_of_the_same_model() -> None:
+    plan = plan_of(mutation("epochs", runs=10), mutation("epochs", runs=9))
+    keys = [trial.hyperparameters for trial in plan.trials]
+    assert len(set(keys)) == 19
+    with pytest.raises(ConfigError, match=r"experiments\[1\]\.runs_per_config: .* only 9 exist"):
+        plan_of(mutation("epochs", runs=10), mutation("epochs", runs=10))
+
+
+def test_default_runs_are_not_drawn_again_by_mutation() -> None:
+    fixed = {"mode": "default", "repo": "examples", "model": "mlp", "hyperparameters": {"epochs": 3}}
+    plan = plan_of(fixed, mutation("epochs", runs=18))
+    drawn = [dict(t.hyperparameters)["epochs"] for t in plan.trials[1:]]
+    assert "3" not in drawn and "5" not in drawn and len(set(drawn)) == 18
+
+
+def test_default_mode_repeats_and_mutation_keeps_fixed_values() -> None:
+    plan = plan_of({"mode": "default", "repo": "examples", "model": "softmax", "runs_per_config": 2},
+                   mutation("learning_rate", runs=3, hyperparameters={"epochs": 2}))
+    assert [t.mode for t in plan.trials] == ["default", "default", "mutation", "mutation", "mutation"]
+    assert plan.trials[0].hyperparameters == plan.trials[1].hyperparameters
+    assert all(dict(t.hyperparameters)["epochs"] == "2" for t in plan.trials[2:])
+    assert all(t.mutated == ("learning_rate",) for t in plan.trials[2:])
+    assert [t.run for t in plan.trials] == [1, 2, 1, 2, 3]
+    assert [t.index for t in plan.trials] == [1, 2, 3, 4, 5]
+
+
+def test_mutate_all_draws_every_hyperparameter_not_fixed() -> None:
+    plan = plan_of(mutation("all", runs=3, hyperparameters={"seed": 1}))
+    assert plan.trials[0].mutated == ("epochs", "learning_rate", "batch_size", "dropout", "weight_decay")
+
+
+def test_argv_carries_the_canonical_strings_in_registry_order() -> None:
+    plan = plan_of({"mode": "default", "repo": "examples", "model": "mlp",
+                    "hyperparameters": {"epochs": 7.0, "learning_rate": 0.00636}})
+    trial = plan.trials[0]
+    assert trial.argv == ("python-under-test", "train.py", "--model", "mlp", "--epochs", "7",
+                          "--lr", "0.00636", "--batch-size", "32", "--dropout", "0.0",
+                          "--weight-decay", "0.0001", "--seed", "42")
+    assert dict(trial.hyperparameters)["learning_rate"] == "0.00636"
+    assert trial.cwd == str(PROJECT_ROOT / "repos" / "examples")
+
+
+def test_timeouts_come_from_experiment_then_settings_then_registry() -> None:
+    base = {"mode": "default", "repo": "examples", "model": "mlp"}
+    assert plan_of(base).trials[0].timeout_s == 600
+    assert plan_of(base, timeout_s=30).trials[0].timeout_s == 30
+    assert plan_of({**base, "timeout_s": 5}, timeout_s=30).trials[0].timeout_s == 5
+
+
+def test_python_placeholder_defaults_to_the_running_interpreter() -> None:
+    document = {"experiment_name": "t", "experiments": [{"mode": "default", "repo": "examples", "model": "mlp"}]}
+    settings = settings_from_document(document, PROJECT_ROOT / "t.json", REGISTRY)
+    assert build_plan(settings, REGISTRY, 1).trials[0].argv[0] == sys.executable

@@ -1,0 +1,98 @@
+"""Registry checks beyond the schema, each reported with its JSON path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from energy_profiler.config.errors import ConfigError
+from energy_profiler.registry import load_registry
+from test.conftest import PROJECT_ROOT, REAL_REGISTRY, fake_repo, invoke
+
+
+def registry_issues(write_json: Callable[[str, Any], Path], document: dict[str, Any],
+                    root: Path = PROJECT_ROOT) -> list[str]:
+    file = write_json("models.json", document)
+    with pytest.raises(ConfigError) as caught:
+        load_registry(file, root)
+    return [str(issue).split(": ", 1)[1] for issue in caught.value.issues]
+
+
+def with_hp(**fields: Any) -> dict[str, Any]:
+    repo = fake_repo()
+    repo["hyperparameters"]["learning_rate"].update(fields)
+    return {"repositories": {"fake": repo}}
+
+
+@pytest.mark.parametrize(("document", "expected"), [
+    (with_hp(default=0.9), "repositories.fake.hyperparameters.learning_rate.default: "
+                           "default 0.9 is outside its range [0.001, 0.4]"),
+    (with_hp(range=[0.0, 0.4]), "repositories.fake.hyperparameters.learning_rate.range: "
+                                "log_uniform needs a range above 0 (use zero_probability to draw 0)"),
+    (with_hp(range=[0.5, 0.4]), "repositories.fake.hyperparameters.learning_rate.range: "
+                                "low end 0.5 is above high end 0.4"),
+    (with_hp(distribution="normal"), "repositories.fake.hyperparameters.learning_rate.distribution: "
+                                     "'normal' is not one of 'uniform', 'log_uniform'"),
+    (with_hp(flg="--x"), "repositories.fake.hyperparameters.learning_rate.flg: unknown key 'flg' "
+                         "(did you mean 'flag'?)"),
+    ({"repositories": {"fake": fake_repo(metrics={"acc": {"pattern": "acc: [0-9.]+"}})}},
+     "repositories.fake.metrics.acc.pattern: needs exactly one capture group, has 0"),
+    ({"repositories": {"fake": fake_repo(metrics={"acc": {"pattern": "(acc): ([0-9.]+)"}})}},
+     "repositories.fake.metrics.acc.pattern: needs exactly one capture group, has 2"),
+    ({"repositories": {"fake": fake_repo(metrics={"acc": {"pattern": "acc: ([0-9.]+"}})}},
+     "repositories.fake.metrics.acc.pattern: not a valid regular expression"),
+    ({"repositories": {"fake": fake_repo(models={"tiny": {"hyperparameters": {"lr": {"default": 0.2}}}})}},
+     "repositories.fake.models.tiny.hyperparameters.lr: overrides unknown hyperparameter 'lr'"),
+    ({"repositories": {"fake": fake_repo(models={"tiny": {"hyperparameters": {"epochs": {"default": 9}}}})}},
+     "repositories.fake.models.tiny.hyperparameters.epochs.default: default 9 is outside its range [1, 5]"),
+    ({"repositories": {"fake": fake_repo(python="python3")}},
+     "repositories.fake.python: 'python' is set but command does not start with '{python}'"),
+    ({"repositories": {"fake": fake_repo(command="python3 train.py")}},
+     "repositories.fake.command: expected a list, got the string 'python3 train.py'"),
+    ({"repositories": {"fake": {**fake_repo(models={"a": {}, "b": {}}), "model_flag": None}}},
+     "repositories.fake.model_flag: expected a string, got null"),
+])
+def test_registry_errors_name_the_path(write_json: Callable[[str, Any], Path], document: dict[str, Any],
+                                       expected: str) -> None:
+    issues = registry_issues(write_json, document)
+    assert any(issue.startswith(expected) for issue in issues), issues
+
+
+def test_several_models_need_a_model_flag(write_json: Callable[[str, Any], Path]) -> None:
+    repo = fake_repo(models={"a": {}, "b": {}})
+    del repo["model_flag"]
+    issues = registry_issues(write_json, {"repositories": {"fake": repo}})
+    assert issues == ["repositories.fake.model_flag: several models but no model_flag: "
+                      "the training could not tell them apart"]
+
+
+def test_relative_paths_must_stay_inside_the_project(write_json: Callable[[str, Any], Path], tmp_path: Path) -> None:
+    root = tmp_path / "project"
+    (root / "repos" / "ok").mkdir(parents=True)
+    issues = registry_issues(write_json, {"repositories": {
+        "escape": fake_repo(path="../elsewhere"), "fine": fake_repo(path="repos/ok")}}, root)
+    assert len(issues) == 1
+    assert issues[0].startswith("repositories.escape.path: '../elsewhere' leads outside the project folder")
+
+
+def test_model_overrides_merge_into_the_repository_spec() -> None:
+    registry = load_registry(REAL_REGISTRY, PROJECT_ROOT)
+    repo = registry.repositories["examples"]
+    assert repo.path == PROJECT_ROOT / "repos" / "examples"
+    deep = repo.models["deep_mlp"].hyperparameters["learning_rate"]
+    plain = repo.models["mlp"].hyperparameters["learning_rate"]
+    assert (deep.default, plain.default) == (0.02, 0.05)
+    assert (deep.low, deep.high, deep.distribution) == (plain.low, plain.high, "log_uniform")
+    assert list(repo.models["mlp"].hyperparameters) == ["epochs", "learning_rate", "batch_size", "dropout",
+                                                        "weight_decay", "seed"]
+
+
+def test_a_broken_registry_stops_every_command(write_json: Callable[[str, Any], Path]) -> None:
+    file = write_json("models.json", with_hp(default=0.9))
+    for args in (["list"], ["plan", PROJECT_ROOT / "settings" / "quickstart.json"]):
+        result = invoke("--registry", file, *args)
+        assert result.exit_code == 2
+        assert "learning_rate.default: default 0.9 is outside its range" in result.stderr

@@ -1,0 +1,55 @@
+"""Metric scraping, the summary table and atomic files."""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import pytest
+
+from energy_profiler.metrics import scrape_metrics
+from energy_profiler.registry import MetricSpec
+from energy_profiler.results.files import atomic_write_json
+from energy_profiler.results.summary import SummaryTable
+
+
+def metric(name: str, pattern: str, required: bool = False) -> MetricSpec:
+    return MetricSpec(name, re.compile(pattern), required)
+
+
+def test_the_last_match_wins_and_non_numbers_do_not_count(tmp_path: Path) -> None:
+    log = tmp_path / "training.log"
+    log.write_text("accuracy: 0.5\nepoch 2\naccuracy: 0.75\naccuracy: nan\naccuracy: n/a\nloss=1e-3\n")
+    found = scrape_metrics(log, {"accuracy": metric("accuracy", r"accuracy: (\S+)"),
+                                 "loss": metric("loss", r"loss=(\S+)"),
+                                 "f1": metric("f1", r"f1: (\S+)")})
+    assert found == {"accuracy": 0.75, "loss": 0.001, "f1": None}
+
+
+def test_undecodable_bytes_do_not_stop_scraping(tmp_path: Path) -> None:
+    log = tmp_path / "training.log"
+    log.write_bytes(b"\xff\xfe progress \x1b[2K\raccuracy: 0.9\n")
+    assert scrape_metrics(log, {"a": metric("a", r"accuracy: ([0-9.]+)")}) == {"a": 0.9}
+
+
+def test_summary_rows_follow_the_fixed_header_and_are_on_disk_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "summary.csv"
+    table = SummaryTable(path, ["a", "b", "c"])
+    table.append({"a": "1", "c": "x,y"})
+    table.append({"b": 'say "hi"'})
+    with open(path, newline="") as file:  # a second reader sees both rows while the writer lives
+        rows = list(csv.reader(file))
+    assert rows == [["a", "b", "c"], ["1", "", "x,y"], ["", 'say "hi"', ""]]
+    with pytest.raises(ValueError, match="not in the header"):
+        table.append({"d": "1"})
+    SummaryTable(path, ["a", "b", "c"])  # reopening does not write a second header
+    assert path.read_text().count("a,b,c") == 1
+
+
+def test_atomic_write_leaves_no_temporary_file(tmp_path: Path) -> None:
+    target = tmp_path / "experiment.json"
+    atomic_write_json(target, {"x": 1})
+    atomic_write_json(target, {"x": 2})
+    assert target.read_text() == '{\n  "x": 2\n}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["experiment.json"]

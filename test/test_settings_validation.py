@@ -1,0 +1,158 @@
+"""Bad settings files: every error names the file and the JSON path, exit 2, nothing written."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from energy_profiler.config.errors import ConfigError
+from energy_profiler.config.settings import load_settings
+from energy_profiler.registry import load_registry
+from test.conftest import PROJECT_ROOT, REAL_REGISTRY, invoke
+
+GOOD_EXPERIMENT = {"mode": "default", "repo": "examples", "model": "mlp"}
+
+
+def settings(*experiments: dict[str, Any], **top: Any) -> dict[str, Any]:
+    return {"experiment_name": "t", "experiments": list(experiments) or [GOOD_EXPERIMENT], **top}
+
+
+def mutation(**fields: Any) -> dict[str, Any]:
+    return {"mode": "mutation", "repo": "examples", "model": "mlp", "mutate": ["learning_rate"], **fields}
+
+
+# (settings document, expected "path: message" fragments, each of which must appear)
+BAD_FILES: list[tuple[dict[str, Any], list[str]]] = [
+    (settings(runs_per_confg=2), ["runs_per_confg: unknown key 'runs_per_confg' (did you mean 'runs_per_config'?)"]),
+    ({"experiments": [GOOD_EXPERIMENT]}, ["(root): missing required key 'experiment_name'"]),
+    (settings(seed="7"), ["seed: expected an integer, got the string '7'"]),
+    (settings(max_retries=-1), ["max_retries: -1 is less than the minimum of 0"]),
+    (settings(experiment_name="has space"), ["experiment_name: 'has space' does not match"]),
+    (settings({"mode": "paralel", "repo": "examples", "model": "mlp"}),
+     ["experiments[0].mode: 'paralel' is not one of 'default', 'mutation'"]),
+    (settings({"mode": "mutaton", "repo": "examples", "model": "mlp", "mutate": ["epochs"]}),
+     ["experiments[0].mode: 'mutaton' is not one of 'default', 'mutation' (did you mean 'mutation'?)"]),
+    (settings(GOOD_EXPERIMENT, {"mode": "default", "repo": "exmaples", "model": "mlp"}),
+     ["experiments[1].repo: unknown repository 'exmaples' (did you mean 'examples'?)"]),
+    (settings({"mode": "default", "repo": "examples", "model": "mpl"}),
+     ["experiments[0].model: unknown model 'mpl' for repository 'examples' (did you mean 'mlp'?)"]),
+    (settings(GOOD_EXPERIMENT, GOOD_EXPERIMENT, mutation(mutate=["lr"])),
+     ["experiments[2].mutate[0]: unknown hyperparameter 'lr' for examples/mlp (did you mean 'learning_rate'?)"]),
+    (settings(mutation(mutate=["learning_rate", "epochz"])),
+     ["experiments[0].mutate[1]: unknown hyperparameter 'epochz' for examples/mlp (did you mean 'epochs'?)"]),
+    (settings(mutation(mutate=[])), ["experiments[0].mutate: [] should be non-empty"]),
+    (settings({"mode": "mutation", "repo": "examples", "model": "mlp"}),
+     ["experiments[0]: missing required key 'mutate'"]),
+    (settings({**GOOD_EXPERIMENT, "mutate": ["epochs"]}),
+     ["experiments[0].mutate: 'mutate' is only allowed with mode 'mutation' (mode is 'default')"]),
+    (settings({**GOOD_EXPERIMENT, "hyperparameters": {"epochs": 2.5}}),
+     ["experiments[0].hyperparameters.epochs: 2.5 is not a valid int for 'epochs'"]),
+    (settings({**GOOD_EXPERIMENT, "hyperparameters": {"epochs": "3"}}),
+     ["experiments[0].hyperparameters.epochs: expected a number, got the string '3'"]),
+    (settings({**GOOD_EXPERIMENT, "hyperparameters": {"epochs": 500}}),
+     ["experiments[0].hyperparameters.epochs: 500 is outside the range [1, 20] of 'epochs'"]),
+    (settings({**GOOD_EXPERIMENT, "hyperparameters": {"learnin_rate": 0.1}}),
+     ["experiments[0].hyperparameters.learnin_rate: unknown hyperparameter 'learnin_rate' for examples/mlp "
+      "(did you mean 'learning_rate'?)"]),
+    (settings(mutation(hyperparameters={"learning_rate": 0.01})),
+     ["experiments[0].mutate[0]: 'learning_rate' is both mutated and fixed in hyperparameters"]),
+    (settings(mutation(mutate=["all", "epochs"])), ["experiments[0].mutate[0]: 'all' must be the only item of mutate"]),
+    (settings(mutation(mutate=["epochs"], hyperparameters={"learning_rate": 0.01}, runs_per_config=25)),
+     ["experiments[0].runs_per_config: asks for 25 unique combinations of epochs, but only 19 exist"]),
+    (settings({**GOOD_EXPERIMENT, "timeout": 5}),
+     ["experiments[0].timeout: unknown key 'timeout' (did you mean 'timeout_s'?)"]),
+]
+
+
+@pytest.mark.parametrize(("document", "expected"), BAD_FILES)
+def test_bad_settings_exit_2_with_paths_and_write_nothing(
+    document: dict[str, Any], expected: list[str], write_json: Callable[[str, Any], Path], tmp_path: Path
+) -> None:
+    file = write_json("bad.json", document)
+    results = tmp_path / "results"
+    result = invoke("--results-dir", results, "run", file)
+    assert result.exit_code == 2, result.output
+    for fragment in expected:
+        assert f"{file}: {fragment}" in result.stderr, result.stderr
+    assert not results.exists()  # nothing started, nothing written
+
+
+def test_every_error_of_a_file_is_reported_not_only_the_first(write_json: Callable[[str, Any], Path]) -> None:
+    file = write_json("many.json", settings(
+        {"mode": "default", "repo": "examples", "model": "mpl"},
+        mutation(mutate=["lr"]),
+        {**GOOD_EXPERIMENT, "colour": "red"},
+        cooldown=3,
+    ))
+    result = invoke("validate", file)
+    assert result.exit_code == 2
+    for fragment in ["cooldown: unknown key 'cooldown' (did you mean 'cooldown_s'?)",
+                     "experiments[2].colour: unknown key 'colour'"]:
+        assert fragment in result.stderr
+    # Top-level key errors stop before cross-checks; fix them and the registry errors show, all at once.
+    document = json.loads(file.read_text())
+    del document["cooldown"]
+    file.write_text(json.dumps(document))
+    result = invoke("validate", file)
+    assert result.exit_code == 2
+    assert "experiments[0].model: unknown model 'mpl'" in result.stderr
+    assert "experiments[1].mutate[0]: unknown hyperparameter 'lr'" in result.stderr
+    assert "experiments[2].colour: unknown key 'colour'" in result.stderr
+    assert "3 problems found" in result.stderr
+
+
+def test_annotations_are_allowed(write_json: Callable[[str, Any], Path]) -> None:
+    file = write_json("annotated.json", settings(
+        {**GOOD_EXPERIMENT, "comment": "baseline", "_todo": "more epochs"},
+        description="x", notes=["a"], _private={"any": 1}))
+    result = invoke("validate", file)
+    assert result.exit_code == 0, result.stderr
+    assert f"ok: {file} (1 trials)" in result.stdout
+
+
+def test_invalid_json_names_line_and_column(tmp_path: Path) -> None:
+    file = tmp_path / "broken.json"
+    file.write_text('{\n  "experiment_name": "x",\n  "experiments": [,]\n}')
+    result = invoke("run", file)
+    assert result.exit_code == 2
+    assert f"{file}: (root): not valid JSON: Expecting value at line 3, column 19" in result.stderr
+
+
+def test_missing_settings_file_exits_2(tmp_path: Path) -> None:
+    result = invoke("--results-dir", tmp_path / "r", "-ec", tmp_path / "nope.json")
+    assert result.exit_code == 2
+    assert "nope.json: (root): file not found" in result.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_missing_repository_folder_is_a_settings_error(
+    write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path
+) -> None:
+    from test.conftest import fake_repo
+
+    registry = fake_registry(gone=fake_repo(path=str(tmp_path / "not-cloned")))
+    file = write_json("s.json", settings({"mode": "default", "repo": "gone", "model": "tiny"}))
+    result = invoke("--registry", registry, "validate", file)
+    assert result.exit_code == 2
+    assert "experiments[0].repo: folder" in result.stderr and "does not exist" in result.stderr
+
+
+def test_shipped_settings_files_are_valid_and_reference_the_schema() -> None:
+    registry = load_registry(REAL_REGISTRY, PROJECT_ROOT)
+    files = sorted((PROJECT_ROOT / "settings").glob("*.json"))
+    assert files
+    for file in files:
+        document = json.loads(file.read_text())
+        assert document["$schema"] == "../energy_profiler/config/settings.schema.json"
+        assert (file.parent / document["$schema"]).is_file()
+        load_settings(file, registry)  # raises on any problem
+
+
+def test_config_error_lists_file_and_path() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(PROJECT_ROOT / "does-not-exist.json", load_registry(REAL_REGISTRY, PROJECT_ROOT))
+    assert str(caught.value).endswith("does-not-exist.json: (root): file not found")

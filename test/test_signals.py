@@ -1,0 +1,65 @@
+"""Stopping mutation.py with a signal mid-trial: the trial is recorded, nothing is left running."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from test.conftest import PROJECT_ROOT, fake_repo
+
+HANG_SETTINGS = {"experiment_name": "stop", "grace_s": 2, "experiments": [
+    {"mode": "default", "repo": "fake", "model": "tiny"},
+    {"mode": "default", "repo": "ok", "model": "tiny"}]}
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143),
+                                                   (signal.SIGHUP, 129)])
+def test_a_signal_mid_trial_records_it_as_interrupted_and_ends_the_training(
+        signum: int, exit_code: int, fake_registry: Callable[..., Path],
+        write_json: Callable[[str, Any], Path], tmp_path: Path) -> None:
+    pid_file = tmp_path / "pids"
+    registry = fake_registry(fake=fake_repo("hang-with-child", required_args=[
+        "--behaviour", "hang-with-child", "--pid-file", str(pid_file)]), ok=fake_repo())
+    settings = write_json("s.json", HANG_SETTINGS)
+    results = tmp_path / "results"
+    tool = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "mutation.py"), "--registry", str(registry),
+                             "--results-dir", str(results), "run", str(settings)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: pid_file.exists() and len(pid_file.read_text().split()) == 2)
+    pids = [int(pid) for pid in pid_file.read_text().split()]
+    run_dir = next(results.iterdir())
+    assert (run_dir / "summary.csv").read_text().startswith("experiment_id,")  # the header is there first
+
+    os.kill(tool.pid, signum)
+    output, _ = tool.communicate(timeout=20)
+    assert tool.returncode == exit_code, output
+
+    for pid in pids:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    with open(run_dir / "summary.csv", newline="") as table:
+        rows = list(csv.DictReader(table))
+    # The interrupted trial has its row; the second trial never started.
+    assert len(rows) == 1
+    assert rows[0]["status"] == "interrupted"
+    assert rows[0]["status_reason"] == f"interrupted by {signal.Signals(signum).name}"
+    record = json.loads((run_dir / rows[0]["trial"] / "experiment.json").read_text())
+    assert record["status"] == "interrupted"
+    assert f"stopped by {signal.Signals(signum).name} after 1 of 2 trials" in output
