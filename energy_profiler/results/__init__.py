@@ -1,0 +1,1 @@
+"""What a session writes: the run folder, one Record per trial, experiment.json and summary.csv."""

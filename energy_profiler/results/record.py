@@ -1,0 +1,154 @@
+"""The one Record type: the single source of a trial's experiment.json and its summary.csv row."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from energy_profiler.energy import EnergyFields
+
+SCHEMA_VERSION = 1
+
+STATUSES = ("success", "failed", "timeout", "metrics_missing", "interrupted")
+
+_INTEGER = re.compile(r"-?\d+")
+
+
+def canonical_to_number(text: str) -> int | float:
+    """The JSON number of a canonical value string (ints have digits only; floats '.' or 'e')."""
+    return int(text) if _INTEGER.fullmatch(text) else float(text)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try at a trial; a trial has more than one only when max_retries allows it."""
+
+    attempt: int
+    status: str
+    status_reason: str | None
+    exit_code: int | None
+    start_utc: str
+    end_utc: str
+    duration_s: float
+    log: str
+    """Path of this attempt's training.log, relative to the run folder."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """Everything known about one trial. Values not measured are None, with a reason beside them."""
+
+    experiment_id: str
+    run_id: str
+    trial: str
+    trial_index: int
+    experiment_index: int
+    run: int
+    mode: str
+    repo: str
+    model: str
+    status: str
+    status_reason: str | None
+    exit_code: int | None
+    start_utc: str
+    end_utc: str
+    duration_s: float
+    argv: tuple[str, ...]
+    hyperparameters: tuple[tuple[str, str], ...]
+    """(name, canonical value string) as passed on the command line."""
+    mutated: tuple[str, ...]
+    metrics: tuple[tuple[str, float | None], ...]
+    energy: EnergyFields
+    host: dict[str, Any]
+    repo_git: dict[str, Any]
+    attempts: tuple[Attempt, ...] = field(default=())
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        """The experiment.json document."""
+        return {
+            "schema_version": self.schema_version,
+            "experiment_id": self.experiment_id,
+            "run_id": self.run_id,
+            "trial": self.trial,
+            "trial_index": self.trial_index,
+            "experiment_index": self.experiment_index,
+            "run": self.run,
+            "mode": self.mode,
+            "repo": self.repo,
+            "model": self.model,
+            "status": self.status,
+            "status_reason": self.status_reason,
+            "exit_code": self.exit_code,
+            "attempt_count": len(self.attempts),
+            "start_utc": self.start_utc,
+            "end_utc": self.end_utc,
+            "duration_s": self.duration_s,
+            "argv": list(self.argv),
+            "hyperparameters": {name: canonical_to_number(value) for name, value in self.hyperparameters},
+            "mutated": list(self.mutated),
+            "metrics": dict(self.metrics),
+            "energy": asdict(self.energy),
+            "host": self.host,
+            "repo_git": self.repo_git,
+            "attempts": [asdict(attempt) for attempt in self.attempts],
+        }
+
+    def to_row(self) -> dict[str, str]:
+        """The summary.csv row: flat text cells; None becomes an empty cell, never 0."""
+        row: dict[str, object] = {
+            "experiment_id": self.experiment_id,
+            "run_id": self.run_id,
+            "trial": self.trial,
+            "trial_index": self.trial_index,
+            "experiment_index": self.experiment_index,
+            "run": self.run,
+            "mode": self.mode,
+            "repo": self.repo,
+            "model": self.model,
+            "status": self.status,
+            "status_reason": self.status_reason,
+            "exit_code": self.exit_code,
+            "attempts": len(self.attempts),
+            "start_utc": self.start_utc,
+            "end_utc": self.end_utc,
+            "duration_s": self.duration_s,
+            "mutated": ";".join(self.mutated),
+        }
+        row.update({f"hp_{name}": value for name, value in self.hyperparameters})
+        row.update({f"perf_{name}": value for name, value in self.metrics})
+        row.update(asdict(self.energy))
+        row.update({
+            "hostname": self.host.get("hostname"),
+            "tool_version": self.host.get("tool_version"),
+            "tool_commit": self.host.get("tool_commit"),
+            "repo_commit": self.repo_git.get("commit"),
+        })
+        return {key: _cell(value) for key, value in row.items()}
+
+
+ENERGY_COLUMNS = tuple(f.name for f in fields(EnergyFields))
+LEADING_COLUMNS = (
+    "experiment_id", "run_id", "trial", "trial_index", "experiment_index", "run", "mode", "repo", "model",
+    "status", "status_reason", "exit_code", "attempts", "start_utc", "end_utc", "duration_s", "mutated",
+)
+TRAILING_COLUMNS = ("hostname", "tool_version", "tool_commit", "repo_commit")
+
+
+def summary_columns(hyperparameters: Sequence[str], metrics: Sequence[str]) -> list[str]:
+    """The summary.csv header for a plan whose models have these hyperparameter and metric names."""
+    return [*LEADING_COLUMNS, *(f"hp_{name}" for name in hyperparameters),
+            *(f"perf_{name}" for name in metrics), *ENERGY_COLUMNS, *TRAILING_COLUMNS]
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
