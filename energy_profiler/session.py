@@ -198,6 +198,7 @@ def _run_trial(
         hyperparameters=trial.hyperparameters,
         mutated=trial.mutated,
         metrics=tuple((name, metrics.get(name)) for name in repo.metrics),
+        required_metrics=tuple(name for name, spec in repo.metrics.items() if spec.required),
         energy=EnergyFields(),
         host=dict(host),
         repo_git=git_state(repo.path),

@@ -88,3 +88,18 @@ def test_no_arguments_prints_help() -> None:
 
 def test_version() -> None:
     assert invoke("--version").stdout.startswith("mutation.py, version ")
+
+
+def test_the_closing_table_fits_a_narrow_terminal(tmp_path: Path) -> None:
+    from energy_profiler.cli.run import summary_text
+    from energy_profiler.session import SessionResult
+    from test.test_results import a_record
+
+    records = [a_record(trial_index=i, hyperparameters=(("learning_rate", "0.000123"), ("batch_size", "1024")),
+                        mutated=("learning_rate", "batch_size")) for i in range(1, 4)]
+    text = summary_text(SessionResult(tmp_path, records, planned=5, stopped_by=None), width=60)
+    lines = text.splitlines()
+    assert all(len(line) <= 60 for line in lines[:5])
+    assert lines[1].split()[:5] == ["#", "model", "status", "duration_s", "accuracy"]
+    assert lines[2].startswith("1  tiny   success") and lines[2].endswith("…")
+    assert "3 of 5 trials recorded: 3 success" in text

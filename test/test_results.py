@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from energy_profiler.energy import EnergyFields
 from energy_profiler.metrics import scrape_metrics
 from energy_profiler.registry import MetricSpec
 from energy_profiler.results.files import atomic_write_json
+from energy_profiler.results.record import Record, summary_columns
 from energy_profiler.results.summary import SummaryTable
 
 
@@ -53,3 +55,28 @@ def test_atomic_write_leaves_no_temporary_file(tmp_path: Path) -> None:
     atomic_write_json(target, {"x": 2})
     assert target.read_text() == '{\n  "x": 2\n}\n'
     assert [p.name for p in tmp_path.iterdir()] == ["experiment.json"]
+
+
+def a_record(**fields: object) -> Record:
+    """A complete Record with plausible values; tests override what they look at."""
+    values: dict[str, object] = dict(
+        experiment_id="e", run_id="run_x", trial="001_fake_tiny", trial_index=1, experiment_index=0, run=1,
+        mode="mutation", repo="fake", model="tiny", status="success", status_reason=None, exit_code=0,
+        start_utc="2026-01-01T00:00:00+00:00", end_utc="2026-01-01T00:00:01+00:00", duration_s=1.0,
+        argv=("python", "t.py"), hyperparameters=(("epochs", "12"), ("learning_rate", "6.36e-05")),
+        mutated=("learning_rate",), metrics=(("accuracy", 0.5), ("loss", None)), required_metrics=("accuracy",),
+        energy=EnergyFields(), host={"hostname": "h"}, repo_git={"commit": None, "dirty": None})
+    values.update(fields)
+    return Record(**values)  # type: ignore[arg-type]
+
+
+def test_json_and_row_come_from_the_same_values() -> None:
+    record = a_record()
+    document, row = record.to_json(), record.to_row()
+    assert document["hyperparameters"] == {"epochs": 12, "learning_rate": 6.36e-05}
+    assert (row["hp_epochs"], row["hp_learning_rate"]) == ("12", "6.36e-05")
+    assert document["metrics"] == {"accuracy": 0.5, "loss": None}
+    assert (row["perf_accuracy"], row["perf_loss"]) == ("0.5", "")
+    assert (row["cpu_energy_j"], row["cpu_energy_method"]) == ("", "none")
+    assert document["energy"]["cpu_energy_j"] is None and document["energy"]["cpu_energy_reason"]
+    assert set(row) == set(summary_columns(["epochs", "learning_rate"], ["accuracy", "loss"]))

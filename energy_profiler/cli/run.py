@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -83,22 +84,28 @@ def _stop_on_signals(stop: StopRequest) -> Iterator[None]:
             signal.signal(signum, old)
 
 
-def summary_text(result: SessionResult) -> str:
-    """The closing table of a campaign: one line per trial, then counts and where the files are."""
-    metric_names: list[str] = list(dict.fromkeys(name for record in result.records for name, _ in record.metrics))
+def summary_text(result: SessionResult, width: int | None = None) -> str:
+    """The closing table of a campaign: one line per trial, then counts and where the files are.
+
+    Only required metrics are shown (summary.csv has them all), and lines are cut to the terminal
+    width so the table stays a table in a narrow tmux pane.
+    """
+    width = width or shutil.get_terminal_size().columns
+    repos = {record.repo for record in result.records}
+    metric_names = list(dict.fromkeys(name for record in result.records for name in record.required_metrics))
     rows: list[Sequence[object]] = []
     for record in result.records:
         metrics = dict(record.metrics)
         mutated = " ".join(f"{name}={value}" for name, value in record.hyperparameters if name in record.mutated)
-        rows.append([record.trial_index, record.repo + "/" + record.model, record.status,
-                     round(record.duration_s, 1), *(metrics.get(name) for name in metric_names),
-                     mutated or "(defaults)"])
+        model = record.model if len(repos) == 1 else f"{record.repo}/{record.model}"
+        rows.append([record.trial_index, model, record.status, round(record.duration_s, 1),
+                     *(metrics.get(name) for name in metric_names), mutated or "(defaults)"])
     headers = ["#", "model", "status", "duration_s", *metric_names, "mutated"]
+    table = format_table(headers, rows) if rows else "(no trials ran)"
+    lines = [line if len(line) <= width else line[: width - 1] + "…" for line in table.splitlines()]
     counts: dict[str, int] = {}
     for record in result.records:
         counts[record.status] = counts.get(record.status, 0) + 1
     tally = ", ".join(f"{count} {status}" for status, count in counts.items()) or "no trial finished"
-    lines = ["", format_table(headers, rows) if rows else "(no trials ran)", "",
-             f"{len(result.records)} of {result.planned} trials recorded: {tally}",
-             f"summary: {result.run_dir / 'summary.csv'}"]
-    return "\n".join(lines)
+    return "\n".join(["", *lines, "", f"{len(result.records)} of {result.planned} trials recorded: {tally}",
+                      f"summary: {result.run_dir / 'summary.csv'}"])

@@ -61,6 +61,8 @@ class Record:
     """(name, canonical value string) as passed on the command line."""
     mutated: tuple[str, ...]
     metrics: tuple[tuple[str, float | None], ...]
+    required_metrics: tuple[str, ...]
+    """Names of the metrics the registry marks required (the ones success depends on)."""
     energy: EnergyFields
     host: dict[str, Any]
     repo_git: dict[str, Any]
