@@ -170,3 +170,16 @@ def test_an_ad_hoc_run_records_the_settings_it_stands_for(tmp_path: Path, fake_r
     assert settings["seed"] == 5 and settings["experiments"][0]["mutate"] == ["learning_rate"]
     rows = read_rows(run_dir)
     assert len(rows) == 2 and rows[0]["hp_learning_rate"] != rows[1]["hp_learning_rate"]
+
+
+def test_cooldown_separates_trials(
+        write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path) -> None:
+    registry = fake_registry()
+    settings = write_json("s.json", {"experiment_name": "c", "cooldown_s": 1.0, "runs_per_config": 2,
+                                     "experiments": [{"mode": "default", "repo": "fake", "model": "tiny"}]})
+    result = invoke("--registry", registry, "--results-dir", tmp_path / "r", "run", settings)
+    assert result.exit_code == 0
+    assert "cooling down for 1 s" in result.stdout
+    first, second = read_rows(only_run_dir(tmp_path / "r"))
+    gap_s = (datetime.fromisoformat(second["start_utc"]) - datetime.fromisoformat(first["end_utc"])).total_seconds()
+    assert 1.0 <= gap_s < 3.0

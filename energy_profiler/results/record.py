@@ -69,30 +69,30 @@ class Record:
     attempts: tuple[Attempt, ...] = field(default=())
     schema_version: int = SCHEMA_VERSION
 
+    def _scalars(self) -> dict[str, Any]:
+        """The fields that experiment.json and the CSV row both hold as they are, in column order."""
+        return {
+            "experiment_id": self.experiment_id, "run_id": self.run_id, "trial": self.trial,
+            "trial_index": self.trial_index, "experiment_index": self.experiment_index, "run": self.run,
+            "mode": self.mode, "repo": self.repo, "model": self.model, "status": self.status,
+            "status_reason": self.status_reason, "exit_code": self.exit_code,
+        }
+
+    def _times(self) -> dict[str, Any]:
+        return {"start_utc": self.start_utc, "end_utc": self.end_utc, "duration_s": self.duration_s}
+
     def to_json(self) -> dict[str, Any]:
         """The experiment.json document."""
         return {
             "schema_version": self.schema_version,
-            "experiment_id": self.experiment_id,
-            "run_id": self.run_id,
-            "trial": self.trial,
-            "trial_index": self.trial_index,
-            "experiment_index": self.experiment_index,
-            "run": self.run,
-            "mode": self.mode,
-            "repo": self.repo,
-            "model": self.model,
-            "status": self.status,
-            "status_reason": self.status_reason,
-            "exit_code": self.exit_code,
+            **self._scalars(),
             "attempt_count": len(self.attempts),
-            "start_utc": self.start_utc,
-            "end_utc": self.end_utc,
-            "duration_s": self.duration_s,
+            **self._times(),
             "argv": list(self.argv),
             "hyperparameters": {name: canonical_to_number(value) for name, value in self.hyperparameters},
             "mutated": list(self.mutated),
             "metrics": dict(self.metrics),
+            "required_metrics": list(self.required_metrics),
             "energy": asdict(self.energy),
             "host": self.host,
             "repo_git": self.repo_git,
@@ -101,25 +101,8 @@ class Record:
 
     def to_row(self) -> dict[str, str]:
         """The summary.csv row: flat text cells; None becomes an empty cell, never 0."""
-        row: dict[str, object] = {
-            "experiment_id": self.experiment_id,
-            "run_id": self.run_id,
-            "trial": self.trial,
-            "trial_index": self.trial_index,
-            "experiment_index": self.experiment_index,
-            "run": self.run,
-            "mode": self.mode,
-            "repo": self.repo,
-            "model": self.model,
-            "status": self.status,
-            "status_reason": self.status_reason,
-            "exit_code": self.exit_code,
-            "attempts": len(self.attempts),
-            "start_utc": self.start_utc,
-            "end_utc": self.end_utc,
-            "duration_s": self.duration_s,
-            "mutated": ";".join(self.mutated),
-        }
+        row: dict[str, object] = {**self._scalars(), "attempts": len(self.attempts), **self._times(),
+                                  "mutated": ";".join(self.mutated)}
         row.update({f"hp_{name}": value for name, value in self.hyperparameters})
         row.update({f"perf_{name}": value for name, value in self.metrics})
         row.update(asdict(self.energy))
