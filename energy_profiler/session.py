@@ -12,14 +12,16 @@ import signal
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from energy_profiler import __version__
 from energy_profiler.config.settings import Settings
 from energy_profiler.energy import EnergyFields
+from energy_profiler.energy.base import Window
+from energy_profiler.energy.recorder import EnergyPlan, TrialEnergy, gpu_host_facts, measure_idle
 from energy_profiler.metrics import scrape_metrics
 from energy_profiler.plan import Plan, Trial
 from energy_profiler.process.training import ProcessOutcome, run_training
@@ -89,6 +91,7 @@ def run_session(
     output: Output,
     stop: StopRequest,
     settings_bytes: bytes | None = None,
+    energy: EnergyPlan | None = None,
 ) -> SessionResult:
     """Run every trial of `plan`, writing the run folder as it goes; returns what happened."""
     run_dir = create_run_dir(results_root)
@@ -110,17 +113,22 @@ def run_session(
         log.write(message)
         output.say(message)
 
-    host = host_facts()
+    host = {**host_facts(), **(gpu_host_facts(energy) if energy else {})}
     seed_note = " (drawn; put it in the settings to repeat this plan)" if plan.seed_was_drawn else ""
     say(f"campaign '{settings.experiment_name}': {len(plan.trials)} trials, seed {plan.seed}{seed_note}")
     say(f"results: {run_dir}")
     result = SessionResult(run_dir=run_dir, records=[], planned=len(plan.trials), stopped_by=None)
     try:
+        if energy is not None:
+            for line in energy.choice.describe():
+                say(line)
+            if energy.settings.baseline_s > 0:
+                energy = _measure_baseline(energy, run_dir, say, stop)
         for position, trial in enumerate(plan.trials):
             if stop.requested:
                 break
             record = _run_trial(trial, settings=settings, registry=registry, run_dir=run_dir, host=host,
-                                output=output, say=say, stop=stop)
+                                output=output, say=say, stop=stop, energy=energy)
             atomic_write_json(run_dir / trial.name / "experiment.json", record.to_json())
             summary.append(record.to_row())
             result.records.append(record)
@@ -150,6 +158,7 @@ def _run_trial(
     output: Output,
     say: Callable[[str], None],
     stop: StopRequest,
+    energy: EnergyPlan | None,
 ) -> Record:
     repo = registry.repositories[trial.repo]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **dict(trial.env)}
@@ -158,12 +167,20 @@ def _run_trial(
     output.detail("argv: " + " ".join(trial.argv))
     attempts: list[Attempt] = []
     metrics: dict[str, float | None] = {}
+    energy_fields, energy_details = EnergyFields(), dict[str, Any]()
     for attempt_number in range(1, settings.max_retries + 2):
-        log_path = run_dir / trial.name / f"attempt_{attempt_number}" / "training.log"
+        attempt_dir = run_dir / trial.name / f"attempt_{attempt_number}"
+        log_path = attempt_dir / "training.log"
+        monitors = TrialEnergy(energy, env) if energy is not None else None
         outcome = run_training(
             trial.argv, Path(trial.cwd), env, log_path, timeout_s=trial.timeout_s, grace_s=settings.grace_s,
             echo=output.training, should_stop=lambda: stop.requested, hurry=lambda: stop.hurry,
+            on_start=monitors.start if monitors else lambda: None,
+            on_exit=monitors.stop if monitors else lambda: None,
         )
+        if monitors is not None:
+            window = Window(duration_s=outcome.duration_s, cpu_time_s=outcome.cpu_time_s)
+            energy_fields, energy_details = monitors.finish(window, attempt_dir / "energy")
         if outcome.teardown is not None and outcome.teardown.survivors:
             say(f"warning: {outcome.teardown.survivors} process(es) of the training survived SIGKILL")
         metrics = scrape_metrics(log_path, repo.metrics) if outcome.ended_by != "not_started" else {}
@@ -199,11 +216,25 @@ def _run_trial(
         mutated=trial.mutated,
         metrics=tuple((name, metrics.get(name)) for name in repo.metrics),
         required_metrics=tuple(name for name, spec in repo.metrics.items() if spec.required),
-        energy=EnergyFields(),
+        energy=energy_fields,
+        energy_details=energy_details,
         host=dict(host),
         repo_git=git_state(repo.path),
         attempts=tuple(attempts),
     )
+
+
+def _measure_baseline(energy: EnergyPlan, run_dir: Path, say: Callable[[str], None],
+                      stop: StopRequest) -> EnergyPlan:
+    """Idle power before the first trial; the plan returned carries it into every record."""
+    say(f"measuring idle power for {energy.settings.baseline_s:g} s (start nothing else meanwhile)")
+    idle = measure_idle(energy, dict(os.environ), lambda: stop.requested)
+    atomic_write_json(run_dir / "baseline.json", {"cpu_idle_w": idle.cpu_w, "gpu_idle_w": idle.gpu_w,
+                                                  "duration_s": idle.duration_s})
+    shown = ", ".join(f"{kind} {watts:.1f} W" for kind, watts in (("cpu", idle.cpu_w), ("gpu", idle.gpu_w))
+                      if watts is not None)
+    say(f"idle power: {shown or 'nothing measured'}")
+    return replace(energy, idle=idle)
 
 
 def classify(

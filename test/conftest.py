@@ -18,6 +18,20 @@ REAL_REGISTRY = PROJECT_ROOT / "repos" / "models.json"
 FAKE_TRAIN = Path(__file__).resolve().parent / "fixtures" / "fake_train.py"
 
 
+@pytest.fixture(autouse=True)
+def no_energy_hardware(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every test starts on a machine without RAPL, perf power events, NVML or nvidia-smi.
+
+    Tests that need hardware install fakes over this; the real machine's hardware never leaks in,
+    so results do not depend on where the suite runs.
+    """
+    nothing = tmp_path_factory.getbasetemp() / "no-hardware"
+    monkeypatch.setenv("MUTATION_POWERCAP_ROOT", str(nothing / "powercap"))
+    monkeypatch.setenv("MUTATION_PERF_EVENTS", str(nothing / "power-events"))
+    monkeypatch.setenv("MUTATION_NVIDIA_SMI", str(nothing / "nvidia-smi"))
+    monkeypatch.setenv("MUTATION_NVML_MODULE", "mutation_tests_no_nvml")
+
+
 def fake_repo(behaviour: str = "ok", **extra: Any) -> dict[str, Any]:
     """A registry entry that runs fixtures/fake_train.py with the given behaviour."""
     entry: dict[str, Any] = {

@@ -65,7 +65,7 @@ def a_record(**fields: object) -> Record:
         start_utc="2026-01-01T00:00:00+00:00", end_utc="2026-01-01T00:00:01+00:00", duration_s=1.0,
         argv=("python", "t.py"), hyperparameters=(("epochs", "12"), ("learning_rate", "6.36e-05")),
         mutated=("learning_rate",), metrics=(("accuracy", 0.5), ("loss", None)), required_metrics=("accuracy",),
-        energy=EnergyFields(), host={"hostname": "h"}, repo_git={"commit": None, "dirty": None})
+        energy=EnergyFields(), energy_details={}, host={"hostname": "h"}, repo_git={"commit": None, "dirty": None})
     values.update(fields)
     return Record(**values)  # type: ignore[arg-type]
 

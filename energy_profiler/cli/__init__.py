@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from energy_profiler import __version__
-from energy_profiler.cli.context import AppContext, global_options
+from energy_profiler.cli.context import AppContext, energy_options, global_options
+from energy_profiler.cli.doctor import doctor_command
 from energy_profiler.cli.list_cmd import list_command, print_registry
 from energy_profiler.cli.plan_cmd import plan_command
 from energy_profiler.cli.run import run_ad_hoc, run_command, run_settings_file
@@ -30,6 +31,7 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 @click.option("-l", "--list", "list_registry", is_flag=True, help="List the registry (the same as `list`).")
 @click.version_option(__version__, "-V", "--version", prog_name="mutation.py")
 @global_options
+@energy_options
 @click.pass_context
 def cli(ctx: click.Context, *, experiment_config: Path | None, repo: str | None, model: str | None,
         mutate: str | None, runs: int, max_retries: int, seed: int | None, list_registry: bool) -> None:
@@ -65,7 +67,7 @@ def cli(ctx: click.Context, *, experiment_config: Path | None, repo: str | None,
         click.echo(ctx.get_help())
 
 
-for command in (run_command, list_command, validate_command, plan_command):
+for command in (run_command, list_command, validate_command, plan_command, doctor_command):
     cli.add_command(command)
 
 

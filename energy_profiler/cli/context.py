@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import wraps
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar, cast
@@ -30,6 +30,8 @@ class AppContext:
     registry_file: Path = TOOL_ROOT / "repos" / "models.json"
     quiet: bool = False
     verbose: bool = False
+    energy_overrides: dict[str, Any] = field(default_factory=dict)
+    """Energy settings given on the command line; they override the settings file's `energy`."""
 
     def registry(self) -> Registry:
         return load_registry(self.registry_file, project_root=TOOL_ROOT)
@@ -92,3 +94,34 @@ def load_and_plan(app: AppContext, settings_file: Path) -> tuple[Registry, Setti
     except ConfigError as error:
         fail_config(error)
     return registry, settings, plan
+
+
+def energy_options(function: F) -> F:
+    """Command-line overrides of the settings' `energy` block."""
+    options = [
+        click.option("--cpu-energy", "cpu", type=click.Choice(["auto", "rapl", "perf", "estimate", "none"]),
+                     help="CPU energy method [default: the settings', else auto]."),
+        click.option("--gpu-energy", "gpu", type=click.Choice(["auto", "nvml", "nvidia_smi", "none"]),
+                     help="GPU energy method [default: the settings', else auto]."),
+        click.option("--interval-s", "interval_s", type=click.FloatRange(min=0.001), help="CPU sampling interval."),
+        click.option("--gpu-interval-s", "gpu_interval_s", type=click.FloatRange(min=0.01),
+                     help="GPU sampling interval."),
+        click.option("--baseline-s", "baseline_s", type=click.FloatRange(min=0), help="Idle baseline duration."),
+        click.option("--require", "require", type=click.Choice(["cpu", "gpu"]), multiple=True,
+                     help="Refuse to start unless this is measured (repeatable)."),
+        click.option("--cpu-tdp-w", "cpu_tdp_w", type=click.FloatRange(min=0, min_open=True),
+                     help="CPU TDP in watts, for the estimate method."),
+    ]
+
+    @wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        app = click.get_current_context().ensure_object(AppContext)
+        for name in ("cpu", "gpu", "interval_s", "gpu_interval_s", "baseline_s", "cpu_tdp_w", "require"):
+            value = kwargs.pop(name)
+            if value not in (None, ()):
+                app.energy_overrides[name] = tuple(value) if name == "require" else value
+        return function(*args, **kwargs)
+
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return cast(F, wrapper)

@@ -7,15 +7,26 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 
-from energy_profiler.cli.context import AppContext, fail_config, global_options, load_and_plan, resolve_seed
+from energy_profiler.cli.context import (
+    EXIT_CONFIG,
+    AppContext,
+    energy_options,
+    fail_config,
+    global_options,
+    load_and_plan,
+    resolve_seed,
+)
 from energy_profiler.cli.tables import format_table
 from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.settings import Settings, settings_from_document
+from energy_profiler.energy.recorder import EnergyPlan
+from energy_profiler.energy.selection import EnergySettings, EnergySetupError, Hardware, choose
 from energy_profiler.plan import Plan, build_plan
 from energy_profiler.registry import Registry
 from energy_profiler.session import Output, SessionResult, StopRequest, run_session
@@ -26,6 +37,7 @@ HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 @click.command("run")
 @click.argument("settings_file", type=click.Path(dir_okay=False, path_type=Path))
 @global_options
+@energy_options
 def run_command(settings_file: Path) -> None:
     """Run every experiment of SETTINGS_FILE (the same as `-ec SETTINGS_FILE`)."""
     run_settings_file(click.get_current_context().ensure_object(AppContext), settings_file)
@@ -60,14 +72,27 @@ def run_ad_hoc(app: AppContext, *, repo: str, model: str, mutate: str, runs: int
 def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
             settings_bytes: bytes | None) -> None:
     """Run the session with signal handling, print the outcome, and exit with its code."""
+    energy = energy_plan(replace(settings.energy, **app.energy_overrides))
     stop = StopRequest()
     training_output = None if app.quiet else sys.stdout.buffer
     output = Output(say=app.info, detail=app.detail, training=training_output)
     with _stop_on_signals(stop):
         result = run_session(settings, registry, plan, results_root=app.results_dir, output=output, stop=stop,
-                             settings_bytes=settings_bytes)
+                             settings_bytes=settings_bytes, energy=energy)
     click.echo(summary_text(result))
     sys.exit(result.exit_code)
+
+
+def energy_plan(settings: EnergySettings) -> EnergyPlan:
+    """The backends this campaign will use, or exit 2 (nothing written) if the settings cannot be met."""
+    hardware = Hardware()
+    try:
+        choice = choose(settings, hardware)
+    except EnergySetupError as error:
+        for problem in error.problems:
+            click.echo(f"error: {problem}", err=True)
+        sys.exit(EXIT_CONFIG)
+    return EnergyPlan(choice=choice, settings=settings, hardware=hardware)
 
 
 @contextmanager

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from energy_profiler.config.errors import ConfigError, ConfigIssue, did_you_mean, suggest_name
 from energy_profiler.config.validation import read_json, schema_issues
+from energy_profiler.energy.selection import EnergySettings
 from energy_profiler.hyperparams import format_value
 from energy_profiler.registry import Registry
 
@@ -48,6 +49,7 @@ class Settings:
     max_retries: int
     cooldown_s: float
     grace_s: float
+    energy: EnergySettings
     experiments: tuple[Experiment, ...]
 
 
@@ -84,6 +86,7 @@ def settings_from_document(document: Any, file: Path, registry: Registry) -> Set
         max_retries=document.get("max_retries", 0),
         cooldown_s=float(document.get("cooldown_s", 0)),
         grace_s=float(document.get("grace_s", DEFAULT_GRACE_S)),
+        energy=energy_settings(document.get("energy", {})),
         experiments=tuple(experiments),
     )
 
@@ -164,3 +167,14 @@ def _check_experiment(
         timeout_s=float(timeout) if timeout is not None else None,
     )
     return experiment, issues
+
+
+def energy_settings(block: dict[str, Any]) -> EnergySettings:
+    """The schema-valid `energy` block as EnergySettings (absent keys take the defaults)."""
+    values: dict[str, Any] = {key: block[key] for key in ("cpu", "gpu", "interval_s", "gpu_interval_s",
+                                                          "baseline_s", "cpu_tdp_w") if key in block}
+    if "gpus" in block:
+        values["gpus"] = tuple(str(gpu) for gpu in block["gpus"])
+    if "require" in block:
+        values["require"] = tuple(block["require"])
+    return EnergySettings(**values)

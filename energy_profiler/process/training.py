@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import threading
 import time
@@ -34,6 +35,8 @@ class ProcessOutcome:
     teardown: Teardown | None
     error: str | None = None
     """Why the process could not be started, when it could not."""
+    cpu_time_s: float | None = None
+    """User + system CPU seconds of the training and every descendant it waited for (wait4)."""
 
 
 def run_training(
@@ -47,15 +50,20 @@ def run_training(
     echo: BinaryIO | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     hurry: Callable[[], bool] = lambda: False,
+    on_start: Callable[[], None] = lambda: None,
+    on_exit: Callable[[], None] = lambda: None,
 ) -> ProcessOutcome:
     """Run `argv` in `cwd` in a new session and wait for it; the whole group is gone on return.
 
     Output (stdout and stderr, interleaved as written) goes to `log_path` and, when `echo` is
     given, to it as well. When the process exits, times out, or `should_stop()` turns true, its
     process group is ended (SIGTERM, `grace_s`, SIGKILL) so that nothing it started survives.
+    `on_start` runs just before the process starts and `on_exit` the moment it ends (or times out,
+    or is stopped), before the teardown: that is the window the energy monitors measure.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
+        on_start()
         start_utc = datetime.now(UTC)
         started = time.monotonic()
         try:
@@ -66,6 +74,7 @@ def run_training(
         except OSError as error:
             message = f"could not start {argv[0]!r}: {error.strerror or error}"
             log.write(f"mutation.py: {message}\n".encode())
+            on_exit()
             now = datetime.now(UTC)
             return ProcessOutcome("not_started", None, start_utc, now, 0.0, None, error=message)
 
@@ -73,22 +82,67 @@ def run_training(
         copier = threading.Thread(target=_copy_output, args=(process.stdout, log, echo), daemon=True)
         copier.start()
 
+        child = _Child(process)
         ended_by: EndedBy = "exit"
-        while process.poll() is None:
+        while child.reap() is None:
             if timeout_s is not None and time.monotonic() - started >= timeout_s:
                 ended_by = "timeout"
                 break
             if should_stop():
                 ended_by = "interrupted"
                 break
-            time.sleep(POLL_S)
+            child.wait_a_little()
         duration_s = time.monotonic() - started
         end_utc = datetime.now(UTC)
+        on_exit()
         # Also after a normal exit: whatever the training left running in its group must go.
-        teardown = end_group(process.pid, grace_s, reap=process.poll, hurry=hurry)
-        exit_code = process.wait()
+        teardown = end_group(process.pid, grace_s, reap=child.reap, hurry=hurry)
+        exit_code = child.reap(block=True)
+        child.close()
         copier.join(timeout=5)
-        return ProcessOutcome(ended_by, exit_code, start_utc, end_utc, duration_s, teardown)
+        return ProcessOutcome(ended_by, exit_code, start_utc, end_utc, duration_s, teardown,
+                              cpu_time_s=child.cpu_time_s)
+
+
+class _Child:
+    """Waits for the training with wait4, so its resource usage (CPU time) comes with its status.
+
+    A pidfd (Linux 5.3+) turns readable the moment the process ends, so the end of the measured
+    window is seen at once rather than at the next poll.
+    """
+
+    def __init__(self, process: subprocess.Popen[bytes]):
+        self.process = process
+        self.cpu_time_s: float | None = None
+        try:
+            self._pidfd: int | None = os.pidfd_open(process.pid)
+        except (AttributeError, OSError):
+            self._pidfd = None
+
+    def reap(self, block: bool = False) -> int | None:
+        """The exit status (negative: the signal) if the process has ended and is now reaped."""
+        if self.process.returncode is not None:
+            return self.process.returncode
+        try:
+            pid, status, usage = os.wait4(self.process.pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            return self.process.returncode
+        if pid == 0:
+            return None
+        self.process.returncode = os.waitstatus_to_exitcode(status)
+        self.cpu_time_s = usage.ru_utime + usage.ru_stime
+        return self.process.returncode
+
+    def wait_a_little(self) -> None:
+        if self._pidfd is not None:
+            select.select([self._pidfd], [], [], POLL_S)
+        else:
+            time.sleep(POLL_S)
+
+    def close(self) -> None:
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
 
 
 def _copy_output(pipe: BinaryIO, log: BinaryIO, echo: BinaryIO | None) -> None:

@@ -64,6 +64,8 @@ class Record:
     required_metrics: tuple[str, ...]
     """Names of the metrics the registry marks required (the ones success depends on)."""
     energy: EnergyFields
+    energy_details: dict[str, Any]
+    """Per-socket and per-GPU breakdown and the method facts of each measurement."""
     host: dict[str, Any]
     repo_git: dict[str, Any]
     attempts: tuple[Attempt, ...] = field(default=())
@@ -93,7 +95,7 @@ class Record:
             "mutated": list(self.mutated),
             "metrics": dict(self.metrics),
             "required_metrics": list(self.required_metrics),
-            "energy": asdict(self.energy),
+            "energy": {**asdict(self.energy), "details": self.energy_details},
             "host": self.host,
             "repo_git": self.repo_git,
             "attempts": [asdict(attempt) for attempt in self.attempts],

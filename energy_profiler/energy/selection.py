@@ -1,0 +1,149 @@
+"""Choosing the energy backends for a campaign, and building a trial's monitors.
+
+`auto` walks CPU rapl -> perf -> estimate and GPU nvml -> nvidia_smi, taking the first available and
+keeping every other backend's reason. A backend named explicitly must be available, else the campaign
+does not start. Every hardware root is injectable through `Hardware` (and environment variables).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from energy_profiler.energy import estimate, nvidia_smi, nvml, rapl
+from energy_profiler.energy import perf as perf_backend
+from energy_profiler.energy.base import Availability, Monitor
+
+CPU_CHAIN = ("rapl", "perf", "estimate")
+GPU_CHAIN = ("nvml", "nvidia_smi")
+NONE = "none"
+
+
+@dataclass(frozen=True)
+class EnergySettings:
+    """The settings file's `energy` block, after command-line overrides."""
+
+    cpu: str = "auto"
+    gpu: str = "auto"
+    interval_s: float = 1.0
+    gpu_interval_s: float = 0.1
+    gpus: tuple[str, ...] | None = None
+    baseline_s: float = 0.0
+    require: tuple[str, ...] = ()
+    cpu_tdp_w: float | None = None
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """Where each backend finds its hardware; tests point these at fakes."""
+
+    powercap_root: Path = field(default_factory=rapl.powercap_root)
+    perf: str = field(default_factory=perf_backend.perf_executable)
+    perf_events: Path = field(default_factory=perf_backend.events_dir)
+    nvidia_smi: str = field(default_factory=nvidia_smi.nvidia_smi_executable)
+    nvml_loader: nvml.NvmlLoader = nvml.load_pynvml
+
+
+def probe(backend: str, settings: EnergySettings, hardware: Hardware) -> Availability:
+    """Whether `backend` can measure on this machine with these settings."""
+    if backend == "rapl":
+        return rapl.probe(hardware.powercap_root, settings.interval_s)
+    if backend == "perf":
+        return perf_backend.probe(hardware.perf, hardware.perf_events)
+    if backend == "estimate":
+        return estimate.probe(settings.cpu_tdp_w)
+    if backend == "nvml":
+        return nvml.probe(hardware.nvml_loader)
+    if backend == "nvidia_smi":
+        return nvidia_smi.probe(hardware.nvidia_smi)
+    raise ValueError(f"unknown energy backend {backend!r}")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The backends a campaign uses, and what was found about every backend considered."""
+
+    cpu: str
+    gpu: str
+    probed: Mapping[str, Availability]
+
+    def describe(self) -> list[str]:
+        """One line per device: the method, and why each better one was passed over."""
+        lines = []
+        for kind, chosen, chain in (("cpu", self.cpu, CPU_CHAIN), ("gpu", self.gpu, GPU_CHAIN)):
+            passed = [f"{name}: {self.probed[name].reason}" for name in chain
+                      if name in self.probed and name != chosen and not self.probed[name].available]
+            suffix = f" (not used: {'; '.join(passed)})" if passed else ""
+            how = f"{chosen} ({self.probed[chosen].reason})" if chosen in self.probed else chosen
+            lines.append(f"{kind} energy: {how}{suffix}")
+        return lines
+
+
+class EnergySetupError(Exception):
+    """An explicitly chosen backend is unavailable, or a required measurement would be missing."""
+
+    def __init__(self, problems: Sequence[str]):
+        self.problems = list(problems)
+        super().__init__("; ".join(problems))
+
+
+def choose(settings: EnergySettings, hardware: Hardware) -> Choice:
+    """Pick the CPU and GPU backends; raise EnergySetupError for an impossible request."""
+    probed: dict[str, Availability] = {}
+    problems: list[str] = []
+
+    def pick(kind: str, requested: str, chain: tuple[str, ...]) -> str:
+        if requested == NONE:
+            return NONE
+        candidates = chain if requested == "auto" else (requested,)
+        for name in candidates:
+            probed[name] = probe(name, settings, hardware)
+            if probed[name].available:
+                return name
+        if requested != "auto":
+            availability = probed[requested]
+            fix = f"; fix: {availability.fix}" if availability.fix else ""
+            problems.append(f"energy.{kind}: {requested} is not available: {availability.reason}{fix}")
+        return NONE
+
+    cpu = pick("cpu", settings.cpu, CPU_CHAIN)
+    gpu = pick("gpu", settings.gpu, GPU_CHAIN)
+    for kind, chosen in (("cpu", cpu), ("gpu", gpu)):
+        if kind in settings.require and chosen in (NONE, "estimate"):
+            what = "only estimated" if chosen == "estimate" else "not measured"
+            problems.append(f"energy.require: {kind} energy would be {what}; run `mutation.py doctor` for the fixes")
+    if problems:
+        raise EnergySetupError(problems)
+    return Choice(cpu=cpu, gpu=gpu, probed=probed)
+
+
+def gpus_for(settings: EnergySettings, environment: Mapping[str, str]) -> tuple[str, ...] | None:
+    """The GPUs to measure: the settings' list, else the workload's CUDA_VISIBLE_DEVICES, else all (None)."""
+    if settings.gpus is not None:
+        return settings.gpus
+    visible = environment.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return None
+    return tuple(part.strip() for part in visible.split(",") if part.strip())
+
+
+def make_monitors(choice: Choice, settings: EnergySettings, hardware: Hardware,
+                  environment: Mapping[str, str]) -> list[Monitor]:
+    """Fresh monitors for one training window (a monitor measures one window only)."""
+    monitors: list[Monitor] = []
+    if choice.cpu == "rapl":
+        monitors.append(rapl.RaplMonitor(hardware.powercap_root, settings.interval_s))
+    elif choice.cpu == "perf":
+        monitors.append(perf_backend.PerfMonitor(hardware.perf, hardware.perf_events))
+    elif choice.cpu == "estimate":
+        assert settings.cpu_tdp_w is not None
+        monitors.append(estimate.EstimateMonitor(settings.cpu_tdp_w))
+    gpus = gpus_for(settings, environment)
+    if gpus == ():
+        return monitors  # CUDA_VISIBLE_DEVICES is empty: the training sees no GPU
+    if choice.gpu == "nvml":
+        monitors.append(nvml.NvmlMonitor(hardware.nvml_loader, settings.gpu_interval_s, gpus))
+    elif choice.gpu == "nvidia_smi":
+        monitors.append(nvidia_smi.NvidiaSmiMonitor(hardware.nvidia_smi, settings.gpu_interval_s, gpus))
+    return monitors
