@@ -1,0 +1,183 @@
+"""Energy in whole campaigns: real trainings measured through fake hardware at its boundary."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from test.conftest import fake_repo, invoke, only_run_dir
+from test.fake_powercap import FakePowercap
+
+PACKAGE_W, DRAM_W = 40.0, 5.0
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def busy_repo(seconds: float = 1.5, **extra: Any) -> dict[str, Any]:
+    return fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", str(seconds)], **extra)
+
+
+def run_campaign(write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path,
+                 energy: dict[str, Any], repo: dict[str, Any] | None = None, *options: str) -> tuple[Any, Path | None]:
+    registry = fake_registry(fake=repo or busy_repo())
+    settings = write_json("s.json", {"experiment_name": "energy", "energy": energy,
+                                     "experiments": [{"mode": "default", "repo": "fake", "model": "tiny"}]})
+    results = tmp_path / "results"
+    result = invoke("--registry", registry, "--results-dir", results, "run", settings, *options)
+    return result, only_run_dir(results) if results.exists() else None
+
+
+def only_row(run_dir: Path) -> dict[str, str]:
+    with open(run_dir / "summary.csv", newline="") as table:
+        rows = list(csv.DictReader(table))
+    assert len(rows) == 1
+    return rows[0]
+
+
+@pytest.fixture
+def powercap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakePowercap:
+    fake = FakePowercap(tmp_path / "powercap")
+    fake.zone("intel-rapl:0", "package-0", PACKAGE_W).zone("intel-rapl:0:0", "dram", DRAM_W)
+    fake.zone("intel-rapl:1", "psys", 70.0)
+    monkeypatch.setenv("MUTATION_POWERCAP_ROOT", str(fake.root))
+    return fake
+
+
+def test_rapl_measures_a_real_training_within_2_percent(
+        powercap: FakePowercap, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
+        tmp_path: Path) -> None:
+    with powercap:
+        result, run_dir = run_campaign(write_json, fake_registry, tmp_path, {"interval_s": 0.1})
+    assert result.exit_code == 0, result.output
+    assert run_dir is not None
+    assert "cpu energy: rapl (zones: package-0, dram-0, psys)" in result.stdout
+    row = only_row(run_dir)
+    duration_s = float(row["duration_s"])
+    assert 1.5 <= duration_s < 3
+    assert row["cpu_energy_method"] == "rapl" and row["cpu_energy_scope"] == "system"
+    assert float(row["cpu_energy_j"]) == pytest.approx((PACKAGE_W + DRAM_W) * duration_s, rel=0.02)
+    assert float(row["cpu_energy_pkg_j"]) == pytest.approx(PACKAGE_W * duration_s, rel=0.02)
+    assert row["cpu_energy_reason"] == ""
+    assert row["gpu_energy_method"] == "none" and row["gpu_energy_j"] == "" and row["gpu_energy_reason"]
+
+    energy_dir = run_dir / row["trial"] / "attempt_1" / "energy"
+    with open(energy_dir / "cpu_samples.csv", newline="") as trace:
+        samples = list(csv.DictReader(trace))
+    assert {"package-0", "dram-0", "psys"} == {s["source"] for s in samples}
+    assert len([s for s in samples if s["source"] == "package-0"]) >= 15
+    assert all(float(s["monotonic_s"]) > 0 and float(s["time_unix_s"]) > 1e9 for s in samples)
+    assert (energy_dir / "gpu_samples.csv").read_text().startswith("time_unix_s,monotonic_s,source")
+    energy_json = json.loads((energy_dir / "energy.json").read_text())
+    assert energy_json["cpu"]["details"]["psys_j"] == pytest.approx(70 * duration_s, rel=0.05)
+    record = json.loads((run_dir / row["trial"] / "experiment.json").read_text())
+    assert record["energy"]["cpu_energy_j"] == float(row["cpu_energy_j"])
+    assert record["energy"]["details"]["cpu"]["details"]["per_socket"]["0"]["dram_j"] > 0
+
+
+def test_the_idle_baseline_is_measured_and_subtracted(
+        powercap: FakePowercap, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
+        tmp_path: Path) -> None:
+    with powercap:
+        result, run_dir = run_campaign(write_json, fake_registry, tmp_path,
+                                       {"interval_s": 0.1, "baseline_s": 0.5}, busy_repo(1.0))
+    assert result.exit_code == 0, result.output
+    assert run_dir is not None
+    assert "idle power: cpu 45.0 W" in result.stdout
+    row = only_row(run_dir)
+    assert float(row["cpu_idle_w"]) == pytest.approx(PACKAGE_W + DRAM_W, rel=0.02)
+    # Constant fake power: the training costs nothing above idle, within the measurement's error.
+    assert abs(float(row["cpu_energy_above_idle_j"])) < 0.02 * float(row["cpu_energy_j"])
+    assert json.loads((run_dir / "baseline.json").read_text())["duration_s"] >= 0.5
+
+
+def test_gpu_energy_through_nvml_with_host_facts(
+        write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MUTATION_NVML_MODULE", "test.fixtures.fake_pynvml")
+    repo = busy_repo(1.0, env={"CUDA_VISIBLE_DEVICES": "0"})  # the training uses GPU 0 only
+    result, run_dir = run_campaign(write_json, fake_registry, tmp_path, {"gpu_interval_s": 0.05}, repo)
+    assert result.exit_code == 0, result.output
+    assert run_dir is not None
+    row = only_row(run_dir)
+    assert row["gpu_energy_method"] == "nvml_counter"
+    assert float(row["gpu_energy_j"]) == pytest.approx(250 * float(row["duration_s"]), rel=0.05)
+    assert float(row["gpu_power_avg_w"]) == pytest.approx(250) and float(row["gpu_mem_max_mib"]) == 5500
+    assert abs(float(row["gpu_energy_crosscheck_pct"])) < 5
+    record = json.loads((run_dir / row["trial"] / "experiment.json").read_text())
+    assert record["host"]["gpu_driver"] == "550.54.15" and len(record["host"]["gpus"]) == 2
+    assert [g["index"] for g in record["energy"]["details"]["gpu"]["details"]["per_gpu"]] == ["0"]
+
+
+def test_gpu_energy_through_nvidia_smi(
+        write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MUTATION_NVIDIA_SMI", str(FIXTURES / "fake_nvidia_smi.py"))
+    result, run_dir = run_campaign(write_json, fake_registry, tmp_path, {"gpu_interval_s": 0.05}, busy_repo(1.0))
+    assert result.exit_code == 0, result.output
+    assert run_dir is not None
+    assert "gpu energy: nvidia_smi (2 GPU(s)" in result.stdout
+    assert "(not used: nvml: nvidia-ml-py is not installed)" in result.stdout
+    row = only_row(run_dir)
+    assert row["gpu_energy_method"] == "nvidia_smi"
+    assert float(row["gpu_energy_j"]) == pytest.approx(210 * float(row["duration_s"]), rel=0.05)
+
+
+def test_the_estimate_uses_the_trainings_cpu_time(
+        write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path) -> None:
+    result, run_dir = run_campaign(write_json, fake_registry, tmp_path, {"cpu": "estimate", "cpu_tdp_w": 100},
+                                   busy_repo(1.0))
+    assert result.exit_code == 0, result.output
+    assert run_dir is not None
+    row = only_row(run_dir)
+    record = json.loads((run_dir / row["trial"] / "experiment.json").read_text())
+    cpu_time_s = record["energy"]["details"]["cpu"]["details"]["cpu_time_s"]
+    assert 0.9 <= cpu_time_s <= 1.5  # one second of spinning, plus start-up
+    assert row["cpu_energy_method"] == "estimate" and row["cpu_energy_scope"] == "process_tree"
+    assert float(row["cpu_energy_j"]) == pytest.approx(cpu_time_s * 100 / (os.cpu_count() or 1))
+    assert "not a measurement" in row["cpu_energy_reason"]
+
+
+@pytest.mark.parametrize(("energy", "options", "message"), [
+    ({"require": ["cpu"]}, (), "energy.require: cpu energy would be not measured"),
+    ({"cpu": "rapl"}, (), "energy.cpu: rapl is not available: no powercap interface"),
+    ({}, ("--cpu-energy", "perf"), "energy.cpu: perf is not available: the kernel offers no power events"),
+    ({"cpu": "estimate", "cpu_tdp_w": 65}, ("--require", "cpu"), "cpu energy would be only estimated"),
+])
+def test_energy_that_cannot_be_had_stops_the_campaign_before_it_starts(
+        energy: dict[str, Any], options: tuple[str, ...], message: str, *,
+        write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path) -> None:
+    result, run_dir = run_campaign(write_json, fake_registry, tmp_path, energy, None, *options)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert run_dir is None  # nothing written
+
+
+def test_command_line_overrides_the_settings(
+        powercap: FakePowercap, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
+        tmp_path: Path) -> None:
+    with powercap:
+        result, run_dir = run_campaign(write_json, fake_registry, tmp_path, {"cpu": "rapl"}, busy_repo(0.2),
+                                       "--cpu-energy", "none")
+    assert result.exit_code == 0 and run_dir is not None
+    row = only_row(run_dir)
+    assert (row["cpu_energy_method"], row["cpu_energy_j"], row["cpu_energy_reason"]) == \
+        ("none", "", "energy.cpu is 'none'")
+
+
+def test_doctor_lists_every_backend_and_the_choice(powercap: FakePowercap, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MUTATION_NVIDIA_SMI", str(FIXTURES / "fake_nvidia_smi.py"))
+    result = invoke("doctor")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0] == "CPU energy backends"
+    assert lines[1].split()[:2] == ["rapl", "yes"]
+    assert any(line.split()[:2] == ["perf", "no"] for line in lines)
+    assert any(line.strip().startswith("fix: set energy.cpu_tdp_w") for line in lines)
+    assert any(line.split()[:2] == ["nvidia_smi", "yes"] for line in lines)
+    assert lines[-1] == "a campaign would use: cpu=rapl, gpu=nvidia_smi"
+    assert invoke("doctor", "--gpu-energy", "nvml").stdout.splitlines()[-1].startswith("  energy.gpu: nvml is not")
