@@ -7,6 +7,9 @@ touches hardware at import time or before start().
 
 from __future__ import annotations
 
+import os
+import select
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -79,3 +82,35 @@ class Monitor(Protocol):
 
 def not_measured(kind: Kind, reason: str) -> Measurement:
     return Measurement(kind=kind, method="none", energy_j=None, reason=reason)
+
+
+class Ticker:
+    """Paces a sampler thread: a tick every `interval_s` on fixed deadlines, and stop() at once.
+
+    One select() on a pipe per tick: cheaper than threading.Event.wait (whose lock-with-timeout
+    costs extra system calls at every wake-up), and deadlines keep the achieved interval from
+    drifting by the time each sample takes.
+    """
+
+    def __init__(self, interval_s: float):
+        self.interval_s = interval_s
+        self._read_end, self._write_end = os.pipe()
+        self._next = time.monotonic() + interval_s
+
+    def wait(self) -> bool:
+        """Sleep until the next tick: True for a tick, False once stop() was called."""
+        timeout = max(0.0, self._next - time.monotonic())
+        ready, _, _ = select.select([self._read_end], [], [], timeout)
+        if ready:
+            return False
+        self._next += self.interval_s
+        if self._next < time.monotonic():  # fell behind (a stalled machine): do not burst
+            self._next = time.monotonic() + self.interval_s
+        return True
+
+    def stop(self) -> None:
+        os.write(self._write_end, b"x")
+
+    def close(self) -> None:
+        os.close(self._read_end)
+        os.close(self._write_end)

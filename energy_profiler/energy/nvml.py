@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
-from energy_profiler.energy.base import Availability, Kind, Measurement, Window, not_measured
+from energy_profiler.energy.base import Availability, Kind, Measurement, Ticker, Window, not_measured
 from energy_profiler.energy.gpu_traces import GpuTrace, summary_fields
 
 NvmlLoader = Callable[[], ModuleType]
@@ -83,7 +83,7 @@ class NvmlMonitor:
         self._nvml: Any = None
         self._handles: list[tuple[GpuTrace, Any]] = []
         self._counter_start_mj: dict[str, int | None] = {}
-        self._stop = threading.Event()
+        self._ticker = Ticker(interval_s)
         self._thread: threading.Thread | None = None
         self._error: str | None = None
         self._started_s = 0.0
@@ -129,7 +129,7 @@ class NvmlMonitor:
             return None  # NotSupported before Volta; the power integral stands in
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        while self._ticker.wait():
             self._sample()
 
     def _read(self, function: Callable[..., Any], *args: Any) -> Any:
@@ -141,8 +141,8 @@ class NvmlMonitor:
 
     def _sample(self) -> None:
         nvml = self._nvml
+        now_unix, now_mono = time.time(), time.monotonic()  # one round, one timestamp: rounds align
         for trace, handle in self._handles:
-            now_unix, now_mono = time.time(), time.monotonic()
             power_mw = self._read(nvml.nvmlDeviceGetPowerUsage, handle)
             utilization = self._read(nvml.nvmlDeviceGetUtilizationRates, handle)
             memory = self._read(nvml.nvmlDeviceGetMemoryInfo, handle)
@@ -170,9 +170,10 @@ class NvmlMonitor:
     def stop(self) -> None:
         if self._error is not None:
             return
-        self._stop.set()
+        self._ticker.stop()
         if self._thread is not None:
             self._thread.join()
+        self._ticker.close()
         try:
             self._sample()
             self._stopped_s = time.monotonic()

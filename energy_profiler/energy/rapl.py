@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from energy_profiler.energy.base import Availability, Kind, Measurement, Sample, Window, not_measured
+from energy_profiler.energy.base import Availability, Kind, Measurement, Sample, Ticker, Window, not_measured
 
 POWERCAP_ROOT_ENV = "MUTATION_POWERCAP_ROOT"
 DEFAULT_POWERCAP_ROOT = Path("/sys/class/powercap")
@@ -56,7 +56,16 @@ class Zone:
         return f"{self.name}-{self.socket}"
 
     def read_uj(self) -> int:
-        return int((self.path / "energy_uj").read_text())
+        # Raw system calls: pathlib's read_text builds a whole I/O stack, several times the cost.
+        descriptor = os.open(self.counter_file, os.O_RDONLY)
+        try:
+            return int(os.read(descriptor, 32))
+        finally:
+            os.close(descriptor)
+
+    @property
+    def counter_file(self) -> str:
+        return f"{self.path}/energy_uj"
 
 
 def _role(name: str) -> Role:
@@ -136,7 +145,7 @@ class RaplMonitor:
     def __init__(self, root: Path, interval_s: float):
         self.root = root
         self.interval_s = interval_s
-        self._stop = threading.Event()
+        self._ticker = Ticker(interval_s)
         self._thread: threading.Thread | None = None
         self._zones: list[Zone] = []
         self._last_uj: dict[str, int] = {}
@@ -158,7 +167,7 @@ class RaplMonitor:
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval_s) and self._error is None:
+        while self._ticker.wait() and self._error is None:
             self._read_all()
 
     def _read_all(self, first: bool = False) -> None:
@@ -179,9 +188,10 @@ class RaplMonitor:
             self._samples.append(Sample(now_unix, now_mono, zone.label, "energy_uj", value, "uJ"))
 
     def stop(self) -> None:
-        self._stop.set()
+        self._ticker.stop()
         if self._thread is not None:
             self._thread.join()
+        self._ticker.close()
         if self._error is None:
             self._read_all()
         self._elapsed_s = time.monotonic() - self._started
