@@ -207,3 +207,12 @@ def test_estimate_is_cpu_time_times_the_per_core_tdp() -> None:
     assert measurement.fields["cpu_energy_scope"] == "process_tree"
     assert measurement.reason is not None and "not a measurement" in measurement.reason
     assert EstimateMonitor(cpu_tdp_w=64).result(Window(duration_s=1)).energy_j is None
+
+
+def test_perf_leaves_no_file_or_descriptor_behind(power_events: Path, tmp_path: Path) -> None:
+    descriptors_before = len(os.listdir("/proc/self/fd"))
+    for executable in (str(FIXTURES / "fake_perf.py"), str(tmp_path / "no-such-perf")):
+        monitor = perf.PerfMonitor(executable, power_events)
+        measure(monitor, 0.1)
+        assert not monitor._output.exists()
+    assert len(os.listdir("/proc/self/fd")) == descriptors_before

@@ -103,7 +103,9 @@ class PerfMonitor:
         self.executable = executable
         self.directory = directory
         self._process: subprocess.Popen[bytes] | None = None
-        self._output = Path(tempfile.mkstemp(prefix="mutation-perf-", suffix=".csv")[1])
+        descriptor, name = tempfile.mkstemp(prefix="mutation-perf-", suffix=".csv")
+        os.close(descriptor)  # perf writes the file by name (-o); we only read it back
+        self._output = Path(name)
         self._start_error: str | None = None
         self._exited_early = False
         self._stderr = ""
@@ -122,6 +124,7 @@ class PerfMonitor:
 
     def stop(self) -> None:
         if self._process is None:
+            self._output.unlink(missing_ok=True)
             return
         self._exited_early = self._process.poll() is not None
         if not self._exited_early:
