@@ -210,9 +210,9 @@ def test_estimate_is_cpu_time_times_the_per_core_tdp() -> None:
 
 
 def test_perf_leaves_no_file_or_descriptor_behind(power_events: Path, tmp_path: Path) -> None:
-    descriptors_before = len(os.listdir("/proc/self/fd"))
+    descriptors_before = len(list(Path("/proc/self/fd").iterdir()))
     for executable in (str(FIXTURES / "fake_perf.py"), str(tmp_path / "no-such-perf")):
         monitor = perf.PerfMonitor(executable, power_events)
         measure(monitor, 0.1)
         assert not monitor._output.exists()
-    assert len(os.listdir("/proc/self/fd")) == descriptors_before
+    assert len(list(Path("/proc/self/fd").iterdir())) == descriptors_before
