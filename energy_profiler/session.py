@@ -12,6 +12,7 @@ import signal
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ from energy_profiler.energy.base import Window
 from energy_profiler.energy.recorder import EnergyPlan, TrialEnergy, gpu_host_facts, measure_idle
 from energy_profiler.metrics import scrape_metrics
 from energy_profiler.plan import Plan, Trial
+from energy_profiler.process.lifetime import clean_stale, tracking
 from energy_profiler.process.training import ProcessOutcome, run_training
 from energy_profiler.registry import MetricSpec, Registry
 from energy_profiler.results.files import atomic_write_bytes, atomic_write_json
@@ -118,7 +120,12 @@ def run_session(
     say(f"campaign '{settings.experiment_name}': {len(plan.trials)} trials, seed {plan.seed}{seed_note}")
     say(f"results: {run_dir}")
     result = SessionResult(run_dir=run_dir, records=[], planned=len(plan.trials), stopped_by=None)
-    try:
+    for line in clean_stale(results_root, settings.grace_s):
+        say(line)
+    with ExitStack() as cleanup:
+        cleanup.callback(log.close)
+        # While the trials run, a watchdog ends whatever we started should this process die.
+        cleanup.enter_context(tracking(results_root, settings.grace_s, run_dir / "session.log"))
         if energy is not None:
             for line in energy.choice.describe():
                 say(line)
@@ -143,8 +150,6 @@ def run_session(
         if result.stopped_by is not None:
             done = len(result.records)
             say(f"stopped by {signal.Signals(result.stopped_by).name} after {done} of {len(plan.trials)} trials")
-    finally:
-        log.close()
     return result
 
 
@@ -176,7 +181,7 @@ def _run_trial(
             trial.argv, Path(trial.cwd), env, log_path, timeout_s=trial.timeout_s, grace_s=settings.grace_s,
             echo=output.training, should_stop=lambda: stop.requested, hurry=lambda: stop.hurry,
             on_start=monitors.start if monitors else lambda: None,
-            on_exit=monitors.stop if monitors else lambda: None,
+            on_exit=monitors.stop if monitors else lambda: None, label=trial.name,
         )
         if monitors is not None:
             window = Window(duration_s=outcome.duration_s, cpu_time_s=outcome.cpu_time_s)

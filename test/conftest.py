@@ -77,6 +77,6 @@ def invoke(*args: str | Path) -> Result:
 
 
 def only_run_dir(results: Path) -> Path:
-    runs = sorted(results.iterdir())
+    runs = sorted(results.glob("run_*"))
     assert len(runs) == 1, runs
     return runs[0]

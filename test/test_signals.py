@@ -43,13 +43,17 @@ def test_a_signal_mid_trial_records_it_as_interrupted_and_ends_the_training(
     tool = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "mutation.py"), "--registry", str(registry),
                              "--results-dir", str(results), "run", str(settings)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    wait_for(lambda: pid_file.exists() and len(pid_file.read_text().split()) == 2)
-    pids = [int(pid) for pid in pid_file.read_text().split()]
-    run_dir = next(results.iterdir())
-    assert (run_dir / "summary.csv").read_text().startswith("experiment_id,")  # the header is there first
-
-    os.kill(tool.pid, signum)
-    output, _ = tool.communicate(timeout=20)
+    try:
+        wait_for(lambda: pid_file.exists() and len(pid_file.read_text().split()) == 2)
+        pids = [int(pid) for pid in pid_file.read_text().split()]
+        run_dir = next(results.glob("run_*"))
+        assert (run_dir / "summary.csv").read_text().startswith("experiment_id,")  # the header is there first
+        os.kill(tool.pid, signum)
+        output, _ = tool.communicate(timeout=20)
+    finally:
+        if tool.poll() is None:  # the test failed before stopping it: do not leave it running
+            tool.terminate()
+            tool.wait(timeout=20)
     assert tool.returncode == exit_code, output
 
     for pid in pids:

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from energy_profiler import __version__
+from energy_profiler.cli.cleanup import cleanup_command
 from energy_profiler.cli.context import AppContext, energy_options, global_options
 from energy_profiler.cli.doctor import doctor_command
 from energy_profiler.cli.list_cmd import list_command, print_registry
@@ -67,7 +68,7 @@ def cli(ctx: click.Context, *, experiment_config: Path | None, repo: str | None,
         click.echo(ctx.get_help())
 
 
-for command in (run_command, list_command, validate_command, plan_command, doctor_command):
+for command in (run_command, list_command, validate_command, plan_command, doctor_command, cleanup_command):
     cli.add_command(command)
 
 

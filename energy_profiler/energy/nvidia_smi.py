@@ -21,6 +21,7 @@ from typing import Any
 from energy_profiler.energy.base import Availability, Kind, Measurement, Window, not_measured
 from energy_profiler.energy.gpu_traces import GpuTrace, summary_fields
 from energy_profiler.energy.integrate import mean_interval_s
+from energy_profiler.process.lifetime import forget, spawn
 
 NVIDIA_SMI_ENV = "MUTATION_NVIDIA_SMI"
 QUERY = ("timestamp", "index", "uuid", "power.draw", "utilization.gpu", "utilization.memory",
@@ -127,9 +128,8 @@ class NvidiaSmiMonitor:
     def start(self) -> None:
         self._start_unix, self._start_mono = time.time(), time.monotonic()
         try:
-            self._process = subprocess.Popen(command(self.executable, self.interval_s, self.gpus),
-                                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+            self._process = spawn(command(self.executable, self.interval_s, self.gpus), role="nvidia-smi",
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         except OSError as error:
             self._error = f"could not start nvidia-smi: {error}"
             return
@@ -157,6 +157,7 @@ class NvidiaSmiMonitor:
         except subprocess.TimeoutExpired:
             self._process.kill()
             _, self._stderr = self._process.communicate()
+        forget(self._process.pid)
         if self._reader is not None:
             self._reader.join(timeout=STOP_TIMEOUT_S)
 

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from energy_profiler.energy.base import Availability, Kind, Measurement, Window, not_measured
+from energy_profiler.process.lifetime import forget, spawn
 
 PERF_ENV = "MUTATION_PERF"
 PERF_EVENTS_ENV = "MUTATION_PERF_EVENTS"
@@ -117,8 +118,8 @@ class PerfMonitor:
 
     def start(self) -> None:
         try:
-            self._process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                             stderr=subprocess.PIPE, start_new_session=True)
+            self._process = spawn(self.command(), role="perf", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE)
         except OSError as error:
             self._start_error = f"could not start perf: {error}"
 
@@ -135,6 +136,7 @@ class PerfMonitor:
             self._process.kill()
             _, stderr = self._process.communicate()
             self._start_error = "perf did not stop within 5 s of SIGINT"
+        forget(self._process.pid)
         self._stderr = stderr.decode(errors="replace")
         self._raw = self._output.read_text() if self._output.exists() else ""
         self._output.unlink(missing_ok=True)

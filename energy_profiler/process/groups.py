@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import psutil
@@ -61,24 +61,41 @@ def end_group(
     `reap` is called while waiting so the caller can collect its own child (which would otherwise
     stay a zombie). `hurry()` turning true (a second Ctrl-C) skips the rest of the grace period.
     """
+    return end_groups([pgid], grace_s, reap, hurry)
+
+
+def end_groups(
+    pgids: Sequence[int],
+    grace_s: float,
+    reap: Callable[[], object] = lambda: None,
+    hurry: Callable[[], bool] = lambda: False,
+) -> Teardown:
+    """end_group for several groups at once: one grace period for all, not one each."""
     started = time.monotonic()
-    if not group_members(pgid):
+
+    def alive() -> list[int]:
         reap()
+        return [pgid for pgid in pgids if group_members(pgid)]
+
+    remaining = alive()
+    if not remaining:
         return Teardown(signal=None, duration_s=time.monotonic() - started, survivors=0)
-    sent: str | None = "SIGTERM" if _signal_group(pgid, signal.SIGTERM) else None
+    sent: str | None = None
+    for pgid in remaining:
+        if _signal_group(pgid, signal.SIGTERM):
+            sent = "SIGTERM"
     deadline = started + grace_s
-    while time.monotonic() < deadline and not hurry():
-        reap()
-        if not group_members(pgid):
-            break
+    while remaining and time.monotonic() < deadline and not hurry():
         time.sleep(POLL_S)
-    else:
-        if group_members(pgid) and _signal_group(pgid, signal.SIGKILL):
-            sent = "SIGKILL"
+        remaining = alive()
+    if remaining:
+        for pgid in remaining:
+            if _signal_group(pgid, signal.SIGKILL):
+                sent = "SIGKILL"
     # SIGKILL cannot be ignored, but the kernel takes a moment to finish each process.
     kill_deadline = time.monotonic() + 2.0
-    while group_members(pgid) and time.monotonic() < kill_deadline:
-        reap()
+    while remaining and time.monotonic() < kill_deadline:
         time.sleep(POLL_S)
-    reap()
-    return Teardown(signal=sent, duration_s=time.monotonic() - started, survivors=len(group_members(pgid)))
+        remaining = alive()
+    survivors = sum(len(group_members(pgid)) for pgid in pgids)
+    return Teardown(signal=sent, duration_s=time.monotonic() - started, survivors=survivors)

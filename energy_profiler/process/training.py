@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 from energy_profiler.process.groups import Teardown, end_group
+from energy_profiler.process.lifetime import forget, spawn
 
 POLL_S = 0.05
 """How often the wait loop looks at the timeout and stop requests without a pidfd."""
@@ -55,6 +56,7 @@ def run_training(
     hurry: Callable[[], bool] = lambda: False,
     on_start: Callable[[], None] = lambda: None,
     on_exit: Callable[[], None] = lambda: None,
+    label: str | None = None,
 ) -> ProcessOutcome:
     """Run `argv` in `cwd` in a new session and wait for it; the whole group is gone on return.
 
@@ -70,10 +72,8 @@ def run_training(
         start_utc = datetime.now(UTC)
         started = time.monotonic()
         try:
-            process = subprocess.Popen(
-                list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-            )
+            process = spawn(argv, role="training", trial=label, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         except OSError as error:
             message = f"could not start {argv[0]!r}: {error.strerror or error}"
             log.write(f"mutation.py: {message}\n".encode())
@@ -100,6 +100,8 @@ def run_training(
         on_exit()
         # Also after a normal exit: whatever the training left running in its group must go.
         teardown = end_group(process.pid, grace_s, reap=child.reap, hurry=hurry)
+        if not teardown.survivors:
+            forget(process.pid)
         exit_code = child.reap(block=True)
         child.close()
         copier.join(timeout=5)
