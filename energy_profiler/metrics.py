@@ -29,3 +29,15 @@ def scrape_metrics(log_path: Path, metrics: Mapping[str, MetricSpec]) -> dict[st
                 if math.isfinite(value):
                     found[name] = value
     return found
+
+
+def log_contains(log_path: Path, text: str, chunk_bytes: int = 1 << 20) -> bool:
+    """Whether `text` appears in a log of any size (read in chunks that overlap by len(text))."""
+    needle = text.encode()
+    tail = b""
+    with open(log_path, "rb") as log:
+        while chunk := log.read(chunk_bytes):
+            if needle in tail + chunk:
+                return True
+            tail = chunk[-len(needle):]
+    return False

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from energy_profiler.config.errors import ConfigError, ConfigIssue
-from energy_profiler.config.settings import Experiment, Settings
+from energy_profiler.config.settings import Experiment, Settings, Workload
 from energy_profiler.hyperparams import HyperparameterSpec, draw, format_value, value_count
 from energy_profiler.registry import Registry
 
@@ -24,6 +24,28 @@ MAX_DRAWS_PER_TRIAL = 200
 """Draw attempts allowed per wanted trial before a float space is declared too small."""
 
 ConfigKey = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BackgroundRun:
+    """A training looping in the background of a parallel trial."""
+
+    index: int
+    """1-based: background_<index>.sh, bg<index>_run_<i>.log."""
+    repo: str
+    model: str
+    hyperparameters: tuple[tuple[str, str], ...]
+    argv: tuple[str, ...]
+    cwd: str
+    env: tuple[tuple[str, str], ...]
+    restart_delay_s: float
+    gpu_memory_mib: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["hyperparameters"] = dict(self.hyperparameters)
+        data["env"] = dict(self.env)
+        return data
 
 
 @dataclass(frozen=True)
@@ -43,16 +65,21 @@ class Trial:
     cwd: str
     env: tuple[tuple[str, str], ...]
     timeout_s: float | None
+    background: tuple[BackgroundRun, ...] = ()
+    warmup_s: float = 0.0
+    gpu_memory_mib: float | None = None
 
     @property
     def name(self) -> str:
-        """Folder name of the trial: `001_examples_mlp`."""
-        return f"{self.index:03d}_{_safe(self.repo)}_{_safe(self.model)}"
+        """Folder name of the trial: `001_examples_mlp`, or `003_examples_mlp_parallel`."""
+        suffix = "_parallel" if self.mode == "parallel" else ""
+        return f"{self.index:03d}_{_safe(self.repo)}_{_safe(self.model)}{suffix}"
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["hyperparameters"] = dict(self.hyperparameters)
         data["env"] = dict(self.env)
+        data["background"] = [run.to_json() for run in self.background]
         data["name"] = self.name
         return data
 
@@ -76,13 +103,18 @@ def build_plan(settings: Settings, registry: Registry, seed: int, python: str = 
     """The trials of `settings`, in order; ConfigError when a mutation space is too small."""
     trials: list[Trial] = []
     issues: list[ConfigIssue] = []
-    seen: dict[tuple[str, str], set[ConfigKey]] = {}
+    seen: dict[tuple[str, str, str], set[ConfigKey]] = {}
     for experiment in settings.experiments:
         repo = registry.repositories[experiment.repo]
         specs = repo.models[experiment.model].hyperparameters
-        base = {name: experiment.fixed.get(name, format_value(spec.default, spec.type)) for name, spec in specs.items()}
-        seen_here = seen.setdefault((experiment.repo, experiment.model), set())
-        if experiment.mode == "default":
+        base = _configuration(specs, experiment.fixed)
+        background = tuple(_background_run(position, workload, registry, python)
+                           for position, workload in enumerate(experiment.background, start=1))
+        # Draws are unique per repository, model and company: the same foreground measured beside
+        # other backgrounds (or alone) is a different measurement, not a repeat.
+        company = ";".join(f"{run.repo}/{run.model}:{run.hyperparameters}" for run in background)
+        seen_here = seen.setdefault((experiment.repo, experiment.model, company), set())
+        if not experiment.mutate:
             configs = [base] * experiment.runs
             seen_here.add(tuple(base.values()))
         else:
@@ -93,21 +125,46 @@ def build_plan(settings: Settings, registry: Registry, seed: int, python: str = 
                 issues.append(issue)
                 continue
         for run, config in enumerate(configs, start=1):
-            argv = [*repo.resolved_command(python), *repo.required_args]
-            if repo.model_flag:
-                argv += [repo.model_flag, experiment.model]
-            for name, value in config.items():
-                argv += [specs[name].flag, value]
             trials.append(Trial(
                 index=len(trials) + 1, experiment_index=experiment.index, run=run,
                 mode=experiment.mode, repo=experiment.repo, model=experiment.model,
                 hyperparameters=tuple(config.items()), mutated=experiment.mutate,
-                argv=tuple(argv), cwd=str(repo.path), env=tuple(repo.env.items()),
-                timeout_s=experiment.timeout_s,
+                argv=_argv(registry, experiment.repo, experiment.model, config, python), cwd=str(repo.path),
+                env=tuple({**repo.env, **experiment.foreground.env}.items()), timeout_s=experiment.timeout_s,
+                background=background, warmup_s=experiment.warmup_s,
+                gpu_memory_mib=experiment.foreground.gpu_memory_mib,
             ))
     if issues:
         raise ConfigError(issues)
     return Plan(seed=seed, seed_was_drawn=settings.seed is None, trials=tuple(trials))
+
+
+def _configuration(specs: Mapping[str, HyperparameterSpec], fixed: Mapping[str, str]) -> dict[str, str]:
+    """Every hyperparameter's value: the fixed ones, else the registry default (canonical strings)."""
+    return {name: fixed.get(name, format_value(spec.default, spec.type)) for name, spec in specs.items()}
+
+
+def _argv(registry: Registry, repo_name: str, model: str, config: Mapping[str, str], python: str) -> tuple[str, ...]:
+    """`command... required_args... model_flag MODEL flag value ...`: every value passed explicitly."""
+    repo = registry.repositories[repo_name]
+    specs = repo.models[model].hyperparameters
+    argv = [*repo.resolved_command(python), *repo.required_args]
+    if repo.model_flag:
+        argv += [repo.model_flag, model]
+    for name, value in config.items():
+        argv += [specs[name].flag, value]
+    return tuple(argv)
+
+
+def _background_run(position: int, workload: Workload, registry: Registry, python: str) -> BackgroundRun:
+    repo = registry.repositories[workload.repo]
+    config = _configuration(repo.models[workload.model].hyperparameters, workload.fixed)
+    return BackgroundRun(
+        index=position, repo=workload.repo, model=workload.model, hyperparameters=tuple(config.items()),
+        argv=_argv(registry, workload.repo, workload.model, config, python), cwd=str(repo.path),
+        env=tuple({**repo.env, **workload.env}.items()), restart_delay_s=workload.restart_delay_s,
+        gpu_memory_mib=workload.gpu_memory_mib,
+    )
 
 
 def _draw_unique(

@@ -36,6 +36,7 @@ class ModelSpec:
     name: str
     hyperparameters: Mapping[str, HyperparameterSpec]
     timeout_s: float | None
+    gpu_memory_mib: float | None = None
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ def _build_repo(
             issues.extend(hp_issues)
             model_hps[hp_name] = spec
         timeout = model_doc.get("timeout_s", doc.get("timeout_s"))
-        models[model_name] = ModelSpec(model_name, model_hps, timeout)
+        models[model_name] = ModelSpec(model_name, model_hps, timeout, model_doc.get("gpu_memory_mib"))
 
     repo = RepoSpec(
         name=name,

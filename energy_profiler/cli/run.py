@@ -29,7 +29,8 @@ from energy_profiler.energy.recorder import EnergyPlan
 from energy_profiler.energy.selection import EnergySettings, EnergySetupError, Hardware, choose
 from energy_profiler.plan import Plan, build_plan
 from energy_profiler.registry import Registry
-from energy_profiler.session import Output, SessionResult, StopRequest, run_session
+from energy_profiler.runtime import Output, StopRequest
+from energy_profiler.session import SessionResult, run_session
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 

@@ -17,25 +17,56 @@ from energy_profiler.energy.selection import EnergySettings
 from energy_profiler.hyperparams import format_value
 from energy_profiler.registry import Registry
 
-Mode = Literal["default", "mutation"]
+Mode = Literal["default", "mutation", "parallel"]
 MUTATE_ALL = "all"
 DEFAULT_GRACE_S = 10.0
 
 
 @dataclass(frozen=True)
-class Experiment:
-    """One entry of `experiments`, checked against the registry."""
+class Workload:
+    """One training process of an experiment: what to run and with which fixed values."""
 
-    index: int
-    mode: Mode
     repo: str
     model: str
     fixed: Mapping[str, str]
     """Fixed hyperparameter values given in the settings, as canonical strings."""
+    env: Mapping[str, str]
+    """Environment for the training: the settings' `env`, plus CUDA_VISIBLE_DEVICES from `gpus`."""
+    gpu_memory_mib: float | None
+    """GPU memory it needs (settings, else registry), or None if unknown."""
+    restart_delay_s: float = 0.0
+    """Background workloads only: the pause between two runs of the loop."""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One entry of `experiments`, checked against the registry.
+
+    In parallel mode the measured training is the foreground (its fields are the ones here), and
+    `background` lists the workloads looping beside it.
+    """
+
+    index: int
+    mode: Mode
+    foreground: Workload
     mutate: tuple[str, ...]
-    """Hyperparameters to draw (`all` already expanded); empty in default mode."""
+    """Hyperparameters of the foreground to draw (`all` already expanded); empty for fixed values."""
     runs: int
     timeout_s: float | None
+    background: tuple[Workload, ...] = ()
+    warmup_s: float = 0.0
+
+    @property
+    def repo(self) -> str:
+        return self.foreground.repo
+
+    @property
+    def model(self) -> str:
+        return self.foreground.model
+
+    @property
+    def fixed(self) -> Mapping[str, str]:
+        return self.foreground.fixed
 
 
 @dataclass(frozen=True)
@@ -96,21 +127,68 @@ def _check_experiment(
     registry: Registry,
 ) -> tuple[Experiment | None, list[ConfigIssue]]:
     where = ("experiments", index)
+    parallel = entry["mode"] == "parallel"
+    foreground_entry = entry["foreground"] if parallel else entry
+    foreground_where = (*where, "foreground") if parallel else where
+    checked = _check_workload(foreground_entry, foreground_where, file, registry, may_mutate=True)
+    issues = list(checked.issues)
+    background: list[Workload] = []
+    if parallel:
+        entries = entry["background"] if isinstance(entry["background"], list) else [entry["background"]]
+        for position, background_entry in enumerate(entries):
+            background_where = (*where, "background", position) if isinstance(entry["background"], list) \
+                else (*where, "background")
+            checked_background = _check_workload(background_entry, background_where, file, registry,
+                                                 may_mutate=False)
+            issues.extend(checked_background.issues)
+            if checked_background.workload is not None:
+                background.append(checked_background.workload)
+    if checked.workload is None or issues:
+        return None, issues
+    foreground_mode = foreground_entry.get("mode", "default")
+    if foreground_mode == "mutation" and not checked.mutate:
+        mutate_where = (*foreground_where, "mutate")
+        return None, [ConfigIssue(file, mutate_where, "nothing left to mutate: every hyperparameter is fixed")]
+    model = registry.repositories[checked.workload.repo].models[checked.workload.model]
+    timeout = entry.get("timeout_s", document.get("timeout_s", model.timeout_s))
+    experiment = Experiment(
+        index=index,
+        mode=entry["mode"],
+        foreground=checked.workload,
+        mutate=checked.mutate,
+        runs=entry.get("runs_per_config", default_runs),
+        timeout_s=float(timeout) if timeout is not None else None,
+        background=tuple(background),
+        warmup_s=float(entry.get("warmup_s", 0.0)),
+    )
+    return experiment, []
+
+
+@dataclass(frozen=True)
+class _CheckedWorkload:
+    workload: Workload | None
+    mutate: tuple[str, ...]
+    issues: list[ConfigIssue]
+
+
+def _check_workload(entry: dict[str, Any], where: tuple[str | int, ...], file: str, registry: Registry, *,
+                    may_mutate: bool) -> _CheckedWorkload:
+    """Cross-check one workload (an experiment, a foreground or a background) against the registry."""
     repo = registry.repositories.get(entry["repo"])
     if repo is None:
         hint = did_you_mean(entry["repo"], registry.repositories)
         known = ", ".join(registry.repositories)
         message = f"unknown repository '{entry['repo']}'{hint}; {registry.file} has: {known}"
-        return None, [ConfigIssue(file, (*where, "repo"), message)]
+        return _CheckedWorkload(None, (), [ConfigIssue(file, (*where, "repo"), message)])
     if not repo.path.is_dir():
         message = f"folder {repo.path} of repository '{repo.name}' does not exist (see {registry.file})"
-        return None, [ConfigIssue(file, (*where, "repo"), message)]
+        return _CheckedWorkload(None, (), [ConfigIssue(file, (*where, "repo"), message)])
     model = repo.models.get(entry["model"])
     if model is None:
         hint = did_you_mean(entry["model"], repo.models)
         known = ", ".join(repo.models)
         message = f"unknown model '{entry['model']}' for repository '{repo.name}'{hint}; it has: {known}"
-        return None, [ConfigIssue(file, (*where, "model"), message)]
+        return _CheckedWorkload(None, (), [ConfigIssue(file, (*where, "model"), message)])
 
     issues = []
     specs = model.hyperparameters
@@ -137,7 +215,7 @@ def _check_experiment(
         fixed[hp_name] = canonical
 
     mutate: list[str] = []
-    for position, hp_name in enumerate(entry.get("mutate", [])):
+    for position, hp_name in enumerate(entry.get("mutate", []) if may_mutate else []):
         mutate_where = (*where, "mutate", position)
         if hp_name == MUTATE_ALL:
             if len(entry["mutate"]) > 1:
@@ -152,21 +230,14 @@ def _check_experiment(
                                       f"'{hp_name}' is both mutated and fixed in hyperparameters"))
         else:
             mutate.append(hp_name)
-    if entry["mode"] == "mutation" and not mutate and not issues:
-        issues.append(ConfigIssue(file, (*where, "mutate"), "nothing left to mutate: every hyperparameter is fixed"))
 
-    timeout = entry.get("timeout_s", document.get("timeout_s", model.timeout_s))
-    experiment = Experiment(
-        index=index,
-        mode=entry["mode"],
-        repo=repo.name,
-        model=model.name,
-        fixed=fixed,
-        mutate=tuple(mutate),
-        runs=entry.get("runs_per_config", default_runs),
-        timeout_s=float(timeout) if timeout is not None else None,
-    )
-    return experiment, issues
+    env = dict(entry.get("env", {}))
+    if "gpus" in entry:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in entry["gpus"])
+    workload = Workload(repo=repo.name, model=model.name, fixed=fixed, env=env,
+                        gpu_memory_mib=entry.get("gpu_memory_mib", model.gpu_memory_mib),
+                        restart_delay_s=float(entry.get("restart_delay_s", 0.0)))
+    return _CheckedWorkload(workload, tuple(mutate), issues)
 
 
 def energy_settings(block: dict[str, Any]) -> EnergySettings:

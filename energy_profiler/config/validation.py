@@ -19,6 +19,7 @@ from jsonschema.exceptions import ValidationError
 from energy_profiler.config.errors import ConfigError, ConfigIssue, did_you_mean
 
 ANNOTATION_KEYS = ("description", "comment", "notes")
+KNOWN_MODES = ("default", "mutation", "parallel")
 
 
 @cache
@@ -95,7 +96,10 @@ def _describe(error: ValidationError, file: str, document: Any) -> list[ConfigIs
     if keyword == "type":
         return [ConfigIssue(file, path, f"expected {_article(expected)}, got {_describe_value(instance)}")]
     if keyword == "not" and isinstance(expected, dict) and list(expected) == ["required"]:
-        # A key that this mode forbids, e.g. `mutate` outside mutation mode.
+        # A key that this mode forbids, e.g. `mutate` outside mutation mode. With a mode that is
+        # itself wrong, only the mode's error is worth reading.
+        if isinstance(instance, dict) and instance.get("mode", "default") not in KNOWN_MODES:
+            return []
         return [ConfigIssue(file, (*path, key), _forbidden_key_message(key, instance))
                 for key in expected["required"]]
     return [ConfigIssue(file, path, error.message)]

@@ -221,3 +221,18 @@ class NvmlMonitor:
                      "power_source": "nvmlDeviceGetPowerUsage (mW); a 1 s average on Ampere and newer"},
             samples=[sample for trace in traces for sample in trace.samples()],
         )
+
+
+def free_memory_mib(loader: NvmlLoader) -> dict[str, float]:
+    """Free memory of every GPU in MiB, keyed by index and by UUID."""
+    nvml = loader()
+    nvml.nvmlInit()
+    try:
+        free: dict[str, float] = {}
+        for index in range(nvml.nvmlDeviceGetCount()):
+            handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            mib = nvml.nvmlDeviceGetMemoryInfo(handle).free / 2**20
+            free[str(index)] = free[_text(nvml.nvmlDeviceGetUUID(handle))] = mib
+        return free
+    finally:
+        nvml.nvmlShutdown()

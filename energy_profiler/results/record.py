@@ -9,10 +9,11 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from energy_profiler.energy import EnergyFields
+from energy_profiler.process.background import BackgroundResult
 
 SCHEMA_VERSION = 1
 
-STATUSES = ("success", "failed", "timeout", "metrics_missing", "interrupted")
+STATUSES = ("success", "failed", "timeout", "metrics_missing", "interrupted", "oom", "skipped_memory")
 
 _INTEGER = re.compile(r"-?\d+")
 
@@ -69,6 +70,8 @@ class Record:
     host: dict[str, Any]
     repo_git: dict[str, Any]
     attempts: tuple[Attempt, ...] = field(default=())
+    background: tuple[BackgroundResult, ...] = field(default=())
+    """Parallel mode: what each background loop did (empty otherwise)."""
     schema_version: int = SCHEMA_VERSION
 
     def _scalars(self) -> dict[str, Any]:
@@ -99,6 +102,7 @@ class Record:
             "host": self.host,
             "repo_git": self.repo_git,
             "attempts": [asdict(attempt) for attempt in self.attempts],
+            "background": [asdict(result) for result in self.background],
         }
 
     def to_row(self) -> dict[str, str]:
@@ -108,6 +112,8 @@ class Record:
         row.update({f"hp_{name}": value for name, value in self.hyperparameters})
         row.update({f"perf_{name}": value for name, value in self.metrics})
         row.update(asdict(self.energy))
+        if self.background:
+            row.update(self._background_cells())
         row.update({
             "hostname": self.host.get("hostname"),
             "tool_version": self.host.get("tool_version"),
@@ -117,6 +123,28 @@ class Record:
         return {key: _cell(value) for key, value in row.items()}
 
 
+    def _background_cells(self) -> dict[str, object]:
+        """The bg_* cells: one value per background, joined with `;` when there are several."""
+        def joined(values: list[object]) -> str:
+            return ";".join("" if value is None else str(value) for value in values)
+
+        results = self.background
+        return {
+            "bg_repo": joined([r.repo for r in results]),
+            "bg_model": joined([r.model for r in results]),
+            "bg_hyperparameters": joined([json.dumps(r.hyperparameters) for r in results]),
+            "bg_iterations_started": joined([r.iterations_started for r in results]),
+            "bg_iterations_completed": joined([r.iterations_completed for r in results]),
+            "bg_iterations_failed": joined([r.iterations_failed for r in results]),
+            "bg_oom_iterations": joined([r.oom_iterations for r in results]),
+            "bg_teardown_s": joined([r.teardown_s for r in results]),
+            "bg_signal": joined([r.signal for r in results]),
+            "bg_survivors": joined([r.survivors for r in results]),
+        }
+
+
+BACKGROUND_COLUMNS = ("bg_repo", "bg_model", "bg_hyperparameters", "bg_iterations_started", "bg_iterations_completed",
+                      "bg_iterations_failed", "bg_oom_iterations", "bg_teardown_s", "bg_signal", "bg_survivors")
 ENERGY_COLUMNS = tuple(f.name for f in fields(EnergyFields))
 LEADING_COLUMNS = (
     "experiment_id", "run_id", "trial", "trial_index", "experiment_index", "run", "mode", "repo", "model",
@@ -125,10 +153,14 @@ LEADING_COLUMNS = (
 TRAILING_COLUMNS = ("hostname", "tool_version", "tool_commit", "repo_commit")
 
 
-def summary_columns(hyperparameters: Sequence[str], metrics: Sequence[str]) -> list[str]:
-    """The summary.csv header for a plan whose models have these hyperparameter and metric names."""
+def summary_columns(hyperparameters: Sequence[str], metrics: Sequence[str], background: bool = False) -> list[str]:
+    """The summary.csv header for a plan whose models have these hyperparameter and metric names.
+
+    The bg_* columns are there when the plan has parallel trials.
+    """
     return [*LEADING_COLUMNS, *(f"hp_{name}" for name in hyperparameters),
-            *(f"perf_{name}" for name in metrics), *ENERGY_COLUMNS, *TRAILING_COLUMNS]
+            *(f"perf_{name}" for name in metrics), *ENERGY_COLUMNS,
+            *(BACKGROUND_COLUMNS if background else ()), *TRAILING_COLUMNS]
 
 
 def _cell(value: object) -> str:

@@ -1,0 +1,205 @@
+"""Background trainings for parallel mode: a generated `while true` sh script per workload.
+
+The script is saved beside the results so users can read exactly what ran. Every argument and
+environment value passes through shlex.quote. The loop never ends by itself: a failed run is
+logged and the next one starts after `restart_delay_s`. Each run's output goes to
+`background_logs/bg<k>_run_<i>.log`, and one line per finished run to
+`background_logs/iterations.csv`. The script runs in a session and process group of its own (with
+the parent-death signal set, like every child of mutation.py); its runs share that group, so one
+killpg reaches all of them, and its TERM/INT/HUP trap ends the whole group before exiting.
+"""
+
+from __future__ import annotations
+
+import csv
+import shlex
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from energy_profiler.metrics import log_contains
+from energy_profiler.plan import BackgroundRun
+from energy_profiler.process.groups import Teardown, end_group
+from energy_profiler.process.lifetime import forget, spawn
+
+ITERATIONS_HEADER = "background,iteration,start_utc,end_utc,exit_code\n"
+OOM_MARKER = "CUDA out of memory"
+
+
+@dataclass(frozen=True)
+class BackgroundCounts:
+    """What one background loop did during a trial."""
+
+    started: int
+    completed: int
+    failed: int
+    oom: int
+
+
+def script_text(*, index: int, trial: str, argv: Sequence[str], cwd: str, env: Mapping[str, str],
+                logs: Path, restart_delay_s: float) -> str:
+    """The POSIX sh loop for background workload `index` (1-based) of `trial`."""
+    q = shlex.quote
+    exports = "\n".join(f"export {name}={q(value)}" for name, value in env.items())
+    delay = f"    sleep {q(f'{restart_delay_s:g}')} & wait $!\n" if restart_delay_s > 0 else ""
+    return f"""#!/bin/sh
+# Background workload {index} of trial {trial}, written by mutation.py.
+# It runs the training below again and again until mutation.py ends it; a failed run never
+# ends the loop. Run i's output: bg{index}_run_<i>.log; one line per finished run in
+# iterations.csv (background,iteration,start_utc,end_utc,exit_code), both in {q(str(logs))}.
+cd {q(cwd)} || exit 97
+{exports}
+logs={q(str(logs))}
+
+finish() {{
+    # Runs share this script's process group: end them all, ignoring the signal ourselves.
+    trap '' TERM INT HUP
+    kill -TERM 0 2>/dev/null
+    wait
+    exit 0
+}}
+trap finish TERM INT HUP
+
+i=0
+while true; do
+    i=$((i + 1))
+    start=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+    {" ".join(q(arg) for arg in argv)} < /dev/null > "$logs/bg{index}_run_$i.log" 2>&1 &
+    wait $!
+    code=$?
+    echo "{index},$i,$start,$(date -u +%Y-%m-%dT%H:%M:%SZ),$code" >> "$logs/iterations.csv"
+{delay}done
+"""
+
+
+def write_script(path: Path, text: str) -> None:
+    path.write_text(text)
+    path.chmod(0o755)
+
+
+def start_loop(script: Path, trial: str) -> subprocess.Popen[bytes]:
+    """Run the script with /bin/sh in a new session (recorded in the campaign's ledger)."""
+    process: subprocess.Popen[bytes] = spawn(["/bin/sh", str(script)], role="background", trial=trial,
+                                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                             stderr=subprocess.DEVNULL)
+    return process
+
+
+def wait_for_first_run(logs: Path, index: int, timeout_s: float, should_stop: Callable[[], bool]) -> bool:
+    """Whether background `index` started its first run (its log file exists) within the timeout."""
+    first_log = logs / f"bg{index}_run_1.log"
+    deadline = time.monotonic() + timeout_s
+    while not first_log.exists():
+        if time.monotonic() > deadline or should_stop():
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def count_runs(logs: Path, index: int) -> BackgroundCounts:
+    """Runs started (log files), completed and failed (iterations.csv), and runs that hit CUDA OOM."""
+    run_logs = sorted(logs.glob(f"bg{index}_run_*.log"))
+    completed = failed = 0
+    table = logs / "iterations.csv"
+    if table.exists():
+        with open(table, newline="") as file:
+            for row in csv.DictReader(file):
+                if row["background"] == str(index) and row["exit_code"]:
+                    if row["exit_code"] == "0":
+                        completed += 1
+                    else:
+                        failed += 1
+    oom = sum(1 for log in run_logs if log_contains(log, OOM_MARKER))
+    return BackgroundCounts(started=len(run_logs), completed=completed, failed=failed, oom=oom)
+
+
+@dataclass(frozen=True)
+class BackgroundResult:
+    """Everything recorded about one background workload of a parallel trial."""
+
+    index: int
+    repo: str
+    model: str
+    hyperparameters: dict[str, str]
+    argv: list[str]
+    script: str
+    """Path of the generated script, relative to the run folder."""
+    iterations_started: int
+    iterations_completed: int
+    iterations_failed: int
+    oom_iterations: int
+    signal: str | None
+    """The last signal the teardown sent (SIGTERM, SIGKILL), or None if the loop was already gone."""
+    teardown_s: float
+    survivors: int
+
+
+FIRST_RUN_TIMEOUT_S = 60.0
+
+
+class Backgrounds:
+    """The background loops of one attempt: started before the foreground, ended after it."""
+
+    def __init__(self, runs: Sequence[BackgroundRun], attempt_dir: Path, trial: str):
+        self.runs = list(runs)
+        self.attempt_dir = attempt_dir
+        self.trial = trial
+        self.logs = attempt_dir / "background_logs"
+        self._processes: list[subprocess.Popen[bytes]] = []
+
+    def script_path(self, run: BackgroundRun) -> Path:
+        return self.attempt_dir / f"background_{run.index}.sh"
+
+    def start(self, should_stop: Callable[[], bool]) -> list[str]:
+        """Start every loop and wait until each has begun its first run; returns warnings."""
+        self.logs.mkdir(parents=True, exist_ok=True)
+        (self.logs / "iterations.csv").write_text(ITERATIONS_HEADER)
+        for run in self.runs:
+            text = script_text(index=run.index, trial=self.trial, argv=run.argv, cwd=run.cwd,
+                               env={"PYTHONUNBUFFERED": "1", **dict(run.env)}, logs=self.logs,
+                               restart_delay_s=run.restart_delay_s)
+            write_script(self.script_path(run), text)
+            self._processes.append(start_loop(self.script_path(run), self.trial))
+        warnings = []
+        for run, process in zip(self.runs, self._processes, strict=True):
+
+            def give_up(loop: subprocess.Popen[bytes] = process) -> bool:
+                return should_stop() or loop.poll() is not None
+
+            started = wait_for_first_run(self.logs, run.index, FIRST_RUN_TIMEOUT_S, give_up)
+            if not started and process.poll() is not None:
+                warnings.append(f"background {run.index} ({run.repo}/{run.model}) exited at once "
+                                f"with status {process.returncode}; see {self.script_path(run)}")
+            elif not started and not should_stop():
+                warnings.append(f"background {run.index} did not start a run within {FIRST_RUN_TIMEOUT_S:g} s")
+        return warnings
+
+    def stop(self, grace_s: float, hurry: Callable[[], bool], run_dir: Path) -> list[BackgroundResult]:
+        """End every loop at once (each in its own thread, so graces overlap) and count their runs."""
+        teardowns: dict[int, Teardown] = {}
+
+        def end(run: BackgroundRun, process: subprocess.Popen[bytes]) -> None:
+            teardowns[run.index] = end_group(process.pid, grace_s, reap=process.poll, hurry=hurry)
+            process.poll()
+            if not teardowns[run.index].survivors:
+                forget(process.pid)
+
+        threads = [threading.Thread(target=end, args=pair) for pair in zip(self.runs, self._processes, strict=True)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        results = []
+        for run in self.runs[:len(self._processes)]:
+            counts = count_runs(self.logs, run.index)
+            teardown = teardowns[run.index]
+            results.append(BackgroundResult(
+                index=run.index, repo=run.repo, model=run.model, hyperparameters=dict(run.hyperparameters),
+                argv=list(run.argv), script=str(self.script_path(run).relative_to(run_dir)),
+                iterations_started=counts.started, iterations_completed=counts.completed,
+                iterations_failed=counts.failed, oom_iterations=counts.oom, signal=teardown.signal,
+                teardown_s=round(teardown.duration_s, 3), survivors=teardown.survivors))
+        return results

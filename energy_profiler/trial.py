@@ -1,0 +1,207 @@
+"""Running one trial: its attempts, the background loops of a parallel trial, and the record.
+
+An attempt of a parallel trial: check free GPU memory (when NVML is there and workloads declare
+what they need), start every background loop, wait until each has begun its first run and the
+warm-up has passed, run and measure the foreground, then end every background group. Whatever ends
+the foreground (success, failure, timeout, a signal), the backgrounds are ended.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from energy_profiler.config.settings import Settings
+from energy_profiler.energy import EnergyFields
+from energy_profiler.energy.base import Window
+from energy_profiler.energy.nvml import free_memory_mib, load_pynvml
+from energy_profiler.energy.recorder import EnergyPlan, TrialEnergy
+from energy_profiler.metrics import log_contains, scrape_metrics
+from energy_profiler.plan import Trial
+from energy_profiler.process.background import OOM_MARKER, BackgroundResult, Backgrounds
+from energy_profiler.process.training import ProcessOutcome, run_training
+from energy_profiler.registry import MetricSpec, Registry
+from energy_profiler.results.record import Attempt, Record
+from energy_profiler.runtime import Output, StopRequest, sleep_unless_stopped
+from energy_profiler.system.host import git_state
+
+REASON_LINE_CHARS = 200
+NOT_RETRIED = ("success", "interrupted", "skipped_memory")
+
+
+@dataclass
+class _AttemptResult:
+    attempt: Attempt
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    energy: EnergyFields = field(default_factory=EnergyFields)
+    energy_details: dict[str, Any] = field(default_factory=dict)
+    background: list[BackgroundResult] = field(default_factory=list)
+
+
+def run_trial(
+    trial: Trial,
+    *,
+    settings: Settings,
+    registry: Registry,
+    run_dir: Path,
+    host: dict[str, object],
+    output: Output,
+    stop: StopRequest,
+    energy: EnergyPlan | None,
+) -> Record:
+    """Every attempt of `trial` (up to 1 + max_retries); the record describes the last one."""
+    repo = registry.repositories[trial.repo]
+    values = " ".join(f"{name}={value}" for name, value in trial.hyperparameters)
+    company = "".join(f" + background {run.repo}/{run.model}" for run in trial.background)
+    output.say(f"[{trial.index}] {trial.mode} {trial.repo}/{trial.model} {values}{company}")
+    output.detail("argv: " + " ".join(trial.argv))
+    results: list[_AttemptResult] = []
+    for number in range(1, settings.max_retries + 2):
+        result = _attempt(trial, number, settings=settings, metrics=repo.metrics, run_dir=run_dir,
+                          output=output, stop=stop, energy=energy)
+        results.append(result)
+        status, reason = result.attempt.status, result.attempt.status_reason
+        if status in NOT_RETRIED or stop.requested:
+            break
+        if number <= settings.max_retries:
+            output.say(f"[{trial.index}] attempt {number} {status} ({reason}); retrying")
+    final = results[-1]
+    return Record(
+        experiment_id=str(uuid.uuid4()), run_id=run_dir.name, trial=trial.name, trial_index=trial.index,
+        experiment_index=trial.experiment_index, run=trial.run, mode=trial.mode, repo=trial.repo,
+        model=trial.model, status=final.attempt.status, status_reason=final.attempt.status_reason,
+        exit_code=final.attempt.exit_code, start_utc=final.attempt.start_utc, end_utc=final.attempt.end_utc,
+        duration_s=final.attempt.duration_s, argv=trial.argv, hyperparameters=trial.hyperparameters,
+        mutated=trial.mutated, metrics=tuple((name, final.metrics.get(name)) for name in repo.metrics),
+        required_metrics=tuple(name for name, spec in repo.metrics.items() if spec.required),
+        energy=final.energy, energy_details=final.energy_details, host=dict(host), repo_git=git_state(repo.path),
+        attempts=tuple(result.attempt for result in results), background=tuple(final.background),
+    )
+
+
+def _attempt(trial: Trial, number: int, *, settings: Settings, metrics: Mapping[str, MetricSpec], run_dir: Path,
+             output: Output, stop: StopRequest, energy: EnergyPlan | None) -> _AttemptResult:
+    attempt_dir = run_dir / trial.name / f"attempt_{number}"
+    log_path = attempt_dir / "training.log"
+    shortfall = memory_shortfall(trial, energy)
+    if shortfall is not None:
+        now = datetime.now(UTC).isoformat()
+        why = f"not enough free GPU memory: {shortfall}"
+        output.say(f"[{trial.index}] skipped: {why}")
+        return _AttemptResult(
+            Attempt(number, "skipped_memory", why, None, now, now, 0.0, ""),
+            energy=EnergyFields(cpu_energy_reason="trial skipped", gpu_energy_reason="trial skipped"))
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **dict(trial.env)}
+    backgrounds = Backgrounds(trial.background, attempt_dir, trial.name) if trial.background else None
+    background: list[BackgroundResult] = []
+    try:
+        if backgrounds is not None:
+            for warning in backgrounds.start(lambda: stop.requested):
+                output.say(f"[{trial.index}] warning: {warning}")
+            if trial.warmup_s > 0:
+                sleep_unless_stopped(trial.warmup_s, stop)
+        monitors = TrialEnergy(energy, env) if energy is not None else None
+        outcome = run_training(
+            trial.argv, Path(trial.cwd), env, log_path, timeout_s=trial.timeout_s, grace_s=settings.grace_s,
+            echo=output.training, should_stop=lambda: stop.requested, hurry=lambda: stop.hurry,
+            on_start=monitors.start if monitors else lambda: None,
+            on_exit=monitors.stop if monitors else lambda: None, label=trial.name,
+        )
+    finally:
+        if backgrounds is not None:
+            background = backgrounds.stop(settings.grace_s, lambda: stop.hurry, run_dir)
+            _report_backgrounds(trial, background, output.say)
+    energy_fields, energy_details = EnergyFields(), dict[str, Any]()
+    if monitors is not None:
+        window = Window(duration_s=outcome.duration_s, cpu_time_s=outcome.cpu_time_s)
+        energy_fields, energy_details = monitors.finish(window, attempt_dir / "energy")
+    if outcome.teardown is not None and outcome.teardown.survivors:
+        output.say(f"warning: {outcome.teardown.survivors} process(es) of the training survived SIGKILL")
+    found = scrape_metrics(log_path, metrics) if outcome.ended_by != "not_started" else {}
+    status, reason = classify(outcome, found, metrics, log_path, stop.first_signal)
+    attempt = Attempt(
+        attempt=number, status=status, status_reason=reason, exit_code=outcome.exit_code,
+        start_utc=outcome.start_utc.isoformat(), end_utc=outcome.end_utc.isoformat(),
+        duration_s=round(outcome.duration_s, 3), log=str(log_path.relative_to(run_dir)),
+    )
+    return _AttemptResult(attempt, found, energy_fields, energy_details, background)
+
+
+def _report_backgrounds(trial: Trial, results: list[BackgroundResult], say: Callable[[str], None]) -> None:
+    for result in results:
+        survivors = f", {result.survivors} SURVIVED" if result.survivors else ""
+        say(f"[{trial.index}] background {result.index} {result.repo}/{result.model}: "
+            f"{result.iterations_started} runs started, {result.iterations_completed} completed, "
+            f"{result.iterations_failed} failed; ended by {result.signal or 'itself'} in {result.teardown_s:.2f} s"
+            f"{survivors}")
+
+
+def memory_shortfall(trial: Trial, energy: EnergyPlan | None) -> str | None:
+    """Why the workloads' declared GPU memory does not fit now, or None (fits, or cannot be checked).
+
+    Each workload is taken to use the first GPU it sees (CUDA_VISIBLE_DEVICES, else GPU 0).
+    Without NVML nothing is checked.
+    """
+    needs: dict[str, float] = {}
+    workloads = [(dict(trial.env), trial.gpu_memory_mib)] + [(dict(run.env), run.gpu_memory_mib)
+                                                            for run in trial.background]
+    for env, mib in workloads:
+        if mib is not None:
+            visible = env.get("CUDA_VISIBLE_DEVICES") or os.environ.get("CUDA_VISIBLE_DEVICES") or "0"
+            gpu = visible.split(",")[0].strip() or "0"
+            needs[gpu] = needs.get(gpu, 0.0) + mib
+    if not needs:
+        return None
+    try:
+        free = free_memory_mib(energy.hardware.nvml_loader if energy else load_pynvml)
+    except Exception:  # no NVML here: the check cannot be made, and the trial runs
+        return None
+    for gpu, need in needs.items():
+        if gpu in free and free[gpu] < need:
+            return f"the workloads need {need:.0f} MiB on GPU {gpu}, {free[gpu]:.0f} MiB are free"
+    return None
+
+
+def classify(
+    outcome: ProcessOutcome,
+    metrics: Mapping[str, float | None],
+    specs: Mapping[str, MetricSpec],
+    log_path: Path,
+    stop_signal: int | None,
+) -> tuple[str, str | None]:
+    """(status, reason): success needs exit code 0 and every required metric; else a named status."""
+    if outcome.ended_by == "not_started":
+        return "failed", outcome.error
+    if outcome.ended_by == "interrupted":
+        name = signal.Signals(stop_signal).name if stop_signal else "a stop request"
+        return "interrupted", f"interrupted by {name}"
+    if outcome.ended_by == "timeout":
+        return "timeout", f"no exit within the timeout of {outcome.duration_s:.0f} s"
+    if outcome.exit_code != 0:
+        if log_contains(log_path, OOM_MARKER):
+            return "oom", f"'{OOM_MARKER}' in the log (exit code {outcome.exit_code})"
+        code = outcome.exit_code or 0
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        last = _last_line(log_path)
+        return "failed", f"{how}: {last}" if last else how
+    missing = [name for name, spec in specs.items() if spec.required and metrics.get(name) is None]
+    if missing:
+        return "metrics_missing", "required metric not found in the log: " + ", ".join(missing)
+    return "success", None
+
+
+def _last_line(log_path: Path) -> str:
+    """The last non-empty line of a log (read from its end), shortened for a CSV cell."""
+    with open(log_path, "rb") as log:
+        log.seek(0, os.SEEK_END)
+        log.seek(max(0, log.tell() - 4096))
+        lines = [line.strip() for line in log.read().decode("utf-8", "replace").splitlines()]
+    last = next((line for line in reversed(lines) if line), "")
+    return last[:REASON_LINE_CHARS]
