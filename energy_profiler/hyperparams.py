@@ -65,6 +65,11 @@ def parse_value(text: str, value_type: ValueType) -> int | float:
     return int(canonical) if value_type == "int" else float(canonical)
 
 
+def canonical_to_number(text: str) -> int | float:
+    """The JSON number of a canonical value string (ints are digits only; floats have '.' or 'e')."""
+    return int(text) if text.lstrip("-").isdigit() else float(text)
+
+
 def round_significant(value: float, digits: int) -> float:
     """`value` rounded to `digits` significant digits (0 stays 0)."""
     if value == 0:

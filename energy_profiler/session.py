@@ -99,6 +99,7 @@ def run_session(
                 break
             record = run_trial(trial, settings=settings, registry=registry, run_dir=run_dir, host=host,
                                output=replace(output, say=say), stop=stop, energy=energy)
+            (run_dir / trial.name).mkdir(exist_ok=True)  # a skipped trial ran nothing that made it
             atomic_write_json(run_dir / trial.name / "experiment.json", record.to_json())
             summary.append(record.to_row())
             result.records.append(record)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from energy_profiler.hyperparams import canonical_to_number
 from energy_profiler.metrics import log_contains
 from energy_profiler.plan import BackgroundRun
 from energy_profiler.process.groups import Teardown, end_group
@@ -123,7 +124,7 @@ class BackgroundResult:
     index: int
     repo: str
     model: str
-    hyperparameters: dict[str, str]
+    hyperparameters: dict[str, int | float]
     argv: list[str]
     script: str
     """Path of the generated script, relative to the run folder."""
@@ -197,7 +198,8 @@ class Backgrounds:
             counts = count_runs(self.logs, run.index)
             teardown = teardowns[run.index]
             results.append(BackgroundResult(
-                index=run.index, repo=run.repo, model=run.model, hyperparameters=dict(run.hyperparameters),
+                index=run.index, repo=run.repo, model=run.model,
+                hyperparameters={name: canonical_to_number(value) for name, value in run.hyperparameters},
                 argv=list(run.argv), script=str(self.script_path(run).relative_to(run_dir)),
                 iterations_started=counts.started, iterations_completed=counts.completed,
                 iterations_failed=counts.failed, oom_iterations=counts.oom, signal=teardown.signal,

@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from energy_profiler.energy import EnergyFields
+from energy_profiler.hyperparams import canonical_to_number
 from energy_profiler.process.background import BackgroundResult
 
 SCHEMA_VERSION = 1
 
 STATUSES = ("success", "failed", "timeout", "metrics_missing", "interrupted", "oom", "skipped_memory")
-
-_INTEGER = re.compile(r"-?\d+")
-
-
-def canonical_to_number(text: str) -> int | float:
-    """The JSON number of a canonical value string (ints have digits only; floats '.' or 'e')."""
-    return int(text) if _INTEGER.fullmatch(text) else float(text)
-
 
 @dataclass(frozen=True)
 class Attempt:

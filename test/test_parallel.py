@@ -1,0 +1,239 @@
+"""Parallel mode with real processes: background loops, their teardown, and nothing left behind."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from test.conftest import PROJECT_ROOT, fake_repo, invoke, only_run_dir
+
+Registry = Callable[..., Path]
+WriteJson = Callable[[str, Any], Path]
+
+
+def running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def busy(seconds: float) -> dict[str, Any]:
+    return fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", str(seconds)])
+
+
+def background_repo(behaviour: str, *extra: str) -> dict[str, Any]:
+    return fake_repo(behaviour, required_args=["--behaviour", behaviour, *extra])
+
+
+def parallel_settings(write_json: WriteJson, background: Any = None, **extra: Any) -> Path:
+    experiment = {"mode": "parallel", "foreground": {"repo": "fg", "model": "tiny"},
+                  "background": background or {"repo": "bg", "model": "tiny"}, **extra.pop("experiment", {})}
+    return write_json("parallel.json", {"experiment_name": "par", "grace_s": 1, **extra, "experiments": [experiment]})
+
+
+def run(registry: Path, settings: Path, results: Path, *options: str) -> tuple[Any, Path, dict[str, str], dict[str, Any]]:
+    result = invoke("--registry", registry, "--results-dir", results, "-q", "run", settings, *options)
+    run_dir = only_run_dir(results)
+    with open(run_dir / "summary.csv", newline="") as table:
+        row = next(csv.DictReader(table))
+    record = json.loads((run_dir / row["trial"] / "experiment.json").read_text())
+    return result, run_dir, row, record
+
+
+def test_a_background_whose_training_spawns_grandchildren_is_ended_whole(
+        fake_registry: Registry, write_json: WriteJson, tmp_path: Path) -> None:
+    pids = tmp_path / "bg_pids"
+    registry = fake_registry(fg=busy(1.0), bg=background_repo("hang-with-child", "--pid-file", str(pids)))
+    result, run_dir, row, record = run(registry, parallel_settings(write_json), tmp_path / "results")
+    assert result.exit_code == 0, result.output
+    assert row["trial"] == "001_fg_tiny_parallel" and row["mode"] == "parallel" and row["status"] == "success"
+    started = [int(pid) for pid in pids.read_text().split()]
+    assert len(started) == 2 and not any(running(pid) for pid in started)
+    assert (row["bg_repo"], row["bg_signal"], row["bg_survivors"]) == ("bg", "SIGTERM", "0")
+    assert (row["bg_iterations_started"], row["bg_iterations_completed"]) == ("1", "0")
+    assert float(row["bg_teardown_s"]) < 1.0
+    background = record["background"][0]
+    assert background["script"] == "001_fg_tiny_parallel/attempt_1/background_1.sh"
+    assert background["hyperparameters"] == {"learning_rate": 0.1, "epochs": 2}
+    script = (run_dir / background["script"]).read_text()
+    assert script.startswith("#!/bin/sh\n") and "while true; do" in script and "trap finish TERM INT HUP" in script
+
+
+def test_a_background_ignoring_sigterm_is_killed_after_the_grace_period(
+        fake_registry: Registry, write_json: WriteJson, tmp_path: Path) -> None:
+    registry = fake_registry(fg=busy(0.5), bg=background_repo("ignore-term"))
+    result, _, row, _ = run(registry, parallel_settings(write_json, grace_s=0.5), tmp_path / "results")
+    assert result.exit_code == 0, result.output
+    assert (row["bg_signal"], row["bg_survivors"]) == ("SIGKILL", "0")
+    assert 0.5 <= float(row["bg_teardown_s"]) < 1.5
+
+
+def test_a_background_that_crashes_every_run_keeps_looping(
+        fake_registry: Registry, write_json: WriteJson, tmp_path: Path) -> None:
+    registry = fake_registry(fg=busy(1.5), bg=background_repo("fail"))
+    settings = parallel_settings(write_json, {"repo": "bg", "model": "tiny", "restart_delay_s": 0.1})
+    result, run_dir, row, _ = run(registry, settings, tmp_path / "results")
+    assert result.exit_code == 0, result.output
+    failed = int(row["bg_iterations_failed"])
+    assert failed >= 3 and row["bg_iterations_completed"] == "0"
+    assert int(row["bg_iterations_started"]) in (failed, failed + 1)
+    logs = run_dir / row["trial"] / "attempt_1" / "background_logs"
+    with open(logs / "iterations.csv", newline="") as table:
+        iterations = list(csv.DictReader(table))
+    assert [line["exit_code"] for line in iterations] == ["4"] * failed
+    assert [line["iteration"] for line in iterations] == [str(i) for i in range(1, failed + 1)]
+    assert "Traceback: something broke" in (logs / "bg1_run_2.log").read_text()
+
+
+def test_several_backgrounds_are_recorded_side_by_side(
+        fake_registry: Registry, write_json: WriteJson, tmp_path: Path) -> None:
+    registry = fake_registry(fg=busy(0.5), bg=background_repo("hang"), bg2=background_repo("ignore-term"))
+    settings = parallel_settings(write_json, [{"repo": "bg", "model": "tiny"},
+                                              {"repo": "bg2", "model": "tiny", "hyperparameters": {"epochs": 3}}],
+                                 grace_s=0.3)
+    result, run_dir, row, _ = run(registry, settings, tmp_path / "results")
+    assert result.exit_code == 0, result.output
+    assert (row["bg_repo"], row["bg_signal"], row["bg_survivors"]) == ("bg;bg2", "SIGTERM;SIGKILL", "0;0")
+    assert [json.loads(h)["epochs"] for h in row["bg_hyperparameters"].split(";")] == [2, 3]
+    assert {p.name for p in (run_dir / row["trial"] / "attempt_1").glob("background_*.sh")} == \
+        {"background_1.sh", "background_2.sh"}
+
+
+def test_the_foreground_waits_for_the_backgrounds_first_run_and_the_warmup(
+        fake_registry: Registry, write_json: WriteJson, tmp_path: Path) -> None:
+    marker = tmp_path / "bg_started"
+    registry = fake_registry(fg=busy(0.2), bg=background_repo("hang", "--pid-file", str(marker)))
+    settings = parallel_settings(write_json, experiment={"warmup_s": 0.7})
+    result, _, row, _ = run(registry, settings, tmp_path / "results")
+    assert result.exit_code == 0, result.output
+    foreground_start = datetime.fromisoformat(row["start_utc"]).timestamp()
+    assert foreground_start - marker.stat().st_mtime >= 0.6
+
+
+def test_arguments_reach_both_trainings_literally(
+        fake_registry: Registry, write_json: WriteJson, tmp_path: Path) -> None:
+    tricky = ["a b", "it's", '"q"', "x;y", "$(touch pwned)", "`touch pwned`", "$HOME", "*"]
+    repo = fake_repo("echo-args", required_args=["--behaviour", "echo-args", *tricky],
+                     models={"my model's; $(x)": {}})
+    registry = fake_registry(fg=repo, bg=repo)
+    env = {"WEIRD": "v a l'u\"e;$(touch pwned)`x`"}
+    settings = parallel_settings(
+        write_json, {"repo": "bg", "model": "my model's; $(x)", "env": env},
+        experiment={"foreground": {"repo": "fg", "model": "my model's; $(x)", "env": env}, "warmup_s": 0.3})
+    result, run_dir, row, _ = run(registry, settings, tmp_path / "results")
+    assert result.exit_code == 0, result.output
+    attempt = run_dir / row["trial"] / "attempt_1"
+    for log in (attempt / "training.log", attempt / "background_logs" / "bg1_run_1.log"):
+        argv = json.loads(next(line for line in log.read_text().splitlines() if line.startswith("ARGV "))[5:])
+        assert argv[2:2 + len(tricky)] == tricky, log
+        assert argv[argv.index("--model") + 1] == "my model's; $(x)"
+    assert not list(PROJECT_ROOT.rglob("pwned"))
+
+
+def test_an_out_of_memory_foreground_and_background_are_named(
+        fake_registry: Registry, write_json: WriteJson, tmp_path: Path) -> None:
+    oom = [sys.executable, "-c", "import sys; print('RuntimeError: CUDA out of memory. Tried to allocate 2 GiB'); "
+                                 "sys.exit(1)"]
+    registry = fake_registry(fg=fake_repo(command=oom, required_args=[]), bg=fake_repo(command=oom, required_args=[]))
+    settings = parallel_settings(write_json, {"repo": "bg", "model": "tiny", "restart_delay_s": 0.05},
+                                 experiment={"warmup_s": 0.5})
+    result, _, row, _ = run(registry, settings, tmp_path / "results")
+    assert result.exit_code == 1
+    assert row["status"] == "oom" and row["status_reason"] == "'CUDA out of memory' in the log (exit code 1)"
+    assert int(row["bg_oom_iterations"]) >= 2
+
+
+def test_a_trial_that_would_not_fit_in_gpu_memory_is_skipped(
+        fake_registry: Registry, write_json: WriteJson, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MUTATION_NVML_MODULE", "test.fixtures.fake_pynvml")  # GPU 0: 80 GiB, 5500 MiB used
+    marker = tmp_path / "started"
+    registry = fake_registry(fg=busy(0.1), bg=background_repo("hang", "--pid-file", str(marker)))
+    settings = parallel_settings(write_json, {"repo": "bg", "model": "tiny", "gpu_memory_mib": 50000, "gpus": [0]},
+                                 experiment={"foreground": {"repo": "fg", "model": "tiny", "gpu_memory_mib": 30000}})
+    result, _, row, _ = run(registry, settings, tmp_path / "results")
+    assert result.exit_code == 1
+    assert row["status"] == "skipped_memory"
+    assert row["status_reason"] == ("not enough free GPU memory: the workloads need 80000 MiB on GPU 0, "
+                                    "76420 MiB are free")
+    assert not marker.exists()  # nothing was started
+
+
+def tool(registry: Path, settings: Path, results: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, str(PROJECT_ROOT / "mutation.py"), "--registry", str(registry),
+                             "--results-dir", str(results), "run", str(settings)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGINT, 130), (signal.SIGHUP, 129),
+                                                   (signal.SIGKILL, -9)])
+def test_stopping_mutation_py_mid_trial_leaves_no_process(
+        signum: int, exit_code: int, fake_registry: Registry, write_json: WriteJson, tmp_path: Path) -> None:
+    fg_pids, bg_pids = tmp_path / "fg", tmp_path / "bg"
+    registry = fake_registry(fg=background_repo("hang-with-child", "--pid-file", str(fg_pids)),
+                             bg=background_repo("hang-with-child", "--pid-file", str(bg_pids)))
+    settings = parallel_settings(write_json)
+    results = tmp_path / "results"
+    process = tool(registry, settings, results)
+    try:
+        assert wait_for(lambda: all(p.exists() and len(p.read_text().split()) == 2 for p in (fg_pids, bg_pids)), 20)
+        loop = [p.pid for p in psutil.Process(process.pid).children() if "background_1.sh" in " ".join(p.cmdline())]
+        pids = [int(pid) for pids in (fg_pids, bg_pids) for pid in pids.read_text().split()] + loop
+        assert len(pids) == 5 and all(running(pid) for pid in pids)
+        os.kill(process.pid, signum)
+        assert process.wait(timeout=20) == exit_code
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert wait_for(lambda: not any(running(pid) for pid in pids), 2.0), [pid for pid in pids if running(pid)]
+    if signum != signal.SIGKILL:
+        run_dir = next(results.glob("run_*"))
+        with open(run_dir / "summary.csv", newline="") as table:
+            rows = list(csv.DictReader(table))
+        assert [(r["status"], r["bg_survivors"]) for r in rows] == [("interrupted", "0")]
+
+
+def test_the_loops_own_trap_ends_its_running_training(tmp_path: Path) -> None:
+    """SIGTERM to the script alone (as the parent-death signal sends it) ends the run in progress too."""
+    from energy_profiler.process.background import script_text, start_loop, wait_for_first_run, write_script
+
+    pids = tmp_path / "pids"
+    argv = [sys.executable, str(PROJECT_ROOT / "test" / "fixtures" / "fake_train.py"), "--behaviour",
+            "hang-with-child", "--pid-file", str(pids)]
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    script = tmp_path / "background_1.sh"
+    write_script(script, script_text(index=1, trial="t", argv=argv, cwd=str(tmp_path), env={}, logs=logs,
+                                     restart_delay_s=0))
+    loop = start_loop(script, "t")
+    try:
+        assert wait_for_first_run(logs, 1, 10, lambda: False)
+        assert wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2, 10)
+        os.kill(loop.pid, signal.SIGTERM)  # the script only, not its group
+        assert loop.wait(timeout=5) == 0
+    finally:
+        if loop.poll() is None:
+            os.killpg(loop.pid, signal.SIGKILL)
+    assert wait_for(lambda: not any(running(int(pid)) for pid in pids.read_text().split()), 1.0)
