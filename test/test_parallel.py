@@ -53,7 +53,8 @@ def parallel_settings(write_json: WriteJson, background: Any = None, **extra: An
     return write_json("parallel.json", {"experiment_name": "par", "grace_s": 1, **extra, "experiments": [experiment]})
 
 
-def run(registry: Path, settings: Path, results: Path, *options: str) -> tuple[Any, Path, dict[str, str], dict[str, Any]]:
+def run(registry: Path, settings: Path, results: Path,
+        *options: str) -> tuple[Any, Path, dict[str, str], dict[str, Any]]:
     result = invoke("--registry", registry, "--results-dir", results, "-q", "run", settings, *options)
     run_dir = only_run_dir(results)
     with open(run_dir / "summary.csv", newline="") as table:
