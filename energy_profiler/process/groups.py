@@ -1,8 +1,11 @@
-"""Ending a whole process group: SIGTERM, a grace period, SIGKILL, then a check that none is left.
+"""Ending everything a child started: SIGTERM, a grace period, SIGKILL, then a check that none is left.
 
-A training's group holds the training and everything it started (data loaders, shell pipelines)
-unless one of them made a session of its own. Zombies are not counted as members: they hold no
-resources and vanish once reaped.
+Every child of mutation.py is started as the leader of a new session, so its process group id and
+session id are its pid. A training's group holds the training and what it started (data loaders,
+shell pipelines); a descendant that made a process group of its own is still in the session. So the
+unit ended here is the session: every process group with a member in it is signalled. Only a
+descendant that made a session of its own (setsid) escapes, as it would any tool. Zombies are not
+counted: they hold no resources and vanish once reaped.
 """
 
 from __future__ import annotations
@@ -28,26 +31,34 @@ class Teardown:
     survivors: int
 
 
-def group_members(pgid: int) -> list[psutil.Process]:
-    """Live (non-zombie) processes whose process group is `pgid`."""
-    if not _signal_group(pgid, 0):
-        return []  # no process at all in the group: the cheap, common answer
+def group_members(sid: int) -> list[psutil.Process]:
+    """Live (non-zombie) processes of the session `sid` (which contains the process group `sid`)."""
     members = []
     for process in psutil.process_iter(["status"]):
         try:
-            if os.getpgid(process.pid) == pgid and process.info["status"] != psutil.STATUS_ZOMBIE:
+            if os.getsid(process.pid) == sid and process.info["status"] != psutil.STATUS_ZOMBIE:
                 members.append(process)
         except (ProcessLookupError, psutil.Error):
             continue
     return members
 
 
-def _signal_group(pgid: int, signum: int) -> bool:
-    try:
-        os.killpg(pgid, signum)
-    except ProcessLookupError:
-        return False
-    return True
+def _signal_session(sid: int, signum: int) -> bool:
+    """Send `signum` to every process group with a member in session `sid`; False if none is left."""
+    groups = set()
+    for process in group_members(sid):
+        try:
+            groups.add(os.getpgid(process.pid))
+        except ProcessLookupError:
+            continue
+    sent = False
+    for pgid in groups:
+        try:
+            os.killpg(pgid, signum)
+            sent = True
+        except ProcessLookupError:
+            continue
+    return sent
 
 
 def end_group(
@@ -82,7 +93,7 @@ def end_groups(
         return Teardown(signal=None, duration_s=time.monotonic() - started, survivors=0)
     sent: str | None = None
     for pgid in remaining:
-        if _signal_group(pgid, signal.SIGTERM):
+        if _signal_session(pgid, signal.SIGTERM):
             sent = "SIGTERM"
     deadline = started + grace_s
     while remaining and time.monotonic() < deadline and not hurry():
@@ -90,7 +101,7 @@ def end_groups(
         remaining = alive()
     if remaining:
         for pgid in remaining:
-            if _signal_group(pgid, signal.SIGKILL):
+            if _signal_session(pgid, signal.SIGKILL):
                 sent = "SIGKILL"
     # SIGKILL cannot be ignored, but the kernel takes a moment to finish each process.
     kill_deadline = time.monotonic() + 2.0
