@@ -12,7 +12,7 @@ import os
 import signal
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -122,6 +122,9 @@ def _attempt(trial: Trial, number: int, *, settings: Settings, metrics: Mapping[
     if monitors is not None:
         window = Window(duration_s=outcome.duration_s, cpu_time_s=outcome.cpu_time_s)
         energy_fields, energy_details = monitors.finish(window, attempt_dir / "energy")
+        peaks = energy_details.get("gpu", {}).get("details", {}).get("session_peak_mib", {})
+        energy_details["foreground_gpu_mem_peak_mib"] = peaks.get(str(outcome.pid))
+        background = [replace(result, gpu_mem_peak_mib=peaks.get(str(result.session))) for result in background]
     if outcome.teardown is not None and outcome.teardown.survivors:
         output.say(f"warning: {outcome.teardown.survivors} process(es) of the training survived SIGKILL")
     found = scrape_metrics(log_path, metrics) if outcome.ended_by != "not_started" else {}

@@ -238,3 +238,16 @@ def test_the_loops_own_trap_ends_its_running_training(tmp_path: Path) -> None:
         if loop.poll() is None:
             os.killpg(loop.pid, signal.SIGKILL)
     assert wait_for(lambda: not any(running(int(pid)) for pid in pids.read_text().split()), 1.0)
+
+
+def test_peak_gpu_memory_is_attributed_to_each_workload(
+        fake_registry: Registry, write_json: WriteJson, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MUTATION_NVML_MODULE", "test.fixtures.fake_pynvml")
+    monkeypatch.setenv("FAKE_NVML_GPU_PROCESSES", "--behaviour busy=3000,--behaviour hang=1500")
+    registry = fake_registry(fg=busy(0.8), bg=background_repo("hang"))
+    settings = parallel_settings(write_json, energy={"gpu": "nvml", "gpu_interval_s": 0.05})
+    result, _, row, record = run(registry, settings, tmp_path / "results")
+    assert result.exit_code == 0, result.output
+    assert row["bg_gpu_mem_peak_mib"] == "1500.0"
+    assert record["energy"]["details"]["foreground_gpu_mem_peak_mib"] == 3000.0
+    assert record["background"][0]["gpu_mem_peak_mib"] == 1500.0

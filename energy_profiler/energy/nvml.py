@@ -89,6 +89,7 @@ class NvmlMonitor:
         self._started_s = 0.0
         self._stopped_s = 0.0
         self._counter_end_mj: dict[str, int | None] = {}
+        self._session_peak_mib: dict[int, float] = {}
 
     def start(self) -> None:
         try:
@@ -156,6 +157,23 @@ class NvmlMonitor:
                 temp_c=self._read(nvml.nvmlDeviceGetTemperature, handle, nvml.NVML_TEMPERATURE_GPU),
                 sm_clock_mhz=self._read(nvml.nvmlDeviceGetClockInfo, handle, nvml.NVML_CLOCK_SM),
             )
+        self._sample_process_memory()
+
+    def _sample_process_memory(self) -> None:
+        """GPU memory per session (each workload is one): the peak per foreground and background."""
+        by_session: dict[int, float] = {}
+        for _, handle in self._handles:
+            for info in self._read(self._nvml.nvmlDeviceGetComputeRunningProcesses, handle) or []:
+                used = getattr(info, "usedGpuMemory", None)
+                if used is None:
+                    continue  # not visible (another container's process, or no permission)
+                try:
+                    session = os.getsid(info.pid)
+                except OSError:
+                    continue
+                by_session[session] = by_session.get(session, 0.0) + used / 2**20
+        for session, mib in by_session.items():
+            self._session_peak_mib[session] = max(mib, self._session_peak_mib.get(session, 0.0))
 
     def _instant_power_w(self, handle: Any) -> float | None:
         """The instantaneous power field (newer drivers); GetPowerUsage is a 1 s average there."""
@@ -218,6 +236,7 @@ class NvmlMonitor:
             reason=None if all_counters else "energy counter not supported on some GPU: integrated power there",
             fields=fields,
             details={"per_gpu": per_gpu, "interval_s": self.interval_s, "window_s": stopped_s - self._started_s,
+                     "session_peak_mib": {str(sid): mib for sid, mib in self._session_peak_mib.items()},
                      "power_source": "nvmlDeviceGetPowerUsage (mW); a 1 s average on Ampere and newer"},
             samples=[sample for trace in traces for sample in trace.samples()],
         )

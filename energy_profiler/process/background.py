@@ -136,6 +136,10 @@ class BackgroundResult:
     """The last signal the teardown sent (SIGTERM, SIGKILL), or None if the loop was already gone."""
     teardown_s: float
     survivors: int
+    gpu_mem_peak_mib: float | None = None
+    """Peak GPU memory of the loop's processes during the foreground's window (NVML only)."""
+    session: int | None = None
+    """The loop's session id (its script's pid): what GPU memory is attributed by."""
 
 
 FIRST_RUN_TIMEOUT_S = 60.0
@@ -203,5 +207,6 @@ class Backgrounds:
                 argv=list(run.argv), script=str(self.script_path(run).relative_to(run_dir)),
                 iterations_started=counts.started, iterations_completed=counts.completed,
                 iterations_failed=counts.failed, oom_iterations=counts.oom, signal=teardown.signal,
-                teardown_s=round(teardown.duration_s, 3), survivors=teardown.survivors))
+                teardown_s=round(teardown.duration_s, 3), survivors=teardown.survivors,
+                session=self._processes[run.index - 1].pid))
         return results

@@ -41,6 +41,8 @@ class ProcessOutcome:
     """Why the process could not be started, when it could not."""
     cpu_time_s: float | None = None
     """User + system CPU seconds of the training and every descendant it waited for (wait4)."""
+    pid: int | None = None
+    """The training's pid: also its process group and session id."""
 
 
 def run_training(
@@ -106,7 +108,7 @@ def run_training(
         child.close()
         copier.join(timeout=5)
         return ProcessOutcome(ended_by, exit_code, start_utc, end_utc, duration_s, teardown,
-                              cpu_time_s=child.cpu_time_s)
+                              cpu_time_s=child.cpu_time_s, pid=process.pid)
 
 
 class _Child:

@@ -132,11 +132,13 @@ class Record:
             "bg_teardown_s": joined([r.teardown_s for r in results]),
             "bg_signal": joined([r.signal for r in results]),
             "bg_survivors": joined([r.survivors for r in results]),
+            "bg_gpu_mem_peak_mib": joined([r.gpu_mem_peak_mib for r in results]),
         }
 
 
 BACKGROUND_COLUMNS = ("bg_repo", "bg_model", "bg_hyperparameters", "bg_iterations_started", "bg_iterations_completed",
-                      "bg_iterations_failed", "bg_oom_iterations", "bg_teardown_s", "bg_signal", "bg_survivors")
+                      "bg_iterations_failed", "bg_oom_iterations", "bg_teardown_s", "bg_signal", "bg_survivors",
+                      "bg_gpu_mem_peak_mib")
 ENERGY_COLUMNS = tuple(f.name for f in fields(EnergyFields))
 LEADING_COLUMNS = (
     "experiment_id", "run_id", "trial", "trial_index", "experiment_index", "run", "mode", "repo", "model",
