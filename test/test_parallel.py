@@ -251,3 +251,30 @@ def test_peak_gpu_memory_is_attributed_to_each_workload(
     assert row["bg_gpu_mem_peak_mib"] == "1500.0"
     assert record["energy"]["details"]["foreground_gpu_mem_peak_mib"] == 3000.0
     assert record["background"][0]["gpu_mem_peak_mib"] == 1500.0
+
+
+def test_a_second_ctrl_c_skips_the_grace_period(
+        fake_registry: Registry, write_json: WriteJson, tmp_path: Path) -> None:
+    marker = tmp_path / "bg"
+    registry = fake_registry(fg=background_repo("hang"), bg=background_repo("ignore-term", "--pid-file", str(marker)))
+    settings = parallel_settings(write_json, grace_s=60)  # without the second Ctrl-C this would take a minute
+    process = tool(registry, settings, tmp_path / "results")
+    try:
+        assert wait_for(marker.exists, 20)
+        time.sleep(0.3)  # let the background install its SIGTERM handler
+        background = int(marker.read_text())
+        started = time.monotonic()
+        os.kill(process.pid, signal.SIGINT)
+        time.sleep(0.5)
+        os.kill(process.pid, signal.SIGINT)
+        assert process.wait(timeout=20) == 130
+        assert time.monotonic() - started < 10
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert wait_for(lambda: not running(background), 2.0)
+    run_dir = next((tmp_path / "results").glob("run_*"))
+    with open(run_dir / "summary.csv", newline="") as table:
+        row = next(csv.DictReader(table))
+    assert (row["status"], row["bg_signal"], row["bg_survivors"]) == ("interrupted", "SIGKILL", "0")
