@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,25 +15,9 @@ import psutil
 import pytest
 
 from energy_profiler.process.lifetime import LEDGER_FOLDER, start_time
-from test.conftest import PROJECT_ROOT, fake_repo, invoke
+from test.conftest import PROJECT_ROOT, fake_repo, invoke, running, wait_for
 
 FAKE_SMI = str(Path(__file__).parent / "fixtures" / "fake_nvidia_smi.py")
-
-
-def running(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def processes_matching(text: str) -> list[int]:

@@ -17,26 +17,10 @@ from typing import Any
 import psutil
 import pytest
 
-from test.conftest import PROJECT_ROOT, fake_repo, invoke, only_run_dir
+from test.conftest import PROJECT_ROOT, fake_repo, invoke, only_run_dir, running, wait_for
 
 Registry = Callable[..., Path]
 WriteJson = Callable[[str, Any], Path]
-
-
-def running(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def busy(seconds: float) -> dict[str, Any]:
@@ -150,6 +134,8 @@ def test_arguments_reach_both_trainings_literally(
         argv = json.loads(next(line for line in log.read_text().splitlines() if line.startswith("ARGV "))[5:])
         assert argv[2:2 + len(tricky)] == tricky, log
         assert argv[argv.index("--model") + 1] == "my model's; $(x)"
+        weird = json.loads(next(line for line in log.read_text().splitlines() if line.startswith("ENV "))[4:])
+        assert weird == env["WEIRD"], log
     assert not list(PROJECT_ROOT.rglob("pwned"))
 
 

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,18 +15,11 @@ from typing import Any
 import psutil
 import pytest
 
-from test.conftest import PROJECT_ROOT, fake_repo
+from test.conftest import PROJECT_ROOT, fake_repo, wait_for
 
 HANG_SETTINGS = {"experiment_name": "stop", "grace_s": 2, "experiments": [
     {"mode": "default", "repo": "fake", "model": "tiny"},
     {"mode": "default", "repo": "ok", "model": "tiny"}]}
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143),
@@ -44,7 +36,7 @@ def test_a_signal_mid_trial_records_it_as_interrupted_and_ends_the_training(
                              "--results-dir", str(results), "run", str(settings)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        wait_for(lambda: pid_file.exists() and len(pid_file.read_text().split()) == 2)
+        assert wait_for(lambda: pid_file.exists() and len(pid_file.read_text().split()) == 2, 20)
         pids = [int(pid) for pid in pid_file.read_text().split()]
         run_dir = next(results.glob("run_*"))
         assert (run_dir / "summary.csv").read_text().startswith("experiment_id,")  # the header is there first
