@@ -161,6 +161,7 @@ def power_events(tmp_path: Path) -> Path:
 
 
 def test_perf_runs_for_the_window_and_stops_on_sigint(power_events: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_PERF_STARTUP_S", "0.3")  # a slow perf: start() must wait until it counts
     assert perf.energy_events(power_events) == ["energy-pkg", "energy-ram"]
     monitor = perf.PerfMonitor(str(FIXTURES / "fake_perf.py"), power_events)
     assert monitor.command()[-4:] == ["-e", "power/energy-pkg/", "-e", "power/energy-ram/"]

@@ -28,6 +28,7 @@ QUERY = ("timestamp", "index", "uuid", "power.draw", "utilization.gpu", "utiliza
          "memory.used", "temperature.gpu")
 TIMESTAMP_FORMAT = "%Y/%m/%d %H:%M:%S.%f"
 STOP_TIMEOUT_S = 5.0
+MAX_UNPARSED_KEPT = 20
 
 
 def nvidia_smi_executable() -> str:
@@ -123,13 +124,13 @@ class NvidiaSmiMonitor:
         self._start_unix = self._start_mono = 0.0
         self._end_unix = self._end_mono = 0.0
         self._exited_early = False
-        self._stderr = ""
 
     def start(self) -> None:
         self._start_unix, self._start_mono = time.time(), time.monotonic()
         try:
+            # stderr joins stdout: one reader, and an error message lands among the unparsed lines.
             self._process = spawn(command(self.executable, self.interval_s, self.gpus), role="nvidia-smi",
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         except OSError as error:
             self._error = f"could not start nvidia-smi: {error}"
             return
@@ -141,7 +142,7 @@ class NvidiaSmiMonitor:
         for line in self._process.stdout:
             row = parse_line(line)
             if row is None:
-                if line.strip() and len(self._unparsed) < 20:
+                if line.strip() and len(self._unparsed) < MAX_UNPARSED_KEPT:
                     self._unparsed.append(line.strip())
                 continue
             self._rows.append((row, time.monotonic()))
@@ -153,19 +154,19 @@ class NvidiaSmiMonitor:
         self._exited_early = self._process.poll() is not None
         self._process.terminate()
         try:
-            _, self._stderr = self._process.communicate(timeout=STOP_TIMEOUT_S)
+            self._process.wait(timeout=STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             self._process.kill()
-            _, self._stderr = self._process.communicate()
+            self._process.wait()
         forget(self._process.pid)
         if self._reader is not None:
-            self._reader.join(timeout=STOP_TIMEOUT_S)
+            self._reader.join(timeout=STOP_TIMEOUT_S)  # it ends at the end of nvidia-smi's output
 
     def result(self, window: Window) -> Measurement:
         if self._process is None:
             return not_measured("gpu", self._error or "nvidia-smi was not started")
         if self._exited_early and not self._rows:
-            message = self._stderr.strip().splitlines() or self._unparsed or [f"exit code {self._process.returncode}"]
+            message = self._unparsed or [f"exit code {self._process.returncode}"]
             return not_measured("gpu", f"nvidia-smi failed: {message[0]}")
         return self._measurement(self._end_unix, self._end_mono)
 

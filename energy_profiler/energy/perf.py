@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from energy_profiler.energy.base import Availability, Kind, Measurement, Window, not_measured
@@ -22,6 +23,7 @@ PERF_EVENTS_ENV = "MUTATION_PERF_EVENTS"
 DEFAULT_EVENTS_DIR = Path("/sys/bus/event_source/devices/power/events")
 PARANOID_FILE = Path("/proc/sys/kernel/perf_event_paranoid")
 STOP_TIMEOUT_S = 5.0
+READY_TIMEOUT_S = 2.0
 
 # Which event feeds which column; the others (energy-cores, energy-gpu, energy-psys) are recorded only.
 PACKAGE_EVENT = "energy-pkg"
@@ -122,6 +124,12 @@ class PerfMonitor:
                                   stderr=subprocess.PIPE)
         except OSError as error:
             self._start_error = f"could not start perf: {error}"
+            return
+        # perf counts only once it runs: wait for its "# started on" line (written just before it
+        # opens the counters), or the training's first moments would be missed.
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while self._output.stat().st_size == 0 and self._process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.002)
 
     def stop(self) -> None:
         if self._process is None:
