@@ -101,6 +101,8 @@ def test_several_backgrounds_are_recorded_side_by_side(
     result, run_dir, row, _ = run(registry, settings, tmp_path / "results")
     assert result.exit_code == 0, result.output
     assert (row["bg_repo"], row["bg_signal"], row["bg_survivors"]) == ("bg;bg2", "SIGTERM;SIGKILL", "0;0")
+    header, line = result.stdout.splitlines()[1:3]  # the closing table names the company of each trial
+    assert header.split()[:3] == ["#", "model", "with"] and line.split()[:3] == ["1", "fg/tiny", "bg/tiny+bg2/tiny"]
     assert [json.loads(h)["epochs"] for h in row["bg_hyperparameters"].split(";")] == [2, 3]
     assert {p.name for p in (run_dir / row["trial"] / "attempt_1").glob("background_*.sh")} == \
         {"background_1.sh", "background_2.sh"}

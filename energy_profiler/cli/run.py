@@ -117,16 +117,21 @@ def summary_text(result: SessionResult, width: int | None = None) -> str:
     width so the table stays a table in a narrow tmux pane.
     """
     width = width or shutil.get_terminal_size().columns
-    repos = {record.repo for record in result.records}
+    repos = {record.repo for record in result.records} | {b.repo for r in result.records for b in r.background}
+    parallel = any(record.background for record in result.records)
     metric_names = list(dict.fromkeys(name for record in result.records for name in record.required_metrics))
     rows: list[Sequence[object]] = []
     for record in result.records:
         metrics = dict(record.metrics)
         mutated = " ".join(f"{name}={value}" for name, value in record.hyperparameters if name in record.mutated)
-        model = record.model if len(repos) == 1 else f"{record.repo}/{record.model}"
-        rows.append([record.trial_index, model, record.status, round(record.duration_s, 1),
-                     *(metrics.get(name) for name in metric_names), mutated or "(defaults)"])
-    headers = ["#", "model", "status", "duration_s", *metric_names, "mutated"]
+        def label(repo: str, model: str) -> str:
+            return model if len(repos) == 1 else f"{repo}/{model}"
+
+        company = ["+".join(label(b.repo, b.model) for b in record.background) or "-"] if parallel else []
+        rows.append([record.trial_index, label(record.repo, record.model), *company, record.status,
+                     round(record.duration_s, 1), *(metrics.get(name) for name in metric_names),
+                     mutated or "(defaults)"])
+    headers = ["#", "model", *(["with"] if parallel else []), "status", "duration_s", *metric_names, "mutated"]
     table = format_table(headers, rows) if rows else "(no trials ran)"
     lines = [line if len(line) <= width else line[: width - 1] + "…" for line in table.splitlines()]
     counts: dict[str, int] = {}
