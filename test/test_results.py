@@ -80,3 +80,8 @@ def test_json_and_row_come_from_the_same_values() -> None:
     assert (row["cpu_energy_j"], row["cpu_energy_method"]) == ("", "none")
     assert document["energy"]["cpu_energy_j"] is None and document["energy"]["cpu_energy_reason"]
     assert set(row) == set(summary_columns(["epochs", "learning_rate"], ["accuracy", "loss"]))
+
+
+def test_a_record_refuses_a_status_that_does_not_exist() -> None:
+    with pytest.raises(ValueError, match="unknown status 'sucess'"):
+        a_record(status="sucess")

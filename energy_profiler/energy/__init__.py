@@ -7,7 +7,6 @@ reason beside it, never 0, and every value says the method that gave it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 NOT_MEASURED_REASON = "energy was not measured"
 
@@ -38,8 +37,3 @@ class EnergyFields:
     gpu_energy_crosscheck_pct: float | None = None
     gpu_idle_w: float | None = None
     gpu_energy_above_idle_j: float | None = None
-
-    @classmethod
-    def from_parts(cls, values: dict[str, Any]) -> EnergyFields:
-        """Fields from a dict holding any subset of the column names (unknown names are an error)."""
-        return cls(**values)

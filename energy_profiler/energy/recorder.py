@@ -113,7 +113,7 @@ def energy_fields(cpu: Measurement, gpu: Measurement, duration_s: float, idle: I
             values[f"{kind}_idle_w"] = idle_w
             if idle_w is not None and measurement.energy_j is not None:
                 values[f"{kind}_energy_above_idle_j"] = measurement.energy_j - idle_w * duration_s
-    return EnergyFields.from_parts(values)
+    return EnergyFields(**values)
 
 
 def measure_idle(plan: EnergyPlan, environment: Mapping[str, str], should_stop: Callable[[], bool]) -> IdleBaseline:

@@ -66,6 +66,10 @@ class Record:
     """Parallel mode: what each background loop did (empty otherwise)."""
     schema_version: int = SCHEMA_VERSION
 
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"unknown status {self.status!r}; statuses are {', '.join(STATUSES)}")
+
     def _scalars(self) -> dict[str, Any]:
         """The fields that experiment.json and the CSV row both hold as they are, in column order."""
         return {
