@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Callable, Iterable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,13 +19,14 @@ from energy_profiler import __version__
 from energy_profiler.config.settings import Settings
 from energy_profiler.energy.recorder import EnergyPlan, gpu_host_facts, measure_idle
 from energy_profiler.plan import Plan
-from energy_profiler.process.lifetime import clean_stale, tracking
+from energy_profiler.process.lifetime import Ledger, clean_stale, tracking
 from energy_profiler.registry import Registry
 from energy_profiler.results.files import atomic_write_bytes, atomic_write_json
 from energy_profiler.results.record import Record, summary_columns
 from energy_profiler.results.rundir import SessionLog, create_run_dir
 from energy_profiler.results.summary import SummaryTable
 from energy_profiler.runtime import Output, StopRequest, sleep_unless_stopped
+from energy_profiler.system import governor
 from energy_profiler.system.host import host_facts
 from energy_profiler.trial import run_trial
 
@@ -88,7 +89,9 @@ def run_session(
     with ExitStack() as cleanup:
         cleanup.callback(log.close)
         # While the trials run, a watchdog ends whatever we started should this process die.
-        cleanup.enter_context(tracking(results_root, settings.grace_s, run_dir / "session.log"))
+        ledger = cleanup.enter_context(tracking(results_root, settings.grace_s, run_dir / "session.log"))
+        if settings.governor is not None:
+            cleanup.enter_context(_governor_set(settings.governor, ledger, say))
         if energy is not None:
             for line in energy.choice.describe():
                 say(line)
@@ -97,6 +100,7 @@ def run_session(
         for position, trial in enumerate(plan.trials):
             if stop.requested:
                 break
+            host["cpu_governor"] = governor.summary(governor.cpufreq_root())  # the one in force now
             record = run_trial(trial, settings=settings, registry=registry, run_dir=run_dir, host=host,
                                output=replace(output, say=say), stop=stop, energy=energy)
             (run_dir / trial.name).mkdir(exist_ok=True)  # a skipped trial ran nothing that made it
@@ -128,6 +132,25 @@ def _measure_baseline(energy: EnergyPlan, run_dir: Path, say: Callable[[str], No
                       if watts is not None)
     say(f"idle power: {shown or 'nothing measured'}")
     return replace(energy, idle=idle)
+
+
+@contextmanager
+def _governor_set(name: str, ledger: Ledger, say: Callable[[str], None]) -> Iterator[None]:
+    """Set the governor for the campaign; restore it on the way out, whatever the way out is.
+
+    The previous values go into the ledger first, so that the watchdog (mutation.py killed) or a
+    later `cleanup` (the machine stopped) can restore them too.
+    """
+    root = governor.cpufreq_root()
+    previous = governor.set_all(root, name)
+    ledger.set_governor(root, previous)
+    say(f"CPU governor set to {name} on {len(previous)} CPUs (was {', '.join(sorted(set(previous.values())))})")
+    try:
+        yield
+    finally:
+        governor.apply(root, previous)
+        ledger.set_governor(None, None)
+        say("CPU governor restored")
 
 
 def _unique(names: Iterable[str]) -> list[str]:

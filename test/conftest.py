@@ -22,7 +22,7 @@ FAKE_TRAIN = Path(__file__).resolve().parent / "fixtures" / "fake_train.py"
 
 @pytest.fixture(autouse=True)
 def no_energy_hardware(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Every test starts on a machine without RAPL, perf power events, NVML or nvidia-smi.
+    """Every test starts on a machine without RAPL, perf power events, NVML, nvidia-smi or cpufreq.
 
     Tests that need hardware install fakes over this; the real machine's hardware never leaks in,
     so results do not depend on where the suite runs.
@@ -32,6 +32,7 @@ def no_energy_hardware(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest
     monkeypatch.setenv("MUTATION_PERF_EVENTS", str(nothing / "power-events"))
     monkeypatch.setenv("MUTATION_NVIDIA_SMI", str(nothing / "nvidia-smi"))
     monkeypatch.setenv("MUTATION_NVML_MODULE", "mutation_tests_no_nvml")
+    monkeypatch.setenv("MUTATION_CPUFREQ_ROOT", str(nothing / "cpufreq"))
 
 
 def fake_repo(behaviour: str = "ok", **extra: Any) -> dict[str, Any]:

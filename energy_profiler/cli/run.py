@@ -31,6 +31,7 @@ from energy_profiler.plan import Plan, build_plan
 from energy_profiler.registry import Registry
 from energy_profiler.runtime import Output, StopRequest
 from energy_profiler.session import SessionResult, run_session
+from energy_profiler.system import governor
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -73,6 +74,12 @@ def run_ad_hoc(app: AppContext, *, repo: str, model: str, mutate: str, runs: int
 def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
             settings_bytes: bytes | None) -> None:
     """Run the session with signal handling, print the outcome, and exit with its code."""
+    if settings.governor is not None:
+        try:
+            governor.check(governor.cpufreq_root(), settings.governor)
+        except governor.GovernorError as error:
+            click.echo(f"error: {settings.file}: governor: {error}", err=True)
+            sys.exit(EXIT_CONFIG)
     energy = energy_plan(replace(settings.energy, **app.energy_overrides))
     stop = StopRequest()
     training_output = None if app.quiet else sys.stdout.buffer

@@ -80,6 +80,8 @@ class Settings:
     max_retries: int
     cooldown_s: float
     grace_s: float
+    governor: str | None
+    """CPU frequency governor to set for the campaign (restored afterwards), or None to leave it."""
     energy: EnergySettings
     experiments: tuple[Experiment, ...]
 
@@ -117,6 +119,7 @@ def settings_from_document(document: Any, file: Path, registry: Registry) -> Set
         max_retries=document.get("max_retries", 0),
         cooldown_s=float(document.get("cooldown_s", 0)),
         grace_s=float(document.get("grace_s", DEFAULT_GRACE_S)),
+        governor=document.get("governor"),
         energy=energy_settings(document.get("energy", {})),
         experiments=tuple(experiments),
     )

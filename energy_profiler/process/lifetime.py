@@ -34,6 +34,7 @@ import psutil
 
 from energy_profiler.process.groups import end_groups, group_members
 from energy_profiler.results.files import atomic_write_json
+from energy_profiler.system import governor
 
 PR_SET_PDEATHSIG = 1
 LEDGER_FOLDER = ".running"
@@ -91,6 +92,12 @@ class Ledger:
         self.owner_pid = owner_pid or os.getpid()
         self.owner_start_time = start_time(self.owner_pid)
         self.groups: dict[int, TrackedGroup] = {}
+        self.governor: dict[str, Any] | None = None
+        """{"root": cpufreq root, "previous": {cpu: governor}} while a changed governor awaits restoring."""
+
+    def set_governor(self, root: Path | None, previous: dict[str, str] | None) -> None:
+        self.governor = {"root": str(root), "previous": previous} if root is not None and previous else None
+        self._write()
 
     def add(self, pgid: int, role: str, trial: str | None) -> None:
         self.groups[pgid] = TrackedGroup(pgid, start_time(pgid), role, trial)
@@ -103,7 +110,8 @@ class Ledger:
     def _write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.path, {"owner": {"pid": self.owner_pid, "start_time": self.owner_start_time},
-                                      "groups": [asdict(group) for group in self.groups.values()]})
+                                      "groups": [asdict(group) for group in self.groups.values()],
+                                      "governor": self.governor})
 
 
 class _Campaign:
@@ -206,7 +214,20 @@ def clean_stale(results_root: Path, grace_s: float) -> list[str]:
             report.append(f"ended {group.role} group {group.pgid} of trial {group.trial} "
                           f"left by dead campaign {document['owner']['pid']}")
         report.extend(notes)
+        report.extend(restore_governor(document.get("governor")))
         path.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         folder.rmdir()
     return report
+
+
+def restore_governor(record: dict[str, Any] | None) -> list[str]:
+    """Write back the governors a ledger says were changed; one line saying what was done."""
+    if not record:
+        return []
+    previous = record["previous"]
+    try:
+        governor.apply(Path(record["root"]), previous)
+    except governor.GovernorError as error:
+        return [f"could not restore the CPU governor: {error}"]
+    return [f"restored the CPU governor ({', '.join(sorted(set(previous.values())))}) of {len(previous)} CPUs"]

@@ -15,7 +15,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from energy_profiler.process.lifetime import TrackedGroup, end_recorded_groups
+from energy_profiler.process.lifetime import TrackedGroup, end_recorded_groups, restore_governor
 
 
 def main(argv: list[str]) -> int:
@@ -29,12 +29,13 @@ def main(argv: list[str]) -> int:
     except (OSError, json.JSONDecodeError):
         return 0
     groups = [TrackedGroup(**group) for group in document["groups"]]
-    if not groups:
+    if not groups and not document.get("governor"):
         return 0
     ended, notes = end_recorded_groups(groups, grace_s)
     done = ", ".join(f"{group.role} {group.pgid}" for group in ended)
     lines = [f"watchdog: campaign {document['owner']['pid']} ended with {len(groups)} group(s) listed; "
-             + (f"ended {done}" if done else "they had already exited (parent-death signal)"), *notes]
+             + (f"ended {done}" if done else "none was left to end"), *notes,
+             *restore_governor(document.get("governor"))]
     if log is not None:
         stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
         with open(log, "a", encoding="utf-8") as file:

@@ -111,6 +111,7 @@ class Record:
         if self.background:
             row.update(self._background_cells())
         row.update({
+            "cpu_governor": self.host.get("cpu_governor"),
             "hostname": self.host.get("hostname"),
             "tool_version": self.host.get("tool_version"),
             "tool_commit": self.host.get("tool_commit"),
@@ -148,7 +149,7 @@ LEADING_COLUMNS = (
     "experiment_id", "run_id", "trial", "trial_index", "experiment_index", "run", "mode", "repo", "model",
     "status", "status_reason", "exit_code", "attempts", "start_utc", "end_utc", "duration_s", "mutated",
 )
-TRAILING_COLUMNS = ("hostname", "tool_version", "tool_commit", "repo_commit")
+TRAILING_COLUMNS = ("cpu_governor", "hostname", "tool_version", "tool_commit", "repo_commit")
 
 
 def summary_columns(hyperparameters: Sequence[str], metrics: Sequence[str], background: bool = False) -> list[str]:
