@@ -22,6 +22,7 @@ from energy_profiler.plan import Plan
 from energy_profiler.process.lifetime import Ledger, clean_stale, tracking
 from energy_profiler.registry import Registry
 from energy_profiler.results.files import atomic_write_bytes, atomic_write_json
+from energy_profiler.results.global_table import GLOBAL_TABLE, append_row
 from energy_profiler.results.record import Record, summary_columns
 from energy_profiler.results.rundir import SessionLog, create_run_dir
 from energy_profiler.results.summary import SummaryTable
@@ -105,7 +106,10 @@ def run_session(
                                output=replace(output, say=say), stop=stop, energy=energy)
             (run_dir / trial.name).mkdir(exist_ok=True)  # a skipped trial ran nothing that made it
             atomic_write_json(run_dir / trial.name / "experiment.json", record.to_json())
-            summary.append(record.to_row())
+            row = record.to_row()
+            summary.append(row)
+            if append_row(results_root / GLOBAL_TABLE, row):
+                say(f"{GLOBAL_TABLE}: new columns, table rewritten with the union of columns")
             result.records.append(record)
             say(f"[{trial.index}/{len(plan.trials)}] {trial.name}: {record.status}"
                 + (f" ({record.status_reason})" if record.status_reason else "")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from energy_profiler.energy import EnergyFields
-from energy_profiler.hyperparams import canonical_to_number
+from energy_profiler.hyperparams import canonical_to_number, format_value
 from energy_profiler.process.background import BackgroundResult
 
 SCHEMA_VERSION = 1
@@ -69,6 +69,31 @@ class Record:
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"unknown status {self.status!r}; statuses are {', '.join(STATUSES)}")
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> Record:
+        """The Record an experiment.json was written from (its inverse: to_json(from_json(d)) == d)."""
+        energy = document["energy"]
+        known = {f.name for f in fields(EnergyFields)}
+
+        def canonical(value: int | float) -> str:
+            return format_value(value, "int" if isinstance(value, int) else "float")
+
+        return cls(
+            **{name: document[name] for name in (
+                "experiment_id", "run_id", "trial", "trial_index", "experiment_index", "run", "mode", "repo",
+                "model", "status", "status_reason", "exit_code", "start_utc", "end_utc", "duration_s", "host",
+                "repo_git", "schema_version")},
+            argv=tuple(document["argv"]),
+            hyperparameters=tuple((name, canonical(value)) for name, value in document["hyperparameters"].items()),
+            mutated=tuple(document["mutated"]),
+            metrics=tuple(document["metrics"].items()),
+            required_metrics=tuple(document.get("required_metrics", ())),
+            energy=EnergyFields(**{name: value for name, value in energy.items() if name in known}),
+            energy_details=energy.get("details", {}),
+            attempts=tuple(Attempt(**attempt) for attempt in document["attempts"]),
+            background=tuple(BackgroundResult(**result) for result in document.get("background", ())),
+        )
 
     def _scalars(self) -> dict[str, Any]:
         """The fields that experiment.json and the CSV row both hold as they are, in column order."""

@@ -1,0 +1,70 @@
+"""`results/summary_all.csv`: every record of every campaign, in one table that never loses a column.
+
+A row whose columns the table already has is appended (and fsync'd). A row that brings new columns
+makes the whole table be rewritten, atomically, with the union of the columns: earlier rows keep
+every value and get empty cells in the new columns; nothing is dropped or shifted. An advisory
+lock (flock) serialises campaigns writing the same table.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import io
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from energy_profiler.results.files import atomic_write_bytes
+
+GLOBAL_TABLE = "summary_all.csv"
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path`'s lock file (other campaigns wait their turn)."""
+    lock = path.with_name(f".{path.name}.lock")
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def read_header(path: Path) -> list[str] | None:
+    if not path.exists():
+        return None
+    with open(path, newline="", encoding="utf-8") as table:
+        return next(csv.reader(table), None)
+
+
+def table_bytes(columns: Sequence[str], rows: Sequence[Mapping[str, str]]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue().encode()
+
+
+def append_row(path: Path, row: Mapping[str, str]) -> bool:
+    """Add `row` to the table at `path`; True if the table had to be rewritten for new columns."""
+    with locked(path):
+        header = read_header(path)
+        if header is None:
+            atomic_write_bytes(path, table_bytes(list(row), [row]))
+            return False
+        new = [column for column in row if column not in header]
+        if not new:
+            line = io.StringIO()
+            csv.writer(line, lineterminator="\n").writerow([row.get(column, "") for column in header])
+            with open(path, "a", encoding="utf-8", newline="") as table:
+                table.write(line.getvalue())
+                table.flush()
+                os.fsync(table.fileno())
+            return False
+        with open(path, newline="", encoding="utf-8") as table:
+            rows = list(csv.DictReader(table))
+        atomic_write_bytes(path, table_bytes([*header, *new], [*rows, row]))
+        return True
