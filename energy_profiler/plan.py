@@ -19,6 +19,7 @@ from energy_profiler.config.errors import ConfigError, ConfigIssue
 from energy_profiler.config.settings import Experiment, Settings, Workload
 from energy_profiler.hyperparams import HyperparameterSpec, draw, format_value, value_count
 from energy_profiler.registry import Registry
+from energy_profiler.results.history import History, company_key
 
 MAX_DRAWS_PER_TRIAL = 200
 """Draw attempts allowed per wanted trial before a float space is declared too small."""
@@ -89,19 +90,35 @@ class Plan:
     seed: int
     seed_was_drawn: bool
     trials: tuple[Trial, ...]
+    history_skips: tuple[tuple[int, int], ...] = ()
+    """(experiment index, draws skipped because the history had measured them)."""
+    history_files: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"seed": self.seed, "seed_was_drawn": self.seed_was_drawn,
+                "history": {"files": list(self.history_files),
+                            "draws_skipped": {f"experiments[{index}]": count for index, count in self.history_skips}},
                 "trials": [trial.to_json() for trial in self.trials]}
+
+    def history_lines(self) -> list[str]:
+        """What the history changed, for people: one line per experiment that lost draws to it."""
+        sources = ", ".join(self.history_files)
+        return [f"experiments[{index}]: {count} draw(s) skipped: already measured in {sources}"
+                for index, count in self.history_skips if count]
 
 
 def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
 
 
-def build_plan(settings: Settings, registry: Registry, seed: int, python: str = sys.executable) -> Plan:
-    """The trials of `settings`, in order; ConfigError when a mutation space is too small."""
+def build_plan(settings: Settings, registry: Registry, seed: int, python: str = sys.executable,
+               history: History | None = None) -> Plan:
+    """The trials of `settings`, in order; ConfigError when a mutation space is too small.
+
+    With a `history`, draws already measured there (same repo, model, mode and company) are skipped.
+    """
     trials: list[Trial] = []
+    skips: list[tuple[int, int]] = []
     issues: list[ConfigIssue] = []
     seen: dict[tuple[str, str, str], set[ConfigKey]] = {}
     for experiment in settings.experiments:
@@ -112,18 +129,20 @@ def build_plan(settings: Settings, registry: Registry, seed: int, python: str = 
                            for position, workload in enumerate(experiment.background, start=1))
         # Draws are unique per repository, model and company: the same foreground measured beside
         # other backgrounds (or alone) is a different measurement, not a repeat.
-        company = ";".join(f"{run.repo}/{run.model}:{run.hyperparameters}" for run in background)
+        company = company_key((run.repo, run.model, run.hyperparameters) for run in background)
         seen_here = seen.setdefault((experiment.repo, experiment.model, company), set())
+        measured = history.keys((experiment.repo, experiment.model, experiment.mode, company)) if history else set()
         if not experiment.mutate:
             configs = [base] * experiment.runs
             seen_here.add(tuple(base.values()))
         else:
             rng = random.Random(f"{seed}:{experiment.index}")
-            configs, issue = _draw_unique(experiment, specs, base=base, seen=seen_here, rng=rng,
-                                          file=str(settings.file))
+            configs, skipped, issue = _draw_unique(experiment, specs, base=base, seen=seen_here, measured=measured,
+                                                   rng=rng, file=str(settings.file))
             if issue:
                 issues.append(issue)
                 continue
+            skips.append((experiment.index, skipped))
         for run, config in enumerate(configs, start=1):
             trials.append(Trial(
                 index=len(trials) + 1, experiment_index=experiment.index, run=run,
@@ -136,7 +155,8 @@ def build_plan(settings: Settings, registry: Registry, seed: int, python: str = 
             ))
     if issues:
         raise ConfigError(issues)
-    return Plan(seed=seed, seed_was_drawn=settings.seed is None, trials=tuple(trials))
+    return Plan(seed=seed, seed_was_drawn=settings.seed is None, trials=tuple(trials), history_skips=tuple(skips),
+                history_files=tuple(str(path) for path in history.files) if history else ())
 
 
 def _configuration(specs: Mapping[str, HyperparameterSpec], fixed: Mapping[str, str]) -> dict[str, str]:
@@ -173,24 +193,26 @@ def _draw_unique(
     *,
     base: dict[str, str],
     seen: set[ConfigKey],
+    measured: set[ConfigKey],
     rng: random.Random,
     file: str,
-) -> tuple[list[dict[str, str]], ConfigIssue | None]:
-    """`experiment.runs` configurations that differ from `base`, from `seen` and from each other."""
+) -> tuple[list[dict[str, str]], int, ConfigIssue | None]:
+    """`experiment.runs` configurations that differ from `base`, from `seen`, from `measured` (the
+    history) and from each other; and how many draws the history rejected."""
     where = ("experiments", experiment.index)
     names = experiment.mutate
-    excluded = {tuple(base.values())} | {key for key in seen if _same_fixed_part(key, base, names, specs)}
+    excluded = {tuple(base.values())} | {key for key in seen | measured if _same_fixed_part(key, base, names, specs)}
     counts = [value_count(specs[name]) for name in names]
     if all(count is not None for count in counts):
         available = math.prod(count for count in counts if count is not None) - len(excluded)
         if available < experiment.runs:
             message = (f"asks for {experiment.runs} unique combinations of {', '.join(names)}, but only "
-                       f"{max(available, 0)} exist besides the defaults and earlier trials; "
+                       f"{max(available, 0)} exist besides the defaults, earlier trials and the history; "
                        "widen the ranges, mutate more hyperparameters or lower runs_per_config")
-            return [], ConfigIssue(file, (*where, "runs_per_config"), message)
+            return [], 0, ConfigIssue(file, (*where, "runs_per_config"), message)
 
     configs: list[dict[str, str]] = []
-    attempts = 0
+    attempts = skipped = 0
     while len(configs) < experiment.runs and attempts < MAX_DRAWS_PER_TRIAL * experiment.runs:
         attempts += 1
         config = dict(base)
@@ -198,6 +220,7 @@ def _draw_unique(
             config[name] = draw(specs[name], rng)
         key = tuple(config.values())
         if key in excluded:
+            skipped += key in measured
             continue
         excluded.add(key)
         seen.add(key)
@@ -205,8 +228,8 @@ def _draw_unique(
     if len(configs) < experiment.runs:
         message = (f"could draw only {len(configs)} of {experiment.runs} unique combinations of "
                    f"{', '.join(names)} in {attempts} attempts; widen the ranges or lower runs_per_config")
-        return [], ConfigIssue(file, (*where, "runs_per_config"), message)
-    return configs, None
+        return [], skipped, ConfigIssue(file, (*where, "runs_per_config"), message)
+    return configs, skipped, None
 
 
 def _same_fixed_part(

@@ -84,6 +84,8 @@ def run_session(
     seed_note = " (drawn; put it in the settings to repeat this plan)" if plan.seed_was_drawn else ""
     say(f"campaign '{settings.experiment_name}': {len(plan.trials)} trials, seed {plan.seed}{seed_note}")
     say(f"results: {run_dir}")
+    for line in plan.history_lines():
+        say(line)
     result = SessionResult(run_dir=run_dir, records=[], planned=len(plan.trials), stopped_by=None)
     for line in clean_stale(results_root, settings.grace_s):
         say(line)

@@ -16,6 +16,8 @@ from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.settings import Settings, load_settings
 from energy_profiler.plan import Plan, build_plan
 from energy_profiler.registry import Registry, load_registry
+from energy_profiler.results.global_table import GLOBAL_TABLE
+from energy_profiler.results.history import History, load_history
 from energy_profiler.system.host import TOOL_ROOT
 
 EXIT_CONFIG = 2
@@ -90,10 +92,18 @@ def load_and_plan(app: AppContext, settings_file: Path) -> tuple[Registry, Setti
     try:
         registry = app.registry()
         settings = load_settings(settings_file, registry)
-        plan = build_plan(settings, registry, resolve_seed(settings))
+        plan = build_plan(settings, registry, resolve_seed(settings), history=history_for(settings, registry, app))
     except ConfigError as error:
         fail_config(error)
     return registry, settings, plan
+
+
+def history_for(settings: Settings, registry: Registry, app: AppContext) -> History | None:
+    """The measurements the settings' `dedup` points at (`true`: the results folder's global table)."""
+    if settings.dedup is False:
+        return None
+    files = [app.results_dir / GLOBAL_TABLE] if settings.dedup is True else [Path(f) for f in settings.dedup]
+    return load_history(files, registry)
 
 
 def energy_options(function: F) -> F:

@@ -30,4 +30,4 @@ def plan_text(plan: Plan) -> str:
         rows.append([trial.index, trial.mode, trial.repo, trial.model, *cells])
     seed_note = " (drawn: set \"seed\" in the settings to get this plan again)" if plan.seed_was_drawn else ""
     return "\n".join([format_table(["#", "mode", "repo", "model", *names], rows), "",
-                      f"{len(plan.trials)} trials, seed {plan.seed}{seed_note}; * = mutated"])
+                      f"{len(plan.trials)} trials, seed {plan.seed}{seed_note}; * = mutated", *plan.history_lines()])

@@ -80,6 +80,8 @@ class Settings:
     max_retries: int
     cooldown_s: float
     grace_s: float
+    dedup: bool | tuple[str, ...]
+    """True: the global table is the history; a tuple: these tables are; False: no history."""
     governor: str | None
     """CPU frequency governor to set for the campaign (restored afterwards), or None to leave it."""
     energy: EnergySettings
@@ -119,6 +121,7 @@ def settings_from_document(document: Any, file: Path, registry: Registry) -> Set
         max_retries=document.get("max_retries", 0),
         cooldown_s=float(document.get("cooldown_s", 0)),
         grace_s=float(document.get("grace_s", DEFAULT_GRACE_S)),
+        dedup=_dedup(document.get("dedup", False)),
         governor=document.get("governor"),
         energy=energy_settings(document.get("energy", {})),
         experiments=tuple(experiments),
@@ -252,3 +255,9 @@ def energy_settings(block: dict[str, Any]) -> EnergySettings:
     if "require" in block:
         values["require"] = tuple(block["require"])
     return EnergySettings(**values)
+
+
+def _dedup(value: bool | dict[str, Any]) -> bool | tuple[str, ...]:
+    if isinstance(value, bool):
+        return value
+    return tuple(value.get("history", ()))

@@ -53,6 +53,8 @@ class Measurement:
     details: dict[str, Any] = field(default_factory=dict)
     """Per-socket / per-GPU breakdown and method facts, for experiment.json and energy.json."""
     samples: list[Sample] = field(default_factory=list)
+    window_s: float | None = None
+    """The seconds this measurement covers (its first to last reading), where the method knows them."""
 
 
 @dataclass(frozen=True)

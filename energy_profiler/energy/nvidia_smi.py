@@ -199,4 +199,5 @@ class NvidiaSmiMonitor:
                      "unparsed_lines": self._unparsed,
                      "integration": "trapezoid on nvidia-smi's own timestamps; edges hold the nearest reading"},
             samples=[sample for trace in ordered for sample in trace.samples()],
+            window_s=end_unix - self._start_unix,
         )

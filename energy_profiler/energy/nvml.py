@@ -90,6 +90,8 @@ class NvmlMonitor:
         self._stopped_s = 0.0
         self._counter_end_mj: dict[str, int | None] = {}
         self._session_peak_mib: dict[int, float] = {}
+        self._lock = threading.Lock()
+        self._stopped = False
 
     def start(self) -> None:
         try:
@@ -131,7 +133,10 @@ class NvmlMonitor:
 
     def _run(self) -> None:
         while self._ticker.wait():
-            self._sample()
+            with self._lock:
+                if self._stopped:
+                    return
+                self._sample()
 
     def _read(self, function: Callable[..., Any], *args: Any) -> Any:
         """`function(*args)`, or None where the GPU does not support that reading."""
@@ -188,14 +193,17 @@ class NvmlMonitor:
     def stop(self) -> None:
         if self._error is not None:
             return
-        self._ticker.stop()
-        if self._thread is not None:
-            self._thread.join()
-        self._ticker.close()
         try:
-            self._sample()
-            self._stopped_s = time.monotonic()
-            self._counter_end_mj = {trace.index: self._counter_mj(handle) for trace, handle in self._handles}
+            # Final readings first, at once (the window ends with the training), then the thread.
+            with self._lock:
+                self._sample()
+                self._stopped_s = time.monotonic()
+                self._counter_end_mj = {trace.index: self._counter_mj(handle) for trace, handle in self._handles}
+                self._stopped = True
+            self._ticker.stop()
+            if self._thread is not None:
+                self._thread.join()
+            self._ticker.close()
         finally:
             self._nvml.nvmlShutdown()
 
@@ -239,6 +247,7 @@ class NvmlMonitor:
                      "session_peak_mib": {str(sid): mib for sid, mib in self._session_peak_mib.items()},
                      "power_source": "nvmlDeviceGetPowerUsage (mW); a 1 s average on Ampere and newer"},
             samples=[sample for trace in traces for sample in trace.samples()],
+            window_s=stopped_s - self._started_s,
         )
 
 

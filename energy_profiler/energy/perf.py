@@ -111,6 +111,8 @@ class PerfMonitor:
         self._output = Path(name)
         self._start_error: str | None = None
         self._exited_early = False
+        self._counting_since = 0.0
+        self._window_s: float | None = None
         self._stderr = ""
         self._raw = ""
 
@@ -130,11 +132,13 @@ class PerfMonitor:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while self._output.stat().st_size == 0 and self._process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.002)
+        self._counting_since = time.monotonic()
 
     def stop(self) -> None:
         if self._process is None:
             self._output.unlink(missing_ok=True)
             return
+        self._window_s = time.monotonic() - self._counting_since
         self._exited_early = self._process.poll() is not None
         if not self._exited_early:
             self._process.send_signal(signal.SIGINT)  # perf prints its totals on SIGINT
@@ -166,4 +170,5 @@ class PerfMonitor:
             reason=None if dram_j is not None else "no energy-ram event: cpu_energy_j is the packages only",
             fields={"cpu_energy_pkg_j": package_j, "cpu_energy_dram_j": dram_j, "cpu_energy_scope": "system"},
             details={"events_j": totals, "notes": notes, "command": self.command(), "raw_output": self._raw},
+            window_s=self._window_s,
         )

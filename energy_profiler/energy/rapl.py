@@ -153,6 +153,8 @@ class RaplMonitor:
         self._wraps: dict[str, int] = {}
         self._samples: list[Sample] = []
         self._error: str | None = None
+        self._lock = threading.Lock()
+        self._stopped = False
         self._started = 0.0
         self._elapsed_s = 0.0
 
@@ -168,7 +170,10 @@ class RaplMonitor:
 
     def _run(self) -> None:
         while self._ticker.wait() and self._error is None:
-            self._read_all()
+            with self._lock:
+                if self._stopped:
+                    return  # the final reading is taken: none may come after the window
+                self._read_all()
 
     def _read_all(self, first: bool = False) -> None:
         now_unix, now_mono = time.time(), time.monotonic()
@@ -188,13 +193,17 @@ class RaplMonitor:
             self._samples.append(Sample(now_unix, now_mono, zone.label, "energy_uj", value, "uJ"))
 
     def stop(self) -> None:
+        # The final reading first, at once: joining the sampler can take a while on a busy machine,
+        # and the window must end when the training did.
+        with self._lock:
+            if self._error is None:
+                self._read_all()
+            self._elapsed_s = time.monotonic() - self._started
+            self._stopped = True
         self._ticker.stop()
         if self._thread is not None:
             self._thread.join()
         self._ticker.close()
-        if self._error is None:
-            self._read_all()
-        self._elapsed_s = time.monotonic() - self._started
 
     def result(self, window: Window) -> Measurement:
         if self._error is not None:
@@ -229,4 +238,5 @@ class RaplMonitor:
                 "added": "package + dram; psys, core and uncore are recorded, never added",
             },
             samples=list(self._samples),
+            window_s=elapsed_s,
         )

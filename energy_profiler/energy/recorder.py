@@ -112,7 +112,10 @@ def energy_fields(cpu: Measurement, gpu: Measurement, duration_s: float, idle: I
         for kind, measurement, idle_w in (("cpu", cpu, idle.cpu_w), ("gpu", gpu, idle.gpu_w)):
             values[f"{kind}_idle_w"] = idle_w
             if idle_w is not None and measurement.energy_j is not None:
-                values[f"{kind}_energy_above_idle_j"] = measurement.energy_j - idle_w * duration_s
+                # Idle power over the window the energy covers (the monitor's, a hair longer than
+                # the training's on a busy machine), so that the two subtract like for like.
+                window_s = measurement.window_s or duration_s
+                values[f"{kind}_energy_above_idle_j"] = measurement.energy_j - idle_w * window_s
     return EnergyFields(**values)
 
 
@@ -128,8 +131,8 @@ def measure_idle(plan: EnergyPlan, environment: Mapping[str, str], should_stop: 
     measured = trial.measurements(Window(duration_s=duration_s))
 
     def watts(kind: Kind) -> float | None:
-        energy_j = measured[kind].energy_j
-        return energy_j / duration_s if energy_j is not None and duration_s > 0 else None
+        energy_j, window_s = measured[kind].energy_j, measured[kind].window_s or duration_s
+        return energy_j / window_s if energy_j is not None and window_s > 0 else None
 
     return IdleBaseline(cpu_w=watts("cpu"), gpu_w=watts("gpu"), duration_s=duration_s)
 
