@@ -48,6 +48,11 @@ class BackgroundRun:
         data["env"] = dict(self.env)
         return data
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BackgroundRun:
+        return cls(**{**data, "hyperparameters": tuple(data["hyperparameters"].items()), "argv": tuple(data["argv"]),
+                      "env": tuple(data["env"].items())})
+
 
 @dataclass(frozen=True)
 class Trial:
@@ -84,6 +89,14 @@ class Trial:
         data["name"] = self.name
         return data
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Trial:
+        """The trial a plan.json entry was written from."""
+        fields = {key: value for key, value in data.items() if key != "name"}
+        return cls(**{**fields, "hyperparameters": tuple(data["hyperparameters"].items()),
+                      "mutated": tuple(data["mutated"]), "argv": tuple(data["argv"]), "env": tuple(data["env"].items()),
+                      "background": tuple(BackgroundRun.from_json(run) for run in data["background"])})
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -99,6 +112,16 @@ class Plan:
                 "history": {"files": list(self.history_files),
                             "draws_skipped": {f"experiments[{index}]": count for index, count in self.history_skips}},
                 "trials": [trial.to_json() for trial in self.trials]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Plan:
+        """The plan a plan.json was written from (what --resume continues)."""
+        history = data.get("history", {})
+        skips = tuple((int(key.split("[")[1].rstrip("]")), count)
+                      for key, count in history.get("draws_skipped", {}).items())
+        return cls(seed=data["seed"], seed_was_drawn=data["seed_was_drawn"],
+                   trials=tuple(Trial.from_json(trial) for trial in data["trials"]),
+                   history_skips=skips, history_files=tuple(history.get("files", ())))
 
     def history_lines(self) -> list[str]:
         """What the history changed, for people: one line per experiment that lost draws to it."""

@@ -22,9 +22,9 @@ from energy_profiler.plan import Plan
 from energy_profiler.process.lifetime import Ledger, clean_stale, tracking
 from energy_profiler.registry import Registry
 from energy_profiler.results.files import atomic_write_bytes, atomic_write_json
-from energy_profiler.results.global_table import GLOBAL_TABLE, append_row
+from energy_profiler.results.global_table import GLOBAL_TABLE, append_row, table_bytes
 from energy_profiler.results.record import Record, summary_columns
-from energy_profiler.results.rundir import SessionLog, create_run_dir
+from energy_profiler.results.rundir import SessionLog, create_run_dir, run_dir_lock
 from energy_profiler.results.summary import SummaryTable
 from energy_profiler.runtime import Output, StopRequest, sleep_unless_stopped
 from energy_profiler.system import governor
@@ -57,40 +57,46 @@ def run_session(
     stop: StopRequest,
     settings_bytes: bytes | None = None,
     energy: EnergyPlan | None = None,
+    resume_dir: Path | None = None,
 ) -> SessionResult:
-    """Run every trial of `plan`, writing the run folder as it goes; returns what happened."""
-    run_dir = create_run_dir(results_root)
-    atomic_write_bytes(run_dir / "settings.json", settings_bytes or _document_bytes(settings))
-    atomic_write_json(run_dir / "plan.json", {
-        "schema_version": 1,
-        "settings_file": str(settings.file),
-        "experiment_name": settings.experiment_name,
-        "created_utc": datetime.now(UTC).isoformat(),
-        "tool_version": __version__,
-        **plan.to_json(),
-    })
-    hyperparameter_names = _unique(name for trial in plan.trials for name, _ in trial.hyperparameters)
-    metric_names = _unique(name for trial in plan.trials for name in registry.repositories[trial.repo].metrics)
-    parallel = any(trial.background for trial in plan.trials)
-    columns = summary_columns(hyperparameter_names, metric_names, background=parallel)
-    summary = SummaryTable(run_dir / "summary.csv", columns)
-    log = SessionLog(run_dir / "session.log")
+    """Run every trial of `plan`, writing the run folder as it goes; returns what happened.
 
-    def say(message: str) -> None:
-        log.write(message)
-        output.say(message)
-
-    host = {**host_facts(), **(gpu_host_facts(energy) if energy else {})}
-    seed_note = " (drawn; put it in the settings to repeat this plan)" if plan.seed_was_drawn else ""
-    say(f"campaign '{settings.experiment_name}': {len(plan.trials)} trials, seed {plan.seed}{seed_note}")
-    say(f"results: {run_dir}")
-    for line in plan.history_lines():
-        say(line)
-    result = SessionResult(run_dir=run_dir, records=[], planned=len(plan.trials), stopped_by=None)
-    for line in clean_stale(results_root, settings.grace_s):
-        say(line)
+    With `resume_dir`, continue that run folder: trials with a final record are kept as they are,
+    summary.csv is rebuilt from their experiment.json (so it holds each trial once), and the others
+    run again in a fresh attempt folder. Raises RunDirBusy if another campaign holds the folder.
+    """
+    run_dir = resume_dir or create_run_dir(results_root)
     with ExitStack() as cleanup:
+        cleanup.enter_context(run_dir_lock(run_dir))
+        if resume_dir is None:
+            _write_plan(run_dir, settings, plan, settings_bytes)
+        hyperparameter_names = _unique(name for trial in plan.trials for name, _ in trial.hyperparameters)
+        metric_names = _unique(name for trial in plan.trials for name in registry.repositories[trial.repo].metrics)
+        parallel = any(trial.background for trial in plan.trials)
+        columns = summary_columns(hyperparameter_names, metric_names, background=parallel)
+        finished = finished_records(run_dir, plan) if resume_dir else {}
+        if resume_dir is not None:
+            atomic_write_bytes(run_dir / "summary.csv", table_bytes(columns, [r.to_row() for r in finished.values()]))
+        summary = SummaryTable(run_dir / "summary.csv", columns)
+        log = SessionLog(run_dir / "session.log")
         cleanup.callback(log.close)
+
+        def say(message: str) -> None:
+            log.write(message)
+            output.say(message)
+
+        host = {**host_facts(), **(gpu_host_facts(energy) if energy else {})}
+        seed_note = " (drawn; put it in the settings to repeat this plan)" if plan.seed_was_drawn else ""
+        say(f"campaign '{settings.experiment_name}': {len(plan.trials)} trials, seed {plan.seed}{seed_note}")
+        say(f"results: {run_dir}")
+        if resume_dir is not None:
+            say(f"resuming: {len(finished)} of {len(plan.trials)} trials already recorded")
+        for line in plan.history_lines():
+            say(line)
+        result = SessionResult(run_dir=run_dir, records=list(finished.values()), planned=len(plan.trials),
+                               stopped_by=None)
+        for line in clean_stale(results_root, settings.grace_s):
+            say(line)
         # While the trials run, a watchdog ends whatever we started should this process die.
         ledger = cleanup.enter_context(tracking(results_root, settings.grace_s, run_dir / "session.log"))
         if settings.governor is not None:
@@ -100,12 +106,14 @@ def run_session(
                 say(line)
             if energy.settings.baseline_s > 0:
                 energy = _measure_baseline(energy, run_dir, say, stop)
-        for position, trial in enumerate(plan.trials):
+        remaining = [trial for trial in plan.trials if trial.name not in finished]
+        for position, trial in enumerate(remaining):
             if stop.requested:
                 break
             host["cpu_governor"] = governor.summary(governor.cpufreq_root())  # the one in force now
             record = run_trial(trial, settings=settings, registry=registry, run_dir=run_dir, host=host,
-                               output=replace(output, say=say), stop=stop, energy=energy)
+                               output=replace(output, say=say), stop=stop, energy=energy,
+                               first_attempt=next_attempt(run_dir / trial.name))
             (run_dir / trial.name).mkdir(exist_ok=True)  # a skipped trial ran nothing that made it
             atomic_write_json(run_dir / trial.name / "experiment.json", record.to_json())
             row = record.to_row()
@@ -116,7 +124,7 @@ def run_session(
             say(f"[{trial.index}/{len(plan.trials)}] {trial.name}: {record.status}"
                 + (f" ({record.status_reason})" if record.status_reason else "")
                 + f" in {record.duration_s:.1f} s")
-            is_last = position == len(plan.trials) - 1
+            is_last = position == len(remaining) - 1
             if settings.cooldown_s > 0 and not is_last and not stop.requested:
                 say(f"cooling down for {settings.cooldown_s:g} s")
                 sleep_unless_stopped(settings.cooldown_s, stop)
@@ -125,6 +133,37 @@ def run_session(
             done = len(result.records)
             say(f"stopped by {signal.Signals(result.stopped_by).name} after {done} of {len(plan.trials)} trials")
     return result
+
+
+def _write_plan(run_dir: Path, settings: Settings, plan: Plan, settings_bytes: bytes | None) -> None:
+    atomic_write_bytes(run_dir / "settings.json", settings_bytes or _document_bytes(settings))
+    atomic_write_json(run_dir / "plan.json", {
+        "schema_version": 1,
+        "settings_file": str(settings.file.resolve()) if settings.file.exists() else str(settings.file),
+        "experiment_name": settings.experiment_name,
+        "created_utc": datetime.now(UTC).isoformat(),
+        "tool_version": __version__,
+        **plan.to_json(),
+    })
+
+
+def finished_records(run_dir: Path, plan: Plan) -> dict[str, Record]:
+    """The trials of `plan` whose final record is in the run folder (an interrupted one is not final)."""
+    finished = {}
+    for trial in plan.trials:
+        document = run_dir / trial.name / "experiment.json"
+        if document.exists():
+            record = Record.from_json(json.loads(document.read_text()))
+            if record.status != "interrupted":
+                finished[trial.name] = record
+    return finished
+
+
+def next_attempt(trial_dir: Path) -> int:
+    """The number of the next attempt folder: earlier attempts' files are never overwritten."""
+    numbers = [int(path.name.removeprefix("attempt_")) for path in trial_dir.glob("attempt_*")
+               if path.name.removeprefix("attempt_").isdigit()]
+    return max(numbers, default=0) + 1
 
 
 def _measure_baseline(energy: EnergyPlan, run_dir: Path, say: Callable[[str], None],

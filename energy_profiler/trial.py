@@ -54,22 +54,27 @@ def run_trial(
     output: Output,
     stop: StopRequest,
     energy: EnergyPlan | None,
+    first_attempt: int = 1,
 ) -> Record:
-    """Every attempt of `trial` (up to 1 + max_retries); the record describes the last one."""
+    """Every attempt of `trial` (up to 1 + max_retries); the record describes the last one.
+
+    Attempts are numbered from `first_attempt` (a resumed trial keeps its earlier attempt folders).
+    """
     repo = registry.repositories[trial.repo]
     values = " ".join(f"{name}={value}" for name, value in trial.hyperparameters)
     company = "".join(f" + background {run.repo}/{run.model}" for run in trial.background)
     output.say(f"[{trial.index}] {trial.mode} {trial.repo}/{trial.model} {values}{company}")
     output.detail("argv: " + " ".join(trial.argv))
     results: list[_AttemptResult] = []
-    for number in range(1, settings.max_retries + 2):
+    last = first_attempt + settings.max_retries
+    for number in range(first_attempt, last + 1):
         result = _attempt(trial, number, settings=settings, metrics=repo.metrics, run_dir=run_dir,
                           output=output, stop=stop, energy=energy)
         results.append(result)
         status, reason = result.attempt.status, result.attempt.status_reason
         if status in NOT_RETRIED or stop.requested:
             break
-        if number <= settings.max_retries:
+        if number < last:
             output.say(f"[{trial.index}] attempt {number} {status} ({reason}); retrying")
     final = results[-1]
     return Record(

@@ -100,3 +100,15 @@ def test_python_placeholder_defaults_to_the_running_interpreter() -> None:
     document = {"experiment_name": "t", "experiments": [{"mode": "default", "repo": "examples", "model": "mlp"}]}
     settings = settings_from_document(document, PROJECT_ROOT / "t.json", REGISTRY)
     assert build_plan(settings, REGISTRY, 1).trials[0].argv[0] == sys.executable
+
+
+def test_a_plan_read_back_from_its_json_is_the_same_plan() -> None:
+    import json
+
+    from energy_profiler.plan import Plan
+
+    plan = plan_of(mutation("learning_rate", runs=3),
+                   {"mode": "parallel", "foreground": {"repo": "examples", "model": "mlp"},
+                    "background": [{"repo": "examples", "model": "softmax", "env": {"A": "b c"}},
+                                   {"repo": "examples", "model": "deep_mlp", "restart_delay_s": 1}]})
+    assert Plan.from_json(json.loads(json.dumps(plan.to_json()))) == plan

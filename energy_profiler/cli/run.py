@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import sys
@@ -29,6 +30,7 @@ from energy_profiler.energy.recorder import EnergyPlan
 from energy_profiler.energy.selection import EnergySettings, EnergySetupError, Hardware, choose
 from energy_profiler.plan import Plan, build_plan
 from energy_profiler.registry import Registry
+from energy_profiler.results.rundir import RunDirBusy, latest_run_of
 from energy_profiler.runtime import Output, StopRequest
 from energy_profiler.session import SessionResult, run_session
 from energy_profiler.system import governor
@@ -38,16 +40,42 @@ HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 @click.command("run")
 @click.argument("settings_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--resume", is_flag=False, flag_value="", default=None, metavar="[RUN_DIR]",
+              help="Continue an interrupted campaign: RUN_DIR, or the latest run folder made from SETTINGS_FILE.")
 @global_options
 @energy_options
-def run_command(settings_file: Path) -> None:
+def run_command(settings_file: Path, resume: str | None) -> None:
     """Run every experiment of SETTINGS_FILE (the same as `-ec SETTINGS_FILE`)."""
-    run_settings_file(click.get_current_context().ensure_object(AppContext), settings_file)
+    app = click.get_current_context().ensure_object(AppContext)
+    if resume is None:
+        run_settings_file(app, settings_file)
+    else:
+        resume_run(app, settings_file, Path(resume) if resume else None)
+
+
+def resume_run(app: AppContext, settings_file: Path, run_dir: Path | None) -> None:
+    """Continue a run folder with the plan and settings it was started with."""
+    run_dir = run_dir or latest_run_of(app.results_dir, settings_file)
+    if run_dir is None or not (run_dir / "plan.json").is_file():
+        where = run_dir or app.results_dir
+        click.echo(f"error: nothing to resume: no run folder made from {settings_file} in {where}", err=True)
+        sys.exit(EXIT_CONFIG)
+    copy = run_dir / "settings.json"
+    try:
+        registry = app.registry()
+        settings = settings_from_document(json.loads(copy.read_text()), copy, registry)
+    except ConfigError as error:
+        fail_config(error)
+    if settings_file.is_file() and settings_file.read_bytes() != copy.read_bytes():
+        click.echo(f"warning: {settings_file} changed since {run_dir.name} began; its own copy is what resumes",
+                   err=True)
+    plan = Plan.from_json(json.loads((run_dir / "plan.json").read_text()))
+    execute(app, registry, settings, plan, settings_bytes=None, resume_dir=run_dir)
 
 
 def run_settings_file(app: AppContext, settings_file: Path) -> None:
     registry, settings, plan = load_and_plan(app, settings_file)
-    execute(app, registry, settings, plan, settings_file.read_bytes())
+    execute(app, registry, settings, plan, settings_bytes=settings_file.read_bytes())
 
 
 def run_ad_hoc(app: AppContext, *, repo: str, model: str, mutate: str, runs: int,
@@ -68,11 +96,11 @@ def run_ad_hoc(app: AppContext, *, repo: str, model: str, mutate: str, runs: int
         plan = build_plan(settings, registry, resolve_seed(settings))
     except ConfigError as error:
         fail_config(error)
-    execute(app, registry, settings, plan, None)
+    execute(app, registry, settings, plan, settings_bytes=None)
 
 
-def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
-            settings_bytes: bytes | None) -> None:
+def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan, *,
+            settings_bytes: bytes | None, resume_dir: Path | None = None) -> None:
     """Run the session with signal handling, print the outcome, and exit with its code."""
     if settings.governor is not None:
         try:
@@ -85,8 +113,12 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
     training_output = None if app.quiet else sys.stdout.buffer
     output = Output(say=app.info, detail=app.detail, training=training_output)
     with _stop_on_signals(stop):
-        result = run_session(settings, registry, plan, results_root=app.results_dir, output=output, stop=stop,
-                             settings_bytes=settings_bytes, energy=energy)
+        try:
+            result = run_session(settings, registry, plan, results_root=app.results_dir, output=output, stop=stop,
+                                 settings_bytes=settings_bytes, energy=energy, resume_dir=resume_dir)
+        except RunDirBusy as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(EXIT_CONFIG)
     click.echo(summary_text(result))
     sys.exit(result.exit_code)
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,3 +41,40 @@ class SessionLog:
 
     def close(self) -> None:
         self._file.close()
+
+
+class RunDirBusy(Exception):
+    """Another campaign holds the run folder."""
+
+
+@contextmanager
+def run_dir_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run folder for this campaign; RunDirBusy naming the holder if another has it."""
+    with open(run_dir / ".lock", "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise RunDirBusy(f"{run_dir} is in use by another mutation.py (pid {holder})") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def latest_run_of(results_root: Path, settings_file: Path) -> Path | None:
+    """The newest run folder whose plan was made from `settings_file`."""
+    wanted = {str(settings_file), str(settings_file.resolve())}
+    for run_dir in sorted(results_root.glob("run_*"), reverse=True):
+        try:
+            made_from = json.loads((run_dir / "plan.json").read_text())["settings_file"]
+        except (OSError, ValueError, KeyError):
+            continue
+        if made_from in wanted or str(Path(made_from).resolve()) in wanted:
+            return run_dir
+    return None

@@ -1,0 +1,106 @@
+"""--resume after SIGKILL at several points: each planned trial ends up in summary.csv exactly once."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from energy_profiler.results.rundir import run_dir_lock
+from test.conftest import PROJECT_ROOT, fake_repo, invoke, wait_for
+
+TRIALS = 5
+
+
+def rows(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "summary.csv", newline="") as table:
+        return list(csv.DictReader(table))
+
+
+def campaign(write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path]) -> tuple[Path, Path]:
+    registry = fake_registry(fake=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "0.3"]))
+    settings = write_json("s.json", {"experiment_name": "long", "seed": 5, "experiments": [
+        {"mode": "mutation", "repo": "fake", "model": "tiny", "mutate": ["learning_rate"],
+         "runs_per_config": TRIALS}]})
+    return registry, settings
+
+
+@pytest.mark.parametrize("kill_after_rows", [0, 1, 3])
+def test_sigkill_then_resume_records_each_trial_exactly_once(
+        kill_after_rows: int, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
+        tmp_path: Path) -> None:
+    registry, settings = campaign(write_json, fake_registry)
+    results = tmp_path / "results"
+    tool = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "mutation.py"), "--registry", str(registry),
+                             "--results-dir", str(results), "-q", "run", str(settings)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def trial_running() -> bool:
+            runs = list(results.glob("run_*"))
+            return bool(runs) and (runs[0] / "summary.csv").exists() and \
+                len(rows(runs[0])) >= kill_after_rows and \
+                (runs[0] / f"{kill_after_rows + 1:03d}_fake_tiny" / "attempt_1" / "training.log").exists()
+        assert wait_for(trial_running, 20)
+    finally:
+        tool.kill()  # SIGKILL mid-trial: no record of that trial, maybe a half-done folder
+        tool.wait()
+    run_dir = next(results.glob("run_*"))
+    before = rows(run_dir)
+    assert len(before) == kill_after_rows
+
+    result = invoke("--registry", registry, "--results-dir", results, "run", settings, "--resume")
+    assert result.exit_code == 0, result.output
+    assert f"resuming: {kill_after_rows} of {TRIALS} trials already recorded" in result.stdout
+    after = rows(run_dir)
+    assert [row["trial"] for row in after] == [f"{i:03d}_fake_tiny" for i in range(1, TRIALS + 1)]
+    assert all(row["status"] == "success" for row in after)
+    assert after[:kill_after_rows] == before  # what was recorded stays as it was
+    plan = json.loads((run_dir / "plan.json").read_text())
+    assert [row["hp_learning_rate"] for row in after] == \
+        [trial["hyperparameters"]["learning_rate"] for trial in plan["trials"]]
+    # The killed trial ran again in a fresh attempt folder; its first attempt's log is kept.
+    killed = run_dir / f"{kill_after_rows + 1:03d}_fake_tiny"
+    assert {p.name for p in killed.glob("attempt_*")} == {"attempt_1", "attempt_2"}
+    assert json.loads((killed / "experiment.json").read_text())["attempts"][0]["attempt"] == 2
+
+
+def test_an_interrupted_trial_is_run_again_on_resume(
+        write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path) -> None:
+    registry, settings = campaign(write_json, fake_registry)
+    results = tmp_path / "results"
+    assert invoke("--registry", registry, "--results-dir", results, "-q", "run", settings).exit_code == 0
+    run_dir = max(results.glob("run_*"))
+    record_path = run_dir / "002_fake_tiny" / "experiment.json"
+    record = json.loads(record_path.read_text())
+    record["status"], record["status_reason"] = "interrupted", "interrupted by SIGINT"
+    record_path.write_text(json.dumps(record))
+    result = invoke("--registry", registry, "--results-dir", results, "run", settings, "--resume", run_dir)
+    assert result.exit_code == 0 and "resuming: 4 of 5 trials already recorded" in result.stdout
+    assert [row["status"] for row in rows(run_dir)] == ["success"] * TRIALS
+    assert len({row["trial"] for row in rows(run_dir)}) == TRIALS
+
+
+def test_resume_refuses_a_run_folder_another_campaign_holds(
+        write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path) -> None:
+    registry, settings = campaign(write_json, fake_registry)
+    results = tmp_path / "results"
+    assert invoke("--registry", registry, "--results-dir", results, "-q", "run", settings).exit_code == 0
+    run_dir = next(results.glob("run_*"))
+    with run_dir_lock(run_dir):
+        result = invoke("--registry", registry, "--results-dir", results, "run", settings, "--resume")
+    assert result.exit_code == 2
+    assert f"error: {run_dir} is in use by another mutation.py (pid " in result.stderr
+
+
+def test_nothing_to_resume_is_a_clear_error(
+        write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path) -> None:
+    registry, settings = campaign(write_json, fake_registry)
+    result = invoke("--registry", registry, "--results-dir", tmp_path / "empty", "run", settings, "--resume")
+    assert result.exit_code == 2
+    assert f"error: nothing to resume: no run folder made from {settings}" in result.stderr
