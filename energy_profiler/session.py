@@ -21,7 +21,7 @@ from energy_profiler.energy.recorder import EnergyPlan, gpu_host_facts, measure_
 from energy_profiler.plan import Plan
 from energy_profiler.process.lifetime import Ledger, clean_stale, tracking
 from energy_profiler.registry import Registry
-from energy_profiler.results.files import atomic_write_bytes, atomic_write_json
+from energy_profiler.results.files import atomic_write_bytes, atomic_write_json, make_dirs
 from energy_profiler.results.global_table import GLOBAL_TABLE, append_row, table_bytes
 from energy_profiler.results.record import Record, summary_columns
 from energy_profiler.results.rundir import SessionLog, create_run_dir, run_dir_lock
@@ -29,6 +29,7 @@ from energy_profiler.results.summary import SummaryTable
 from energy_profiler.runtime import Output, StopRequest, sleep_unless_stopped
 from energy_profiler.system import governor
 from energy_profiler.system.host import host_facts
+from energy_profiler.system.sudo import invoking_user
 from energy_profiler.trial import run_trial
 
 
@@ -106,6 +107,10 @@ def run_session(
                 say(line)
             if energy.settings.baseline_s > 0:
                 energy = _measure_baseline(energy, run_dir, say, stop)
+        run_as = None if settings.run_as_root else invoking_user()
+        if run_as is not None:
+            say(f"trainings run as {run_as.name} (uid {run_as.uid}), who also owns the results; "
+                "monitors keep root (set run_as_root to change)")
         remaining = [trial for trial in plan.trials if trial.name not in finished]
         for position, trial in enumerate(remaining):
             if stop.requested:
@@ -113,8 +118,8 @@ def run_session(
             host["cpu_governor"] = governor.summary(governor.cpufreq_root())  # the one in force now
             record = run_trial(trial, settings=settings, registry=registry, run_dir=run_dir, host=host,
                                output=replace(output, say=say), stop=stop, energy=energy,
-                               first_attempt=next_attempt(run_dir / trial.name))
-            (run_dir / trial.name).mkdir(exist_ok=True)  # a skipped trial ran nothing that made it
+                               first_attempt=next_attempt(run_dir / trial.name), run_as=run_as)
+            make_dirs(run_dir / trial.name)  # a skipped trial ran nothing that made it
             atomic_write_json(run_dir / trial.name / "experiment.json", record.to_json())
             row = record.to_row()
             summary.append(row)

@@ -30,6 +30,7 @@ from energy_profiler.registry import MetricSpec, Registry
 from energy_profiler.results.record import Attempt, Record
 from energy_profiler.runtime import Output, StopRequest, sleep_unless_stopped
 from energy_profiler.system.host import git_state
+from energy_profiler.system.sudo import InvokingUser
 
 REASON_LINE_CHARS = 200
 NOT_RETRIED = ("success", "interrupted", "skipped_memory")
@@ -55,6 +56,7 @@ def run_trial(
     stop: StopRequest,
     energy: EnergyPlan | None,
     first_attempt: int = 1,
+    run_as: InvokingUser | None = None,
 ) -> Record:
     """Every attempt of `trial` (up to 1 + max_retries); the record describes the last one.
 
@@ -69,7 +71,7 @@ def run_trial(
     last = first_attempt + settings.max_retries
     for number in range(first_attempt, last + 1):
         result = _attempt(trial, number, settings=settings, metrics=repo.metrics, run_dir=run_dir,
-                          output=output, stop=stop, energy=energy)
+                          output=output, stop=stop, energy=energy, run_as=run_as)
         results.append(result)
         status, reason = result.attempt.status, result.attempt.status_reason
         if status in NOT_RETRIED or stop.requested:
@@ -91,7 +93,8 @@ def run_trial(
 
 
 def _attempt(trial: Trial, number: int, *, settings: Settings, metrics: Mapping[str, MetricSpec], run_dir: Path,
-             output: Output, stop: StopRequest, energy: EnergyPlan | None) -> _AttemptResult:
+             output: Output, stop: StopRequest, energy: EnergyPlan | None,
+             run_as: InvokingUser | None) -> _AttemptResult:
     attempt_dir = run_dir / trial.name / f"attempt_{number}"
     log_path = attempt_dir / "training.log"
     shortfall = memory_shortfall(trial, energy)
@@ -104,7 +107,7 @@ def _attempt(trial: Trial, number: int, *, settings: Settings, metrics: Mapping[
             energy=EnergyFields(cpu_energy_reason="trial skipped", gpu_energy_reason="trial skipped"))
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **dict(trial.env)}
-    backgrounds = Backgrounds(trial.background, attempt_dir, trial.name) if trial.background else None
+    backgrounds = Backgrounds(trial.background, attempt_dir, trial.name, run_as) if trial.background else None
     background: list[BackgroundResult] = []
     try:
         if backgrounds is not None:
@@ -117,7 +120,7 @@ def _attempt(trial: Trial, number: int, *, settings: Settings, metrics: Mapping[
             trial.argv, Path(trial.cwd), env, log_path, timeout_s=trial.timeout_s, grace_s=settings.grace_s,
             echo=output.training, should_stop=lambda: stop.requested, hurry=lambda: stop.hurry,
             on_start=monitors.start if monitors else lambda: None,
-            on_exit=monitors.stop if monitors else lambda: None, label=trial.name,
+            on_exit=monitors.stop if monitors else lambda: None, label=trial.name, run_as=run_as,
         )
     finally:
         if backgrounds is not None:

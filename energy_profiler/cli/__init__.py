@@ -15,6 +15,8 @@ from energy_profiler.cli.merge_cmd import merge_command
 from energy_profiler.cli.plan_cmd import plan_command
 from energy_profiler.cli.run import run_ad_hoc, run_command, run_settings_file
 from energy_profiler.cli.validate import validate_command
+from energy_profiler.results.files import give_files_to
+from energy_profiler.system.sudo import invoking_user
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -47,6 +49,9 @@ def cli(ctx: click.Context, *, experiment_config: Path | None, repo: str | None,
       mutation.py plan settings/quickstart.json     the trials, without running them
     """
     app = ctx.ensure_object(AppContext)
+    user = invoking_user()
+    if user is not None:  # under sudo: what we write belongs to the user who asked for it
+        give_files_to(user.uid, user.gid)
     ad_hoc = repo is not None or model is not None or mutate is not None
     chosen = [name for name, used in (("-ec", experiment_config is not None), ("-r/-m/-mt", ad_hoc),
                                       ("-l", list_registry), ("a command", ctx.invoked_subcommand is not None))

@@ -82,6 +82,8 @@ class Settings:
     grace_s: float
     dedup: bool | tuple[str, ...]
     """True: the global table is the history; a tuple: these tables are; False: no history."""
+    run_as_root: bool
+    """Under sudo: true runs trainings as root; false (default) as the invoking user."""
     governor: str | None
     """CPU frequency governor to set for the campaign (restored afterwards), or None to leave it."""
     energy: EnergySettings
@@ -122,6 +124,7 @@ def settings_from_document(document: Any, file: Path, registry: Registry) -> Set
         cooldown_s=float(document.get("cooldown_s", 0)),
         grace_s=float(document.get("grace_s", DEFAULT_GRACE_S)),
         dedup=_dedup(document.get("dedup", False)),
+        run_as_root=bool(document.get("run_as_root", False)),
         governor=document.get("governor"),
         energy=energy_settings(document.get("energy", {})),
         experiments=tuple(experiments),

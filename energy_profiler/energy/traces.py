@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from energy_profiler.energy.base import Measurement, Sample
-from energy_profiler.results.files import atomic_write_bytes, atomic_write_json
+from energy_profiler.results.files import atomic_write_bytes, atomic_write_json, make_dirs
 
 SAMPLE_COLUMNS = ("time_unix_s", "monotonic_s", "source", "quantity", "value", "unit")
 
@@ -31,7 +31,7 @@ def measurement_document(measurement: Measurement) -> dict[str, Any]:
 
 
 def write_energy_folder(folder: Path, cpu: Measurement, gpu: Measurement, summary: dict[str, Any]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
+    make_dirs(folder)
     write_samples(folder / "cpu_samples.csv", cpu.samples)
     write_samples(folder / "gpu_samples.csv", gpu.samples)
     atomic_write_json(folder / "energy.json", {"summary": summary, "cpu": measurement_document(cpu),

@@ -12,6 +12,7 @@ killpg reaches all of them, and its TERM/INT/HUP trap ends the whole group befor
 from __future__ import annotations
 
 import csv
+import os
 import shlex
 import subprocess
 import threading
@@ -19,12 +20,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from energy_profiler.hyperparams import canonical_to_number
 from energy_profiler.metrics import log_contains
 from energy_profiler.plan import BackgroundRun
 from energy_profiler.process.groups import Teardown, end_group
 from energy_profiler.process.lifetime import forget, spawn
+from energy_profiler.results.files import make_dirs, own
+from energy_profiler.system.sudo import InvokingUser
 
 ITERATIONS_HEADER = "background,iteration,start_utc,end_utc,exit_code\n"
 OOM_MARKER = "CUDA out of memory"
@@ -79,13 +83,17 @@ while true; do
 def write_script(path: Path, text: str) -> None:
     path.write_text(text)
     path.chmod(0o755)
+    own(path)
 
 
-def start_loop(script: Path, trial: str) -> subprocess.Popen[bytes]:
+def start_loop(script: Path, trial: str, run_as: InvokingUser | None = None) -> subprocess.Popen[bytes]:
     """Run the script with /bin/sh in a new session (recorded in the campaign's ledger)."""
+    as_user: dict[str, Any] = {}
+    if run_as is not None:
+        as_user = {**run_as.popen_options(), "env": run_as.environment(os.environ)}
     process: subprocess.Popen[bytes] = spawn(["/bin/sh", str(script)], role="background", trial=trial,
                                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                             stderr=subprocess.DEVNULL)
+                                             stderr=subprocess.DEVNULL, **as_user)
     return process
 
 
@@ -148,8 +156,10 @@ FIRST_RUN_TIMEOUT_S = 60.0
 class Backgrounds:
     """The background loops of one attempt: started before the foreground, ended after it."""
 
-    def __init__(self, runs: Sequence[BackgroundRun], attempt_dir: Path, trial: str):
+    def __init__(self, runs: Sequence[BackgroundRun], attempt_dir: Path, trial: str,
+                 run_as: InvokingUser | None = None):
         self.runs = list(runs)
+        self.run_as = run_as
         self.attempt_dir = attempt_dir
         self.trial = trial
         self.logs = attempt_dir / "background_logs"
@@ -160,14 +170,15 @@ class Backgrounds:
 
     def start(self, should_stop: Callable[[], bool]) -> list[str]:
         """Start every loop and wait until each has begun its first run; returns warnings."""
-        self.logs.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.logs)  # the loop writes here, as the training's user
         (self.logs / "iterations.csv").write_text(ITERATIONS_HEADER)
+        own(self.logs / "iterations.csv")
         for run in self.runs:
             text = script_text(index=run.index, trial=self.trial, argv=run.argv, cwd=run.cwd,
                                env={"PYTHONUNBUFFERED": "1", **dict(run.env)}, logs=self.logs,
                                restart_delay_s=run.restart_delay_s)
             write_script(self.script_path(run), text)
-            self._processes.append(start_loop(self.script_path(run), self.trial))
+            self._processes.append(start_loop(self.script_path(run), self.trial, self.run_as))
         warnings = []
         for run, process in zip(self.runs, self._processes, strict=True):
 

@@ -33,7 +33,7 @@ from typing import Any
 import psutil
 
 from energy_profiler.process.groups import end_groups, group_members
-from energy_profiler.results.files import atomic_write_json
+from energy_profiler.results.files import atomic_write_json, make_dirs
 from energy_profiler.system import governor
 
 PR_SET_PDEATHSIG = 1
@@ -108,7 +108,7 @@ class Ledger:
             self._write()
 
     def _write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.path.parent)
         atomic_write_json(self.path, {"owner": {"pid": self.owner_pid, "start_time": self.owner_start_time},
                                       "groups": [asdict(group) for group in self.groups.values()],
                                       "governor": self.governor})

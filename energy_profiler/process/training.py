@@ -15,6 +15,8 @@ from typing import BinaryIO, Literal
 
 from energy_profiler.process.groups import Teardown, end_group
 from energy_profiler.process.lifetime import forget, spawn
+from energy_profiler.results.files import make_dirs, own
+from energy_profiler.system.sudo import InvokingUser
 
 POLL_S = 0.05
 """How often the wait loop looks at the timeout and stop requests without a pidfd."""
@@ -59,6 +61,7 @@ def run_training(
     on_start: Callable[[], None] = lambda: None,
     on_exit: Callable[[], None] = lambda: None,
     label: str | None = None,
+    run_as: InvokingUser | None = None,
 ) -> ProcessOutcome:
     """Run `argv` in `cwd` in a new session and wait for it; the whole group is gone on return.
 
@@ -66,16 +69,20 @@ def run_training(
     given, to it as well. When the process exits, times out, or `should_stop()` turns true, its
     process group is ended (SIGTERM, `grace_s`, SIGKILL) so that nothing it started survives.
     `on_start` runs just before the process starts and `on_exit` the moment it ends (or times out,
-    or is stopped), before the teardown: that is the window the energy monitors measure.
+    or is stopped), before the teardown: that is the window the energy monitors measure. With
+    `run_as`, the training runs as that (sudo-invoking) user.
     """
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(log_path.parent)
     with open(log_path, "wb") as log:
+        own(log_path)
         on_start()
         start_utc = datetime.now(UTC)
         started = time.monotonic()
         try:
-            process = spawn(argv, role="training", trial=label, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            as_user = run_as.popen_options() if run_as else {}
+            environment = run_as.environment(env) if run_as else dict(env)
+            process = spawn(argv, role="training", trial=label, cwd=cwd, env=environment, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **as_user)
         except OSError as error:
             message = f"could not start {argv[0]!r}: {error.strerror or error}"
             log.write(f"mutation.py: {message}\n".encode())

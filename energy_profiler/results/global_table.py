@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from energy_profiler.results.files import atomic_write_bytes
+from energy_profiler.results.files import atomic_write_bytes, own
 
 GLOBAL_TABLE = "summary_all.csv"
 
@@ -26,6 +26,7 @@ def locked(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on `path`'s lock file (other campaigns wait their turn)."""
     lock = path.with_name(f".{path.name}.lock")
     with open(lock, "a") as handle:
+        own(lock)
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

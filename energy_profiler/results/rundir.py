@@ -10,17 +10,20 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from energy_profiler.results.files import make_dirs, own
+
 
 def create_run_dir(results_root: Path, now: datetime | None = None) -> Path:
     """Make a new run folder; a name already taken gets a suffix (`_2`, `_3`): never reused."""
     stamp = (now or datetime.now()).strftime("run_%Y%m%d_%H%M%S")
-    results_root.mkdir(parents=True, exist_ok=True)
+    make_dirs(results_root)
     for suffix in ["", *(f"_{n}" for n in range(2, 1000))]:
         candidate = results_root / f"{stamp}{suffix}"
         try:
             candidate.mkdir()  # atomic: fails if another session made it first
         except FileExistsError:
             continue
+        own(candidate)
         return candidate
     raise FileExistsError(f"no free run folder name for {stamp} in {results_root}")
 
@@ -31,6 +34,7 @@ class SessionLog:
     def __init__(self, path: Path):
         self.path = path
         self._file = open(path, "a", encoding="utf-8")
+        own(path)
 
     def write(self, message: str) -> None:
         stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
@@ -51,6 +55,7 @@ class RunDirBusy(Exception):
 def run_dir_lock(run_dir: Path) -> Iterator[None]:
     """Hold the run folder for this campaign; RunDirBusy naming the holder if another has it."""
     with open(run_dir / ".lock", "a+", encoding="utf-8") as handle:
+        own(run_dir / ".lock")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

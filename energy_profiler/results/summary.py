@@ -8,6 +8,8 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from energy_profiler.results.files import own
+
 
 class SummaryTable:
     """Appends rows to a CSV file whose columns never change after it is created."""
@@ -30,6 +32,7 @@ class SummaryTable:
         csv.writer(buffer, lineterminator="\n").writerow(cells)
         # One write call of the whole line: a crash leaves the row whole or absent, never half.
         with open(self.path, "a", encoding="utf-8", newline="") as file:
+            own(self.path)
             file.write(buffer.getvalue())
             file.flush()
             os.fsync(file.fileno())

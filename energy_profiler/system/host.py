@@ -65,8 +65,9 @@ def git_state(folder: Path) -> dict[str, Any]:
 
 def _git(folder: Path, *args: str) -> str | None:
     try:
-        result = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True,
-                                timeout=10, check=False)
+        # safe.directory: under sudo, git would refuse a repository its user owns; we only read it.
+        result = subprocess.run(["git", "-c", "safe.directory=*", "-C", str(folder), *args], capture_output=True,
+                                text=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return result.stdout.strip() if result.returncode == 0 else None
