@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from pathlib import Path
+from typing import Protocol
 
 POLL_S = 0.1
 
@@ -32,13 +33,41 @@ class StopRequest:
         return self.signals[0] if self.signals else None
 
 
+class ByteSink(Protocol):
+    """Where a training's output is copied: a terminal's byte stream, or a filtering wrapper."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
+class Progress:
+    """What a progress display is told as a campaign goes; this one shows nothing (plain output)."""
+
+    def campaign_started(self, total: int, already_done: int) -> None:
+        """The plan has `total` trials, `already_done` of them recorded before (a resume)."""
+
+    def attempt_started(self, label: str, log: Path, power_w: Callable[[], dict[str, float | None]]) -> None:
+        """A training started: what it is, its log, and how to read live power (W by device)."""
+
+    def trial_finished(self, status: str, duration_s: float) -> None:
+        """A trial has its record."""
+
+    def cooldown(self, seconds: float) -> None:
+        """A pause between trials begins."""
+
+    def close(self) -> None:
+        """The campaign is over."""
+
+
 @dataclass(frozen=True)
 class Output:
-    """Where the session speaks: tool messages, verbose details, and the trainings' own output."""
+    """Where the session speaks: tool messages, verbose details, the trainings' own output, progress."""
 
     say: Callable[[str], None]
     detail: Callable[[str], None]
-    training: BinaryIO | None
+    training: ByteSink | None
+    progress: Progress = field(default_factory=Progress)
 
 
 def sleep_unless_stopped(seconds: float, stop: StopRequest) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
@@ -39,6 +40,8 @@ class SessionResult:
     records: list[Record]
     planned: int
     stopped_by: int | None
+    wall_s: float = 0.0
+    """How long the session took, start to end."""
 
     @property
     def exit_code(self) -> int:
@@ -66,6 +69,7 @@ def run_session(
     summary.csv is rebuilt from their experiment.json (so it holds each trial once), and the others
     run again in a fresh attempt folder. Raises RunDirBusy if another campaign holds the folder.
     """
+    started = time.monotonic()
     run_dir = resume_dir or create_run_dir(results_root)
     with ExitStack() as cleanup:
         cleanup.enter_context(run_dir_lock(run_dir))
@@ -96,6 +100,7 @@ def run_session(
             say(line)
         result = SessionResult(run_dir=run_dir, records=list(finished.values()), planned=len(plan.trials),
                                stopped_by=None)
+        output.progress.campaign_started(len(plan.trials), len(finished))
         for line in clean_stale(results_root, settings.grace_s):
             say(line)
         # While the trials run, a watchdog ends whatever we started should this process die.
@@ -126,17 +131,20 @@ def run_session(
             if append_row(results_root / GLOBAL_TABLE, row):
                 say(f"{GLOBAL_TABLE}: new columns, table rewritten with the union of columns")
             result.records.append(record)
+            output.progress.trial_finished(record.status, record.duration_s)
             say(f"[{trial.index}/{len(plan.trials)}] {trial.name}: {record.status}"
                 + (f" ({record.status_reason})" if record.status_reason else "")
                 + f" in {record.duration_s:.1f} s")
             is_last = position == len(remaining) - 1
             if settings.cooldown_s > 0 and not is_last and not stop.requested:
                 say(f"cooling down for {settings.cooldown_s:g} s")
+                output.progress.cooldown(settings.cooldown_s)
                 sleep_unless_stopped(settings.cooldown_s, stop)
         result.stopped_by = stop.first_signal
         if result.stopped_by is not None:
             done = len(result.records)
             say(f"stopped by {signal.Signals(result.stopped_by).name} after {done} of {len(plan.trials)} trials")
+    result.wall_s = time.monotonic() - started
     return result
 
 

@@ -107,6 +107,10 @@ def _attempt(trial: Trial, number: int, *, settings: Settings, metrics: Mapping[
             energy=EnergyFields(cpu_energy_reason="trial skipped", gpu_energy_reason="trial skipped"))
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **dict(trial.env)}
+    monitors = TrialEnergy(energy, env) if energy is not None else None
+    values = " ".join(f"{name}={value}" for name, value in trial.hyperparameters if name in trial.mutated)
+    output.progress.attempt_started(f"{trial.index} {trial.mode} {trial.repo}/{trial.model} {values}".rstrip(),
+                                    log_path, monitors.live_power if monitors else dict)
     backgrounds = Backgrounds(trial.background, attempt_dir, trial.name, run_as) if trial.background else None
     background: list[BackgroundResult] = []
     try:
@@ -115,7 +119,6 @@ def _attempt(trial: Trial, number: int, *, settings: Settings, metrics: Mapping[
                 output.say(f"[{trial.index}] warning: {warning}")
             if trial.warmup_s > 0:
                 sleep_unless_stopped(trial.warmup_s, stop)
-        monitors = TrialEnergy(energy, env) if energy is not None else None
         outcome = run_training(
             trial.argv, Path(trial.cwd), env, log_path, timeout_s=trial.timeout_s, grace_s=settings.grace_s,
             echo=output.training, should_stop=lambda: stop.requested, hurry=lambda: stop.hurry,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Console
 
 from energy_profiler.cli.context import (
     EXIT_CONFIG,
@@ -23,6 +24,7 @@ from energy_profiler.cli.context import (
     load_and_plan,
     resolve_seed,
 )
+from energy_profiler.cli.display import LiveProgress, PlainStream, duration, timestamped
 from energy_profiler.cli.tables import format_table
 from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.settings import Settings, settings_from_document
@@ -30,6 +32,7 @@ from energy_profiler.energy.recorder import EnergyPlan
 from energy_profiler.energy.selection import EnergySettings, EnergySetupError, Hardware, choose
 from energy_profiler.plan import Plan, build_plan
 from energy_profiler.registry import Registry
+from energy_profiler.results.record import Record
 from energy_profiler.results.rundir import RunDirBusy, latest_run_of
 from energy_profiler.runtime import Output, StopRequest
 from energy_profiler.session import SessionResult, run_session
@@ -110,8 +113,7 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
             sys.exit(EXIT_CONFIG)
     energy = energy_plan(replace(settings.energy, **app.energy_overrides))
     stop = StopRequest()
-    training_output = None if app.quiet else sys.stdout.buffer
-    output = Output(say=app.info, detail=app.detail, training=training_output)
+    output = _output(app)
     with _stop_on_signals(stop):
         try:
             result = run_session(settings, registry, plan, results_root=app.results_dir, output=output, stop=stop,
@@ -119,8 +121,23 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
         except RunDirBusy as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(EXIT_CONFIG)
+        finally:
+            output.progress.close()
     click.echo(summary_text(result))
     sys.exit(result.exit_code)
+
+
+def _output(app: AppContext) -> Output:
+    """A live panel in a terminal; plain timestamped lines without control characters elsewhere."""
+    if app.quiet:
+        return Output(say=lambda _: None, detail=lambda _: None, training=None)
+    if sys.stdout.isatty():
+        live = LiveProgress(Console())
+        return Output(say=live.say, detail=live.say if app.verbose else lambda _: None, training=None,
+                      progress=live)
+    say = timestamped(click.echo)
+    return Output(say=say, detail=say if app.verbose else lambda _: None,
+                  training=PlainStream(sys.stdout.buffer))
 
 
 def energy_plan(settings: EnergySettings) -> EnergyPlan:
@@ -177,5 +194,21 @@ def summary_text(result: SessionResult, width: int | None = None) -> str:
     for record in result.records:
         counts[record.status] = counts.get(record.status, 0) + 1
     tally = ", ".join(f"{count} {status}" for status, count in counts.items()) or "no trial finished"
+    trainings_s = sum(record.duration_s for record in result.records)
     return "\n".join(["", *lines, "", f"{len(result.records)} of {result.planned} trials recorded: {tally}",
+                      f"energy: {energy_total(result.records, 'cpu')}; {energy_total(result.records, 'gpu')}",
+                      f"time: trainings {duration(trainings_s)}, this session {duration(result.wall_s)}",
                       f"summary: {result.run_dir / 'summary.csv'}"])
+
+
+def energy_total(records: Sequence[Record], kind: str) -> str:
+    """`cpu 12.3 kJ (rapl)`, saying how many trials were not measured; never a 0 for unmeasured."""
+    measured = [(getattr(r.energy, f"{kind}_energy_j"), getattr(r.energy, f"{kind}_energy_method"))
+                for r in records if getattr(r.energy, f"{kind}_energy_j") is not None]
+    if not measured:
+        return f"{kind} not measured"
+    total_j = sum(joules for joules, _ in measured)
+    amount = f"{total_j / 1000:.4g} kJ" if total_j >= 1000 else f"{total_j:.4g} J"
+    methods = ", ".join(sorted({method for _, method in measured}))
+    missing = len(records) - len(measured)
+    return f"{kind} {amount} ({methods})" + (f", {missing} trial(s) not measured" if missing else "")

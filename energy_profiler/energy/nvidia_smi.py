@@ -147,6 +147,13 @@ class NvidiaSmiMonitor:
                 continue
             self._rows.append((row, time.monotonic()))
 
+    def power_w(self) -> float | None:
+        """The latest power.draw of each GPU, summed, for a live display."""
+        latest: dict[str, float | None] = {}
+        for row, _ in self._rows[-16:]:
+            latest[row.index] = row.power_w
+        return None if not latest or None in latest.values() else sum(w for w in latest.values() if w is not None)
+
     def stop(self) -> None:
         self._end_unix, self._end_mono = time.time(), time.monotonic()
         if self._process is None:

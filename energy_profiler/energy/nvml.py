@@ -180,6 +180,11 @@ class NvmlMonitor:
         for session, mib in by_session.items():
             self._session_peak_mib[session] = max(mib, self._session_peak_mib.get(session, 0.0))
 
+    def power_w(self) -> float | None:
+        """The measured GPUs' latest power reading, summed, for a live display."""
+        latest = [trace.power_w[-1] for trace, _ in self._handles if trace.power_w]
+        return None if not latest or None in latest else sum(w for w in latest if w is not None)
+
     def _instant_power_w(self, handle: Any) -> float | None:
         """The instantaneous power field (newer drivers); GetPowerUsage is a 1 s average there."""
         field_id = getattr(self._nvml, "NVML_FI_DEV_POWER_INSTANT", None)

@@ -155,6 +155,8 @@ class RaplMonitor:
         self._error: str | None = None
         self._lock = threading.Lock()
         self._stopped = False
+        self._power_w: float | None = None
+        self._last_read_s = 0.0
         self._started = 0.0
         self._elapsed_s = 0.0
 
@@ -175,8 +177,13 @@ class RaplMonitor:
                     return  # the final reading is taken: none may come after the window
                 self._read_all()
 
+    def power_w(self) -> float | None:
+        """Packages + DRAM power between the last two readings, for a live display."""
+        return self._power_w
+
     def _read_all(self, first: bool = False) -> None:
         now_unix, now_mono = time.time(), time.monotonic()
+        counted_uj = 0
         for zone in self._zones:
             try:
                 value = zone.read_uj()
@@ -189,8 +196,13 @@ class RaplMonitor:
                     delta += zone.max_range_uj
                     self._wraps[zone.zone_id] += 1
                 self._total_uj[zone.zone_id] += delta
+                if zone.role in ("package", "dram"):
+                    counted_uj += delta
             self._last_uj[zone.zone_id] = value
             self._samples.append(Sample(now_unix, now_mono, zone.label, "energy_uj", value, "uJ"))
+        if not first and now_mono > self._last_read_s:
+            self._power_w = counted_uj / 1e6 / (now_mono - self._last_read_s)
+        self._last_read_s = now_mono
 
     def stop(self) -> None:
         # The final reading first, at once: joining the sampler can take a while on a busy machine,

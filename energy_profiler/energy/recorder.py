@@ -72,6 +72,18 @@ class TrialEnergy:
         for monitor in self.monitors:
             self._guard(monitor, monitor.stop)
 
+    def live_power(self) -> dict[str, float | None]:
+        """Watts by device now, from the monitors that sample (perf and the estimate do not)."""
+        power: dict[str, float | None] = {"cpu": None, "gpu": None}
+        for monitor in self.monitors:
+            reader = getattr(monitor, "power_w", None)
+            if reader is not None and monitor.kind not in self.errors:
+                try:
+                    power[monitor.kind] = reader()
+                except Exception:  # a display must never disturb a measurement
+                    power[monitor.kind] = None
+        return power
+
     def measurements(self, window: Window) -> dict[Kind, Measurement]:
         found: dict[Kind, Measurement] = {}
         for monitor in self.monitors:

@@ -16,6 +16,7 @@ from typing import BinaryIO, Literal
 from energy_profiler.process.groups import Teardown, end_group
 from energy_profiler.process.lifetime import forget, spawn
 from energy_profiler.results.files import make_dirs, own
+from energy_profiler.runtime import ByteSink
 from energy_profiler.system.sudo import InvokingUser
 
 POLL_S = 0.05
@@ -55,7 +56,7 @@ def run_training(
     *,
     timeout_s: float | None,
     grace_s: float,
-    echo: BinaryIO | None = None,
+    echo: ByteSink | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     hurry: Callable[[], bool] = lambda: False,
     on_start: Callable[[], None] = lambda: None,
@@ -159,7 +160,7 @@ class _Child:
             self._pidfd = None
 
 
-def _copy_output(pipe: BinaryIO, log: BinaryIO, echo: BinaryIO | None) -> None:
+def _copy_output(pipe: BinaryIO, log: BinaryIO, echo: ByteSink | None) -> None:
     """Copy the training's output as it comes; chunks, not lines, so `\\r` progress bars pass."""
     fd = pipe.fileno()
     while chunk := os.read(fd, READ_CHUNK_BYTES):

@@ -1,0 +1,105 @@
+"""What a person sees: a live panel in a terminal, clean timestamped lines in pipes and files."""
+
+from __future__ import annotations
+
+import io
+import os
+import pty
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from energy_profiler.cli.display import LiveProgress, PlainStream, log_tail
+from energy_profiler.cli.run import summary_text
+from energy_profiler.energy import EnergyFields
+from energy_profiler.session import SessionResult
+from test.conftest import PROJECT_ROOT, fake_repo
+from test.test_results import a_record
+
+NOISY = ("import sys, time\n"
+         "for i in range(3):\n"
+         "    sys.stdout.write(f'\\x1b[32mstep {i}\\x1b[0m\\r'); sys.stdout.flush(); time.sleep(0.05)\n"
+         "print('\\naccuracy: 0.9')\n")
+
+
+def test_plain_stream_keeps_text_and_drops_control_characters() -> None:
+    target = io.BytesIO()
+    PlainStream(target).write(b"\x1b[2K\x1b[1mepoch 1\x1b[0m 50%\repoch 1 100%\r\ndone\x1b(B\n")
+    assert target.getvalue() == b"epoch 1 50%\nepoch 1 100%\ndone\n"
+
+
+def test_piped_output_is_timestamped_and_has_no_control_characters(
+        write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path) -> None:
+    registry = fake_registry(fake=fake_repo(command=[sys.executable, "-c", NOISY], required_args=[]))
+    settings = write_json("s.json", {"experiment_name": "pipe", "cooldown_s": 0.2, "runs_per_config": 2,
+                                     "experiments": [{"mode": "default", "repo": "fake", "model": "tiny"}]})
+    result = subprocess.run([sys.executable, str(PROJECT_ROOT / "mutation.py"), "--registry", str(registry),
+                             "--results-dir", str(tmp_path / "r"), "run", str(settings)],
+                            capture_output=True, check=False)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.decode()
+    assert "\x1b" not in out and "\r" not in out
+    assert "step 2" in out  # the training's output is there, cleaned
+    tool_lines = [line for line in out.splitlines() if "campaign 'pipe'" in line or "cooling down" in line]
+    assert tool_lines and all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", line) for line in tool_lines)
+
+
+def test_a_terminal_gets_the_live_panel_and_the_closing_summary(
+        write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path) -> None:
+    registry = fake_registry(fake=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "1"]))
+    settings = write_json("s.json", {"experiment_name": "tty", "experiments": [
+        {"mode": "default", "repo": "fake", "model": "tiny"}]})
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "mutation.py"), "--registry", str(registry),
+                                "--results-dir", str(tmp_path / "r"), "run", str(settings)],
+                               stdin=follower, stdout=follower, stderr=follower, env={**os.environ, "COLUMNS": "80"})
+    os.close(follower)
+    seen = b""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed: the program ended
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    assert process.wait(timeout=10) == 0
+    text = seen.decode(errors="replace")
+    assert "0/1 trials" in text and "now: 1 default fake/tiny" in text  # the live panel was drawn
+    assert "1 of 1 trials recorded: 1 success" in text
+
+
+def test_the_panel_shows_progress_eta_power_and_the_log_tail(tmp_path: Path) -> None:
+    log = tmp_path / "training.log"
+    log.write_text("".join(f"epoch {i}\n" for i in range(20)) + "step 1\rstep 2\rstep 3")
+    console = Console(file=io.StringIO(), width=100, color_system=None, force_terminal=False)
+    panel = LiveProgress(console)
+    panel.total, panel.done = 5, 2
+    panel.durations = [10.0, 20.0]
+    panel.attempt_started("3 mutation examples/mlp learning_rate=0.01", log, lambda: {"cpu": 45.2, "gpu": None})
+    console.print(panel.render())
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "2/5 trials" in text and "ETA 0:45" in text  # 3 left at a mean of 15 s
+    assert "now: 3 mutation examples/mlp learning_rate=0.01" in text and "power: cpu 45 W" in text
+    assert "epoch 19" in text and "step 3" in text and "epoch 11" not in text and "step 2" not in text
+    panel.cooldown(30)
+    console.print(panel.render())
+    assert "cooling down: 30 s" in console.file.getvalue()  # type: ignore[attr-defined]
+    assert log_tail(tmp_path / "missing.log") == ""
+
+
+def test_the_closing_summary_totals_energy_by_device_and_says_what_was_not_measured(tmp_path: Path) -> None:
+    records = [a_record(energy=EnergyFields(cpu_energy_j=1500.0, cpu_energy_method="rapl")),
+               a_record(energy=EnergyFields(cpu_energy_j=700.0, cpu_energy_method="rapl")),
+               a_record(energy=EnergyFields())]
+    text = summary_text(SessionResult(tmp_path, records, planned=3, stopped_by=None, wall_s=75), width=100)
+    assert "energy: cpu 2.2 kJ (rapl), 1 trial(s) not measured; gpu not measured" in text
+    assert "time: trainings 0:03, this session 1:15" in text
