@@ -9,8 +9,6 @@ import click
 
 from energy_profiler.cli.context import EXIT_CONFIG, global_options
 from energy_profiler.cli.tables import format_table
-from energy_profiler.report import build
-from energy_profiler.report.tables import CORRELATION_HEADERS, GROUP_HEADERS
 
 
 @click.command("report")
@@ -23,6 +21,10 @@ from energy_profiler.report.tables import CORRELATION_HEADERS, GROUP_HEADERS
 @global_options
 def report_command(inputs: tuple[Path, ...], output: Path, metric: str | None, traces: tuple[str, ...]) -> None:
     """Summarise run folders, results folders or summary CSVs: statistics, correlations, plots."""
+    # pandas and matplotlib take half a second to import: only this command pays for them.
+    from energy_profiler.report import build  # noqa: PLC0415
+    from energy_profiler.report.tables import CORRELATION_HEADERS, GROUP_HEADERS  # noqa: PLC0415
+
     try:
         report = build(inputs, output, metric, traces)
     except (FileNotFoundError, KeyError) as error:
