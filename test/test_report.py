@@ -98,3 +98,14 @@ def test_report_errors_exit_2(args: list[str], message: str, tmp_path: Path) -> 
     target = known_run(tmp_path) if args else tmp_path
     result = invoke("report", target, "-o", tmp_path / "out", *args)
     assert result.exit_code == 2 and message in result.stderr
+
+
+def test_parallel_energy_is_compared_with_the_same_foreground_alone(tmp_path: Path) -> None:
+    table = write_table(tmp_path / "t.csv", [
+        ["a1", "run_a", "001_r_m", "default", "r", "m", "success", 1.0, "", 1, 0.9, 10, "rapl", "", "none"],
+        ["a2", "run_a", "002_r_m_parallel", "parallel", "r", "m", "success", 1.0, "", 1, 0.9, 25, "rapl", "", "none"],
+        ["a3", "run_a", "003_r_m_parallel", "parallel", "r", "m", "success", 1.0, "", 2, 0.9, 40, "rapl", "", "none"],
+    ])
+    assert invoke("report", table, "-o", tmp_path / "out").exit_code == 0
+    plot = tmp_path / "out" / "parallel_vs_alone_r_m.png"  # hp_x=1 was measured both ways; hp_x=2 only in parallel
+    assert matplotlib.image.imread(plot).shape == (480, 640, 4)
