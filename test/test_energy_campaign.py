@@ -156,6 +156,7 @@ def test_energy_that_cannot_be_had_stops_the_campaign_before_it_starts(
     result, run_dir = run_campaign(write_json, fake_registry, tmp_path, energy, None, *options)
     assert result.exit_code == 2
     assert message in result.stderr
+    assert f"error: {tmp_path / 's.json'}: energy." in result.stderr  # the file and the JSON path
     assert run_dir is None  # nothing written
 
 

@@ -111,7 +111,7 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
         except governor.GovernorError as error:
             click.echo(f"error: {settings.file}: governor: {error}", err=True)
             sys.exit(EXIT_CONFIG)
-    energy = energy_plan(replace(settings.energy, **app.energy_overrides))
+    energy = energy_plan(replace(settings.energy, **app.energy_overrides), settings.file)
     stop = StopRequest()
     output = _output(app)
     with _stop_on_signals(stop):
@@ -140,14 +140,14 @@ def _output(app: AppContext) -> Output:
                   training=PlainStream(sys.stdout.buffer))
 
 
-def energy_plan(settings: EnergySettings) -> EnergyPlan:
+def energy_plan(settings: EnergySettings, source: Path) -> EnergyPlan:
     """The backends this campaign will use, or exit 2 (nothing written) if the settings cannot be met."""
     hardware = Hardware()
     try:
         choice = choose(settings, hardware)
     except EnergySetupError as error:
         for problem in error.problems:
-            click.echo(f"error: {problem}", err=True)
+            click.echo(f"error: {source}: {problem}", err=True)
         sys.exit(EXIT_CONFIG)
     return EnergyPlan(choice=choice, settings=settings, hardware=hardware)
 
