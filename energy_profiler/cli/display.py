@@ -28,7 +28,7 @@ from energy_profiler.runtime import Progress
 
 # CSI sequences (colours, cursor moves), charset switches like ESC ( B, other two-byte escapes.
 ESCAPES = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()*+][0-~]|\x1b[@-_]|\x1b")
-TEXT_ESCAPES = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()*+][0-~]|\x1b[@-_]|\x1b")
+TEXT_ESCAPES = re.compile(ESCAPES.pattern.decode())
 TAIL_LINES = 8
 TAIL_BYTES = 8192
 

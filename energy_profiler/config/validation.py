@@ -19,7 +19,6 @@ from jsonschema.exceptions import ValidationError
 from energy_profiler.config.errors import ConfigError, ConfigIssue, did_you_mean
 
 ANNOTATION_KEYS = ("description", "comment", "notes")
-KNOWN_MODES = ("default", "mutation", "parallel")
 
 
 @cache
@@ -98,11 +97,17 @@ def _describe(error: ValidationError, file: str, document: Any) -> list[ConfigIs
     if keyword == "not" and isinstance(expected, dict) and list(expected) == ["required"]:
         # A key that this mode forbids, e.g. `mutate` outside mutation mode. With a mode that is
         # itself wrong, only the mode's error is worth reading.
-        if isinstance(instance, dict) and instance.get("mode", "default") not in KNOWN_MODES:
+        if isinstance(instance, dict) and instance.get("mode", "default") not in _modes():
             return []
         return [ConfigIssue(file, (*path, key), _forbidden_key_message(key, instance))
                 for key in expected["required"]]
     return [ConfigIssue(file, path, error.message)]
+
+
+def _modes() -> list[str]:
+    """Every mode an experiment may have, as the shipped settings schema lists them."""
+    modes: list[str] = load_schema("settings")["$defs"]["experiment"]["properties"]["mode"]["enum"]
+    return modes
 
 
 def _forbidden_key_message(key: str, instance: Any) -> str:

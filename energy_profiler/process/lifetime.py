@@ -87,9 +87,9 @@ class TrackedGroup:
 class Ledger:
     """The state file of one campaign: its owner and the groups it has running."""
 
-    def __init__(self, path: Path, owner_pid: int | None = None):
+    def __init__(self, path: Path):
         self.path = path
-        self.owner_pid = owner_pid or os.getpid()
+        self.owner_pid = os.getpid()
         self.owner_start_time = start_time(self.owner_pid)
         self.groups: dict[int, TrackedGroup] = {}
         self.governor: dict[str, Any] | None = None
@@ -153,9 +153,7 @@ def tracking(results_root: Path, grace_s: float, log: Path | None = None) -> Ite
         assert watchdog.stdin is not None
         watchdog.stdin.close()  # EOF: the watchdog ends whatever is still listed, then exits
         watchdog.wait()
-        ledger.path.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            ledger.path.parent.rmdir()  # only if no other campaign's ledger is there
+        remove_ledger(ledger.path)
 
 
 def _package_root() -> str:
@@ -215,10 +213,15 @@ def clean_stale(results_root: Path, grace_s: float) -> list[str]:
                           f"left by dead campaign {document['owner']['pid']}")
         report.extend(notes)
         report.extend(restore_governor(document.get("governor")))
-        path.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):
-        folder.rmdir()
+        remove_ledger(path)
     return report
+
+
+def remove_ledger(path: Path) -> None:
+    """Delete a ledger, and its folder once no other campaign's ledger is in it."""
+    path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()
 
 
 def restore_governor(record: dict[str, Any] | None) -> list[str]:

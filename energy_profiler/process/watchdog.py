@@ -8,14 +8,13 @@ in the ledger is ended (SIGTERM, grace, SIGKILL); after a clean end there is non
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from energy_profiler.process.lifetime import TrackedGroup, end_recorded_groups, restore_governor
+from energy_profiler.process.lifetime import TrackedGroup, end_recorded_groups, remove_ledger, restore_governor
 
 
 def main(argv: list[str]) -> int:
@@ -41,9 +40,7 @@ def main(argv: list[str]) -> int:
         with open(log, "a", encoding="utf-8") as file:
             file.writelines(f"{stamp} {line}\n" for line in lines)
     if not notes:
-        ledger.unlink(missing_ok=True)  # all done; otherwise `mutation.py cleanup` finds it
-        with contextlib.suppress(OSError):
-            ledger.parent.rmdir()  # only if no other campaign's ledger is there
+        remove_ledger(ledger)  # all done; otherwise `mutation.py cleanup` finds it
     return 0
 
 

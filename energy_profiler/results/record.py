@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -144,31 +144,27 @@ class Record:
         })
         return {key: _cell(value) for key, value in row.items()}
 
-
     def _background_cells(self) -> dict[str, object]:
         """The bg_* cells: one value per background, joined with `;` when there are several."""
-        def joined(values: list[object]) -> str:
-            return ";".join("" if value is None else str(value) for value in values)
-
-        results = self.background
-        return {
-            "bg_repo": joined([r.repo for r in results]),
-            "bg_model": joined([r.model for r in results]),
-            "bg_hyperparameters": joined([json.dumps(r.hyperparameters) for r in results]),
-            "bg_iterations_started": joined([r.iterations_started for r in results]),
-            "bg_iterations_completed": joined([r.iterations_completed for r in results]),
-            "bg_iterations_failed": joined([r.iterations_failed for r in results]),
-            "bg_oom_iterations": joined([r.oom_iterations for r in results]),
-            "bg_teardown_s": joined([r.teardown_s for r in results]),
-            "bg_signal": joined([r.signal for r in results]),
-            "bg_survivors": joined([r.survivors for r in results]),
-            "bg_gpu_mem_peak_mib": joined([r.gpu_mem_peak_mib for r in results]),
-        }
+        return {column: ";".join("" if (value := cell(result)) is None else str(value) for result in self.background)
+                for column, cell in BACKGROUND_CELLS.items()}
 
 
-BACKGROUND_COLUMNS = ("bg_repo", "bg_model", "bg_hyperparameters", "bg_iterations_started", "bg_iterations_completed",
-                      "bg_iterations_failed", "bg_oom_iterations", "bg_teardown_s", "bg_signal", "bg_survivors",
-                      "bg_gpu_mem_peak_mib")
+BACKGROUND_CELLS: dict[str, Callable[[BackgroundResult], object]] = {
+    "bg_repo": lambda r: r.repo,
+    "bg_model": lambda r: r.model,
+    "bg_hyperparameters": lambda r: json.dumps(r.hyperparameters),
+    "bg_iterations_started": lambda r: r.iterations_started,
+    "bg_iterations_completed": lambda r: r.iterations_completed,
+    "bg_iterations_failed": lambda r: r.iterations_failed,
+    "bg_oom_iterations": lambda r: r.oom_iterations,
+    "bg_teardown_s": lambda r: r.teardown_s,
+    "bg_signal": lambda r: r.signal,
+    "bg_survivors": lambda r: r.survivors,
+    "bg_gpu_mem_peak_mib": lambda r: r.gpu_mem_peak_mib,
+}
+"""Each bg_* column of a parallel trial's row, and how one background's value is read."""
+BACKGROUND_COLUMNS = tuple(BACKGROUND_CELLS)
 ENERGY_COLUMNS = tuple(f.name for f in fields(EnergyFields))
 LEADING_COLUMNS = (
     "experiment_id", "run_id", "trial", "trial_index", "experiment_index", "run", "mode", "repo", "model",
