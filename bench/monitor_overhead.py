@@ -25,7 +25,7 @@ from types import ModuleType
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from energy_profiler.energy.recorder import EnergyPlan, TrialEnergy
-from energy_profiler.energy.selection import EnergySettings, Hardware, choose
+from energy_profiler.energy.selection import Choice, EnergySettings, Hardware
 from energy_profiler.process.training import run_training
 
 TARGET_PCT = {1.0: 0.2, 10.0: 1.0}
@@ -49,11 +49,15 @@ def powercap_tree(root: Path) -> None:
 
 def tool_cpu_s(seconds: float, plan: EnergyPlan | None, log: Path) -> float:
     """This process's CPU seconds while a `sleep` training of `seconds` runs."""
-    monitors = TrialEnergy(plan, dict(os.environ)) if plan else None
+    monitors = TrialEnergy(plan, dict(os.environ), None) if plan else None
     before = time.process_time()
-    run_training(["sleep", str(seconds)], Path.cwd(), dict(os.environ), log, timeout_s=None, grace_s=1,
-                 on_start=monitors.start if monitors else lambda: None,
-                 on_exit=monitors.stop if monitors else lambda: None)
+    try:
+        run_training(["sleep", str(seconds)], Path.cwd(), dict(os.environ), log, timeout_s=None, grace_s=1,
+                     on_start=monitors.start if monitors else lambda: None,
+                     on_exit=monitors.stop if monitors else lambda: None)
+    finally:
+        if monitors is not None:
+            monitors.close()
     return time.process_time() - before
 
 
@@ -72,7 +76,10 @@ def main() -> None:
         print(f"{'rate':>6}  {'monitors':<18}  {'CPU ms/s':>8}  {'% of a core':>11}  {'target':>7}  verdict")
         for hz, target in TARGET_PCT.items():
             settings = EnergySettings(cpu="rapl", gpu="nvml", interval_s=1 / hz, gpu_interval_s=1 / hz)
-            plan = EnergyPlan(choice=choose(settings, hardware), settings=settings, hardware=hardware)
+            # Chosen directly: the probe would refuse these counters, which never move (no thread
+            # drives them, so that nothing but the monitors spends this process's CPU time).
+            plan = EnergyPlan(choice=Choice(cpu="rapl", gpu="nvml", probed={}), settings=settings,
+                              hardware=hardware)
             used_s = tool_cpu_s(args.seconds, plan, log)
             per_second_ms = max(0.0, used_s - baseline_s) / args.seconds * 1000
             percent = per_second_ms / 10

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -14,15 +15,42 @@ import pytest
 from click.testing import CliRunner, Result
 
 from energy_profiler.cli import cli
+from energy_profiler.energy.base import Measurement, Monitor, Window
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 REAL_REGISTRY = PROJECT_ROOT / "repos" / "models.json"
 FAKE_TRAIN = Path(__file__).resolve().parent / "fixtures" / "fake_train.py"
+FAKE_PERF = Path(__file__).resolve().parent / "fixtures" / "fake_perf.py"
+
+
+def measure(monitor: Monitor, seconds: float) -> Measurement:
+    """One window of `seconds` measured by `monitor`, which is closed whatever happens."""
+    try:
+        monitor.start()
+        time.sleep(seconds)
+        monitor.stop()
+        return monitor.result(Window(duration_s=seconds))
+    finally:
+        monitor.close()
+
+
+def launcher(script: Path, folder: Path) -> Path:
+    """An executable in `folder` that runs a fake tool's `script` with this interpreter, without site.
+
+    The scripts' `#!/usr/bin/env python3` may find a version manager's shim (pyenv's costs 30-100 ms
+    here) and site's imports: start-up time that the real tool does not have. The fakes model the
+    real start-up themselves (FAKE_PERF_STARTUP_S), so they are launched as directly as possible.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / script.stem
+    path.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -S {shlex.quote(str(script))} \"$@\"\n")
+    path.chmod(0o755)
+    return path
 
 
 @pytest.fixture(autouse=True)
 def no_energy_hardware(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Every test starts on a machine without RAPL, perf power events, NVML, nvidia-smi or cpufreq.
+    """Every test starts on a machine without RAPL, perf power events, NVML, nvidia-smi, cpufreq or a known CPU.
 
     Tests that need hardware install fakes over this; the real machine's hardware never leaks in,
     so results do not depend on where the suite runs.
@@ -30,9 +58,11 @@ def no_energy_hardware(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest
     nothing = tmp_path_factory.getbasetemp() / "no-hardware"
     monkeypatch.setenv("MUTATION_POWERCAP_ROOT", str(nothing / "powercap"))
     monkeypatch.setenv("MUTATION_PERF_EVENTS", str(nothing / "power-events"))
+    monkeypatch.setenv("MUTATION_PERF_PARANOID", str(nothing / "perf_event_paranoid"))  # unreadable: not a bar
     monkeypatch.setenv("MUTATION_NVIDIA_SMI", str(nothing / "nvidia-smi"))
     monkeypatch.setenv("MUTATION_NVML_MODULE", "mutation_tests_no_nvml")
     monkeypatch.setenv("MUTATION_CPUFREQ_ROOT", str(nothing / "cpufreq"))
+    monkeypatch.setenv("MUTATION_CPUINFO", str(nothing / "cpuinfo"))  # no CPU model: no TDP from the table
 
 
 def fake_repo(behaviour: str = "ok", **extra: Any) -> dict[str, Any]:

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import csv
 import importlib
+import threading
 import time
 from pathlib import Path
 from types import ModuleType
 
+import psutil
 import pytest
 
 from energy_profiler.energy import nvidia_smi, nvml
-from energy_profiler.energy.base import Measurement, Monitor, Window
+from energy_profiler.energy.gpu_traces import GpuSeries
+from energy_profiler.energy.integrate import WindowIntegral
+from energy_profiler.energy.samples import SampleSink, null_sink
 from energy_profiler.energy.selection import EnergySettings, gpus_for
+from test.conftest import measure
 
 FAKE_SMI = str(Path(__file__).parent / "fixtures" / "fake_nvidia_smi.py")
 
@@ -20,15 +26,10 @@ def fake_pynvml() -> ModuleType:
     return importlib.import_module("test.fixtures.fake_pynvml")
 
 
-def measure(monitor: Monitor, seconds: float) -> Measurement:
-    monitor.start()
-    time.sleep(seconds)
-    monitor.stop()
-    return monitor.result(Window(duration_s=seconds))
-
-
-def test_nvml_uses_the_energy_counter_and_integrates_power_where_it_is_missing() -> None:
-    measurement = measure(nvml.NvmlMonitor(fake_pynvml, interval_s=0.05, gpus=None), 1.0)
+def test_nvml_uses_the_energy_counter_and_integrates_power_where_it_is_missing(tmp_path: Path) -> None:
+    sink = SampleSink(tmp_path / "gpu_samples.csv")
+    measurement = measure(nvml.NvmlMonitor(fake_pynvml, interval_s=0.05, gpus=None, sink=sink), 1.0)
+    sink.close()
     gpu0, gpu1 = measurement.details["per_gpu"]
     assert (gpu0["method"], gpu1["method"]) == ("nvml_counter", "nvml_power")
     assert measurement.method == "nvml_power"  # not every GPU had the counter
@@ -42,12 +43,13 @@ def test_nvml_uses_the_energy_counter_and_integrates_power_where_it_is_missing()
     assert fields["gpu_mem_max_mib"] == pytest.approx(5500 + 1024)
     assert fields["gpu_util_max_pct"] == 97 and fields["gpu_temp_max_c"] == 64
     assert gpu0["samples"] >= 15 and gpu0["interval_achieved_s"] == pytest.approx(0.05, rel=0.5)
-    quantities = {(s.source, s.quantity) for s in measurement.samples}
+    with (tmp_path / "gpu_samples.csv").open() as file:
+        quantities = {(row["source"], row["quantity"]) for row in csv.DictReader(file)}
     assert {("gpu0", "power"), ("gpu0", "power_instant"), ("gpu1", "sm_clock")} <= quantities
 
 
 def test_nvml_counter_and_integral_agree_on_one_counter_gpu() -> None:
-    measurement = measure(nvml.NvmlMonitor(fake_pynvml, interval_s=0.05, gpus=["0"]), 1.0)
+    measurement = measure(nvml.NvmlMonitor(fake_pynvml, interval_s=0.05, gpus=["0"], sink=null_sink()), 1.0)
     assert measurement.method == "nvml_counter"
     assert [gpu["index"] for gpu in measurement.details["per_gpu"]] == ["0"]
     crosscheck = measurement.fields["gpu_energy_crosscheck_pct"]
@@ -56,7 +58,7 @@ def test_nvml_counter_and_integral_agree_on_one_counter_gpu() -> None:
 
 def test_nvml_selects_gpus_by_uuid() -> None:
     uuid = "GPU-55555555-6666-7777-8888-999999999999"
-    measurement = measure(nvml.NvmlMonitor(fake_pynvml, interval_s=0.05, gpus=[uuid]), 0.3)
+    measurement = measure(nvml.NvmlMonitor(fake_pynvml, interval_s=0.05, gpus=[uuid], sink=null_sink()), 0.3)
     assert [(g["index"], g["uuid"]) for g in measurement.details["per_gpu"]] == [("1", uuid)]
 
 
@@ -72,10 +74,10 @@ def test_nvml_missing_library_is_an_empty_value_with_a_reason() -> None:
 
         return Broken("pynvml")
 
-    assert nvml.probe(missing).reason == "NVML did not start: NVML Shared Library Not Found"
-    measurement = measure(nvml.NvmlMonitor(missing, interval_s=0.05, gpus=None), 0.1)
+    assert nvml.probe(missing).reason == "NVML did not start: NVML Shared Library Not Found."
+    measurement = measure(nvml.NvmlMonitor(missing, interval_s=0.05, gpus=None, sink=null_sink()), 0.1)
     assert (measurement.method, measurement.energy_j) == ("none", None)
-    assert measurement.reason == "NVML did not start: NVML Shared Library Not Found"
+    assert measurement.reason == "NVML did not start: NVML Shared Library Not Found."
 
 
 def test_nvml_host_facts() -> None:
@@ -102,7 +104,7 @@ def test_nvidia_smi_lines_parse_with_missing_fields() -> None:
 
 
 def test_nvidia_smi_is_one_long_lived_process_integrated_per_gpu() -> None:
-    monitor = nvidia_smi.NvidiaSmiMonitor(FAKE_SMI, interval_s=0.05, gpus=None)
+    monitor = nvidia_smi.NvidiaSmiMonitor(FAKE_SMI, interval_s=0.05, gpus=None, sink=null_sink())
     assert monitor.executable == FAKE_SMI
     measurement = measure(monitor, 1.5)
     assert measurement.method == "nvidia_smi"
@@ -118,13 +120,13 @@ def test_nvidia_smi_is_one_long_lived_process_integrated_per_gpu() -> None:
 
 def test_nvidia_smi_without_power_readings_is_not_measured(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAKE_SMI_POWER_W", "[N/A],[N/A]")
-    measurement = measure(nvidia_smi.NvidiaSmiMonitor(FAKE_SMI, interval_s=0.05, gpus=None), 0.4)
+    measurement = measure(nvidia_smi.NvidiaSmiMonitor(FAKE_SMI, interval_s=0.05, gpus=None, sink=null_sink()), 0.4)
     assert (measurement.method, measurement.energy_j) == ("none", None)
-    assert measurement.reason == "nvidia-smi gave no power.draw for GPU 0 ([N/A])"
+    assert measurement.reason == "nvidia-smi gave no power.draw for GPU 0 ([N/A])."
 
 
 def test_nvidia_smi_selected_gpus_and_facts() -> None:
-    measurement = measure(nvidia_smi.NvidiaSmiMonitor(FAKE_SMI, interval_s=0.05, gpus=["1"]), 0.4)
+    measurement = measure(nvidia_smi.NvidiaSmiMonitor(FAKE_SMI, interval_s=0.05, gpus=["1"], sink=null_sink()), 0.4)
     assert [gpu["index"] for gpu in measurement.details["per_gpu"]] == ["1"]
     assert nvidia_smi.probe(FAKE_SMI).reason == "2 GPU(s): NVIDIA A100-SXM4-40GB, NVIDIA A100-SXM4-40GB"
     assert nvidia_smi.gpu_facts(FAKE_SMI)["gpus"][1]["power_limit_w"] == 400.0
@@ -142,7 +144,72 @@ def test_a_failing_nvidia_smi_reports_its_own_message(tmp_path: Path) -> None:
     message = "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver."
     broken.write_text(f'#!/bin/sh\necho "{message}" >&2\nexit 9\n')
     broken.chmod(0o755)
-    measurement = measure(nvidia_smi.NvidiaSmiMonitor(str(broken), interval_s=0.05, gpus=None), 0.3)
+    measurement = measure(nvidia_smi.NvidiaSmiMonitor(str(broken), interval_s=0.05, gpus=None, sink=null_sink()), 0.3)
     assert (measurement.method, measurement.energy_j) == ("none", None)
     assert measurement.reason == ("nvidia-smi failed: NVIDIA-SMI has failed because it couldn't communicate "
                                   "with the NVIDIA driver.")
+
+
+def test_nvidia_smi_lines_after_the_window_only_cut_its_edge(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_SMI_TERM_DELAY_S", "0.5")  # half a second more of 150 W lines after the window
+    measurement = measure(nvidia_smi.NvidiaSmiMonitor(FAKE_SMI, interval_s=0.05, gpus=["0"], sink=null_sink()), 1.0)
+    window_s = measurement.window_s
+    assert window_s is not None and window_s == measurement.details["window_s"]  # one window, one length
+    # Edges hold the nearest reading: 150 W over exactly the window, not the 0.5 s that came after.
+    assert measurement.energy_j == pytest.approx(150 * window_s, rel=0.01)
+    assert measurement.details["per_gpu"][0]["samples"] <= window_s / 0.05 + 2
+
+
+def test_nvml_measures_exactly_its_window_with_one_length() -> None:
+    monitor = nvml.NvmlMonitor(fake_pynvml, interval_s=0.05, gpus=["1"], sink=null_sink())  # power integral
+    time.sleep(0.3)  # built well before it starts, as a trial builds it before backgrounds and warm-up
+    measurement = measure(monitor, 0.5)
+    window_s = measurement.window_s
+    assert window_s is not None and window_s == measurement.details["window_s"]
+    assert 0.5 <= window_s < 0.55
+    assert measurement.energy_j == pytest.approx(75 * window_s, rel=0.01)
+    # The first deadline is set at start(): no zero-length first interval, no 0 W point.
+    gpu = measurement.details["per_gpu"][0]
+    assert gpu["power_min_w"] == 75 and gpu["interval_achieved_s"] == pytest.approx(0.05, rel=0.2)
+
+
+def open_descriptors() -> list[str]:
+    return sorted(path.name for path in Path("/proc/self/fd").iterdir())
+
+
+def test_monitors_started_and_failed_a_thousand_times_leave_nothing_behind(tmp_path: Path) -> None:
+    """A long campaign whose backends fail every attempt must not run out of descriptors or threads."""
+    from energy_profiler.energy import rapl
+
+    nvml_state = fake_pynvml()._state
+    no_zones = tmp_path / "powercap"
+    no_zones.mkdir()
+    descriptors, threads = open_descriptors(), threading.active_count()
+    for _ in range(1000):
+        for monitor in (nvml.NvmlMonitor(fake_pynvml, interval_s=0.05, gpus=["7"], sink=null_sink()),
+                        rapl.RaplMonitor(no_zones, interval_s=0.05, sink=null_sink()),
+                        nvidia_smi.NvidiaSmiMonitor(str(tmp_path / "absent"), 0.05, None, sink=null_sink())):
+            measurement = measure(monitor, 0)
+            assert measurement.method == "none" and measurement.reason
+    for _ in range(20):  # and those that work, stopped at once
+        for monitor in (nvml.NvmlMonitor(fake_pynvml, interval_s=0.05, gpus=None, sink=null_sink()),
+                        nvidia_smi.NvidiaSmiMonitor(FAKE_SMI, 0.05, None, sink=null_sink())):
+            measure(monitor, 0)
+    assert nvml_state["initialised"] == 0  # every nvmlInit had its nvmlShutdown
+    assert open_descriptors() == descriptors
+    assert threading.active_count() == threads
+
+
+def test_a_day_of_samples_at_10_hz_keeps_memory_bounded() -> None:
+    """Nothing per sample is kept: 864,000 samples grow the process by a few MiB at most (79 MiB per GPU-hour
+    at 0.1 s when samples were held)."""
+    series = GpuSeries(index="0", integral=WindowIntegral(0.0))
+    sink = null_sink()
+    process = psutil.Process()
+    rss_before = process.memory_info().rss
+    for n in range(864_000):  # 24 h at 0.1 s
+        t = n * 0.1
+        series.add(sink, t, t, t, power_w=200.0 + n % 7, util_pct=90, mem_used_mib=40_000, temp_c=60)
+    assert process.memory_info().rss - rss_before < 4 * 2**20
+    assert series.spacing.count == sink.rows / 4 == 864_000
+    assert series.integral.energy_j(86_400.0) == pytest.approx(203 * 86_400, rel=0.001)

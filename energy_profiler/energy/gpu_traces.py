@@ -1,8 +1,9 @@
-"""Per-GPU sample series and the summary columns both GPU backends fill from them.
+"""Per-GPU series and the summary columns both GPU backends fill from them, kept as running numbers.
 
-With several GPUs, power and memory columns describe their sum (sampling rounds are aligned by
-order: every backend reads all GPUs once per round), and utilisation and temperature describe all
-GPUs' samples together. The per-GPU figures are in experiment.json and energy.json.
+A GpuSeries integrates its power over the window and keeps count/mean/max/min of each quantity;
+the readings themselves go to the trace file as they come. With several GPUs, power and memory
+columns describe their sum per sampling round (RoundTotals), and utilisation and temperature
+describe all GPUs' samples together. The per-GPU figures are in experiment.json and energy.json.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from energy_profiler.energy.base import Sample
-from energy_profiler.energy.integrate import mean_interval_s, stats, trapezoid_energy_j
+from energy_profiler.energy.integrate import RunningStats, Spacing, WindowIntegral
+from energy_profiler.energy.samples import SampleSink
 
 QUANTITIES = {  # attribute -> (trace quantity, unit)
     "power_w": ("power", "W"),
@@ -25,76 +26,75 @@ QUANTITIES = {  # attribute -> (trace quantity, unit)
 
 
 @dataclass
-class GpuTrace:
-    """Everything sampled from one GPU during one window."""
+class GpuSeries:
+    """Everything sampled from one GPU during one window, as running numbers."""
 
     index: str
+    integral: WindowIntegral
+    """Power over the window, on the clock the backend stamps its samples with."""
     uuid: str | None = None
     name: str | None = None
-    times_unix_s: list[float] = field(default_factory=list)
-    times_monotonic_s: list[float] = field(default_factory=list)
-    power_w: list[float | None] = field(default_factory=list)
-    power_instant_w: list[float | None] = field(default_factory=list)
-    util_pct: list[float | None] = field(default_factory=list)
-    mem_util_pct: list[float | None] = field(default_factory=list)
-    mem_used_mib: list[float | None] = field(default_factory=list)
-    temp_c: list[float | None] = field(default_factory=list)
-    sm_clock_mhz: list[float | None] = field(default_factory=list)
+    spacing: Spacing = field(default_factory=Spacing)
+    stats: dict[str, RunningStats] = field(default_factory=lambda: {name: RunningStats() for name in QUANTITIES})
+    latest_power_w: float | None = None
 
-    def add(self, time_unix_s: float, monotonic_s: float, **values: float | None) -> None:
-        self.times_unix_s.append(time_unix_s)
-        self.times_monotonic_s.append(monotonic_s)
-        for attribute in QUANTITIES:
-            getattr(self, attribute).append(values.get(attribute))
+    def add(self, sink: SampleSink, time_unix_s: float, monotonic_s: float, integral_time_s: float, *,
+            in_window: bool = True, **values: float | None) -> None:
+        """One reading of this GPU: into the integral, and (inside the window) the statistics and the trace.
 
-    def power_points(self, clock: str = "monotonic") -> tuple[list[float], list[float]]:
-        """(times, watts) of the samples that have a power reading."""
-        times = self.times_monotonic_s if clock == "monotonic" else self.times_unix_s
-        pairs = [(t, p) for t, p in zip(times, self.power_w, strict=True) if p is not None]
-        return [t for t, _ in pairs], [p for _, p in pairs]
-
-    def integrated_j(self, start_s: float, end_s: float, clock: str = "monotonic") -> float | None:
-        times, watts = self.power_points(clock)
-        return trapezoid_energy_j(times, watts, start_s, end_s) if times else None
-
-    def samples(self) -> list[Sample]:
-        rows = []
-        for position, (unix_s, mono_s) in enumerate(zip(self.times_unix_s, self.times_monotonic_s, strict=True)):
-            for attribute, (quantity, unit) in QUANTITIES.items():
-                value = getattr(self, attribute)[position]
-                if value is not None:
-                    rows.append(Sample(unix_s, mono_s, f"gpu{self.index}", quantity, value, unit))
-        return rows
+        A reading outside the window still serves the integral, which cuts the edge segment with it.
+        """
+        power_w = values.get("power_w")
+        self.integral.add(integral_time_s, power_w)
+        if not in_window:
+            return
+        self.spacing.add(integral_time_s)
+        self.latest_power_w = power_w
+        source = f"gpu{self.index}"
+        for attribute, value in values.items():
+            if value is not None:
+                quantity, unit = QUANTITIES[attribute]
+                self.stats[attribute].add(value)
+                sink.write(time_unix_s, monotonic_s, source, quantity, value=value, unit=unit)
 
     def summary(self) -> dict[str, Any]:
-        power_avg, power_max, power_min = stats(self.power_w)
-        util_avg, util_max, _ = stats(self.util_pct)
-        temp_avg, temp_max, _ = stats(self.temp_c)
-        return {"index": self.index, "uuid": self.uuid, "name": self.name, "samples": len(self.times_unix_s),
-                "interval_achieved_s": mean_interval_s(self.times_monotonic_s),
-                "power_avg_w": power_avg, "power_max_w": power_max, "power_min_w": power_min,
-                "util_avg_pct": util_avg, "util_max_pct": util_max,
-                "mem_max_mib": stats(self.mem_used_mib)[1], "temp_avg_c": temp_avg, "temp_max_c": temp_max}
+        power, util, temp = self.stats["power_w"], self.stats["util_pct"], self.stats["temp_c"]
+        return {"index": self.index, "uuid": self.uuid, "name": self.name, "samples": self.spacing.count,
+                "interval_achieved_s": self.spacing.mean_interval_s,
+                "power_avg_w": power.mean, "power_max_w": power.maximum, "power_min_w": power.minimum,
+                "util_avg_pct": util.mean, "util_max_pct": util.maximum,
+                "mem_max_mib": self.stats["mem_used_mib"].maximum, "temp_avg_c": temp.mean, "temp_max_c": temp.maximum}
 
 
-def summary_fields(traces: list[GpuTrace]) -> dict[str, float | str | None]:
-    """The gpu_* columns of summary.csv from all GPUs' traces."""
-    rounds = min((len(trace.times_unix_s) for trace in traces), default=0)
+@dataclass
+class RoundTotals:
+    """Power and memory summed over the GPUs of each sampling round (a round missing a GPU counts as None)."""
 
-    def summed(attribute: str) -> list[float | None]:
-        totals: list[float | None] = []
-        for position in range(rounds):
-            values = [getattr(trace, attribute)[position] for trace in traces]
-            totals.append(None if any(value is None for value in values) else sum(values))
-        return totals
+    power_w: RunningStats = field(default_factory=RunningStats)
+    mem_used_mib: RunningStats = field(default_factory=RunningStats)
 
-    power_avg, power_max, power_min = stats(summed("power_w"))
-    def every(attribute: str) -> list[float | None]:
-        return [value for trace in traces for value in getattr(trace, attribute)]
+    def add(self, powers: list[float | None], memories: list[float | None]) -> None:
+        self.power_w.add(None if None in powers else sum(p for p in powers if p is not None))
+        self.mem_used_mib.add(None if None in memories else sum(m for m in memories if m is not None))
 
-    util_avg, util_max, _ = stats(every("util_pct"))
-    temp_avg, temp_max, _ = stats(every("temp_c"))
-    return {"gpu_power_avg_w": power_avg, "gpu_power_max_w": power_max, "gpu_power_min_w": power_min,
-            "gpu_util_avg_pct": util_avg, "gpu_util_max_pct": util_max,
-            "gpu_mem_max_mib": stats(summed("mem_used_mib"))[1], "gpu_temp_avg_c": temp_avg,
-            "gpu_temp_max_c": temp_max}
+
+def _pooled(series: list[GpuSeries], attribute: str) -> RunningStats:
+    pooled = RunningStats()
+    for one in series:
+        stats = one.stats[attribute]
+        pooled.count += stats.count
+        pooled.total += stats.total
+        for bound in (stats.maximum, stats.minimum):
+            if bound is not None:
+                pooled.maximum = bound if pooled.maximum is None else max(pooled.maximum, bound)
+                pooled.minimum = bound if pooled.minimum is None else min(pooled.minimum, bound)
+    return pooled
+
+
+def summary_fields(series: list[GpuSeries], rounds: RoundTotals) -> dict[str, float | str | None]:
+    """The gpu_* columns of summary.csv from all GPUs' series."""
+    util, temp = _pooled(series, "util_pct"), _pooled(series, "temp_c")
+    return {"gpu_power_avg_w": rounds.power_w.mean, "gpu_power_max_w": rounds.power_w.maximum,
+            "gpu_power_min_w": rounds.power_w.minimum, "gpu_util_avg_pct": util.mean,
+            "gpu_util_max_pct": util.maximum, "gpu_mem_max_mib": rounds.mem_used_mib.maximum,
+            "gpu_temp_avg_c": temp.mean, "gpu_temp_max_c": temp.maximum}
