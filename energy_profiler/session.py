@@ -18,7 +18,7 @@ from pathlib import Path
 
 from energy_profiler import __version__
 from energy_profiler.config.settings import Settings
-from energy_profiler.energy.recorder import EnergyPlan, gpu_host_facts, measure_idle
+from energy_profiler.energy.recorder import EnergyPlan, gpu_host_facts, measure_power
 from energy_profiler.plan import Plan
 from energy_profiler.process.lifetime import Ledger, clean_stale, tracking
 from energy_profiler.registry import Registry
@@ -42,6 +42,8 @@ class SessionResult:
     stopped_by: int | None
     wall_s: float = 0.0
     """How long the session took, start to end."""
+    energy: EnergyPlan | None = None
+    """The methods the campaign used (for the closing summary's reasons)."""
 
     @property
     def exit_code(self) -> int:
@@ -99,7 +101,7 @@ def run_session(
         for line in plan.history_lines():
             say(line)
         result = SessionResult(run_dir=run_dir, records=list(finished.values()), planned=len(plan.trials),
-                               stopped_by=None)
+                               stopped_by=None, energy=energy)
         output.progress.campaign_started(len(plan.trials), len(finished))
         for line in clean_stale(results_root, settings.grace_s):
             say(line)
@@ -108,10 +110,13 @@ def run_session(
         if settings.governor is not None:
             cleanup.enter_context(_governor_set(settings.governor, ledger, say))
         if energy is not None:
+            cleanup.callback(energy.close)  # before the watchdog's ledger closes: what it started is in it
+            energy.prepare_next()  # as early as possible: perf starts while the header is printed
             for line in energy.choice.describe():
                 say(line)
             if energy.settings.baseline_s > 0:
                 energy = _measure_baseline(energy, run_dir, say, stop)
+                energy.prepare_next()  # the baseline took the one started above
         run_as = None if settings.run_as_root else invoking_user()
         if run_as is not None:
             say(f"trainings run as {run_as.name} (uid {run_as.uid}), who also owns the results; "
@@ -131,6 +136,8 @@ def run_session(
             if append_row(results_root / GLOBAL_TABLE, row):
                 say(f"{GLOBAL_TABLE}: new columns, table rewritten with the union of columns")
             result.records.append(record)
+            if energy is not None:
+                energy.prepare_next()  # while the records are read and the machine cools down
             output.progress.trial_finished(record.status, record.duration_s)
             say(f"[{trial.index}/{len(plan.trials)}] {trial.name}: {record.status}"
                 + (f" ({record.status_reason})" if record.status_reason else "")
@@ -183,10 +190,10 @@ def _measure_baseline(energy: EnergyPlan, run_dir: Path, say: Callable[[str], No
                       stop: StopRequest) -> EnergyPlan:
     """Idle power before the first trial; the plan returned carries it into every record."""
     say(f"measuring idle power for {energy.settings.baseline_s:g} s (start nothing else meanwhile)")
-    idle = measure_idle(energy, dict(os.environ), lambda: stop.requested)
-    atomic_write_json(run_dir / "baseline.json", {"cpu_idle_w": idle.cpu_w, "gpu_idle_w": idle.gpu_w,
-                                                  "duration_s": idle.duration_s})
-    shown = ", ".join(f"{kind} {watts:.1f} W" for kind, watts in (("cpu", idle.cpu_w), ("gpu", idle.gpu_w))
+    idle = measure_power("idle", energy, dict(os.environ), energy.settings.baseline_s,
+                         should_stop=lambda: stop.requested, folder=run_dir / "baseline")
+    atomic_write_json(run_dir / "baseline.json", idle.to_json())
+    shown = ", ".join(f"{kind} {watts:.1f} W" for kind, watts in (("cpu", idle.cpu_w), ("gpu", idle.gpu_total_w))
                       if watts is not None)
     say(f"idle power: {shown or 'nothing measured'}")
     return replace(energy, idle=idle)

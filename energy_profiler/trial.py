@@ -2,14 +2,17 @@
 
 An attempt of a parallel trial: check free GPU memory (when NVML is there and workloads declare
 what they need), start every background loop, wait until each has begun its first run and the
-warm-up has passed, run and measure the foreground, then end every background group. Whatever ends
-the foreground (success, failure, timeout, a signal), the backgrounds are ended.
+warm-up has passed (measuring the machine's power with only the backgrounds running over the last
+`energy.background_baseline_s` of that wait), run and measure the foreground, then end every
+background group. Whatever ends the foreground (success, failure, timeout, a signal), the
+backgrounds are ended and the monitors closed.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -20,8 +23,10 @@ from typing import Any
 from energy_profiler.config.settings import Settings
 from energy_profiler.energy import EnergyFields
 from energy_profiler.energy.base import Window
+from energy_profiler.energy.baselines import PowerBaseline
 from energy_profiler.energy.nvml import free_memory_mib, load_pynvml
-from energy_profiler.energy.recorder import EnergyPlan, TrialEnergy
+from energy_profiler.energy.recorder import EnergyPlan, TrialEnergy, measure_power
+from energy_profiler.energy.selection import NONE
 from energy_profiler.metrics import log_contains, scrape_metrics
 from energy_profiler.plan import Trial
 from energy_profiler.process.background import OOM_MARKER, BackgroundResult, Backgrounds
@@ -34,6 +39,7 @@ from energy_profiler.system.sudo import InvokingUser
 
 REASON_LINE_CHARS = 200
 NOT_RETRIED = ("success", "interrupted", "skipped_memory")
+"""Every other status (failed, timeout, metrics_missing, oom, energy_missing) is retried."""
 
 
 @dataclass
@@ -95,6 +101,7 @@ def run_trial(
 def _attempt(trial: Trial, number: int, *, settings: Settings, metrics: Mapping[str, MetricSpec], run_dir: Path,
              output: Output, stop: StopRequest, energy: EnergyPlan | None,
              run_as: InvokingUser | None) -> _AttemptResult:
+    started_s = time.monotonic()
     attempt_dir = run_dir / trial.name / f"attempt_{number}"
     log_path = attempt_dir / "training.log"
     shortfall = memory_shortfall(trial, energy)
@@ -103,49 +110,92 @@ def _attempt(trial: Trial, number: int, *, settings: Settings, metrics: Mapping[
         why = f"not enough free GPU memory: {shortfall}"
         output.say(f"[{trial.index}] skipped: {why}")
         return _AttemptResult(
-            Attempt(number, "skipped_memory", why, None, now, now, 0.0, ""),
-            energy=EnergyFields(cpu_energy_reason="trial skipped", gpu_energy_reason="trial skipped"))
+            Attempt(number, "skipped_memory", why, None, now, now, 0.0, "", wall_s=0.0),
+            energy=EnergyFields(cpu_energy_reason="The trial was skipped.", gpu_energy_reason="The trial was skipped."))
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **dict(trial.env)}
-    monitors = TrialEnergy(energy, env) if energy is not None else None
+    energy_dir = attempt_dir / "energy"
+    monitors = TrialEnergy(energy, env, energy_dir) if energy is not None else None
     values = " ".join(f"{name}={value}" for name, value in trial.hyperparameters if name in trial.mutated)
     output.progress.attempt_started(f"{trial.index} {trial.mode} {trial.repo}/{trial.model} {values}".rstrip(),
                                     log_path, monitors.live_power if monitors else dict)
     backgrounds = Backgrounds(trial.background, attempt_dir, trial.name, run_as) if trial.background else None
     background: list[BackgroundResult] = []
+    background_power: PowerBaseline | None = None
     try:
-        if backgrounds is not None:
-            for warning in backgrounds.start(lambda: stop.requested):
-                output.say(f"[{trial.index}] warning: {warning}")
-            if trial.warmup_s > 0:
-                sleep_unless_stopped(trial.warmup_s, stop)
-        outcome = run_training(
-            trial.argv, Path(trial.cwd), env, log_path, timeout_s=trial.timeout_s, grace_s=settings.grace_s,
-            echo=output.training, should_stop=lambda: stop.requested, hurry=lambda: stop.hurry,
-            on_start=monitors.start if monitors else lambda: None,
-            on_exit=monitors.stop if monitors else lambda: None, label=trial.name, run_as=run_as,
-        )
+        try:
+            if backgrounds is not None:
+                for warning in backgrounds.start(lambda: stop.requested):
+                    output.say(f"[{trial.index}] warning: {warning}")
+                background_power = _settle(trial, energy, env, stop, folder=energy_dir / "background",
+                                           say=output.say)
+            outcome = run_training(
+                trial.argv, Path(trial.cwd), env, log_path, timeout_s=trial.timeout_s, grace_s=settings.grace_s,
+                echo=output.training, should_stop=lambda: stop.requested, hurry=lambda: stop.hurry,
+                on_start=monitors.start if monitors else lambda: None,
+                on_exit=monitors.stop if monitors else lambda: None, label=trial.name, run_as=run_as,
+            )
+        finally:
+            if backgrounds is not None:
+                background = backgrounds.stop(settings.grace_s, lambda: stop.hurry, run_dir)
+                _report_backgrounds(trial, background, output.say)
+        energy_fields, energy_details = EnergyFields(), dict[str, Any]()
+        if monitors is not None:
+            window = Window(duration_s=outcome.duration_s, cpu_time_s=outcome.cpu_time_s)
+            energy_fields, energy_details = monitors.finish(window, energy_dir, background=background_power,
+                                                            parallel=bool(trial.background),
+                                                            foreground_session=outcome.pid)
+            peaks = energy_details.get("gpu", {}).get("details", {}).get("session_peak_mib", {})
+            energy_details["foreground_gpu_mem_peak_mib"] = peaks.get(str(outcome.pid))
+            background = [replace(result, gpu_mem_peak_mib=peaks.get(str(result.session))) for result in background]
     finally:
-        if backgrounds is not None:
-            background = backgrounds.stop(settings.grace_s, lambda: stop.hurry, run_dir)
-            _report_backgrounds(trial, background, output.say)
-    energy_fields, energy_details = EnergyFields(), dict[str, Any]()
-    if monitors is not None:
-        window = Window(duration_s=outcome.duration_s, cpu_time_s=outcome.cpu_time_s)
-        energy_fields, energy_details = monitors.finish(window, attempt_dir / "energy")
-        peaks = energy_details.get("gpu", {}).get("details", {}).get("session_peak_mib", {})
-        energy_details["foreground_gpu_mem_peak_mib"] = peaks.get(str(outcome.pid))
-        background = [replace(result, gpu_mem_peak_mib=peaks.get(str(result.session))) for result in background]
+        if monitors is not None:
+            monitors.close()  # also when something above raised: no descriptor, thread or NVML handle left
     if outcome.teardown is not None and outcome.teardown.survivors:
         output.say(f"warning: {outcome.teardown.survivors} process(es) of the training survived SIGKILL")
     found = scrape_metrics(log_path, metrics) if outcome.ended_by != "not_started" else {}
     status, reason = classify(outcome, found, metrics, log_path, stop.first_signal)
+    if status == "success" and energy is not None:
+        status, reason = _required_energy(energy, energy_fields)
     attempt = Attempt(
         attempt=number, status=status, status_reason=reason, exit_code=outcome.exit_code,
         start_utc=outcome.start_utc.isoformat(), end_utc=outcome.end_utc.isoformat(),
         duration_s=round(outcome.duration_s, 3), log=str(log_path.relative_to(run_dir)),
+        wall_s=round(time.monotonic() - started_s, 3),
     )
     return _AttemptResult(attempt, found, energy_fields, energy_details, background)
+
+
+def _settle(trial: Trial, energy: EnergyPlan | None, env: Mapping[str, str], stop: StopRequest, *, folder: Path,
+            say: Callable[[str], None]) -> PowerBaseline | None:
+    """Wait out the warm-up; measure the power of the machine with only the backgrounds running.
+
+    The measurement covers the last `background_baseline_s` before the foreground starts (the
+    wait is extended to that length when the warm-up is shorter), so the backgrounds' own start-up
+    stays out of it when the warm-up is longer.
+    """
+    baseline_s = energy.settings.background_baseline_s if energy is not None else 0.0
+    measurable = energy is not None and (energy.choice.cpu in ("rapl", "perf") or energy.choice.gpu != NONE)
+    if not measurable:
+        baseline_s = 0.0
+    sleep_unless_stopped(max(trial.warmup_s, baseline_s) - baseline_s, stop)
+    if baseline_s <= 0 or stop.requested or energy is None:
+        return None
+    power = measure_power("background", energy, env, baseline_s, should_stop=lambda: stop.requested, folder=folder)
+    shown = ", ".join(part for part in (f"cpu {power.cpu_w:.1f} W" if power.cpu_w is not None else "",
+                                        f"gpu {power.gpu_total_w:.1f} W" if power.gpu_total_w is not None else "")
+                      if part)
+    say(f"[{trial.index}] backgrounds alone over {power.duration_s:.1f} s: {shown or 'nothing measured'}")
+    return power
+
+
+def _required_energy(energy: EnergyPlan, fields: EnergyFields) -> tuple[str, str | None]:
+    """`energy_missing` when a device the settings require came back unmeasured, else success."""
+    for kind in energy.settings.require:
+        if getattr(fields, f"{kind}_energy_j") is None:
+            why = getattr(fields, f"{kind}_energy_reason") or "no reason was given"
+            return "energy_missing", f"energy.require: {kind} energy was not measured: {why}"
+    return "success", None
 
 
 def _report_backgrounds(trial: Trial, results: list[BackgroundResult], say: Callable[[str], None]) -> None:

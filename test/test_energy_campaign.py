@@ -6,13 +6,14 @@ import csv
 import json
 import os
 import re
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from test.conftest import fake_repo, invoke, only_run_dir
+from test.conftest import FAKE_PERF, fake_repo, invoke, launcher, only_run_dir
 from test.fake_powercap import FakePowercap
 
 PACKAGE_W, DRAM_W = 40.0, 5.0
@@ -146,8 +147,9 @@ def test_the_estimate_uses_the_trainings_cpu_time(
 
 @pytest.mark.parametrize(("energy", "options", "message"), [
     ({"require": ["cpu"]}, (), "energy.require: cpu energy would be not measured"),
-    ({"cpu": "rapl"}, (), "energy.cpu: rapl is not available: no powercap interface"),
-    ({}, ("--cpu-energy", "perf"), "energy.cpu: perf is not available: the kernel offers no power events"),
+    ({"cpu": "rapl"}, (), "energy.cpu: rapl is not available: There is no powercap interface at"),
+    ({}, ("--cpu-energy", "perf"),
+     "energy.cpu: perf is not available: The kernel offers no energy-pkg or energy-psys power event"),
     ({"cpu": "estimate", "cpu_tdp_w": 65}, ("--require", "cpu"), "cpu energy would be only estimated"),
 ])
 def test_energy_that_cannot_be_had_stops_the_campaign_before_it_starts(
@@ -169,12 +171,14 @@ def test_command_line_overrides_the_settings(
     assert result.exit_code == 0 and run_dir is not None
     row = only_row(run_dir)
     assert (row["cpu_energy_method"], row["cpu_energy_j"], row["cpu_energy_reason"]) == \
-        ("none", "", "energy.cpu is 'none'")
+        ("none", "", "energy.cpu is 'none'.")
 
 
 def test_doctor_lists_every_backend_and_the_choice(powercap: FakePowercap, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MUTATION_NVIDIA_SMI", str(FIXTURES / "fake_nvidia_smi.py"))
-    result = invoke("doctor")
+    with powercap:
+        result = invoke("doctor")
+        overridden = invoke("doctor", "--gpu-energy", "nvml")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert lines[0] == "CPU energy backends"
@@ -183,4 +187,65 @@ def test_doctor_lists_every_backend_and_the_choice(powercap: FakePowercap, monke
     assert any(line.strip().startswith("fix: set energy.cpu_tdp_w") for line in lines)
     assert any(line.split()[:2] == ["nvidia_smi", "yes"] for line in lines)
     assert lines[-1] == "a campaign would use: cpu=rapl, gpu=nvidia_smi"
-    assert invoke("doctor", "--gpu-energy", "nvml").stdout.splitlines()[-1].startswith("  energy.gpu: nvml is not")
+    assert overridden.exit_code == 2  # a campaign with --gpu-energy nvml would not start: a failed pre-flight
+    assert overridden.stdout.splitlines()[-1].startswith("  energy.gpu: nvml is not available")
+
+
+@pytest.fixture
+def fake_perf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """perf with energy-pkg and energy-ram offered by the kernel, counting 20 W in all, slow to start."""
+    events = tmp_path / "power-events"
+    events.mkdir()
+    for name in ("energy-pkg", "energy-ram"):
+        (events / name).write_text("event=0x02\n")
+    monkeypatch.setenv("MUTATION_PERF", str(launcher(FAKE_PERF, tmp_path / "bin")))
+    monkeypatch.setenv("MUTATION_PERF_EVENTS", str(events))
+    monkeypatch.setenv("FAKE_PERF_W", "energy-pkg=16,energy-ram=4")
+    monkeypatch.setenv("FAKE_PERF_STARTUP_S", "0.06")  # the slowest first ack measured with real perf
+    return events
+
+
+def test_perf_measures_the_trainings_own_window_and_adds_no_wait(
+        fake_perf: Path, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
+        tmp_path: Path) -> None:
+    result, run_dir = run_campaign(write_json, fake_registry, tmp_path, {}, busy_repo(0.3))
+    assert result.exit_code == 0, result.output
+    assert run_dir is not None
+    assert "cpu energy: perf (events: energy-pkg, energy-ram)" in result.stdout
+    row = only_row(run_dir)
+    duration_s = float(row["duration_s"])
+    assert row["cpu_energy_method"] == "perf"
+    assert float(row["cpu_energy_j"]) == pytest.approx(20 * duration_s, rel=0.05)
+    record = json.loads((run_dir / row["trial"] / "experiment.json").read_text())
+    wall_s = record["attempts"][0]["wall_s"]
+    assert 0 <= wall_s - duration_s < 0.2  # no fixed wait for perf: the attempt is the training, nearly
+    assert not list(Path(tempfile.gettempdir()).glob("mutation-perf-*.csv"))
+
+
+def test_a_required_device_that_stops_measuring_fails_the_trial_and_is_retried(
+        powercap: FakePowercap, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
+        tmp_path: Path) -> None:
+    marker = tmp_path / "driver-unloaded"
+    powercap.vanish_when(marker)  # the training's start unloads the RAPL driver, as a mid-campaign failure
+    repo = fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "0.4", "--touch-file", str(marker)])
+    registry = fake_registry(fake=repo)
+    settings = write_json("s.json", {"experiment_name": "energy", "max_retries": 1,
+                                     "energy": {"cpu": "rapl", "require": ["cpu"], "interval_s": 0.05},
+                                     "experiments": [{"mode": "default", "repo": "fake", "model": "tiny"}]})
+    with powercap:
+        result = invoke("--registry", registry, "--results-dir", tmp_path / "results", "run", settings)
+    assert result.exit_code == 1, result.output
+    row = only_row(only_run_dir(tmp_path / "results"))
+    assert (row["status"], row["attempts"], row["cpu_energy_j"]) == ("energy_missing", "2", "")
+    assert row["status_reason"].startswith("energy.require: cpu energy was not measured: ")
+    assert "retrying" in result.stdout
+
+
+def test_the_closing_line_says_why_a_device_was_not_measured_and_where_to_look(
+        write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path) -> None:
+    # This machine (as every test sees it) has no RAPL, no perf power events, no GPU and no known CPU.
+    result, _ = run_campaign(write_json, fake_registry, tmp_path, {}, busy_repo(0.1))
+    assert result.exit_code == 0, result.output
+    closing = next(line for line in result.stdout.splitlines() if line.startswith("energy: "))
+    assert closing == ("energy: cpu not measured (no RAPL, no perf power events, no TDP known; run `mutation.py "
+                       "doctor`); gpu not measured (no nvidia-ml-py, no nvidia-smi; run `mutation.py doctor`)")

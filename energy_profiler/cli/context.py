@@ -117,6 +117,8 @@ def energy_options(function: F) -> F:
         click.option("--gpu-interval-s", "gpu_interval_s", type=click.FloatRange(min=0.01),
                      help="GPU sampling interval."),
         click.option("--baseline-s", "baseline_s", type=click.FloatRange(min=0), help="Idle baseline duration."),
+        click.option("--background-baseline-s", "background_baseline_s", type=click.FloatRange(min=0),
+                     help="Parallel trials: seconds of power with only the backgrounds running."),
         click.option("--require", "require", type=click.Choice(["cpu", "gpu"]), multiple=True,
                      help="Refuse to start unless this is measured (repeatable)."),
         click.option("--cpu-tdp-w", "cpu_tdp_w", type=click.FloatRange(min=0, min_open=True),
@@ -126,7 +128,8 @@ def energy_options(function: F) -> F:
     @wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         app = click.get_current_context().ensure_object(AppContext)
-        for name in ("cpu", "gpu", "interval_s", "gpu_interval_s", "baseline_s", "cpu_tdp_w", "require"):
+        for name in ("cpu", "gpu", "interval_s", "gpu_interval_s", "baseline_s", "background_baseline_s", "cpu_tdp_w",
+                     "require"):
             value = kwargs.pop(name)
             if value not in (None, ()):
                 app.energy_overrides[name] = tuple(value) if name == "require" else value

@@ -1,13 +1,19 @@
-"""`doctor [FILE]`: every energy backend, whether it works here, why not, and the fix."""
+"""`doctor [FILE]`: every energy backend, whether it works here, why not, and the fix.
+
+It runs the very selection a campaign runs (`choose`) and prints the same lines the campaign's
+header prints, so the two cannot disagree; it exits 2 when a campaign with these settings would
+not start, so it can serve as a pre-flight check in scripts.
+"""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 import click
 
-from energy_profiler.cli.context import AppContext, energy_options, fail_config, global_options
+from energy_profiler.cli.context import EXIT_CONFIG, AppContext, energy_options, fail_config, global_options
 from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.settings import load_settings
 from energy_profiler.energy.selection import (
@@ -29,6 +35,7 @@ def doctor_command(settings_file: Path | None) -> None:
     """Check every energy backend on this machine and say which a campaign would use.
 
     With SETTINGS_FILE, its `energy` block (and any command-line override) is what is checked.
+    Exits 2 when a campaign with these settings would not start.
     """
     app = click.get_current_context().ensure_object(AppContext)
     settings = EnergySettings()
@@ -39,19 +46,25 @@ def doctor_command(settings_file: Path | None) -> None:
             fail_config(error)
     settings = replace(settings, **app.energy_overrides)
     hardware = Hardware()
+    problems: list[str] = []
+    try:
+        choice = choose(settings, hardware)
+    except EnergySetupError as error:
+        choice, problems = error.choice, error.problems
     for kind, chain in (("CPU", CPU_CHAIN), ("GPU", GPU_CHAIN)):
         click.echo(f"{kind} energy backends")
         for name in chain:
-            availability = probe(name, settings, hardware)
+            # What the campaign's selection found, and a look at the backends it did not need to try.
+            availability = choice.probed.get(name) or probe(name, settings, hardware)
             click.echo(f"  {name:<11} {'yes' if availability.available else 'no ':<4}{availability.reason}")
             if availability.fix and not availability.available:
                 click.echo(f"  {'':<11}     fix: {availability.fix}")
     click.echo("")
-    try:
-        choice = choose(settings, hardware)
-    except EnergySetupError as error:
+    for line in choice.describe():
+        click.echo(line)
+    if problems:
         click.echo("a campaign with these settings would not start:")
-        for problem in error.problems:
+        for problem in problems:
             click.echo(f"  {problem}")
-        return
+        sys.exit(EXIT_CONFIG)
     click.echo(f"a campaign would use: cpu={choice.cpu}, gpu={choice.gpu}")

@@ -28,6 +28,8 @@ from energy_profiler.cli.display import LiveProgress, PlainStream, duration, tim
 from energy_profiler.cli.tables import format_table
 from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.settings import Settings, settings_from_document
+from energy_profiler.energy.base import Kind
+from energy_profiler.energy.perf import PerfSpare
 from energy_profiler.energy.recorder import EnergyPlan
 from energy_profiler.energy.selection import EnergySettings, EnergySetupError, Hardware, choose
 from energy_profiler.plan import Plan, build_plan
@@ -39,6 +41,7 @@ from energy_profiler.session import SessionResult, run_session
 from energy_profiler.system import governor
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+BRIEF_CHARS = 80
 
 
 @click.command("run")
@@ -149,7 +152,8 @@ def energy_plan(settings: EnergySettings, source: Path) -> EnergyPlan:
         for problem in error.problems:
             click.echo(f"error: {source}: {problem}", err=True)
         sys.exit(EXIT_CONFIG)
-    return EnergyPlan(choice=choice, settings=settings, hardware=hardware)
+    spare = PerfSpare(hardware.perf, hardware.perf_events) if choice.cpu == "perf" else None
+    return EnergyPlan(choice=choice, settings=settings, hardware=hardware, perf_spare=spare)
 
 
 @contextmanager
@@ -196,17 +200,30 @@ def summary_text(result: SessionResult, width: int | None = None) -> str:
     tally = ", ".join(f"{count} {status}" for status, count in counts.items()) or "no trial finished"
     trainings_s = sum(record.duration_s for record in result.records)
     return "\n".join(["", *lines, "", f"{len(result.records)} of {result.planned} trials recorded: {tally}",
-                      f"energy: {energy_total(result.records, 'cpu')}; {energy_total(result.records, 'gpu')}",
+                      f"energy: {energy_total(result.records, 'cpu', result.energy)}; "
+                      f"{energy_total(result.records, 'gpu', result.energy)}",
                       f"time: trainings {duration(trainings_s)}, this session {duration(result.wall_s)}",
                       f"summary: {result.run_dir / 'summary.csv'}"])
 
 
-def energy_total(records: Sequence[Record], kind: str) -> str:
-    """`cpu 12.3 kJ (rapl)`, saying how many trials were not measured; never a 0 for unmeasured."""
+def energy_total(records: Sequence[Record], kind: Kind, energy: EnergyPlan | None = None) -> str:
+    """`cpu 12.3 kJ (rapl)`, saying how many trials were not measured; never a 0 for unmeasured.
+
+    A device measured in no trial gets its reason in a few words and where to look for the fix.
+    """
     measured = [(getattr(r.energy, f"{kind}_energy_j"), getattr(r.energy, f"{kind}_energy_method"))
                 for r in records if getattr(r.energy, f"{kind}_energy_j") is not None]
     if not measured:
-        return f"{kind} not measured"
+        if energy is None or not records:
+            return f"{kind} not measured"
+        if energy.choice.chosen(kind) == "none":
+            why = energy.choice.brief(kind)
+        else:
+            reason = next((getattr(r.energy, f"{kind}_energy_reason") for r in records
+                           if getattr(r.energy, f"{kind}_energy_reason")), None) or "no reason given"
+            why = f"{energy.choice.chosen(kind)} gave nothing: {reason.rstrip('.')}"
+            why = why if len(why) <= BRIEF_CHARS else why[: BRIEF_CHARS - 1] + "…"
+        return f"{kind} not measured ({why}; run `mutation.py doctor`)"
     total_j = sum(joules for joules, _ in measured)
     amount = f"{total_j / 1000:.4g} kJ" if total_j >= 1000 else f"{total_j:.4g} J"
     methods = ", ".join(sorted({method for _, method in measured}))

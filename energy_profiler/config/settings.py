@@ -251,8 +251,8 @@ def _check_workload(entry: dict[str, Any], where: tuple[str | int, ...], file: s
 
 def energy_settings(block: dict[str, Any]) -> EnergySettings:
     """The schema-valid `energy` block as EnergySettings (absent keys take the defaults)."""
-    values: dict[str, Any] = {key: block[key] for key in ("cpu", "gpu", "interval_s", "gpu_interval_s",
-                                                          "baseline_s", "cpu_tdp_w") if key in block}
+    values: dict[str, Any] = {key: block[key] for key in ("cpu", "gpu", "interval_s", "gpu_interval_s", "baseline_s",
+                                                          "background_baseline_s", "cpu_tdp_w") if key in block}
     if "gpus" in block:
         values["gpus"] = tuple(str(gpu) for gpu in block["gpus"])
     if "require" in block:

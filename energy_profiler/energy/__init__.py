@@ -23,6 +23,10 @@ class EnergyFields:
     cpu_energy_reason: str | None = NOT_MEASURED_REASON
     cpu_idle_w: float | None = None
     cpu_energy_above_idle_j: float | None = None
+    cpu_background_w: float | None = None
+    cpu_energy_above_background_j: float | None = None
+    cpu_baseline_reason: str | None = None
+    """Why an idle or background figure of the CPU is empty (a sentence per figure)."""
     gpu_energy_j: float | None = None
     gpu_energy_method: str = "none"
     gpu_energy_reason: str | None = NOT_MEASURED_REASON
@@ -37,3 +41,9 @@ class EnergyFields:
     gpu_energy_crosscheck_pct: float | None = None
     gpu_idle_w: float | None = None
     gpu_energy_above_idle_j: float | None = None
+    gpu_background_w: float | None = None
+    gpu_energy_above_background_j: float | None = None
+    gpu_fg_busy_share_pct: float | None = None
+    """The foreground's share of the measured GPUs' busy time: its processes' SM utilisation samples
+    over all processes' (nvmlDeviceGetProcessUtilization), not a share of the energy."""
+    gpu_baseline_reason: str | None = None

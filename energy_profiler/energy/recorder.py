@@ -1,7 +1,8 @@
-"""Measuring one training window with the campaign's chosen backends, and the idle baseline.
+"""Measuring one window with the campaign's chosen backends: a trial's training, or a baseline.
 
 Every monitor call is guarded: a backend that raises gives an empty value with the error as its
-reason, and never stops or fails the training it measures.
+reason, and never stops or fails the training it measures. Monitors are always closed, also when
+their start failed, so a long campaign leaks no descriptor, thread, helper process or NVML handle.
 """
 
 from __future__ import annotations
@@ -13,18 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from energy_profiler.energy import EnergyFields, nvidia_smi, nvml
-from energy_profiler.energy.base import Kind, Measurement, Monitor, Window, not_measured
+from energy_profiler.energy.base import Kind, Measurement, Monitor, Window, not_measured, sentence
+from energy_profiler.energy.baselines import PowerBaseline, energy_above, watts_per_device
+from energy_profiler.energy.perf import PerfSpare
+from energy_profiler.energy.samples import SampleSink
 from energy_profiler.energy.selection import CPU_CHAIN, GPU_CHAIN, NONE, Choice, EnergySettings, Hardware, make_monitors
-from energy_profiler.energy.traces import measurement_document, write_energy_folder
+from energy_profiler.energy.traces import measurement_document, write_energy_json
 
-
-@dataclass(frozen=True)
-class IdleBaseline:
-    """Idle power measured before the campaign (None where that device is not measured)."""
-
-    cpu_w: float | None
-    gpu_w: float | None
-    duration_s: float
+POLL_S = 0.05
+KINDS: tuple[Kind, ...] = ("cpu", "gpu")
 
 
 @dataclass(frozen=True)
@@ -34,25 +32,41 @@ class EnergyPlan:
     choice: Choice
     settings: EnergySettings
     hardware: Hardware
-    idle: IdleBaseline | None = None
+    idle: PowerBaseline | None = None
+    perf_spare: PerfSpare | None = None
+    """With perf as the CPU method: the perf started ahead of the next window."""
+
+    def prepare_next(self) -> None:
+        """Between windows: start what the next window's monitors would otherwise wait for."""
+        if self.perf_spare is not None:
+            self.perf_spare.prepare()
+
+    def close(self) -> None:
+        """At the end of the campaign: stop what was started ahead."""
+        if self.perf_spare is not None:
+            self.perf_spare.close()
 
     def reason_not_measured(self, kind: Kind) -> str:
         chosen_setting = self.settings.cpu if kind == "cpu" else self.settings.gpu
         if chosen_setting == NONE:
-            return f"energy.{kind} is 'none'"
+            return f"energy.{kind} is 'none'."
         chain = CPU_CHAIN if kind == "cpu" else GPU_CHAIN
-        reasons = [f"{name}: {self.choice.probed[name].reason}" for name in chain if name in self.choice.probed]
-        return f"no {kind.upper()} energy backend available ({'; '.join(reasons)})"
+        reasons = [f"{name}: {self.choice.probed[name].reason.rstrip('.')}" for name in chain
+                   if name in self.choice.probed]
+        return f"No {kind.upper()} energy backend is available ({'; '.join(reasons)})."
 
 
 class TrialEnergy:
     """The monitors of one window: start before the training, stop at its exit, finish once reaped."""
 
-    def __init__(self, plan: EnergyPlan, environment: Mapping[str, str]):
+    def __init__(self, plan: EnergyPlan, environment: Mapping[str, str], folder: Path | None):
         self.plan = plan
-        self.monitors = make_monitors(plan.choice, plan.settings, plan.hardware, environment)
+        self.sinks = {kind: SampleSink(folder / f"{kind}_samples.csv" if folder else None) for kind in KINDS}
+        self.monitors = make_monitors(plan.choice, plan.settings, plan.hardware, environment, self.sinks,
+                                      perf_spare=plan.perf_spare)
         self.errors: dict[str, str] = {}
         self.environment = environment
+        self._closed = False
 
     def _guard(self, monitor: Monitor, action: Callable[[], object]) -> None:
         if monitor.kind in self.errors:
@@ -60,17 +74,30 @@ class TrialEnergy:
         try:
             action()
         except Exception as error:  # a measurement must never break the training it measures
-            self.errors[monitor.kind] = f"{monitor.method} failed: {type(error).__name__}: {error}"
+            self.errors[monitor.kind] = sentence(f"{monitor.method} failed: {type(error).__name__}: {error}")
 
     def start(self) -> None:
-        # GPU first (NVML start-up can take a while), CPU last: the first RAPL reading lands as
-        # close to the training's start as possible. stop() goes in the opposite order.
+        # GPU first (NVML start-up can take a while), CPU last: the first RAPL reading (or perf's
+        # enable) lands as close to the training's start as possible. stop() goes the other way.
         for monitor in reversed(self.monitors):
             self._guard(monitor, monitor.start)
 
     def stop(self) -> None:
         for monitor in self.monitors:
             self._guard(monitor, monitor.stop)
+
+    def close(self) -> None:
+        """Release every monitor and trace file; idempotent, and safe whatever happened before."""
+        if self._closed:
+            return
+        self._closed = True
+        for monitor in self.monitors:
+            try:
+                monitor.close()
+            except Exception as error:  # closing must go on to the next monitor
+                self.errors.setdefault(monitor.kind, sentence(f"{monitor.method} did not close: {error}"))
+        for sink in self.sinks.values():
+            sink.close()
 
     def live_power(self) -> dict[str, float | None]:
         """Watts by device now, from the monitors that sample (perf and the estimate do not)."""
@@ -96,57 +123,102 @@ class TrialEnergy:
             self._guard(monitor, compute)
             error = self.errors.get(monitor.kind)
             if measurement is None:
-                measurement = not_measured(monitor.kind, error or f"{monitor.method} gave no result")
+                measurement = not_measured(monitor.kind, error or f"{monitor.method} gave no result.")
             found[monitor.kind] = measurement
-        for kind in ("cpu", "gpu"):
+        for kind in KINDS:
             if kind not in found:
                 reason = self.plan.reason_not_measured(kind)
                 if kind == "gpu" and self.plan.choice.gpu != NONE:
-                    reason = "CUDA_VISIBLE_DEVICES is empty: the training sees no GPU"
+                    reason = "CUDA_VISIBLE_DEVICES is empty: the training sees no GPU."
                 found[kind] = not_measured(kind, reason)
         return found
 
-    def finish(self, window: Window, folder: Path) -> tuple[EnergyFields, dict[str, Any]]:
-        """The record's energy fields and details; the raw traces go to `folder`."""
-        measured = self.measurements(window)
-        fields = energy_fields(measured["cpu"], measured["gpu"], window.duration_s, self.plan.idle)
-        summary = {**asdict(fields), "window_s": window.duration_s, "cpu_time_s": window.cpu_time_s}
-        write_energy_folder(folder, measured["cpu"], measured["gpu"], summary)
-        details: dict[str, Any] = {kind: measurement_document(m) for kind, m in measured.items()}
+    def finish(self, window: Window, folder: Path, *, background: PowerBaseline | None = None,
+               parallel: bool = False, foreground_session: int | None = None) -> tuple[EnergyFields, dict[str, Any]]:
+        """The record's energy fields and details; energy.json goes to `folder`. Closes the monitors."""
+        try:
+            measured = self.measurements(window)
+        finally:
+            self.close()
+        fields = energy_fields(measured["cpu"], measured["gpu"], window.duration_s, self.plan, background=background,
+                               parallel=parallel, foreground_session=foreground_session)
+        summary = {**asdict(fields), "window_s": window.duration_s, "cpu_time_s": window.cpu_time_s,
+                   "samples": {kind: self.sinks[kind].rows for kind in KINDS}}
+        baselines = {"idle": self.plan.idle.to_json() if self.plan.idle else None,
+                     "background": background.to_json() if background else None}
+        write_energy_json(folder, measured["cpu"], measured["gpu"], summary, baselines)
+        details: dict[str, Any] = {kind: measurement_document(m, self.sinks[kind].rows) for kind, m in measured.items()}
+        details["baselines"] = baselines
         return fields, details
 
 
-def energy_fields(cpu: Measurement, gpu: Measurement, duration_s: float, idle: IdleBaseline | None) -> EnergyFields:
+def energy_fields(cpu: Measurement, gpu: Measurement, duration_s: float, plan: EnergyPlan, *,
+                  background: PowerBaseline | None = None, parallel: bool = False,
+                  foreground_session: int | None = None) -> EnergyFields:
     values: dict[str, Any] = {**cpu.fields, **gpu.fields}
     values.update(cpu_energy_j=cpu.energy_j, cpu_energy_method=cpu.method, cpu_energy_reason=cpu.reason,
                   gpu_energy_j=gpu.energy_j, gpu_energy_method=gpu.method, gpu_energy_reason=gpu.reason)
-    if idle is not None:
-        for kind, measurement, idle_w in (("cpu", cpu, idle.cpu_w), ("gpu", gpu, idle.gpu_w)):
-            values[f"{kind}_idle_w"] = idle_w
-            if idle_w is not None and measurement.energy_j is not None:
-                # Idle power over the window the energy covers (the monitor's, a hair longer than
-                # the training's on a busy machine), so that the two subtract like for like.
-                window_s = measurement.window_s or duration_s
-                values[f"{kind}_energy_above_idle_j"] = measurement.energy_j - idle_w * window_s
+    no_idle = f"No idle baseline was measured (energy.baseline_s is {plan.settings.baseline_s:g})."
+    if not parallel:
+        no_background = "Not a parallel trial: there is no background power."
+    else:
+        no_background = (f"The backgrounds' power was not measured (energy.background_baseline_s is "
+                         f"{plan.settings.background_baseline_s:g}).")
+    for kind, measurement in (("cpu", cpu), ("gpu", gpu)):
+        idle = energy_above(measurement, plan.idle, kind, duration_s, no_idle)
+        shared = energy_above(measurement, background, kind, duration_s, no_background)
+        values[f"{kind}_idle_w"], values[f"{kind}_energy_above_idle_j"] = idle.watts, idle.above_j
+        values[f"{kind}_background_w"], values[f"{kind}_energy_above_background_j"] = shared.watts, shared.above_j
+        reasons = [f"{label}: {above.reason}" for label, above in (("Idle", idle), ("Background", shared))
+                   if above.reason]
+        if kind == "gpu" and gpu.energy_j is not None:
+            share, why = busy_share(gpu, foreground_session)
+            values["gpu_fg_busy_share_pct"] = share
+            reasons += [f"Busy share: {why}"] if why else []
+        values[f"{kind}_baseline_reason"] = " ".join(reasons) or None
     return EnergyFields(**values)
 
 
-def measure_idle(plan: EnergyPlan, environment: Mapping[str, str], should_stop: Callable[[], bool]) -> IdleBaseline:
-    """Idle power over `baseline_s` with nothing started by us (interruptible)."""
-    trial = TrialEnergy(plan, environment)
-    started = time.monotonic()
-    trial.start()
-    while time.monotonic() - started < plan.settings.baseline_s and not should_stop():
-        time.sleep(0.05)
-    trial.stop()
-    duration_s = time.monotonic() - started
-    measured = trial.measurements(Window(duration_s=duration_s))
+def busy_share(gpu: Measurement, foreground_session: int | None) -> tuple[float | None, str | None]:
+    """The foreground's share (%) of the SM utilisation samples of all processes on the measured GPUs."""
+    if not gpu.method.startswith("nvml"):
+        return None, f"needs NVML's per-process utilisation (the GPU method is {gpu.method})."
+    note = gpu.details.get("process_utilisation_note")
+    if note:
+        return None, sentence(note)
+    total = gpu.details.get("sm_util_sum") or 0.0
+    if total <= 0:
+        return None, "no process used the measured GPUs' SMs in the window."
+    if foreground_session is None:
+        return None, "the training did not start."
+    mine = gpu.details.get("session_sm_util_sum", {}).get(str(foreground_session), 0.0)
+    return mine / total * 100, None
 
-    def watts(kind: Kind) -> float | None:
-        energy_j, window_s = measured[kind].energy_j, measured[kind].window_s or duration_s
-        return energy_j / window_s if energy_j is not None and window_s > 0 else None
 
-    return IdleBaseline(cpu_w=watts("cpu"), gpu_w=watts("gpu"), duration_s=duration_s)
+def measure_power(label: str, plan: EnergyPlan, environment: Mapping[str, str], seconds: float, *,
+                  should_stop: Callable[[], bool], folder: Path | None) -> PowerBaseline:
+    """Mean power per device over `seconds` (interruptible), with the plan's monitors; traces to `folder`."""
+    window = TrialEnergy(plan, environment, folder)
+    try:
+        started = time.monotonic()
+        window.start()
+        while time.monotonic() - started < seconds and not should_stop():
+            time.sleep(min(POLL_S, max(0.0, seconds - (time.monotonic() - started))))
+        window.stop()
+        duration_s = time.monotonic() - started
+        measured = window.measurements(Window(duration_s=duration_s))
+    finally:
+        window.close()
+    cpu_w = watts_per_device(measured["cpu"], duration_s).get("cpu")
+    cpu_reason = None
+    if plan.choice.cpu == "estimate":
+        cpu_reason = "The estimate counts the training's own CPU time only: no idle or background power applies."
+    elif cpu_w is None:
+        cpu_reason = measured["cpu"].reason
+    gpu_w = watts_per_device(measured["gpu"], duration_s)
+    return PowerBaseline(label=label, duration_s=duration_s, cpu_w=cpu_w, cpu_method=measured["cpu"].method,
+                         cpu_reason=cpu_reason, gpu_w=gpu_w, gpu_method=measured["gpu"].method,
+                         gpu_reason=None if gpu_w else measured["gpu"].reason)
 
 
 def gpu_host_facts(energy: EnergyPlan) -> dict[str, object]:

@@ -3,6 +3,7 @@
 `auto` walks CPU rapl -> perf -> estimate and GPU nvml -> nvidia_smi, taking the first available and
 keeping every other backend's reason. A backend named explicitly must be available, else the campaign
 does not start. Every hardware root is injectable through `Hardware` (and environment variables).
+`doctor` and the campaign call the same `choose`, so what doctor says is what a campaign does.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from energy_profiler.energy import estimate, nvidia_smi, nvml, rapl
+from energy_profiler.energy import cpu_tdp, estimate, nvidia_smi, nvml, rapl
 from energy_profiler.energy import perf as perf_backend
-from energy_profiler.energy.base import Availability, Monitor
+from energy_profiler.energy.base import Availability, Kind, Monitor
+from energy_profiler.energy.samples import SampleSink
 
 CPU_CHAIN = ("rapl", "perf", "estimate")
 GPU_CHAIN = ("nvml", "nvidia_smi")
 NONE = "none"
+DEFAULT_BACKGROUND_BASELINE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class EnergySettings:
     gpu_interval_s: float = 0.1
     gpus: tuple[str, ...] | None = None
     baseline_s: float = 0.0
+    background_baseline_s: float = DEFAULT_BACKGROUND_BASELINE_S
     require: tuple[str, ...] = ()
     cpu_tdp_w: float | None = None
 
@@ -41,8 +45,10 @@ class Hardware:
     powercap_root: Path = field(default_factory=rapl.powercap_root)
     perf: str = field(default_factory=perf_backend.perf_executable)
     perf_events: Path = field(default_factory=perf_backend.events_dir)
+    perf_paranoid: Path = field(default_factory=perf_backend.paranoid_file)
     nvidia_smi: str = field(default_factory=nvidia_smi.nvidia_smi_executable)
     nvml_loader: nvml.NvmlLoader = nvml.load_pynvml
+    cpuinfo: Path = field(default_factory=cpu_tdp.cpuinfo_path)
 
 
 def probe(backend: str, settings: EnergySettings, hardware: Hardware) -> Availability:
@@ -50,14 +56,19 @@ def probe(backend: str, settings: EnergySettings, hardware: Hardware) -> Availab
     if backend == "rapl":
         return rapl.probe(hardware.powercap_root, settings.interval_s)
     if backend == "perf":
-        return perf_backend.probe(hardware.perf, hardware.perf_events)
+        return perf_backend.probe(hardware.perf, hardware.perf_events, hardware.perf_paranoid)
     if backend == "estimate":
-        return estimate.probe(settings.cpu_tdp_w)
+        return estimate.probe(estimate.find_tdp(settings.cpu_tdp_w, hardware.powercap_root, hardware.cpuinfo))
     if backend == "nvml":
         return nvml.probe(hardware.nvml_loader)
     if backend == "nvidia_smi":
         return nvidia_smi.probe(hardware.nvidia_smi)
     raise ValueError(f"unknown energy backend {backend!r}")
+
+
+def _inline(reason: str) -> str:
+    """A reason sentence without its full stop, for use inside a line."""
+    return reason.rstrip(".")
 
 
 @dataclass(frozen=True)
@@ -67,24 +78,45 @@ class Choice:
     cpu: str
     gpu: str
     probed: Mapping[str, Availability]
+    tdp: estimate.Tdp | None = None
+    """The TDP the estimate uses, when the estimate is the CPU method."""
+
+    def chosen(self, kind: Kind) -> str:
+        return self.cpu if kind == "cpu" else self.gpu
+
+    def passed_over(self, kind: Kind) -> list[str]:
+        """The better backends that were not available, each with its reason."""
+        chain = CPU_CHAIN if kind == "cpu" else GPU_CHAIN
+        chosen = self.chosen(kind)
+        better = chain[: chain.index(chosen)] if chosen in chain else chain
+        return [f"{name}: {_inline(self.probed[name].reason)}" for name in better
+                if name in self.probed and not self.probed[name].available]
 
     def describe(self) -> list[str]:
         """One line per device: the method, and why each better one was passed over."""
         lines = []
-        for kind, chosen, chain in (("cpu", self.cpu, CPU_CHAIN), ("gpu", self.gpu, GPU_CHAIN)):
-            passed = [f"{name}: {self.probed[name].reason}" for name in chain
-                      if name in self.probed and name != chosen and not self.probed[name].available]
+        for kind in ("cpu", "gpu"):
+            chosen = self.chosen(kind)
+            passed = self.passed_over(kind)
             suffix = f" (not used: {'; '.join(passed)})" if passed else ""
-            how = f"{chosen} ({self.probed[chosen].reason})" if chosen in self.probed else chosen
+            how = f"{chosen} ({_inline(self.probed[chosen].reason)})" if chosen in self.probed else chosen
             lines.append(f"{kind} energy: {how}{suffix}")
         return lines
+
+    def brief(self, kind: Kind) -> str:
+        """Why `kind` is not measured, in a few words (`no RAPL, no perf power events, no TDP known`)."""
+        chain = CPU_CHAIN if kind == "cpu" else GPU_CHAIN
+        words = [self.probed[name].brief or _inline(self.probed[name].reason) for name in chain
+                 if name in self.probed and not self.probed[name].available]
+        return ", ".join(words) or f"energy.{kind} is 'none'"
 
 
 class EnergySetupError(Exception):
     """An explicitly chosen backend is unavailable, or a required measurement would be missing."""
 
-    def __init__(self, problems: Sequence[str]):
+    def __init__(self, problems: Sequence[str], choice: Choice):
         self.problems = list(problems)
+        self.choice = choice
         super().__init__("; ".join(problems))
 
 
@@ -104,18 +136,23 @@ def choose(settings: EnergySettings, hardware: Hardware) -> Choice:
         if requested != "auto":
             availability = probed[requested]
             fix = f"; fix: {availability.fix}" if availability.fix else ""
-            problems.append(f"energy.{kind}: {requested} is not available: {availability.reason}{fix}")
+            problems.append(f"energy.{kind}: {requested} is not available: {_inline(availability.reason)}{fix}")
         return NONE
 
     cpu = pick("cpu", settings.cpu, CPU_CHAIN)
     gpu = pick("gpu", settings.gpu, GPU_CHAIN)
+    tdp = None
+    if cpu == "estimate":
+        found = estimate.find_tdp(settings.cpu_tdp_w, hardware.powercap_root, hardware.cpuinfo)
+        tdp = found if isinstance(found, estimate.Tdp) else None
+    choice = Choice(cpu=cpu, gpu=gpu, probed=probed, tdp=tdp)
     for kind, chosen in (("cpu", cpu), ("gpu", gpu)):
         if kind in settings.require and chosen in (NONE, "estimate"):
             what = "only estimated" if chosen == "estimate" else "not measured"
             problems.append(f"energy.require: {kind} energy would be {what}; run `mutation.py doctor` for the fixes")
     if problems:
-        raise EnergySetupError(problems)
-    return Choice(cpu=cpu, gpu=gpu, probed=probed)
+        raise EnergySetupError(problems, choice)
+    return choice
 
 
 def gpus_for(settings: EnergySettings, environment: Mapping[str, str]) -> tuple[str, ...] | None:
@@ -129,21 +166,26 @@ def gpus_for(settings: EnergySettings, environment: Mapping[str, str]) -> tuple[
 
 
 def make_monitors(choice: Choice, settings: EnergySettings, hardware: Hardware,
-                  environment: Mapping[str, str]) -> list[Monitor]:
-    """Fresh monitors for one training window (a monitor measures one window only)."""
+                  environment: Mapping[str, str], sinks: Mapping[Kind, SampleSink], *,
+                  perf_spare: perf_backend.PerfSpare | None = None) -> list[Monitor]:
+    """Fresh monitors for one training window (a monitor measures one window only).
+
+    With `perf_spare`, the perf monitor is the one started ahead of time (see PerfSpare).
+    """
     monitors: list[Monitor] = []
     if choice.cpu == "rapl":
-        monitors.append(rapl.RaplMonitor(hardware.powercap_root, settings.interval_s))
+        monitors.append(rapl.RaplMonitor(hardware.powercap_root, settings.interval_s, sinks["cpu"]))
     elif choice.cpu == "perf":
-        monitors.append(perf_backend.PerfMonitor(hardware.perf, hardware.perf_events))
+        monitors.append(perf_spare.take() if perf_spare is not None
+                        else perf_backend.PerfMonitor(hardware.perf, hardware.perf_events))
     elif choice.cpu == "estimate":
-        assert settings.cpu_tdp_w is not None
-        monitors.append(estimate.EstimateMonitor(settings.cpu_tdp_w))
+        assert choice.tdp is not None
+        monitors.append(estimate.EstimateMonitor(choice.tdp))
     gpus = gpus_for(settings, environment)
     if gpus == ():
         return monitors  # CUDA_VISIBLE_DEVICES is empty: the training sees no GPU
     if choice.gpu == "nvml":
-        monitors.append(nvml.NvmlMonitor(hardware.nvml_loader, settings.gpu_interval_s, gpus))
+        monitors.append(nvml.NvmlMonitor(hardware.nvml_loader, settings.gpu_interval_s, gpus, sinks["gpu"]))
     elif choice.gpu == "nvidia_smi":
-        monitors.append(nvidia_smi.NvidiaSmiMonitor(hardware.nvidia_smi, settings.gpu_interval_s, gpus))
+        monitors.append(nvidia_smi.NvidiaSmiMonitor(hardware.nvidia_smi, settings.gpu_interval_s, gpus, sinks["gpu"]))
     return monitors

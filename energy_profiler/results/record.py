@@ -13,7 +13,8 @@ from energy_profiler.process.background import BackgroundResult
 
 SCHEMA_VERSION = 1
 
-STATUSES = ("success", "failed", "timeout", "metrics_missing", "interrupted", "oom", "skipped_memory")
+STATUSES = ("success", "failed", "timeout", "metrics_missing", "interrupted", "oom", "skipped_memory",
+            "energy_missing")
 
 @dataclass(frozen=True)
 class Attempt:
@@ -28,6 +29,8 @@ class Attempt:
     duration_s: float
     log: str
     """Path of this attempt's training.log, relative to the run folder."""
+    wall_s: float | None = None
+    """The whole attempt's wall time: monitors started and stopped, backgrounds, baselines, teardown."""
 
 
 @dataclass(frozen=True)

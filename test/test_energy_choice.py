@@ -1,0 +1,222 @@
+"""doctor and the campaign choose alike on the same fake machines, and a newcomer without root gets an estimate.
+
+Each machine is a fake of the hardware boundary as unkind as the real one: a VM whose only perf
+event (energy-psys) reads 0.00 J, RAPL zones whose counters never move, RAPL readable by root
+only (Linux 5.10+), no GPU at all.
+"""
+
+from __future__ import annotations
+
+import csv
+import ctypes
+import json
+import os
+import pwd
+import shutil
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from test.conftest import FAKE_TRAIN, fake_repo, invoke, only_run_dir
+from test.fake_powercap import FakePowercap, world_readable_root
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def psys_only_perf_reading_zero(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    events = root / "power-events"
+    events.mkdir()
+    (events / "energy-psys").write_text("event=0x05\n")
+    monkeypatch.setenv("MUTATION_PERF", str(FIXTURES / "fake_perf.py"))
+    monkeypatch.setenv("MUTATION_PERF_EVENTS", str(events))
+    monkeypatch.setenv("FAKE_PERF_W", "energy-psys=0")
+
+
+def rapl_that_does_not_advance(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    FakePowercap(root / "powercap").zone("intel-rapl:0", "package-0", watts=0.0, limit_w=45.0)
+    monkeypatch.setenv("MUTATION_POWERCAP_ROOT", str(root / "powercap"))
+
+
+def known_cpu(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (root / "cpuinfo").write_text("processor\t: 0\nmodel name\t: Intel(R) Core(TM) i7-8550U CPU @ 1.80GHz\n")
+    monkeypatch.setenv("MUTATION_CPUINFO", str(root / "cpuinfo"))
+
+
+MACHINES: dict[str, list[Callable[[Path, pytest.MonkeyPatch], None]]] = {
+    "psys-only perf reading zero, no GPU": [psys_only_perf_reading_zero],
+    "RAPL that does not advance, with a power limit": [rapl_that_does_not_advance],
+    "psys-only perf and a CPU model in the table": [psys_only_perf_reading_zero, known_cpu],
+}
+
+
+def choice_lines(output: str) -> list[str]:
+    """The `cpu energy:` / `gpu energy:` lines, without the campaign's timestamps."""
+    found = []
+    for line in output.splitlines():
+        for kind in ("cpu energy: ", "gpu energy: "):
+            if kind in line:
+                found.append(line[line.index(kind):])
+    return found
+
+
+@pytest.mark.parametrize("machine", MACHINES)
+@pytest.mark.parametrize("energy", [{}, {"require": ["cpu"]}, {"require": ["gpu"]}, {"cpu": "perf"}],
+                         ids=["auto", "require-cpu", "require-gpu", "perf"])
+def test_doctor_and_the_campaign_agree(
+        machine: str, energy: dict[str, Any], *, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path]) -> None:
+    for install in MACHINES[machine]:
+        install(tmp_path, monkeypatch)
+    registry = fake_registry(fake=fake_repo("ok"))
+    settings = write_json("s.json", {"experiment_name": "agree", "energy": energy,
+                                     "experiments": [{"mode": "default", "repo": "fake", "model": "tiny"}]})
+    doctor = invoke("--registry", registry, "doctor", settings)
+    campaign = invoke("--registry", registry, "--results-dir", tmp_path / "results", "run", settings)
+    if doctor.exit_code == 0:
+        assert campaign.exit_code == 0, campaign.output
+        assert choice_lines(doctor.stdout) == choice_lines(campaign.stdout)
+        used = doctor.stdout.splitlines()[-1].removeprefix("a campaign would use: ")
+        with open(only_run_dir(tmp_path / "results") / "summary.csv", newline="") as table:
+            row = next(csv.DictReader(table))
+        assert used == f"cpu={row['cpu_energy_method']}, gpu={row['gpu_energy_method']}"
+    else:
+        assert (doctor.exit_code, campaign.exit_code) == (2, 2)
+        problems = doctor.stdout.split("a campaign with these settings would not start:\n")[1].splitlines()
+        assert [f"error: {settings}: {problem.strip()}" for problem in problems] == campaign.stderr.splitlines()
+        assert not (tmp_path / "results").exists()
+
+
+def test_the_choices_on_these_machines_are_the_honest_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the agreement above agrees on: no backend is claimed that measures nothing."""
+    psys_only_perf_reading_zero(tmp_path, monkeypatch)
+    lines = invoke("doctor").stdout.splitlines()
+    assert lines[-1] == "a campaign would use: cpu=none, gpu=none"
+    assert "perf: The energy-psys counter does not advance (perf read 0.00 J over 0.1 s)" in lines[-3]
+    rapl_that_does_not_advance(tmp_path, monkeypatch)
+    lines = invoke("doctor").stdout.splitlines()
+    assert lines[-1] == "a campaign would use: cpu=estimate, gpu=none"
+    assert lines[-3].startswith(f"cpu energy: estimate (TDP 45 W from the package power limit, over "
+                                f"{os.cpu_count()} logical cores) (not used: rapl: The RAPL counter of package-0 "
+                                "does not advance")
+
+
+@pytest.fixture
+def shared_folder() -> Iterator[Path]:
+    """A folder `nobody` can enter (pytest's own are 0700)."""
+    root = world_readable_root("newcomer-")
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 1, 2
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def drop_file_permission_override() -> None:
+    """Make this (root) process subject to file modes: clear CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH."""
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                    ("inheritable", ctypes.c_uint32)]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    header, data = Header(LINUX_CAPABILITY_VERSION_3, 0), (Data * 2)()
+    assert libc.capget(ctypes.byref(header), data) == 0, os.strerror(ctypes.get_errno())
+    mask = ~((1 << CAP_DAC_OVERRIDE) | (1 << CAP_DAC_READ_SEARCH)) & 0xFFFFFFFF
+    data[0].effective &= mask
+    data[0].permitted &= mask
+    assert libc.capset(ctypes.byref(header), data) == 0, os.strerror(ctypes.get_errno())
+
+
+def nobody_can_run_this_interpreter() -> bool:
+    return bool(in_child(lambda: os.access(sys.executable, os.X_OK) and os.access(dependencies_folder(), os.R_OK),
+                         as_nobody=True))
+
+
+def dependencies_folder() -> str:
+    """A folder the interpreter imports this project's dependencies from."""
+    return str(Path(pytest.__file__).parent.parent)
+
+
+def in_child(function: Callable[[], Any], *, as_nobody: bool) -> Any:
+    """`function()` in a forked child without root's file access; its JSON-able result comes back.
+
+    The child drops to `nobody` where nobody can run this interpreter (the campaign starts
+    helpers with it); where it cannot (an interpreter under /root), the child stays root but
+    loses the capabilities that let root read any file, so file modes bind it as they bind a user.
+    """
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        answer: dict[str, Any]
+        try:
+            if as_nobody:
+                nobody = pwd.getpwnam("nobody")
+                os.setgid(nobody.pw_gid)
+                os.setuid(nobody.pw_uid)
+            else:
+                drop_file_permission_override()
+            answer = {"result": function()}
+        except BaseException:  # the parent shows it: a child's traceback would be lost
+            answer = {"error": traceback.format_exc()}
+        try:
+            os.write(write_end, json.dumps(answer).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        answer = json.loads(pipe.read())
+    os.waitpid(child, 0)
+    assert "error" not in answer, answer["error"]
+    return answer["result"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to drop to nobody and to own a root-only tree")
+def test_a_newcomer_without_root_gets_a_labelled_estimate_and_doctor_says_why(
+        shared_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Linux 5.10+: energy_uj root-only, the power limit world-readable. A laptop's 15 W part.
+    as_nobody = nobody_can_run_this_interpreter()
+    FakePowercap(shared_folder / "powercap").zone("intel-rapl:0", "package-0", watts=9.0, limit_w=15.0,
+                                                  root_only=True, owner_uid=None if as_nobody else 1)
+    monkeypatch.setenv("MUTATION_POWERCAP_ROOT", str(shared_folder / "powercap"))
+    monkeypatch.setenv("MUTATION_PERF_EVENTS", str(shared_folder / "power-events"))  # none; pytest's are 0700
+    repos = shared_folder / "repos"
+    repos.mkdir()
+    shutil.copy(FAKE_TRAIN, repos / FAKE_TRAIN.name)
+    # The system interpreter: nobody may not be able to enter the folder where the venv lives.
+    repo = fake_repo("busy", path=str(repos), command=[shutil.which("python3") or sys.executable, FAKE_TRAIN.name],
+                     required_args=["--behaviour", "busy", "--seconds", "0.5"])
+    registry = shared_folder / "models.json"
+    registry.write_text(json.dumps({"repositories": {"fake": repo}}))
+    settings = shared_folder / "quickstart.json"
+    settings.write_text(json.dumps({"experiment_name": "newcomer",
+                                    "experiments": [{"mode": "default", "repo": "fake", "model": "tiny"}]}))
+    results = shared_folder / "results"
+    results.mkdir()
+    results.chmod(0o777)
+
+    def newcomer() -> list[Any]:
+        doctor = invoke("--registry", registry, "doctor", settings)
+        campaign = invoke("--registry", registry, "--results-dir", results, "run", settings)
+        return [doctor.exit_code, doctor.stdout, campaign.exit_code, campaign.stdout]
+
+    doctor_code, doctor_out, campaign_code, campaign_out = in_child(newcomer, as_nobody=as_nobody)
+    assert (doctor_code, campaign_code) == (0, 0), campaign_out
+    assert doctor_out.splitlines()[-1] == "a campaign would use: cpu=estimate, gpu=none"
+    assert choice_lines(doctor_out) == choice_lines(campaign_out)
+    assert "rapl: " in choice_lines(doctor_out)[0] and "readable by root only" in choice_lines(doctor_out)[0]
+    assert any("udev" in line for line in doctor_out.splitlines() if "fix:" in line)
+    with open(only_run_dir(results) / "summary.csv", newline="") as table:
+        row = next(csv.DictReader(table))
+    assert (row["cpu_energy_method"], row["cpu_energy_scope"]) == ("estimate", "process_tree")
+    assert float(row["cpu_energy_j"]) > 0
+    assert row["cpu_energy_reason"] == ("Estimate, not a measurement: CPU time x TDP per core (TDP 15 W from the "
+                                        "package power limit).")
