@@ -17,6 +17,7 @@ from typing import Any
 import psutil
 import pytest
 
+from energy_profiler.process.background import script_text
 from test.conftest import PROJECT_ROOT, fake_repo, invoke, only_run_dir, running, wait_for
 
 Registry = Callable[..., Path]
@@ -266,3 +267,36 @@ def test_a_second_ctrl_c_skips_the_grace_period(
     with open(run_dir / "summary.csv", newline="") as table:
         row = next(csv.DictReader(table))
     assert (row["status"], row["bg_signal"], row["bg_survivors"]) == ("interrupted", "SIGKILL", "0")
+
+
+def test_no_user_string_ends_a_comment_of_the_loop_script(
+        fake_registry: Registry, write_json: WriteJson, tmp_path: Path) -> None:
+    # A newline in a results path or a model name once ended a `#` line of the script, and the
+    # rest of it ran as a command.
+    model = "m\ntouch canary_model\n#"
+    repo = fake_repo("echo-args", required_args=["--behaviour", "echo-args"], models={model: {}})
+    registry = fake_registry(fg=repo, bg=repo)
+    settings = parallel_settings(write_json, {"repo": "bg", "model": model},
+                                 experiment={"foreground": {"repo": "fg", "model": model}})
+    results = tmp_path / "res\ntouch canary_results\n#"
+    result, run_dir, row, _ = run(registry, settings, results)
+    assert result.exit_code == 0, result.output
+    attempt = run_dir / row["trial"] / "attempt_1"
+    script = (attempt / "background_1.sh").read_text()
+    header = script.split("\ncd ", 1)[0].splitlines()
+    assert all(line.startswith("#") for line in header), header
+    log = (attempt / "background_logs" / "bg1_run_1.log").read_text()
+    argv = json.loads(next(line for line in log.splitlines() if line.startswith("ARGV "))[5:])
+    assert argv[argv.index("--model") + 1] == model
+    for folder in (PROJECT_ROOT, tmp_path, Path.cwd()):
+        assert not list(folder.rglob("canary_*")), folder
+
+
+def test_the_loop_script_refuses_an_environment_name_sh_would_run(tmp_path: Path) -> None:
+    # The schemas refuse such names first; the generator does not rely on that.
+    with pytest.raises(ValueError, match="not an environment variable name"):
+        script_text(index=1, trial="t", argv=["true"], cwd=str(tmp_path), env={"X=1;touch pwned;Y": "v"},
+                    logs=tmp_path, restart_delay_s=0)
+    text = script_text(index=1, trial="t\nx", argv=["true"], cwd=str(tmp_path), env={"GOOD_1": "$(x)\n"},
+                       logs=tmp_path, restart_delay_s=0)
+    assert "export GOOD_1='$(x)\n'" in text and "trial t\\nx," in text

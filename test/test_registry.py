@@ -54,6 +54,10 @@ def with_hp(**fields: Any) -> dict[str, Any]:
      "repositories.fake.command: expected a list, got the string 'python3 train.py'"),
     ({"repositories": {"fake": {**fake_repo(models={"a": {}, "b": {}}), "model_flag": None}}},
      "repositories.fake.model_flag: expected a string, got null"),
+    ({"repositories": {"fake": fake_repo(env={"X=1;touch pwned;Y": "v"})}},
+     'repositories.fake.env["X=1;touch pwned;Y"]: \'X=1;touch pwned;Y\' is not an environment variable name'),
+    ({"repositories": {"fake": fake_repo(env={"A\nB": "v"})}},
+     'repositories.fake.env["A\\nB"]: \'A\\nB\' is not an environment variable name'),
 ])
 def test_registry_errors_name_the_path(write_json: Callable[[str, Any], Path], document: dict[str, Any],
                                        expected: str) -> None:

@@ -82,6 +82,10 @@ BAD_FILES: list[tuple[dict[str, Any], list[str]]] = [
                "background": {"repo": "examples", "model": "mlp", "restart_delay_s": -1}}),
      ["experiments[0].foreground.gpus: [] should be non-empty",
       "experiments[0].background.restart_delay_s: -1 is less than the minimum of 0"]),
+    (settings({**GOOD_EXPERIMENT, "env": {"OK_1": "$(x)", "X=1;touch pwned;Y": "v", "9LIVES": "v"}}),
+     ['experiments[0].env["X=1;touch pwned;Y"]: \'X=1;touch pwned;Y\' is not an environment variable name: use '
+      "letters, digits and _, not starting with a digit",
+      'experiments[0].env["9LIVES"]: \'9LIVES\' is not an environment']),
     (settings({**GOOD_EXPERIMENT, "timeout": 5}),
      ["experiments[0].timeout: unknown key 'timeout' (did you mean 'timeout_s'?)"]),
 ]

@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import difflib
+import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 JsonPath = Sequence[str | int]
 
 
+PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+
+
 def format_path(path: JsonPath) -> str:
-    """`("experiments", 2, "mutate", 0)` -> `experiments[2].mutate[0]`; the root is `(root)`."""
+    """`("experiments", 2, "mutate", 0)` -> `experiments[2].mutate[0]`; the root is `(root)`.
+
+    A key that is not a plain name is shown as a JSON string, `env["A B;\\n"]`, so that what the
+    user wrote can be told apart and no newline or control character reaches the terminal raw.
+    """
     text = ""
     for part in path:
         if isinstance(part, int):
             text += f"[{part}]"
+        elif not PLAIN_KEY.fullmatch(part):
+            text += f"[{json.dumps(part)}]"
         else:
             text += f".{part}" if text else part
     return text or "(root)"

@@ -85,6 +85,10 @@ def _describe(error: ValidationError, file: str, document: Any) -> list[ConfigIs
             issues.append(ConfigIssue(file, (*path, key), f"unknown key '{key}'{hint}"))
         if issues:
             return issues
+    if "propertyNames" in error.relative_schema_path:
+        # The key itself is wrong (env names): jsonschema reports it at the object, with the key as instance.
+        return [ConfigIssue(file, (*path, str(instance)), f"{instance!r} is not an environment variable name: "
+                                                          "use letters, digits and _, not starting with a digit")]
     if keyword == "required":
         missing = [key for key in expected if key not in instance]
         return [ConfigIssue(file, path, f"missing required key '{key}'") for key in missing]

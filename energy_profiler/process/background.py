@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shlex
 import subprocess
 import threading
@@ -44,17 +45,32 @@ class BackgroundCounts:
     oom: int
 
 
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+"""What sh takes as a variable name; the schemas refuse any other, and the script never writes one."""
+
+
+def comment_text(text: str) -> str:
+    """`text` fit for a `#` line: control characters (a newline would end the comment) escaped."""
+    return "".join(character if character.isprintable() else ascii(character)[1:-1] for character in text)
+
+
 def script_text(*, index: int, trial: str, argv: Sequence[str], cwd: str, env: Mapping[str, str],
                 logs: Path, restart_delay_s: float) -> str:
-    """The POSIX sh loop for background workload `index` (1-based) of `trial`."""
+    """The POSIX sh loop for background workload `index` (1-based) of `trial`.
+
+    Every user string is either shlex-quoted or, in comments, escaped by comment_text.
+    """
     q = shlex.quote
+    for name in env:
+        if not ENV_NAME.fullmatch(name):
+            raise ValueError(f"not an environment variable name sh accepts: {name!r}")
     exports = "\n".join(f"export {name}={q(value)}" for name, value in env.items())
     delay = f"    sleep {q(f'{restart_delay_s:g}')} & wait $!\n" if restart_delay_s > 0 else ""
     return f"""#!/bin/sh
-# Background workload {index} of trial {trial}, written by mutation.py.
+# Background workload {index} of trial {comment_text(trial)}, written by mutation.py.
 # It runs the training below again and again until mutation.py ends it; a failed run never
 # ends the loop. Run i's output: bg{index}_run_<i>.log; one line per finished run in
-# iterations.csv (background,iteration,start_utc,end_utc,exit_code), both in {q(str(logs))}.
+# iterations.csv (background,iteration,start_utc,end_utc,exit_code), both in $logs.
 cd {q(cwd)} || exit 97
 {exports}
 logs={q(str(logs))}
