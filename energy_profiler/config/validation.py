@@ -8,6 +8,8 @@ only the first.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable, Iterator
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -16,9 +18,32 @@ from typing import Any
 import jsonschema
 from jsonschema.exceptions import ValidationError
 
-from energy_profiler.config.errors import ConfigError, ConfigIssue, did_you_mean
+from energy_profiler.config.errors import ConfigIssue, did_you_mean
 
 ANNOTATION_KEYS = ("description", "comment", "notes")
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    """`pattern` as JSON Schema (ECMA 262) means it: `$` is the end of the string.
+
+    Python's `$` also matches before a final newline, so `name\\n` would pass `^[a-z]+$`, and a
+    newline would reach an environment name or a folder name.
+    """
+    if not isinstance(instance, str):
+        return
+    anchored = pattern[:-1] + r"\Z" if pattern.endswith("$") and not pattern.endswith(r"\$") else pattern
+    if not re.search(anchored, instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+# JSON Schema counts 1.0 as an integer; the code behind a count (range(), a loop bound) does not.
+_extend: Callable[..., Any] = jsonschema.validators.extend  # untyped in types-jsonschema
+StrictValidator = _extend(
+    jsonschema.Draft202012Validator,
+    validators={"pattern": _pattern},
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)),
+)
 
 
 @cache
@@ -34,24 +59,9 @@ def schema_path(name: str) -> Path:
     return Path(str(resources.files("energy_profiler.config").joinpath(f"{name}.schema.json")))
 
 
-def read_json(path: Path) -> Any:
-    """The parsed content of a JSON file, or a ConfigError naming the file, line and column."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([ConfigIssue(str(path), (), "file not found")]) from None
-    except OSError as error:
-        raise ConfigError([ConfigIssue(str(path), (), f"cannot read: {error.strerror}")]) from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        message = f"not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}"
-        raise ConfigError([ConfigIssue(str(path), (), message)]) from None
-
-
 def schema_issues(document: Any, schema_name: str, file: str) -> list[ConfigIssue]:
     """Every way `document` breaks the schema, worded with JSON paths, in document order."""
-    validator = jsonschema.Draft202012Validator(load_schema(schema_name))
+    validator = StrictValidator(load_schema(schema_name))
     issues: list[ConfigIssue] = []
     for error in validator.iter_errors(document):
         issues.extend(_describe(error, file, document))
