@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -74,3 +75,11 @@ def sleep_unless_stopped(seconds: float, stop: StopRequest) -> None:
     deadline = time.monotonic() + seconds
     while not stop.requested and time.monotonic() < deadline:
         time.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
+
+
+def signal_name(number: int) -> str:
+    """`SIGTERM` for 15; a number Python has no name for (a real-time signal: 34-64) as `signal 36`."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -27,7 +26,7 @@ from energy_profiler.results.global_table import GLOBAL_TABLE, append_row, table
 from energy_profiler.results.record import Record, summary_columns
 from energy_profiler.results.rundir import SessionLog, create_run_dir, run_dir_lock
 from energy_profiler.results.summary import SummaryTable
-from energy_profiler.runtime import Output, StopRequest, sleep_unless_stopped
+from energy_profiler.runtime import Output, StopRequest, signal_name, sleep_unless_stopped
 from energy_profiler.system import governor
 from energy_profiler.system.host import host_facts
 from energy_profiler.system.sudo import invoking_user
@@ -150,7 +149,7 @@ def run_session(
         result.stopped_by = stop.first_signal
         if result.stopped_by is not None:
             done = len(result.records)
-            say(f"stopped by {signal.Signals(result.stopped_by).name} after {done} of {len(plan.trials)} trials")
+            say(f"stopped by {signal_name(result.stopped_by)} after {done} of {len(plan.trials)} trials")
     result.wall_s = time.monotonic() - started
     return result
 

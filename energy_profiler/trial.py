@@ -11,7 +11,6 @@ backgrounds are ended and the monitors closed.
 from __future__ import annotations
 
 import os
-import signal
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -33,7 +32,7 @@ from energy_profiler.process.background import OOM_MARKER, BackgroundResult, Bac
 from energy_profiler.process.training import ProcessOutcome, run_training
 from energy_profiler.registry import MetricSpec, Registry
 from energy_profiler.results.record import Attempt, Record
-from energy_profiler.runtime import Output, StopRequest, sleep_unless_stopped
+from energy_profiler.runtime import Output, StopRequest, signal_name, sleep_unless_stopped
 from energy_profiler.system.host import git_state
 from energy_profiler.system.sudo import InvokingUser
 
@@ -244,7 +243,7 @@ def classify(
     if outcome.ended_by == "not_started":
         return "failed", outcome.error
     if outcome.ended_by == "interrupted":
-        name = signal.Signals(stop_signal).name if stop_signal else "a stop request"
+        name = signal_name(stop_signal) if stop_signal else "a stop request"
         return "interrupted", f"interrupted by {name}"
     if outcome.ended_by == "timeout":
         return "timeout", f"no exit within the timeout of {outcome.duration_s:.0f} s"
@@ -252,7 +251,7 @@ def classify(
         if log_contains(log_path, OOM_MARKER):
             return "oom", f"'{OOM_MARKER}' in the log (exit code {outcome.exit_code})"
         code = outcome.exit_code or 0
-        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        how = f"killed by {signal_name(-code)}" if code < 0 else f"exit code {code}"
         last = _last_line(log_path)
         return "failed", f"{how}: {last}" if last else how
     missing = [name for name, spec in specs.items() if spec.required and metrics.get(name) is None]

@@ -101,6 +101,17 @@ def test_a_failing_training_is_retried_with_every_log_kept(
     assert "attempt 1 failed" in result.stdout and "retrying" in result.stdout
 
 
+def test_a_training_killed_by_a_signal_python_cannot_name_is_recorded_by_its_number(
+        write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path) -> None:
+    # Signal 36 (a real-time signal) once ended the whole campaign: `36 is not a valid Signals`.
+    repo = fake_repo("ok", command=["/bin/sh", "-c", "echo about to die; kill -36 $$"])
+    result, run_dir = campaign(write_json, fake_registry, tmp_path, repo)
+    assert result.exit_code == 1, result.output
+    row = read_rows(run_dir)[0]
+    assert (row["status"], row["exit_code"]) == ("failed", "-36")
+    assert row["status_reason"] == "killed by signal 36: about to die"
+
+
 def test_a_retry_that_succeeds_is_a_success_and_the_failed_attempt_stays(
         write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path) -> None:
     counter = tmp_path / "attempts"

@@ -5,9 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import os
+import pty
+import select
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -59,3 +62,49 @@ def test_a_signal_mid_trial_records_it_as_interrupted_and_ends_the_training(
     record = json.loads((run_dir / rows[0]["trial"] / "experiment.json").read_text())
     assert record["status"] == "interrupted"
     assert f"stopped by {signal.Signals(signum).name} after 1 of 2 trials" in output
+
+
+def test_a_closed_terminal_ends_the_campaign_with_129_and_the_trial_recorded(
+        fake_registry: Callable[..., Path], write_json: Callable[[str, Any], Path], tmp_path: Path) -> None:
+    # A real pseudo-terminal as the campaign's controlling terminal (a tmux pane, an ssh session).
+    # Closing it sends SIGHUP, and every later write to it fails with EIO: that write once ended
+    # the campaign in a traceback (exit 1) before the trial was recorded.
+    pid_file = tmp_path / "pids"
+    registry = fake_registry(fake=fake_repo("hang-with-child", required_args=[
+        "--behaviour", "hang-with-child", "--pid-file", str(pid_file)]), ok=fake_repo())
+    settings = write_json("s.json", HANG_SETTINGS)
+    results = tmp_path / "results"
+    argv = [sys.executable, str(PROJECT_ROOT / "mutation.py"), "--registry", str(registry),
+            "--results-dir", str(results), "run", str(settings)]
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: exec at once (this process has threads; nothing else is safe here)
+        try:
+            os.execv(sys.executable, argv)
+        finally:
+            os._exit(127)
+    seen = b""
+    try:
+        # Keep reading the terminal (a full one would block the campaign) until the training runs.
+        deadline = time.monotonic() + 30
+        while not (pid_file.exists() and len(pid_file.read_text().split()) == 2) and time.monotonic() < deadline:
+            if select.select([terminal], [], [], 0.1)[0]:
+                seen += os.read(terminal, 65536)
+        pids = [int(word) for word in pid_file.read_text().split()]
+        assert b"cpu energy" in seen  # it printed to the terminal before
+    finally:
+        os.close(terminal)  # the terminal closes: the kernel sends SIGHUP to the campaign
+    status = None
+    deadline = time.monotonic() + 30
+    while status is None and time.monotonic() < deadline:
+        done, code = os.waitpid(pid, os.WNOHANG)
+        status = os.waitstatus_to_exitcode(code) if done else None
+        time.sleep(0.05)
+    if status is None:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert status == 129
+    for training in pids:
+        assert not psutil.pid_exists(training) or psutil.Process(training).status() == psutil.STATUS_ZOMBIE
+    with open(next(results.glob("run_*")) / "summary.csv", newline="") as table:
+        rows = list(csv.DictReader(table))
+    assert [(row["status"], row["status_reason"]) for row in rows] == [("interrupted", "interrupted by SIGHUP")]

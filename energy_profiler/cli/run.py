@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import sys
@@ -159,7 +160,11 @@ def energy_plan(settings: EnergySettings, source: Path) -> EnergyPlan:
 @contextmanager
 def _stop_on_signals(stop: StopRequest) -> Iterator[None]:
     """While running: SIGINT, SIGTERM and SIGHUP only ask the session to stop (it ends the trial)."""
+    terminals = [descriptor for descriptor in (1, 2) if os.isatty(descriptor)]
+
     def handler(signum: int, _frame: object) -> None:
+        if signum == signal.SIGHUP:
+            _leave_a_hung_up_terminal(terminals)
         stop.request(signum)
 
     previous = {signum: signal.signal(signum, handler) for signum in HANDLED_SIGNALS}
@@ -168,6 +173,25 @@ def _stop_on_signals(stop: StopRequest) -> Iterator[None]:
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
+
+
+def _leave_a_hung_up_terminal(terminals: list[int]) -> None:
+    """Point stdout/stderr at /dev/null where they were a terminal that has hung up.
+
+    A closed tmux pane or ssh session sends SIGHUP, and every later write to its terminal fails
+    with EIO: the first one would end the campaign in a traceback before the trial in progress is
+    recorded. A hung-up terminal is no longer a tty to isatty(); one that still is (a `kill -HUP`
+    in a live terminal) keeps its output. The records and logs hold everything either way.
+    """
+    hung_up = [descriptor for descriptor in terminals if not os.isatty(descriptor)]
+    if not hung_up:
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for descriptor in hung_up:
+            os.dup2(null, descriptor)
+    finally:
+        os.close(null)
 
 
 def summary_text(result: SessionResult, width: int | None = None) -> str:
