@@ -247,6 +247,8 @@ def classify(
         return "interrupted", f"interrupted by {name}"
     if outcome.ended_by == "timeout":
         return "timeout", f"no exit within the timeout of {outcome.duration_s:.0f} s"
+    if outcome.exit_code is None:
+        return "failed", "the training did not end even after SIGKILL (stuck in the kernel?); see the warning"
     if outcome.exit_code != 0:
         if log_contains(log_path, OOM_MARKER):
             return "oom", f"'{OOM_MARKER}' in the log (exit code {outcome.exit_code})"

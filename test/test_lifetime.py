@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ from typing import Any
 import psutil
 import pytest
 
-from energy_profiler.process.lifetime import LEDGER_FOLDER, start_time
+from energy_profiler.process.lifetime import LEDGER_FOLDER, STOP_SIGNALS, child_setup, start_time
 from test.conftest import PROJECT_ROOT, fake_repo, invoke, running, wait_for
 
 FAKE_SMI = str(Path(__file__).parent / "fixtures" / "fake_nvidia_smi.py")
@@ -141,3 +143,57 @@ def test_the_parent_death_signal_is_set_in_the_child() -> None:
     child = spawn([sys.executable, "-c", code], role="test", stdout=subprocess.PIPE, text=True)
     output, _ = child.communicate(timeout=10)
     assert int(output) == signal.SIGTERM
+
+
+def test_a_stop_signal_in_the_fork_to_exec_window_ends_the_child_before_it_execs(tmp_path: Path) -> None:
+    # The window made deterministic: a child that still has a Python SIGTERM handler (as every
+    # child of mutation.py has until exec) gets SIGTERM while spawn() keeps the signal blocked,
+    # then runs the preexec function. The handler used to swallow it and the child went on.
+    marker = tmp_path / "exec-reached"
+    setup = child_setup()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            signal.signal(signal.SIGTERM, lambda *_: None)  # the campaign's handler, inherited
+            signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # as spawn() forks
+            os.kill(os.getpid(), signal.SIGTERM)  # pending: a teardown or the parent's death
+            setup()
+            marker.touch()  # where exec would run the training
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
+    assert not marker.exists()
+
+
+def test_a_spawned_child_starts_with_no_signal_blocked() -> None:
+    from energy_profiler.process.lifetime import spawn
+
+    child = spawn(["grep", "^SigBlk", "/proc/self/status"], role="test", stdout=subprocess.PIPE, text=True)
+    output, _ = child.communicate(timeout=10)
+    assert int(output.split()[1], 16) == 0  # the block spawn() holds across the fork is not inherited
+
+
+def test_the_ledger_keeps_every_change_when_threads_remove_groups_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Backgrounds are ended in parallel threads, each removing its group. Unlocked, a thread that
+    # serialised the groups before another's removal could write last: stale entries. A disk that
+    # is slower for the older content (held up to 10 ms after it is taken) makes that the usual order.
+    from energy_profiler.process import lifetime
+    from energy_profiler.results.files import atomic_write_json as real_write
+
+    def slow_write(path: Path, document: Any) -> None:
+        time.sleep(0.010 * len(document["groups"]) / 30)
+        real_write(path, document)
+
+    monkeypatch.setattr(lifetime, "atomic_write_json", slow_write)
+    ledger = lifetime.Ledger(tmp_path / "campaign.json")
+    pids = list(range(100_000, 100_030))
+    for pid in pids:
+        ledger.add(pid, "background", "t")
+    threads = [threading.Thread(target=ledger.remove, args=(pid,)) for pid in pids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert json.loads(ledger.path.read_text())["groups"] == []

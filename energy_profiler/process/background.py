@@ -219,7 +219,9 @@ class Backgrounds:
             if not teardowns[run.index].survivors:
                 forget(process.pid)
 
-        threads = [threading.Thread(target=end, args=pair) for pair in zip(self.runs, self._processes, strict=True)]
+        # Every loop, or those a start() that failed part-way got to.
+        started = zip(self.runs[:len(self._processes)], self._processes, strict=True)
+        threads = [threading.Thread(target=end, args=pair) for pair in started]
         for thread in threads:
             thread.start()
         for thread in threads:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import psutil
 
 POLL_S = 0.02
+FULL_SCAN_EVERY = 5
+"""Every 5th poll (0.1 s) lists the session's live members instead of trusting killpg(pgid, 0)."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,26 @@ def _signal_session(sid: int, signum: int) -> bool:
             sent = True
         except ProcessLookupError:
             continue
+        except PermissionError:  # a member we may not signal (it changed its user): counted as a survivor
+            continue
     return sent
+
+
+def _leader_group_alive(pgid: int) -> bool:
+    """The cheap check: does the group `pgid` itself still have a member? (`killpg(pgid, 0)`)
+
+    A yes spares listing every process of the machine (2 ms with 84 processes, far more on a big
+    server) at each POLL_S of a grace period; a no needs the scan, for members in other groups of
+    the session. Zombies are members too, and where PID 1 does not reap (many containers) an
+    orphan's zombie stays: so a yes is trusted only between full scans (see end_groups).
+    """
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def end_group(
@@ -84,9 +105,15 @@ def end_groups(
     """end_group for several groups at once: one grace period for all, not one each."""
     started = time.monotonic()
 
-    def alive() -> list[int]:
+    polls = 0
+
+    def alive(full: bool = False) -> list[int]:
+        nonlocal polls
         reap()
-        return [pgid for pgid in pgids if group_members(pgid)]
+        polls += 1
+        if full or polls % FULL_SCAN_EVERY == 0:  # a group of zombies only answers the cheap check
+            return [pgid for pgid in pgids if group_members(pgid)]
+        return [pgid for pgid in pgids if _leader_group_alive(pgid) or group_members(pgid)]
 
     remaining = alive()
     if not remaining:
@@ -107,6 +134,6 @@ def end_groups(
     kill_deadline = time.monotonic() + 2.0
     while remaining and time.monotonic() < kill_deadline:
         time.sleep(POLL_S)
-        remaining = alive()
+        remaining = alive(full=True)  # only zombies may be left now: the cheap check cannot tell
     survivors = sum(len(group_members(pgid)) for pgid in pgids)
     return Teardown(signal=sent, duration_s=time.monotonic() - started, survivors=survivors)

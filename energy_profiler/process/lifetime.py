@@ -24,6 +24,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -49,20 +50,31 @@ def _prctl() -> Callable[..., int] | None:
     return function
 
 
-def die_with_parent() -> Callable[[], None] | None:
-    """A preexec_fn that makes the child get SIGTERM when this process (its forking thread) dies.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+"""The signals mutation.py handles in Python; a child must not inherit those handlers before exec."""
 
-    It runs between fork and exec, and only calls a C function resolved beforehand, so it takes no
-    Python-level lock another thread could hold. Children must be started from the main thread:
-    the signal fires when the *thread* that forked them ends.
+
+def child_setup() -> Callable[[], None]:
+    """A preexec_fn: default stop signals, death with this process, and no signal lost on the way.
+
+    Between fork and exec the child runs with this process's Python signal handlers, which only
+    set a flag that nothing in the child reads: a SIGTERM then (the parent-death signal, or a
+    teardown) was swallowed and the training exec'd as an orphan. So spawn() blocks the stop
+    signals around the fork; here the child restores their default action, sets the
+    parent-death signal, and unblocks them, so that one sent in the window is delivered now and
+    ends the child before exec. It calls only thin wrappers of C functions (prctl resolved
+    beforehand), so it takes no Python-level lock another thread could hold. Children must be started from the main
+    thread: the parent-death signal fires when the *thread* that forked them ends.
     """
     prctl = _prctl()
-    if prctl is None:
-        return None
     parent = os.getpid()
 
     def preexec() -> None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_DFL)
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         if os.getppid() != parent:  # the parent died before prctl took effect
             os.kill(os.getpid(), signal.SIGTERM)
 
@@ -94,18 +106,23 @@ class Ledger:
         self.groups: dict[int, TrackedGroup] = {}
         self.governor: dict[str, Any] | None = None
         """{"root": cpufreq root, "previous": {cpu: governor}} while a changed governor awaits restoring."""
+        self._lock = threading.Lock()
+        """Backgrounds are ended in parallel threads: each change and its write is one step."""
 
     def set_governor(self, root: Path | None, previous: dict[str, str] | None) -> None:
-        self.governor = {"root": str(root), "previous": previous} if root is not None and previous else None
-        self._write()
+        with self._lock:
+            self.governor = {"root": str(root), "previous": previous} if root is not None and previous else None
+            self._write()
 
     def add(self, pgid: int, role: str, trial: str | None) -> None:
-        self.groups[pgid] = TrackedGroup(pgid, start_time(pgid), role, trial)
-        self._write()
+        with self._lock:
+            self.groups[pgid] = TrackedGroup(pgid, start_time(pgid), role, trial)
+            self._write()
 
     def remove(self, pgid: int) -> None:
-        if self.groups.pop(pgid, None) is not None:
-            self._write()
+        with self._lock:
+            if self.groups.pop(pgid, None) is not None:
+                self._write()
 
     def _write(self) -> None:
         make_dirs(self.path.parent)
@@ -122,10 +139,16 @@ class _Campaign:
 
 def spawn(argv: Sequence[str], *, role: str, trial: str | None = None, **popen: Any) -> subprocess.Popen[Any]:
     """Popen in a new session, dying with mutation.py, and recorded in the campaign's ledger."""
-    # preexec_fn is unsafe when it takes locks another thread may hold at fork; this one calls a
-    # C function resolved before the fork and nothing else (see die_with_parent).
-    process: subprocess.Popen[Any] = subprocess.Popen(list(argv), start_new_session=True,
-                                                      preexec_fn=die_with_parent(), **popen)  # noqa: PLW1509
+    # preexec_fn is unsafe when it takes locks another thread may hold at fork; this one calls
+    # C-level functions only (see child_setup). The stop signals stay blocked across the fork so
+    # that none reaches the child while it still has this process's handlers.
+    setup = child_setup()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        process: subprocess.Popen[Any] = subprocess.Popen(
+            list(argv), start_new_session=True, preexec_fn=setup, **popen)  # noqa: PLW1509
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     if _Campaign.ledger is not None:
         _Campaign.ledger.add(process.pid, role, trial)
     return process

@@ -24,6 +24,8 @@ POLL_S = 0.05
 PIDFD_POLL_S = 0.25
 """The same with a pidfd: the exit itself wakes the loop at once, so it can sleep longer (less CPU)."""
 READ_CHUNK_BYTES = 65536
+REAP_AFTER_KILL_S = 5.0
+"""How long the training's own exit is awaited once its group was ended (it is normally immediate)."""
 
 EndedBy = Literal["exit", "timeout", "interrupted", "not_started"]
 
@@ -112,7 +114,7 @@ def run_training(
         teardown = end_group(process.pid, grace_s, reap=child.reap, hurry=hurry)
         if not teardown.survivors:
             forget(process.pid)
-        exit_code = child.reap(block=True)
+        exit_code = child.reap_within(REAP_AFTER_KILL_S)
         child.close()
         copier.join(timeout=5)
         return ProcessOutcome(ended_by, exit_code, start_utc, end_utc, duration_s, teardown,
@@ -147,6 +149,14 @@ class _Child:
         self.process.returncode = os.waitstatus_to_exitcode(status)
         self.cpu_time_s = usage.ru_utime + usage.ru_stime
         return self.process.returncode
+
+    def reap_within(self, seconds: float) -> int | None:
+        """The exit status, waiting at most `seconds`: a leader that survived SIGKILL (stuck in the
+        kernel, state D) must not block the campaign in wait4 forever. None if it is still there."""
+        deadline = time.monotonic() + seconds
+        while (code := self.reap()) is None and time.monotonic() < deadline:
+            self.wait_a_little()
+        return code
 
     def wait_a_little(self) -> None:
         if self._pidfd is not None:
