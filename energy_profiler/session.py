@@ -206,10 +206,12 @@ def _governor_set(name: str, ledger: Ledger, say: Callable[[str], None]) -> Iter
     later `cleanup` (the machine stopped) can restore them too.
     """
     root = governor.cpufreq_root()
-    previous = governor.set_all(root, name)
+    governor.check(root, name)
+    previous = governor.current(root)
     ledger.set_governor(root, previous)
-    say(f"CPU governor set to {name} on {len(previous)} CPUs (was {', '.join(sorted(set(previous.values())))})")
     try:
+        governor.apply(root, dict.fromkeys(previous, name))  # a CPU that fails: the others are restored below
+        say(f"CPU governor set to {name} on {len(previous)} CPUs (was {', '.join(sorted(set(previous.values())))})")
         yield
     finally:
         governor.apply(root, previous)

@@ -94,3 +94,26 @@ def test_cleanup_restores_the_governor_a_dead_campaign_left_changed(cpufreq: Pat
     result = invoke("--results-dir", tmp_path / "r", "cleanup")
     assert "restored the CPU governor (powersave, schedutil) of 4 CPUs" in result.stdout
     assert governor.current(cpufreq) == BEFORE
+
+
+def test_a_governor_set_that_fails_part_way_restores_every_cpu(
+        cpufreq: Path, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # cpufreq can refuse one CPU's write after others took theirs (a CPU going offline, a driver
+    # that rejects it); root cannot be refused a write in a temp folder, so the refusal is made here.
+    real_apply = governor.apply
+    calls: list[dict[str, str]] = []
+
+    def apply(root: Path, governors: dict[str, str]) -> None:
+        calls.append(dict(governors))
+        if len(calls) == 1:
+            real_apply(root, {cpu: name for cpu, name in governors.items() if cpu in ("cpu0", "cpu1")})
+            raise governor.GovernorError("could not set the governor: cpu2: [Errno 16] Device or resource busy")
+        real_apply(root, governors)
+
+    monkeypatch.setattr(governor, "apply", apply)
+    result = invoke("--registry", fake_registry(), "--results-dir", tmp_path / "r", "run", settings(write_json))
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: could not set the governor: cpu2: [Errno 16] Device or resource busy")
+    assert governor.current(cpufreq) == BEFORE  # cpu0 and cpu1 were changed, and are restored
+    assert calls[1] == BEFORE

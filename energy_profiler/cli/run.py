@@ -125,6 +125,9 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
         except RunDirBusy as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(EXIT_CONFIG)
+        except governor.GovernorError as error:  # checked above, yet refused now: every CPU was restored
+            click.echo(f"error: {error} (every CPU's previous governor was written back)", err=True)
+            sys.exit(1)
         finally:
             output.progress.close()
     click.echo(summary_text(result))

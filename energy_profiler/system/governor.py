@@ -72,14 +72,6 @@ def apply(root: Path, governors: Mapping[str, str]) -> None:
         raise GovernorError("could not set the governor: " + "; ".join(errors))
 
 
-def set_all(root: Path, governor: str) -> dict[str, str]:
-    """Set `governor` on every CPU; returns the previous {cpu: governor} to restore later."""
-    check(root, governor)
-    previous = current(root)
-    apply(root, dict.fromkeys(previous, governor))
-    return previous
-
-
 def summary(root: Path) -> str | None:
     """The governor in force (`mixed: a, b` if CPUs differ), or None without cpufreq."""
     names = sorted(set(current(root).values()))
