@@ -23,7 +23,7 @@ from energy_profiler.process.lifetime import Ledger, clean_stale, tracking
 from energy_profiler.registry import Registry
 from energy_profiler.results.files import atomic_write_bytes, atomic_write_json, make_dirs
 from energy_profiler.results.global_table import GLOBAL_TABLE, append_row, table_bytes
-from energy_profiler.results.record import Record, summary_columns
+from energy_profiler.results.record import Attempt, Record, summary_columns
 from energy_profiler.results.rundir import SessionLog, create_run_dir, run_dir_lock
 from energy_profiler.results.summary import SummaryTable
 from energy_profiler.runtime import Output, StopRequest, signal_name, sleep_unless_stopped
@@ -127,12 +127,13 @@ def run_session(
             host["cpu_governor"] = governor.summary(governor.cpufreq_root())  # the one in force now
             record = run_trial(trial, settings=settings, registry=registry, run_dir=run_dir, host=host,
                                output=replace(output, say=say), stop=stop, energy=energy,
-                               first_attempt=next_attempt(run_dir / trial.name), run_as=run_as)
+                               first_attempt=next_attempt(run_dir / trial.name), run_as=run_as,
+                               earlier_attempts=earlier_attempts(run_dir / trial.name) if resume_dir else ())
             make_dirs(run_dir / trial.name)  # a skipped trial ran nothing that made it
             atomic_write_json(run_dir / trial.name / "experiment.json", record.to_json())
             row = record.to_row()
             summary.append(row)
-            if append_row(results_root / GLOBAL_TABLE, row):
+            if append_row(results_root / GLOBAL_TABLE, row, supersede=resume_dir is not None):
                 say(f"{GLOBAL_TABLE}: new columns, table rewritten with the union of columns")
             result.records.append(record)
             if energy is not None:
@@ -176,6 +177,14 @@ def finished_records(run_dir: Path, plan: Plan) -> dict[str, Record]:
             if record.status != "interrupted":
                 finished[trial.name] = record
     return finished
+
+
+def earlier_attempts(trial_dir: Path) -> tuple[Attempt, ...]:
+    """The attempts an interrupted record of this trial lists, so that a resumed record lists them all."""
+    document = trial_dir / "experiment.json"
+    if not document.exists():
+        return ()
+    return Record.from_json(json.loads(document.read_text())).attempts
 
 
 def next_attempt(trial_dir: Path) -> int:

@@ -62,10 +62,12 @@ def run_trial(
     energy: EnergyPlan | None,
     first_attempt: int = 1,
     run_as: InvokingUser | None = None,
+    earlier_attempts: tuple[Attempt, ...] = (),
 ) -> Record:
     """Every attempt of `trial` (up to 1 + max_retries); the record describes the last one.
 
-    Attempts are numbered from `first_attempt` (a resumed trial keeps its earlier attempt folders).
+    Attempts are numbered from `first_attempt` (a resumed trial keeps its earlier attempt folders),
+    and the record lists `earlier_attempts` (those of an earlier session) before this session's.
     """
     repo = registry.repositories[trial.repo]
     values = " ".join(f"{name}={value}" for name, value in trial.hyperparameters)
@@ -93,7 +95,7 @@ def run_trial(
         mutated=trial.mutated, metrics=tuple((name, final.metrics.get(name)) for name in repo.metrics),
         required_metrics=tuple(name for name, spec in repo.metrics.items() if spec.required),
         energy=final.energy, energy_details=final.energy_details, host=dict(host), repo_git=git_state(repo.path),
-        attempts=tuple(result.attempt for result in results), background=tuple(final.background),
+        attempts=(*earlier_attempts, *(result.attempt for result in results)), background=tuple(final.background),
     )
 
 

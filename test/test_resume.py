@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -104,3 +105,42 @@ def test_nothing_to_resume_is_a_clear_error(
     result = invoke("--registry", registry, "--results-dir", tmp_path / "empty", "run", settings, "--resume")
     assert result.exit_code == 2
     assert f"error: nothing to resume: no run folder made from {settings}" in result.stderr
+    # A campaign killed right after making its run folder left it without a plan.
+    empty = tmp_path / "results" / "run_20260101_000000"
+    empty.mkdir(parents=True)
+    result = invoke("--registry", registry, "--results-dir", tmp_path / "results", "run", settings, "--resume", empty)
+    assert result.exit_code == 2
+    assert result.stderr == (f"error: {empty} has no plan.json: its campaign was stopped before the plan was "
+                             f"written, so no trial ran in it. Remove that folder and run {settings} again.\n")
+
+
+def test_a_resumed_trial_keeps_its_attempts_and_the_global_table_holds_it_once(
+        write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path) -> None:
+    registry = fake_registry(fake=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "1"]))
+    settings = write_json("s.json", {"experiment_name": "again", "seed": 3, "runs_per_config": 2, "experiments": [
+        {"mode": "default", "repo": "fake", "model": "tiny"}]})
+    results = tmp_path / "results"
+    tool = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "mutation.py"), "--registry", str(registry),
+                             "--results-dir", str(results), "-q", "run", str(settings)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: any(results.glob("run_*/001_fake_tiny/attempt_1/training.log")), 20)
+        tool.send_signal(signal.SIGINT)
+        assert tool.wait(timeout=20) == 130
+    finally:
+        if tool.poll() is None:
+            tool.kill()
+            tool.wait()
+    run_dir = max(results.glob("run_*"))
+    with open(results / "summary_all.csv", newline="") as table:
+        assert [row["status"] for row in csv.DictReader(table)] == ["interrupted"]
+    result = invoke("--registry", registry, "--results-dir", results, "-q", "run", settings, "--resume", run_dir)
+    assert result.exit_code == 0, result.output
+    with open(results / "summary_all.csv", newline="") as table:
+        global_rows = list(csv.DictReader(table))
+    # Each trial once, with its final state: the interrupted row was replaced, not kept beside it.
+    assert sorted((row["trial"], row["status"]) for row in global_rows) == [
+        ("001_fake_tiny", "success"), ("002_fake_tiny", "success")]
+    record = json.loads((run_dir / "001_fake_tiny" / "experiment.json").read_text())
+    assert [(a["attempt"], a["status"]) for a in record["attempts"]] == [(1, "interrupted"), (2, "success")]
+    assert rows(run_dir)[0]["attempts"] == "2"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -35,6 +36,7 @@ from energy_profiler.energy.recorder import EnergyPlan
 from energy_profiler.energy.selection import EnergySettings, EnergySetupError, Hardware, choose
 from energy_profiler.plan import Plan, build_plan
 from energy_profiler.registry import Registry
+from energy_profiler.results.files import NO_ROOM
 from energy_profiler.results.record import Record
 from energy_profiler.results.rundir import RunDirBusy, latest_run_of
 from energy_profiler.runtime import Output, StopRequest
@@ -63,6 +65,10 @@ def run_command(settings_file: Path, resume: str | None) -> None:
 def resume_run(app: AppContext, settings_file: Path, run_dir: Path | None) -> None:
     """Continue a run folder with the plan and settings it was started with."""
     run_dir = run_dir or latest_run_of(app.results_dir, settings_file)
+    if run_dir is not None and run_dir.is_dir() and not (run_dir / "plan.json").is_file():
+        click.echo(f"error: {run_dir} has no plan.json: its campaign was stopped before the plan was written, so no "
+                   f"trial ran in it. Remove that folder and run {settings_file} again.", err=True)
+        sys.exit(EXIT_CONFIG)
     if run_dir is None or not (run_dir / "plan.json").is_file():
         where = run_dir or app.results_dir
         click.echo(f"error: nothing to resume: no run folder made from {settings_file} in {where}", err=True)
@@ -125,12 +131,24 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
         except RunDirBusy as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(EXIT_CONFIG)
+        except OSError as error:
+            if error.errno not in NO_ROOM:
+                raise
+            # Everything was ended and restored on the way out; the rows written are whole.
+            where = error.filename or app.results_dir
+            click.echo(f"error: {where}: {error.strerror}: the campaign stopped. The trials recorded so far are "
+                       f"intact; free space (or make the folder writable), then continue with: mutation.py run "
+                       f"{shlex.quote(str(settings.file))} --resume", err=True)
+            sys.exit(1)
         except governor.GovernorError as error:  # checked above, yet refused now: every CPU was restored
             click.echo(f"error: {error} (every CPU's previous governor was written back)", err=True)
             sys.exit(1)
         finally:
             output.progress.close()
     click.echo(summary_text(result))
+    if result.stopped_by is not None or len(result.records) < result.planned:
+        click.echo(f"to continue: mutation.py run {shlex.quote(str(settings.file))} --resume "
+                   f"{shlex.quote(str(result.run_dir))}")
     sys.exit(result.exit_code)
 
 

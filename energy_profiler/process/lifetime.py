@@ -150,7 +150,13 @@ def spawn(argv: Sequence[str], *, role: str, trial: str | None = None, **popen: 
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     if _Campaign.ledger is not None:
-        _Campaign.ledger.add(process.pid, role, trial)
+        try:
+            _Campaign.ledger.add(process.pid, role, trial)
+        except BaseException:  # unrecorded (a full disk): the child must not outlive this call
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise
     return process
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -44,9 +46,23 @@ def make_dirs(path: Path) -> None:
         own(folder)
 
 
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
+"""Errors that mean the results cannot be written here at all (full, over quota, read-only)."""
+
+
+def _named(error: OSError, path: Path) -> OSError:
+    """The same error with the path it concerns, so the one line the user reads can name it."""
+    if error.filename is not None:
+        return error
+    return OSError(error.errno, error.strerror, str(path))
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file beside `path`, fsync it, then rename it over `path`."""
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as error:
+        raise _named(error, path) from error
     try:
         with os.fdopen(descriptor, "wb") as file:
             file.write(data)
@@ -54,10 +70,35 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(file.fileno())
         own(Path(temporary))  # owned before it appears under its name
         os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise _named(error, path) from error
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     _fsync_directory(path.parent)
+
+
+def append_whole(path: Path, data: bytes) -> None:
+    """Append `data` with one write and fsync; if the disk refuses part of it, cut it back off.
+
+    A full disk can take the first bytes of a row and refuse the rest: the table would end in half a
+    row. The file is truncated to its length before the write, so rows stay whole.
+    """
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        before = os.fstat(descriptor).st_size
+        try:
+            written = 0
+            while written < len(data):
+                written += os.write(descriptor, data[written:])
+            os.fsync(descriptor)
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                os.ftruncate(descriptor, before)
+            raise _named(error, path) from error
+    finally:
+        os.close(descriptor)
 
 
 def atomic_write_json(path: Path, document: Any) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from energy_profiler.results.files import atomic_write_bytes, own
+from energy_profiler.results.files import append_whole, atomic_write_bytes, own
 
 GLOBAL_TABLE = "summary_all.csv"
 
@@ -49,21 +49,31 @@ def table_bytes(columns: Sequence[str], rows: Sequence[Mapping[str, str]]) -> by
     return buffer.getvalue().encode()
 
 
-def append_row(path: Path, row: Mapping[str, str]) -> bool:
-    """Add `row` to the table at `path`; True if the table had to be rewritten for new columns."""
+def append_row(path: Path, row: Mapping[str, str], *, supersede: bool = False) -> bool:
+    """Add `row` to the table at `path`; True if the table had to be rewritten for new columns.
+
+    With `supersede` (a resumed campaign), a row of the same run and trial (the interrupted one) is
+    replaced, in one atomic rewrite under the lock, so that the table holds each trial once.
+    """
     with locked(path):
         header = read_header(path)
         if header is None:
             atomic_write_bytes(path, table_bytes(list(row), [row]))
             return False
+        if supersede:
+            with open(path, newline="", encoding="utf-8") as table:
+                rows = list(csv.DictReader(table))
+            same = [r for r in rows if (r.get("run_id"), r.get("trial")) == (row.get("run_id"), row.get("trial"))]
+            if same:
+                kept = [r for r in rows if r not in same]
+                columns = [*header, *(column for column in row if column not in header)]
+                atomic_write_bytes(path, table_bytes(columns, [*kept, row]))
+                return len(columns) > len(header)
         new = [column for column in row if column not in header]
         if not new:
             line = io.StringIO()
             csv.writer(line, lineterminator="\n").writerow([row.get(column, "") for column in header])
-            with open(path, "a", encoding="utf-8", newline="") as table:
-                table.write(line.getvalue())
-                table.flush()
-                os.fsync(table.fileno())
+            append_whole(path, line.getvalue().encode())
             return False
         with open(path, newline="", encoding="utf-8") as table:
             rows = list(csv.DictReader(table))

@@ -8,7 +8,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from energy_profiler.results.files import own
+from energy_profiler.results.files import append_whole, own
 
 
 class SummaryTable:
@@ -31,8 +31,5 @@ class SummaryTable:
         buffer = io.StringIO()
         csv.writer(buffer, lineterminator="\n").writerow(cells)
         # One write call of the whole line: a crash leaves the row whole or absent, never half.
-        with open(self.path, "a", encoding="utf-8", newline="") as file:
-            own(self.path)
-            file.write(buffer.getvalue())
-            file.flush()
-            os.fsync(file.fileno())
+        append_whole(self.path, buffer.getvalue().encode())
+        own(self.path)

@@ -1,0 +1,70 @@
+"""A results folder that fills up or is read-only: the campaign stops cleanly, and what it wrote stays whole.
+
+A real small tmpfs is mounted where the suite runs as root and may mount (CI here); elsewhere the
+tests are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from test.conftest import invoke
+
+RUNS = 8
+SETTINGS: dict[str, object] = {"experiment_name": "full", "runs_per_config": RUNS, "experiments": [
+    {"mode": "default", "repo": "examples", "model": "mlp", "hyperparameters": {"epochs": 1}}]}
+
+
+def mounted(folder: Path, options: str) -> Iterator[Path]:
+    folder.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True,
+                          text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.strip() or 'not root'})")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    yield from mounted(tmp_path / "small", "size=120k")
+
+
+@pytest.fixture
+def read_only_disk(tmp_path: Path) -> Iterator[Path]:
+    yield from mounted(tmp_path / "ro", "size=1m,ro")
+
+
+def test_a_full_disk_stops_the_campaign_with_one_line_and_whole_rows(
+        small_disk: Path, tmp_path: Path) -> None:
+    settings = tmp_path / "s.json"
+    settings.write_text(json.dumps(SETTINGS))
+    result = invoke("--results-dir", small_disk / "results", "-q", "run", settings)
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "No space left on device: the campaign stopped" in errors[0], result.stderr
+    assert errors[0].endswith(f"mutation.py run {settings} --resume")
+    assert "Traceback" not in result.output
+    run_dir = next((small_disk / "results").glob("run_*"))
+    with open(run_dir / "summary.csv", newline="") as table:
+        rows = list(csv.reader(table))
+    assert len(rows) >= 2 and all(len(row) == len(rows[0]) for row in rows)  # the header and whole rows only
+    assert len(rows) - 1 < RUNS  # it did stop early
+    assert not [p for p in psutil.process_iter(["cmdline"]) if "train.py" in " ".join(p.info["cmdline"] or [])]
+
+
+def test_a_read_only_results_folder_is_named_in_one_line(read_only_disk: Path, tmp_path: Path) -> None:
+    settings = tmp_path / "s.json"
+    settings.write_text(json.dumps(SETTINGS))
+    result = invoke("--results-dir", read_only_disk / "results", "-q", "run", settings)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(f"error: {read_only_disk / 'results'}: Read-only file system: the campaign")
