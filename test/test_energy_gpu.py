@@ -48,12 +48,17 @@ def test_nvml_uses_the_energy_counter_and_integrates_power_where_it_is_missing(t
     assert {("gpu0", "power"), ("gpu0", "power_instant"), ("gpu1", "sm_clock")} <= quantities
 
 
-def test_nvml_counter_and_integral_agree_on_one_counter_gpu() -> None:
+def test_nvml_counter_and_integral_are_crosschecked_with_their_sign(monkeypatch: pytest.MonkeyPatch) -> None:
     measurement = measure(nvml.NvmlMonitor(fake_pynvml, interval_s=0.05, gpus=["0"], sink=null_sink()), 1.0)
     assert measurement.method == "nvml_counter"
     assert [gpu["index"] for gpu in measurement.details["per_gpu"]] == ["0"]
     crosscheck = measurement.fields["gpu_energy_crosscheck_pct"]
     assert isinstance(crosscheck, float) and abs(crosscheck) < 2  # integral of the samples vs the counter
+    # The power readings say 250 W, the counter 200 W: the integral is 25% above the counter.
+    monkeypatch.setenv("FAKE_NVML_COUNTER_W", "200")
+    measurement = measure(nvml.NvmlMonitor(fake_pynvml, interval_s=0.05, gpus=["0"], sink=null_sink()), 1.0)
+    assert measurement.energy_j == pytest.approx(200 * 1.0, rel=0.05)  # the counter is what is recorded
+    assert measurement.fields["gpu_energy_crosscheck_pct"] == pytest.approx(25, abs=3)
 
 
 def test_nvml_selects_gpus_by_uuid() -> None:

@@ -48,12 +48,11 @@ def test_jittered_sampling_of_a_smooth_load() -> None:
     assert relative_error(trapezoid_energy_j(times, [power(t) for t in times]), exact) < 0.001
 
 
-def test_assuming_one_second_spacing_is_what_goes_wrong() -> None:
-    # Samples that really come every 1.025 s: summing them as if 1 s apart is 2.5% low; we are exact.
+def test_samples_late_by_a_fixed_amount_are_integrated_over_their_real_spacing() -> None:
+    # Samples that really come every 1.025 s: summed as if 1 s apart they would be 2.5% low.
     times = [i * 1.025 for i in range(101)]
     watts = [300.0] * len(times)
     exact = 300 * times[-1]
-    assert relative_error(sum(watts[1:]) * 1.0, exact) > 0.02
     assert relative_error(trapezoid_energy_j(times, watts), exact) < 1e-12
 
 

@@ -111,10 +111,11 @@ def test_end_group_on_an_empty_group_does_nothing() -> None:
 
 def test_a_child_that_left_the_group_but_not_the_session_is_ended(tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
-    code = ("import subprocess, sys, time; p = subprocess.Popen(['sleep', '300'], process_group=0); "
-            f"open({str(pid_file)!r}, 'w').write(str(p.pid)); time.sleep(300)")
+    code = ("import os, subprocess, sys, time; p = subprocess.Popen(['sleep', '300'], process_group=0); "
+            f"open({str(pid_file)!r}, 'w').write(f'{{p.pid}} {{os.getpgid(p.pid)}} {{os.getpgid(0)}}'); "
+            "time.sleep(300)")
     outcome = run([sys.executable, "-c", code], tmp_path, timeout_s=1.0, grace_s=2)
-    escaped = int(pid_file.read_text())
-    assert os.getpgid(os.getpid()) != escaped  # it really had a group of its own
+    escaped, escaped_group, training_group = (int(word) for word in pid_file.read_text().split())
+    assert escaped_group == escaped != training_group  # it really left the training's group
     assert outcome.teardown is not None and outcome.teardown.survivors == 0
     assert gone(escaped)
