@@ -6,7 +6,9 @@ tests are skipped with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import json
 import subprocess
 from collections.abc import Iterator
@@ -15,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from energy_profiler.results.files import append_whole
 from test.conftest import invoke
 
 RUNS = 8
@@ -68,3 +71,17 @@ def test_a_read_only_results_folder_is_named_in_one_line(read_only_disk: Path, t
     result = invoke("--results-dir", read_only_disk / "results", "-q", "run", settings)
     assert result.exit_code == 1, result.output
     assert result.stderr.startswith(f"error: {read_only_disk / 'results'}: Read-only file system: the campaign")
+
+
+def test_a_row_the_disk_takes_only_in_part_is_cut_back_off(small_disk: Path) -> None:
+    table = small_disk / "table.csv"
+    table.write_text("a,b\n1,2\n")
+    filler = small_disk / "filler"
+    with open(filler, "wb", buffering=0) as file, contextlib.suppress(OSError):  # fill the disk, free a page
+        while True:
+            file.write(b"x" * 4096)
+    filler.write_bytes(filler.read_bytes()[:-4096])
+    with pytest.raises(OSError) as raised:
+        append_whole(table, b"3," + b"y" * 20_000 + b"\n")  # more than is left: a partial write first
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(table)
+    assert table.read_text() == "a,b\n1,2\n"
