@@ -21,15 +21,16 @@ from energy_profiler.energy.recorder import EnergyPlan, gpu_host_facts, measure_
 from energy_profiler.plan import Plan
 from energy_profiler.process.lifetime import Ledger, clean_stale, tracking
 from energy_profiler.registry import Registry
-from energy_profiler.results.files import atomic_write_bytes, atomic_write_json, make_dirs
-from energy_profiler.results.global_table import GLOBAL_TABLE, append_row, table_bytes
+from energy_profiler.results.files import atomic_write_bytes, atomic_write_json
+from energy_profiler.results.global_table import table_bytes
 from energy_profiler.results.record import Attempt, Record, summary_columns
 from energy_profiler.results.rundir import SessionLog, create_run_dir, run_dir_lock
+from energy_profiler.results.sinks import record_sinks
 from energy_profiler.results.summary import SummaryTable
 from energy_profiler.runtime import Output, StopRequest, signal_name, sleep_unless_stopped
 from energy_profiler.system import governor
 from energy_profiler.system.host import host_facts
-from energy_profiler.system.sudo import invoking_user
+from energy_profiler.system.sudo import InvokingUser, invoking_user
 from energy_profiler.trial import run_trial
 
 
@@ -71,55 +72,22 @@ def run_session(
     run again in a fresh attempt folder. Raises RunDirBusy if another campaign holds the folder.
     """
     started = time.monotonic()
+    resumed = resume_dir is not None
     run_dir = resume_dir or create_run_dir(results_root)
     with ExitStack() as cleanup:
         cleanup.enter_context(run_dir_lock(run_dir))
-        if resume_dir is None:
+        if not resumed:
             _write_plan(run_dir, settings, plan, settings_bytes)
-        hyperparameter_names = _unique(name for trial in plan.trials for name, _ in trial.hyperparameters)
-        metric_names = _unique(name for trial in plan.trials for name in registry.repositories[trial.repo].metrics)
-        parallel = any(trial.background for trial in plan.trials)
-        columns = summary_columns(hyperparameter_names, metric_names, background=parallel)
-        finished = finished_records(run_dir, plan) if resume_dir else {}
-        if resume_dir is not None:
-            atomic_write_bytes(run_dir / "summary.csv", table_bytes(columns, [r.to_row() for r in finished.values()]))
-        summary = SummaryTable(run_dir / "summary.csv", columns)
-        log = SessionLog(run_dir / "session.log")
-        cleanup.callback(log.close)
-
-        def say(message: str) -> None:
-            log.write(message)
-            output.say(message)
-
+        finished, summary = _open_summary(run_dir, plan, registry, resumed=resumed)
+        say = _console_and_log(cleanup, run_dir, output)
         host = {**host_facts(), **(gpu_host_facts(energy) if energy else {})}
-        seed_note = " (drawn; put it in the settings to repeat this plan)" if plan.seed_was_drawn else ""
-        say(f"campaign '{settings.experiment_name}': {len(plan.trials)} trials, seed {plan.seed}{seed_note}")
-        say(f"results: {run_dir}")
-        if resume_dir is not None:
-            say(f"resuming: {len(finished)} of {len(plan.trials)} trials already recorded")
-        for line in plan.history_lines():
-            say(line)
+        _announce(say, settings, plan, run_dir, len(finished) if resumed else None)
         result = SessionResult(run_dir=run_dir, records=list(finished.values()), planned=len(plan.trials),
                                stopped_by=None, energy=energy)
         output.progress.campaign_started(len(plan.trials), len(finished))
-        for line in clean_stale(results_root, settings.grace_s):
-            say(line)
-        # While the trials run, a watchdog ends whatever we started should this process die.
-        ledger = cleanup.enter_context(tracking(results_root, settings.grace_s, run_dir / "session.log"))
-        if settings.governor is not None:
-            cleanup.enter_context(_governor_set(settings.governor, ledger, say))
-        if energy is not None:
-            cleanup.callback(energy.close)  # before the watchdog's ledger closes: what it started is in it
-            energy.prepare_next()  # as early as possible: perf starts while the header is printed
-            for line in energy.choice.describe():
-                say(line)
-            if energy.settings.baseline_s > 0:
-                energy = _measure_baseline(energy, run_dir, say, stop)
-                energy.prepare_next()  # the baseline took the one started above
-        run_as = None if settings.run_as_root else invoking_user()
-        if run_as is not None:
-            say(f"trainings run as {run_as.name} (uid {run_as.uid}), who also owns the results; "
-                "monitors keep root (set run_as_root to change)")
+        energy, run_as = _prepare_machine(cleanup, settings, results_root=results_root, run_dir=run_dir,
+                                          energy=energy, say=say, stop=stop)
+        sinks = record_sinks(run_dir, results_root, summary, resumed=resumed)
         remaining = [trial for trial in plan.trials if trial.name not in finished]
         for position, trial in enumerate(remaining):
             if stop.requested:
@@ -128,13 +96,10 @@ def run_session(
             record = run_trial(trial, settings=settings, registry=registry, run_dir=run_dir, host=host,
                                output=replace(output, say=say), stop=stop, energy=energy,
                                first_attempt=next_attempt(run_dir / trial.name), run_as=run_as,
-                               earlier_attempts=earlier_attempts(run_dir / trial.name) if resume_dir else ())
-            make_dirs(run_dir / trial.name)  # a skipped trial ran nothing that made it
-            atomic_write_json(run_dir / trial.name / "experiment.json", record.to_json())
-            row = record.to_row()
-            summary.append(row)
-            if append_row(results_root / GLOBAL_TABLE, row, supersede=resume_dir is not None):
-                say(f"{GLOBAL_TABLE}: new columns, table rewritten with the union of columns")
+                               earlier_attempts=earlier_attempts(run_dir / trial.name) if resumed else ())
+            for sink in sinks:
+                if note := sink.write(record):
+                    say(note)
             result.records.append(record)
             if energy is not None:
                 energy.prepare_next()  # while the records are read and the machine cools down
@@ -142,8 +107,7 @@ def run_session(
             say(f"[{trial.index}/{len(plan.trials)}] {trial.name}: {record.status}"
                 + (f" ({record.status_reason})" if record.status_reason else "")
                 + f" in {record.duration_s:.1f} s")
-            is_last = position == len(remaining) - 1
-            if settings.cooldown_s > 0 and not is_last and not stop.requested:
+            if settings.cooldown_s > 0 and position < len(remaining) - 1 and not stop.requested:
                 say(f"cooling down for {settings.cooldown_s:g} s")
                 output.progress.cooldown(settings.cooldown_s)
                 sleep_unless_stopped(settings.cooldown_s, stop)
@@ -153,6 +117,71 @@ def run_session(
             say(f"stopped by {signal_name(result.stopped_by)} after {done} of {len(plan.trials)} trials")
     result.wall_s = time.monotonic() - started
     return result
+
+
+def _open_summary(run_dir: Path, plan: Plan, registry: Registry, *,
+                  resumed: bool) -> tuple[dict[str, Record], SummaryTable]:
+    """The run's summary.csv with its header fixed; on resume, rebuilt from the final records."""
+    hyperparameter_names = _unique(name for trial in plan.trials for name, _ in trial.hyperparameters)
+    metric_names = _unique(name for trial in plan.trials for name in registry.repositories[trial.repo].metrics)
+    parallel = any(trial.background for trial in plan.trials)
+    columns = summary_columns(hyperparameter_names, metric_names, background=parallel)
+    finished = finished_records(run_dir, plan) if resumed else {}
+    if resumed:
+        atomic_write_bytes(run_dir / "summary.csv", table_bytes(columns, [r.to_row() for r in finished.values()]))
+    return finished, SummaryTable(run_dir / "summary.csv", columns)
+
+
+def _console_and_log(cleanup: ExitStack, run_dir: Path, output: Output) -> Callable[[str], None]:
+    """`say`: a line to the console and to the run's session.log."""
+    log = SessionLog(run_dir / "session.log")
+    cleanup.callback(log.close)
+
+    def say(message: str) -> None:
+        log.write(message)
+        output.say(message)
+
+    return say
+
+
+def _announce(say: Callable[[str], None], settings: Settings, plan: Plan, run_dir: Path,
+              already_recorded: int | None) -> None:
+    seed_note = " (drawn; put it in the settings to repeat this plan)" if plan.seed_was_drawn else ""
+    say(f"campaign '{settings.experiment_name}': {len(plan.trials)} trials, seed {plan.seed}{seed_note}")
+    say(f"results: {run_dir}")
+    if already_recorded is not None:
+        say(f"resuming: {already_recorded} of {len(plan.trials)} trials already recorded")
+    for line in plan.history_lines():
+        say(line)
+
+
+def _prepare_machine(cleanup: ExitStack, settings: Settings, *, results_root: Path, run_dir: Path,
+                     energy: EnergyPlan | None, say: Callable[[str], None],
+                     stop: StopRequest) -> tuple[EnergyPlan | None, InvokingUser | None]:
+    """Before the first trial: stale groups ended, the watchdog, the governor, energy, the user.
+
+    Each step that changes the machine registers its undoing on `cleanup`, so that whatever ends
+    the session (an exception, a signal) restores the machine in reverse order.
+    """
+    for line in clean_stale(results_root, settings.grace_s):
+        say(line)
+    # While the trials run, a watchdog ends whatever we started should this process die.
+    ledger = cleanup.enter_context(tracking(results_root, settings.grace_s, run_dir / "session.log"))
+    if settings.governor is not None:
+        cleanup.enter_context(_governor_set(settings.governor, ledger, say))
+    if energy is not None:
+        cleanup.callback(energy.close)  # before the watchdog's ledger closes: what it started is in it
+        energy.prepare_next()  # as early as possible: perf starts while the header is printed
+        for line in energy.choice.describe():
+            say(line)
+        if energy.settings.baseline_s > 0:
+            energy = _measure_baseline(energy, run_dir, say, stop)
+            energy.prepare_next()  # the baseline took the one started above
+    run_as = None if settings.run_as_root else invoking_user()
+    if run_as is not None:
+        say(f"trainings run as {run_as.name} (uid {run_as.uid}), who also owns the results; "
+            "monitors keep root (set run_as_root to change)")
+    return energy, run_as
 
 
 def _write_plan(run_dir: Path, settings: Settings, plan: Plan, settings_bytes: bytes | None) -> None:
