@@ -103,3 +103,16 @@ def test_the_closing_table_fits_a_narrow_terminal(tmp_path: Path) -> None:
     assert lines[1].split()[:5] == ["#", "model", "status", "duration_s", "accuracy"]
     assert lines[2].startswith("1  tiny   success") and lines[2].endswith("…")
     assert "3 of 5 trials recorded: 3 success" in text
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--interval-s", "nan", "'nan' is not a finite number"),
+    ("--baseline-s", "1e9", "1000000000.0 is not in the range 0<=x<=3600"),
+    ("--cpu-tdp-w", "inf", "is not in the range 0<x<=5000"),
+])
+def test_energy_overrides_are_bounded_like_the_settings(option: str, value: str, message: str, tmp_path: Path) -> None:
+    # NaN passes click's FloatRange (it compares false with every bound), and Infinity hung a baseline.
+    result = invoke("--results-dir", tmp_path / "r", "run", PROJECT_ROOT / "settings" / "quickstart.json",
+                    option, value)
+    assert result.exit_code == 2 and message in result.stderr, result.stderr
+    assert not (tmp_path / "r").exists()

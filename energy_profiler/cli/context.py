@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 import sys
 from collections.abc import Callable
@@ -14,6 +15,7 @@ import click
 
 from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.settings import Settings, load_settings
+from energy_profiler.config.validation import load_schema
 from energy_profiler.plan import Plan, build_plan
 from energy_profiler.registry import Registry, load_registry
 from energy_profiler.results.global_table import GLOBAL_TABLE
@@ -106,22 +108,42 @@ def history_for(settings: Settings, registry: Registry, app: AppContext) -> Hist
     return load_history(files, registry)
 
 
+class FiniteRange(click.FloatRange):
+    """A FloatRange that also refuses nan (which compares false with any bound, so passes FloatRange)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+def _energy_maximum(key: str) -> float | None:
+    """The schema's bound for `energy.<key>`, so the command line accepts what a file may hold."""
+    maximum: float | None = load_schema("settings")["$defs"]["energy"]["properties"][key].get("maximum")
+    return maximum
+
+
 def energy_options(function: F) -> F:
     """Command-line overrides of the settings' `energy` block."""
+    def seconds(key: str, low: float) -> FiniteRange:
+        return FiniteRange(min=low, max=_energy_maximum(key))
+
     options = [
         click.option("--cpu-energy", "cpu", type=click.Choice(["auto", "rapl", "perf", "estimate", "none"]),
                      help="CPU energy method [default: the settings', else auto]."),
         click.option("--gpu-energy", "gpu", type=click.Choice(["auto", "nvml", "nvidia_smi", "none"]),
                      help="GPU energy method [default: the settings', else auto]."),
-        click.option("--interval-s", "interval_s", type=click.FloatRange(min=0.001), help="CPU sampling interval."),
-        click.option("--gpu-interval-s", "gpu_interval_s", type=click.FloatRange(min=0.01),
+        click.option("--interval-s", "interval_s", type=seconds("interval_s", 0.001), help="CPU sampling interval."),
+        click.option("--gpu-interval-s", "gpu_interval_s", type=seconds("gpu_interval_s", 0.01),
                      help="GPU sampling interval."),
-        click.option("--baseline-s", "baseline_s", type=click.FloatRange(min=0), help="Idle baseline duration."),
-        click.option("--background-baseline-s", "background_baseline_s", type=click.FloatRange(min=0),
+        click.option("--baseline-s", "baseline_s", type=seconds("baseline_s", 0), help="Idle baseline duration."),
+        click.option("--background-baseline-s", "background_baseline_s", type=seconds("background_baseline_s", 0),
                      help="Parallel trials: seconds of power with only the backgrounds running."),
         click.option("--require", "require", type=click.Choice(["cpu", "gpu"]), multiple=True,
                      help="Refuse to start unless this is measured (repeatable)."),
-        click.option("--cpu-tdp-w", "cpu_tdp_w", type=click.FloatRange(min=0, min_open=True),
+        click.option("--cpu-tdp-w", "cpu_tdp_w",
+                     type=FiniteRange(min=0, min_open=True, max=_energy_maximum("cpu_tdp_w")),
                      help="CPU TDP in watts, for the estimate method."),
     ]
 
