@@ -24,8 +24,9 @@ from types import ModuleType
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from energy_profiler.config.energy_settings import EnergySettings
 from energy_profiler.energy.recorder import EnergyPlan, TrialEnergy
-from energy_profiler.energy.selection import Choice, EnergySettings, Hardware
+from energy_profiler.energy.selection import Choice, Hardware
 from energy_profiler.process.training import run_training
 
 TARGET_PCT = {1.0: 0.2, 10.0: 1.0}

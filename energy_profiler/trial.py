@@ -28,10 +28,10 @@ from energy_profiler.energy.recorder import EnergyPlan, TrialEnergy, measure_pow
 from energy_profiler.energy.selection import NONE
 from energy_profiler.metrics import log_contains, scrape_metrics
 from energy_profiler.plan import Trial
-from energy_profiler.process.background import OOM_MARKER, BackgroundResult, Backgrounds
+from energy_profiler.process.background import OOM_MARKER, Backgrounds
 from energy_profiler.process.training import ProcessOutcome, run_training
 from energy_profiler.registry import MetricSpec, Registry
-from energy_profiler.results.record import Attempt, Record
+from energy_profiler.results.record import Attempt, BackgroundResult, Record
 from energy_profiler.runtime import Output, StopRequest, signal_name, sleep_unless_stopped
 from energy_profiler.system.host import git_state
 from energy_profiler.system.sudo import InvokingUser

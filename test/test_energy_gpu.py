@@ -12,11 +12,12 @@ from types import ModuleType
 import psutil
 import pytest
 
+from energy_profiler.config.energy_settings import EnergySettings
 from energy_profiler.energy import nvidia_smi, nvml
 from energy_profiler.energy.gpu_traces import GpuSeries
 from energy_profiler.energy.integrate import WindowIntegral
 from energy_profiler.energy.samples import SampleSink, null_sink
-from energy_profiler.energy.selection import EnergySettings, gpus_for
+from energy_profiler.energy.selection import gpus_for
 from test.conftest import measure
 
 FAKE_SMI = str(Path(__file__).parent / "fixtures" / "fake_nvidia_smi.py")

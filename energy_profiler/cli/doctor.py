@@ -14,12 +14,12 @@ from pathlib import Path
 import click
 
 from energy_profiler.cli.context import EXIT_CONFIG, AppContext, energy_options, fail_config, global_options
+from energy_profiler.config.energy_settings import EnergySettings
 from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.settings import load_settings
 from energy_profiler.energy.selection import (
     CPU_CHAIN,
     GPU_CHAIN,
-    EnergySettings,
     EnergySetupError,
     Hardware,
     choose,

@@ -28,12 +28,13 @@ from energy_profiler.cli.context import (
 )
 from energy_profiler.cli.display import LiveProgress, PlainStream, duration, timestamped
 from energy_profiler.cli.tables import format_table
+from energy_profiler.config.energy_settings import EnergySettings
 from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.settings import Settings, settings_from_document
 from energy_profiler.energy.base import Kind
 from energy_profiler.energy.perf import PerfSpare
 from energy_profiler.energy.recorder import EnergyPlan
-from energy_profiler.energy.selection import EnergySettings, EnergySetupError, Hardware, choose
+from energy_profiler.energy.selection import EnergySetupError, Hardware, choose
 from energy_profiler.plan import Plan, build_plan
 from energy_profiler.registry import Registry
 from energy_profiler.results.files import NO_ROOM

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from energy_profiler.config.energy_settings import EnergySettings
 from energy_profiler.energy import cpu_tdp, estimate, nvidia_smi, nvml, rapl
 from energy_profiler.energy import perf as perf_backend
 from energy_profiler.energy.base import Availability, Kind, Monitor
@@ -20,22 +21,6 @@ from energy_profiler.energy.samples import SampleSink
 CPU_CHAIN = ("rapl", "perf", "estimate")
 GPU_CHAIN = ("nvml", "nvidia_smi")
 NONE = "none"
-DEFAULT_BACKGROUND_BASELINE_S = 5.0
-
-
-@dataclass(frozen=True)
-class EnergySettings:
-    """The settings file's `energy` block, after command-line overrides."""
-
-    cpu: str = "auto"
-    gpu: str = "auto"
-    interval_s: float = 1.0
-    gpu_interval_s: float = 0.1
-    gpus: tuple[str, ...] | None = None
-    baseline_s: float = 0.0
-    background_baseline_s: float = DEFAULT_BACKGROUND_BASELINE_S
-    require: tuple[str, ...] = ()
-    cpu_tdp_w: float | None = None
 
 
 @dataclass(frozen=True)

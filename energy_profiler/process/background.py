@@ -29,6 +29,7 @@ from energy_profiler.plan import BackgroundRun
 from energy_profiler.process.groups import Teardown, end_group
 from energy_profiler.process.lifetime import forget, spawn
 from energy_profiler.results.files import make_dirs, own
+from energy_profiler.results.record import BackgroundResult
 from energy_profiler.system.sudo import InvokingUser
 
 ITERATIONS_HEADER = "background,iteration,start_utc,end_utc,exit_code\n"
@@ -139,31 +140,6 @@ def count_runs(logs: Path, index: int) -> BackgroundCounts:
                         failed += 1
     oom = sum(1 for log in run_logs if log_contains(log, OOM_MARKER))
     return BackgroundCounts(started=len(run_logs), completed=completed, failed=failed, oom=oom)
-
-
-@dataclass(frozen=True)
-class BackgroundResult:
-    """Everything recorded about one background workload of a parallel trial."""
-
-    index: int
-    repo: str
-    model: str
-    hyperparameters: dict[str, int | float]
-    argv: list[str]
-    script: str
-    """Path of the generated script, relative to the run folder."""
-    iterations_started: int
-    iterations_completed: int
-    iterations_failed: int
-    oom_iterations: int
-    signal: str | None
-    """The last signal the teardown sent (SIGTERM, SIGKILL), or None if the loop was already gone."""
-    teardown_s: float
-    survivors: int
-    gpu_mem_peak_mib: float | None = None
-    """Peak GPU memory of the loop's processes during the foreground's window (NVML only)."""
-    session: int | None = None
-    """The loop's session id (its script's pid): what GPU memory is attributed by."""
 
 
 FIRST_RUN_TIMEOUT_S = 60.0

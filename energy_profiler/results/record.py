@@ -9,12 +9,36 @@ from typing import Any
 
 from energy_profiler.energy import EnergyFields
 from energy_profiler.hyperparams import canonical_to_number, format_value
-from energy_profiler.process.background import BackgroundResult
 
 SCHEMA_VERSION = 1
 
 STATUSES = ("success", "failed", "timeout", "metrics_missing", "interrupted", "oom", "skipped_memory",
             "energy_missing")
+
+@dataclass(frozen=True)
+class BackgroundResult:
+    """Everything recorded about one background workload of a parallel trial."""
+
+    index: int
+    repo: str
+    model: str
+    hyperparameters: dict[str, int | float]
+    argv: list[str]
+    script: str
+    """Path of the generated script, relative to the run folder."""
+    iterations_started: int
+    iterations_completed: int
+    iterations_failed: int
+    oom_iterations: int
+    signal: str | None
+    """The last signal the teardown sent (SIGTERM, SIGKILL), or None if the loop was already gone."""
+    teardown_s: float
+    survivors: int
+    gpu_mem_peak_mib: float | None = None
+    """Peak GPU memory of the loop's processes during the foreground's window (NVML only)."""
+    session: int | None = None
+    """The loop's session id (its script's pid): what GPU memory is attributed by."""
+
 
 @dataclass(frozen=True)
 class Attempt:
