@@ -41,6 +41,7 @@ class FakePowercap:
         self._owner: dict[str, int | None] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._counter: threading.Thread | None = None
         self._lock = threading.Lock()
         self._vanish_marker: Path | None = None
         self._processes: dict[str, int] = {}
@@ -94,14 +95,24 @@ class FakePowercap:
         temporary.replace(path)
 
     def __enter__(self) -> FakePowercap:
+        if self._per_process_w:
+            self._count_processes()
+            # Counting processes takes milliseconds; in its own thread, so the counters never wait for it.
+            self._counter = threading.Thread(target=self._count_loop, daemon=True)
+            self._counter.start()
         self._thread = threading.Thread(target=self._drive, daemon=True)
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object | type[BaseException] | TracebackType | None) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        for thread in (self._thread, self._counter):
+            if thread is not None:
+                thread.join()
+
+    def _count_loop(self) -> None:
+        while not self._stop.wait(LOAD_SCAN_S):
+            self._count_processes()
 
     def _count_processes(self) -> None:
         markers = {marker for _, marker in self._per_process_w.values()}
@@ -113,18 +124,13 @@ class FakePowercap:
         self._processes = counts
 
     def _drive(self) -> None:
-        last = scanned = time.monotonic()
-        if self._per_process_w:
-            self._count_processes()
+        last = time.monotonic()
         while not self._stop.wait(0.002):
             now = time.monotonic()
             if self._vanish_marker is not None and self._vanish_marker.exists():
                 for zone_id in self._watts:
                     shutil.rmtree(self.root / zone_id, ignore_errors=True)
                 return
-            if self._per_process_w and now - scanned >= LOAD_SCAN_S:
-                self._count_processes()
-                scanned = now
             with self._lock:
                 for zone_id, watts in self._watts.items():
                     extra_w, marker = self._per_process_w.get(zone_id, (0.0, ""))

