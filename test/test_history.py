@@ -11,7 +11,7 @@ from energy_profiler.config.settings import settings_from_document
 from energy_profiler.plan import build_plan
 from energy_profiler.registry import load_registry
 from energy_profiler.results.history import load_history
-from test.conftest import PROJECT_ROOT, REAL_REGISTRY, invoke, only_run_dir
+from test.conftest import PROJECT_ROOT, REAL_REGISTRY, fake_repo, invoke, only_run_dir
 
 REGISTRY = load_registry(REAL_REGISTRY, PROJECT_ROOT)
 HP = ["epochs", "learning_rate", "batch_size", "dropout", "weight_decay", "seed"]
@@ -73,23 +73,26 @@ def test_only_measured_rows_of_the_same_model_and_mode_count(tmp_path: Path) -> 
 
 
 def test_dedup_true_reads_the_global_table_of_the_results_folder(
-        write_json: Callable[[str, Any], Path], tmp_path: Path) -> None:
+        write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path) -> None:
+    # A fake training that exits at once (the bundled one takes up to a second per run): 20 epochs values.
+    repo = fake_repo("ok", hyperparameters={"epochs": {"flag": "--epochs", "type": "int", "default": 2,
+                                                       "range": [1, 20]}})
+    registry = fake_registry(fake=repo)
     results = tmp_path / "results"
     settings = write_json("d.json", {"experiment_name": "d", "seed": 1, "dedup": True, "experiments": [
-        {"mode": "mutation", "repo": "examples", "model": "softmax", "mutate": ["epochs"],
-         "hyperparameters": {"seed": 1}, "runs_per_config": 10}]})
-    first = invoke("--results-dir", results, "-q", "run", settings, "--cpu-energy", "none")
+        {"mode": "mutation", "repo": "fake", "model": "tiny", "mutate": ["epochs"], "runs_per_config": 10}]})
+    first = invoke("--registry", registry, "--results-dir", results, "-q", "run", settings, "--cpu-energy", "none")
     assert first.exit_code == 0, first.output
     # Different seed, same history: the second campaign draws only what the first did not measure.
     document: dict[str, Any] = {"experiment_name": "d", "seed": 2, "dedup": True, "experiments": [
-        {"mode": "mutation", "repo": "examples", "model": "softmax", "mutate": ["epochs"],
-         "hyperparameters": {"seed": 1}, "runs_per_config": 9}]}
+        {"mode": "mutation", "repo": "fake", "model": "tiny", "mutate": ["epochs"], "runs_per_config": 9}]}
     second_settings = write_json("d2.json", document)
-    plan = invoke("--results-dir", results, "plan", second_settings)
+    plan = invoke("--registry", registry, "--results-dir", results, "plan", second_settings)
     assert plan.exit_code == 0 and "draw(s) skipped: already measured in" in plan.stdout
     with open(only_run_dir(results) / "summary.csv", newline="") as table:
         first_values = {r["hp_epochs"] for r in csv.DictReader(table)}
     second_values = {line.split()[4].rstrip("*") for line in plan.stdout.splitlines()[1:10]}
     assert len(first_values) == 10 and len(second_values) == 9 and not first_values & second_values
     document["experiments"][0]["runs_per_config"] = 10  # 20 - default - 10 measured = 9 left
-    assert invoke("--results-dir", results, "plan", write_json("d3.json", document)).exit_code == 2
+    third = invoke("--registry", registry, "--results-dir", results, "plan", write_json("d3.json", document))
+    assert third.exit_code == 2

@@ -234,7 +234,9 @@ def test_peak_gpu_memory_is_attributed_to_each_workload(
     monkeypatch.setenv("MUTATION_NVML_MODULE", "test.fixtures.fake_pynvml")
     monkeypatch.setenv("FAKE_NVML_GPU_PROCESSES", "--behaviour busy=3000,--behaviour hang=1500")
     registry = fake_registry(fg=busy(0.8), bg=background_repo("hang"))
-    settings = parallel_settings(write_json, energy={"gpu": "nvml", "gpu_interval_s": 0.05})
+    # A short backgrounds-alone window: its default (5 s) is for real campaigns.
+    energy = {"gpu": "nvml", "gpu_interval_s": 0.05, "background_baseline_s": 0.2}
+    settings = parallel_settings(write_json, energy=energy)
     result, _, row, record = run(registry, settings, tmp_path / "results")
     assert result.exit_code == 0, result.output
     assert row["bg_gpu_mem_peak_mib"] == "1500.0"
