@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from energy_profiler.energy.integrate import mean_interval_s, stats, trapezoid_energy_j
+from energy_profiler.energy.integrate import RunningStats, Spacing, trapezoid_energy_j
 
 
 def relative_error(estimate: float, exact: float) -> float:
@@ -61,6 +61,20 @@ def test_window_edges_hold_the_nearest_reading() -> None:
     assert trapezoid_energy_j([], [], 0, 1) == 0.0
     with pytest.raises(ValueError, match="backwards"):
         trapezoid_energy_j([2.0, 1.0], [1.0, 1.0])
+
+
+def stats(values: list[float | None]) -> tuple[float | None, float | None, float | None]:
+    running = RunningStats()
+    for value in values:
+        running.add(value)
+    return running.mean, running.maximum, running.minimum
+
+
+def mean_interval_s(times_s: list[float]) -> float | None:
+    spacing = Spacing()
+    for time_s in times_s:
+        spacing.add(time_s)
+    return spacing.mean_interval_s
 
 
 def test_stats_ignore_missing_values() -> None:

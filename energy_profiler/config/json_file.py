@@ -55,7 +55,7 @@ def read_json(path: Path) -> Any:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
-        line, column = _position(data[: error.start].decode("utf-8", errors="replace"), error.start)
+        line, column = _position(data[: error.start].decode("utf-8", errors="replace"))
         raise _error(file, f"is not UTF-8 text (byte 0x{data[error.start]:02x} at line {line}, column {column}); "
                            "settings and registries are read as UTF-8: save it as UTF-8") from None
     try:
@@ -110,7 +110,8 @@ def _error(file: str, message: str) -> ConfigError:
     return ConfigError([ConfigIssue(file, (), message)])
 
 
-def _position(before: str, offset: int) -> tuple[int, int]:
+def _position(before: str) -> tuple[int, int]:
+    """(line, column), both from 1, of the character just after `before`."""
     line = before.count("\n") + 1
     return line, len(before) - (before.rfind("\n") + 1) + 1
 
@@ -147,7 +148,7 @@ def _where_constant(text: str) -> str:
     """` at line L, column C` of the first NaN/Infinity outside a string."""
     for match in _BARE_CONSTANT.finditer(text):
         if match.group(1):
-            line, column = _position(text[: match.start(1)], match.start(1))
+            line, column = _position(text[: match.start(1)])
             return f" (at line {line}, column {column})"
     return ""
 

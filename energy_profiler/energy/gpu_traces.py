@@ -81,13 +81,7 @@ class RoundTotals:
 def _pooled(series: list[GpuSeries], attribute: str) -> RunningStats:
     pooled = RunningStats()
     for one in series:
-        stats = one.stats[attribute]
-        pooled.count += stats.count
-        pooled.total += stats.total
-        for bound in (stats.maximum, stats.minimum):
-            if bound is not None:
-                pooled.maximum = bound if pooled.maximum is None else max(pooled.maximum, bound)
-                pooled.minimum = bound if pooled.minimum is None else min(pooled.minimum, bound)
+        pooled.merge(one.stats[attribute])
     return pooled
 
 

@@ -113,6 +113,15 @@ class RunningStats:
         self.maximum = value if self.maximum is None else max(self.maximum, value)
         self.minimum = value if self.minimum is None else min(self.minimum, value)
 
+    def merge(self, other: RunningStats) -> None:
+        """Take in what `other` has seen, as if its values had been added here."""
+        self.count += other.count
+        self.total += other.total
+        for bound in (other.maximum, other.minimum):
+            if bound is not None:
+                self.maximum = bound if self.maximum is None else max(self.maximum, bound)
+                self.minimum = bound if self.minimum is None else min(self.minimum, bound)
+
     @property
     def mean(self) -> float | None:
         return self.total / self.count if self.count else None
@@ -155,19 +164,3 @@ def trapezoid_energy_j(times_s: Sequence[float], power_w: Sequence[float],
         integral.add(time_s, watts)
     energy_j = integral.energy_j(times_s[-1] if end_s is None else end_s)
     return 0.0 if energy_j is None else energy_j
-
-
-def stats(values: Sequence[float | None]) -> tuple[float | None, float | None, float | None]:
-    """(mean, max, min) of the values present, or Nones when there are none."""
-    running = RunningStats()
-    for value in values:
-        running.add(value)
-    return running.mean, running.maximum, running.minimum
-
-
-def mean_interval_s(times_s: Sequence[float]) -> float | None:
-    """The achieved sampling interval (mean spacing), for the method facts."""
-    spacing = Spacing()
-    for time_s in times_s:
-        spacing.add(time_s)
-    return spacing.mean_interval_s

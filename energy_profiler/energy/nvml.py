@@ -25,10 +25,9 @@ NvmlLoader = Callable[[], ModuleType]
 NVML_MODULE_ENV = "MUTATION_NVML_MODULE"
 """Name of the module to use instead of pynvml (a fake with the same functions, for tests)."""
 UTILISATION_PERIOD_S = 0.5
-"""How often per-process utilisation is read. Not at the final reading: the training has exited
-by then and its session can no longer be told, while the backgrounds' can, which would bias the
-share against it; the share covers the window up to the last regular read. The driver keeps its
-own samples between calls."""
+"""How often per-process utilisation is read while the window runs. The driver keeps its samples
+between calls, so the window's last periods are read once more after it ends (not in the final
+reading, which must be quick); the foreground's session is known by then from its earlier samples."""
 NVML_ERROR_NOT_FOUND = 6
 """nvmlDeviceGetProcessUtilization's answer when no process had a sample since the time asked about."""
 

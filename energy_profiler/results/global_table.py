@@ -60,22 +60,16 @@ def append_row(path: Path, row: Mapping[str, str], *, supersede: bool = False) -
         if header is None:
             atomic_write_bytes(path, table_bytes(list(row), [row]))
             return False
-        if supersede:
+        new = [column for column in row if column not in header]
+        if new or supersede:
             with open(path, newline="", encoding="utf-8") as table:
                 rows = list(csv.DictReader(table))
-            same = [r for r in rows if (r.get("run_id"), r.get("trial")) == (row.get("run_id"), row.get("trial"))]
-            if same:
-                kept = [r for r in rows if r not in same]
-                columns = [*header, *(column for column in row if column not in header)]
-                atomic_write_bytes(path, table_bytes(columns, [*kept, row]))
-                return len(columns) > len(header)
-        new = [column for column in row if column not in header]
-        if not new:
-            line = io.StringIO()
-            csv.writer(line, lineterminator="\n").writerow([row.get(column, "") for column in header])
-            append_whole(path, line.getvalue().encode())
-            return False
-        with open(path, newline="", encoding="utf-8") as table:
-            rows = list(csv.DictReader(table))
-        atomic_write_bytes(path, table_bytes([*header, *new], [*rows, row]))
-        return True
+            trial = (row.get("run_id"), row.get("trial"))
+            kept = [r for r in rows if not (supersede and (r.get("run_id"), r.get("trial")) == trial)]
+            if new or len(kept) < len(rows):
+                atomic_write_bytes(path, table_bytes([*header, *new], [*kept, row]))
+                return bool(new)
+        line = io.StringIO()
+        csv.writer(line, lineterminator="\n").writerow([row.get(column, "") for column in header])
+        append_whole(path, line.getvalue().encode())
+        return False
