@@ -1,4 +1,8 @@
-"""A powercap sysfs tree in a temp folder whose counters a thread drives at known wattages.
+"""A powercap sysfs tree in a temp folder whose counters a process of its own drives at known wattages.
+
+The counters advance in a separate process, not a thread of the test's: a thread shares the GIL
+with the tool under test, and a busy moment of the tool left the files stale by up to 150 ms (a
+real counter moves every millisecond, in hardware), which showed as a wrong energy at a window's edge.
 
 What it copies of the kernel's tree (/sys/class/powercap, intel_rapl_msr):
 - zones and subzones are listed flat (`intel-rapl:0`, `intel-rapl:0:0`, ...), each with `name`,
@@ -15,13 +19,17 @@ number of running processes whose command line holds a marker (a training's own 
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import queue
 import shutil
 import tempfile
 import threading
 import time
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import psutil
 
@@ -33,18 +41,10 @@ class FakePowercap:
     def __init__(self, root: Path):
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
-        self._watts: dict[str, float] = {}
-        self._per_process_w: dict[str, tuple[float, str]] = {}
-        self._energy_uj: dict[str, float] = {}
-        self._range_uj: dict[str, int] = {}
-        self._mode: dict[str, int] = {}
-        self._owner: dict[str, int | None] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._counter: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._vanish_marker: Path | None = None
-        self._processes: dict[str, int] = {}
+        self._driver = _Driver(root)
+        self._process: BaseProcess | None = None
+        self._stop: Any = None
+        self._resets: Any = None
 
     def zone(self, zone_id: str, name: str, watts: float = 0.0, start_uj: int = 0, *,
              range_uj: int | None = DEFAULT_RANGE_UJ, limit_w: float | None = None, root_only: bool = False,
@@ -64,80 +64,120 @@ class FakePowercap:
             for number, (constraint, watts_limit) in enumerate(constraints):
                 (folder / f"constraint_{number}_name").write_text(f"{constraint}\n")
                 (folder / f"constraint_{number}_power_limit_uw").write_text(f"{int(watts_limit * 1e6)}\n")
-        self._watts[zone_id], self._energy_uj[zone_id] = watts, float(start_uj)
-        self._range_uj[zone_id] = range_uj or 2**63
-        self._mode[zone_id] = 0o400 if root_only else 0o444
-        self._owner[zone_id] = owner_uid
+        driver = self._driver
+        driver.watts[zone_id], driver.energy_uj[zone_id] = watts, float(start_uj)
+        driver.range_uj[zone_id] = range_uj or 2**63
+        driver.mode[zone_id] = 0o400 if root_only else 0o444
+        driver.owner[zone_id] = owner_uid
         if per_process_w:
-            self._per_process_w[zone_id] = (per_process_w, marker)
-        self._write(zone_id)
+            driver.per_process_w[zone_id] = (per_process_w, marker)
+        driver.write(zone_id)
         return self
 
     def reset(self, zone_id: str) -> None:
         """The counter starts again from zero (a driver reload)."""
-        with self._lock:
-            self._energy_uj[zone_id] = 0.0
-            self._write(zone_id)
+        if self._process is not None:
+            self._resets.put(zone_id)  # the driving process takes it within its next step (2 ms)
+            time.sleep(0.01)
+        else:
+            self._driver.energy_uj[zone_id] = 0.0
+            self._driver.write(zone_id)
 
     def vanish_when(self, marker: Path) -> FakePowercap:
         """Remove every zone folder once `marker` exists (as unloading intel_rapl_msr does)."""
-        self._vanish_marker = marker
+        self._driver.vanish_marker = marker
         return self
 
-    def _write(self, zone_id: str) -> None:
+    def __enter__(self) -> FakePowercap:
+        # spawn, not fork: the test process has threads, and a forked copy could inherit a held lock.
+        context = multiprocessing.get_context("spawn")
+        self._stop, ready, self._resets = context.Event(), context.Event(), context.Queue()
+        self._process = context.Process(target=self._driver.run, args=(self._stop, ready, self._resets),
+                                        daemon=True)
+        self._process.start()
+        if not ready.wait(30):
+            self._process.kill()
+            raise RuntimeError("the fake powercap's driving process did not start")
+        return self
+
+    def __exit__(self, *exc: object | type[BaseException] | TracebackType | None) -> None:
+        if self._process is None:
+            return
+        self._stop.set()
+        self._process.join(10)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        self._process = None
+
+
+class _Driver:
+    """The zones' state and the loop that advances their counters (run in a process of its own)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.watts: dict[str, float] = {}
+        self.per_process_w: dict[str, tuple[float, str]] = {}
+        self.energy_uj: dict[str, float] = {}
+        self.range_uj: dict[str, int] = {}
+        self.mode: dict[str, int] = {}
+        self.owner: dict[str, int | None] = {}
+        self.vanish_marker: Path | None = None
+        self.processes: dict[str, int] = {}
+
+    def write(self, zone_id: str) -> None:
         path = self.root / zone_id / "energy_uj"
         temporary = path.with_suffix(".tmp")
-        temporary.write_text(f"{int(self._energy_uj[zone_id]) % self._range_uj[zone_id]}\n")
-        temporary.chmod(self._mode[zone_id])
-        owner = self._owner.get(zone_id)
+        temporary.write_text(f"{int(self.energy_uj[zone_id]) % self.range_uj[zone_id]}\n")
+        temporary.chmod(self.mode[zone_id])
+        owner = self.owner.get(zone_id)
         if owner is not None:
             os.chown(temporary, owner, -1)
         temporary.replace(path)
 
-    def __enter__(self) -> FakePowercap:
-        if self._per_process_w:
-            self._count_processes()
-            # Counting processes takes milliseconds; in its own thread, so the counters never wait for it.
-            self._counter = threading.Thread(target=self._count_loop, daemon=True)
-            self._counter.start()
-        self._thread = threading.Thread(target=self._drive, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object | type[BaseException] | TracebackType | None) -> None:
-        self._stop.set()
-        for thread in (self._thread, self._counter):
-            if thread is not None:
-                thread.join()
-
-    def _count_loop(self) -> None:
-        while not self._stop.wait(LOAD_SCAN_S):
-            self._count_processes()
-
-    def _count_processes(self) -> None:
-        markers = {marker for _, marker in self._per_process_w.values()}
+    def count_processes(self) -> None:
+        markers = {marker for _, marker in self.per_process_w.values()}
         counts = dict.fromkeys(markers, 0)
         for process in psutil.process_iter(["cmdline"]):
             line = " ".join(process.info["cmdline"] or [])
             for marker in markers:
                 counts[marker] += marker in line
-        self._processes = counts
+        self.processes = counts
 
-    def _drive(self) -> None:
+    def run(self, stop: Any, ready: Any, resets: Any) -> None:
+        if self.per_process_w:
+            self.count_processes()
+
+            def count() -> None:  # milliseconds per scan: in its own thread, the counters never wait for it
+                while not stop.wait(LOAD_SCAN_S):
+                    self.count_processes()
+
+            threading.Thread(target=count, daemon=True).start()
+        ready.set()
         last = time.monotonic()
-        while not self._stop.wait(0.002):
+        while not stop.wait(0.002):
             now = time.monotonic()
-            if self._vanish_marker is not None and self._vanish_marker.exists():
-                for zone_id in self._watts:
+            if self.vanish_marker is not None and self.vanish_marker.exists():
+                for zone_id in self.watts:
                     shutil.rmtree(self.root / zone_id, ignore_errors=True)
                 return
-            with self._lock:
-                for zone_id, watts in self._watts.items():
-                    extra_w, marker = self._per_process_w.get(zone_id, (0.0, ""))
-                    total_w = watts + extra_w * self._processes.get(marker, 0)
-                    self._energy_uj[zone_id] += total_w * (now - last) * 1e6
-                    self._write(zone_id)
+            for zone_id in _drain(resets):
+                self.energy_uj[zone_id] = 0.0
+            for zone_id, watts in self.watts.items():
+                extra_w, marker = self.per_process_w.get(zone_id, (0.0, ""))
+                total_w = watts + extra_w * self.processes.get(marker, 0)
+                self.energy_uj[zone_id] += total_w * (now - last) * 1e6
+                self.write(zone_id)
             last = now
+
+
+def _drain(requests: Any) -> list[str]:
+    found = []
+    while True:
+        try:
+            found.append(requests.get_nowait())
+        except queue.Empty:
+            return found
 
 
 def world_readable_root(prefix: str = "powercap-") -> Path:

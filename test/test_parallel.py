@@ -278,8 +278,9 @@ def test_no_user_string_ends_a_comment_of_the_loop_script(
     model = "m\ntouch canary_model\n#"
     repo = fake_repo("echo-args", required_args=["--behaviour", "echo-args"], models={model: {}})
     registry = fake_registry(fg=repo, bg=repo)
+    # The warm-up lets the background print before the quick foreground ends the trial.
     settings = parallel_settings(write_json, {"repo": "bg", "model": model},
-                                 experiment={"foreground": {"repo": "fg", "model": model}})
+                                 experiment={"foreground": {"repo": "fg", "model": model}, "warmup_s": 0.3})
     results = tmp_path / "res\ntouch canary_results\n#"
     result, run_dir, row, _ = run(registry, settings, results)
     assert result.exit_code == 0, result.output
