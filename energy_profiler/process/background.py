@@ -28,6 +28,7 @@ from energy_profiler.metrics import log_contains
 from energy_profiler.plan import BackgroundRun
 from energy_profiler.process.groups import Teardown, end_group
 from energy_profiler.process.lifetime import forget, spawn
+from energy_profiler.process.managed import ManagedGroup, ProcessState
 from energy_profiler.results.files import make_dirs, own
 from energy_profiler.results.record import BackgroundResult
 from energy_profiler.system.sudo import InvokingUser
@@ -156,6 +157,8 @@ class Backgrounds:
         self.trial = trial
         self.logs = attempt_dir / "background_logs"
         self._processes: list[subprocess.Popen[bytes]] = []
+        self.groups = [ManagedGroup("background") for _ in self.runs]
+        """Each loop's state; a start() that failed part-way leaves the rest `starting`, then `exited`."""
 
     def script_path(self, run: BackgroundRun) -> Path:
         return self.attempt_dir / f"background_{run.index}.sh"
@@ -165,12 +168,13 @@ class Backgrounds:
         make_dirs(self.logs)  # the loop writes here, as the training's user
         (self.logs / "iterations.csv").write_text(ITERATIONS_HEADER)
         own(self.logs / "iterations.csv")
-        for run in self.runs:
+        for run, group in zip(self.runs, self.groups, strict=True):
             text = script_text(index=run.index, trial=self.trial, argv=run.argv, cwd=run.cwd,
                                env={"PYTHONUNBUFFERED": "1", **dict(run.env)}, logs=self.logs,
                                restart_delay_s=run.restart_delay_s)
             write_script(self.script_path(run), text)
             self._processes.append(start_loop(self.script_path(run), self.trial, self.run_as))
+            group.started(self._processes[-1].pid)
         warnings = []
         for run, process in zip(self.runs, self._processes, strict=True):
 
@@ -190,7 +194,10 @@ class Backgrounds:
         teardowns: dict[int, Teardown] = {}
 
         def end(run: BackgroundRun, process: subprocess.Popen[bytes]) -> None:
+            group = self.groups[run.index - 1]
+            group.move(ProcessState.STOPPING)
             teardowns[run.index] = end_group(process.pid, grace_s, reap=process.poll, hurry=hurry)
+            group.move(teardowns[run.index].state)
             process.poll()
             if not teardowns[run.index].survivors:
                 forget(process.pid)
@@ -202,6 +209,8 @@ class Backgrounds:
             thread.start()
         for thread in threads:
             thread.join()
+        for group in self.groups[len(self._processes):]:
+            group.move(ProcessState.EXITED)  # never started: there is nothing to end
         results = []
         for run in self.runs[:len(self._processes)]:
             counts = count_runs(self.logs, run.index)
@@ -212,6 +221,6 @@ class Backgrounds:
                 argv=list(run.argv), script=str(self.script_path(run).relative_to(run_dir)),
                 iterations_started=counts.started, iterations_completed=counts.completed,
                 iterations_failed=counts.failed, oom_iterations=counts.oom, signal=teardown.signal,
-                teardown_s=round(teardown.duration_s, 3), survivors=teardown.survivors,
+                teardown_s=round(teardown.duration_s, 3), survivors=teardown.survivors, state=str(teardown.state),
                 session=self._processes[run.index - 1].pid))
         return results

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import select
 import subprocess
 import threading
 import time
@@ -15,6 +14,7 @@ from typing import BinaryIO, Literal
 
 from energy_profiler.process.groups import Teardown, end_group
 from energy_profiler.process.lifetime import forget, spawn
+from energy_profiler.process.os_calls import REAL_OS, OsCalls
 from energy_profiler.results.files import make_dirs, own
 from energy_profiler.runtime import ByteSink
 from energy_profiler.system.sudo import InvokingUser
@@ -128,45 +128,43 @@ class _Child:
     window is seen at once rather than at the next poll.
     """
 
-    def __init__(self, process: subprocess.Popen[bytes]):
+    def __init__(self, process: subprocess.Popen[bytes], os_calls: OsCalls = REAL_OS):
         self.process = process
+        self.os_calls = os_calls
         self.cpu_time_s: float | None = None
-        try:
-            self._pidfd: int | None = os.pidfd_open(process.pid)
-        except (AttributeError, OSError):
-            self._pidfd = None
+        self._pidfd = os_calls.pidfd_open(process.pid)
 
     def reap(self, block: bool = False) -> int | None:
         """The exit status (negative: the signal) if the process has ended and is now reaped."""
         if self.process.returncode is not None:
             return self.process.returncode
         try:
-            pid, status, usage = os.wait4(self.process.pid, 0 if block else os.WNOHANG)
+            pid, status, cpu_time_s = self.os_calls.wait4(self.process.pid, 0 if block else os.WNOHANG)
         except ChildProcessError:
             return self.process.returncode
         if pid == 0:
             return None
         self.process.returncode = os.waitstatus_to_exitcode(status)
-        self.cpu_time_s = usage.ru_utime + usage.ru_stime
+        self.cpu_time_s = cpu_time_s
         return self.process.returncode
 
     def reap_within(self, seconds: float) -> int | None:
         """The exit status, waiting at most `seconds`: a leader that survived SIGKILL (stuck in the
         kernel, state D) must not block the campaign in wait4 forever. None if it is still there."""
-        deadline = time.monotonic() + seconds
-        while (code := self.reap()) is None and time.monotonic() < deadline:
+        deadline = self.os_calls.monotonic() + seconds
+        while (code := self.reap()) is None and self.os_calls.monotonic() < deadline:
             self.wait_a_little()
         return code
 
     def wait_a_little(self) -> None:
         if self._pidfd is not None:
-            select.select([self._pidfd], [], [], PIDFD_POLL_S)
+            self.os_calls.wait_readable(self._pidfd, PIDFD_POLL_S)
         else:
-            time.sleep(POLL_S)
+            self.os_calls.sleep(POLL_S)
 
     def close(self) -> None:
         if self._pidfd is not None:
-            os.close(self._pidfd)
+            self.os_calls.close(self._pidfd)
             self._pidfd = None
 
 

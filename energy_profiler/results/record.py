@@ -38,6 +38,8 @@ class BackgroundResult:
     """Peak GPU memory of the loop's processes during the foreground's window (NVML only)."""
     session: int | None = None
     """The loop's session id (its script's pid): what GPU memory is attributed by."""
+    state: str = "exited"
+    """How its teardown ended: exited, killed (SIGKILL was needed) or unknown (survivors)."""
 
 
 @dataclass(frozen=True)
