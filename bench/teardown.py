@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from energy_profiler.plan import BackgroundRun
+from energy_profiler.planning.plan import BackgroundRun
 from energy_profiler.process.background import Backgrounds
 
 TRAININGS = {  # each says "ready" once it runs (and ignores SIGTERM, for the second)

@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
-from energy_profiler.registry import MetricSpec
+from energy_profiler.config.registry import MetricSpec
 
 
 def scrape_metrics(log_path: Path, metrics: Mapping[str, MetricSpec]) -> dict[str, float | None]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import shlex
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -46,6 +49,15 @@ def launcher(script: Path, folder: Path) -> Path:
     path.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -S {shlex.quote(str(script))} \"$@\"\n")
     path.chmod(0o755)
     return path
+
+
+_LAUNCHERS = Path(tempfile.mkdtemp(prefix="mutation-test-bin-"))
+atexit.register(shutil.rmtree, _LAUNCHERS, True)
+
+
+def fast_fake(script: Path) -> str:
+    """launcher() for module constants: one folder for the whole test session, removed at exit."""
+    return str(launcher(script, _LAUNCHERS))
 
 
 @pytest.fixture(autouse=True)

@@ -92,7 +92,7 @@ def test_version() -> None:
 
 def test_the_closing_table_fits_a_narrow_terminal(tmp_path: Path) -> None:
     from energy_profiler.cli.run import summary_text
-    from energy_profiler.session import SessionResult
+    from energy_profiler.execution.session import SessionResult
     from test.test_results import a_record
 
     records = [a_record(trial_index=i, hyperparameters=(("learning_rate", "0.000123"), ("batch_size", "1024")),

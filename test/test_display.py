@@ -17,8 +17,8 @@ from rich.console import Console
 
 from energy_profiler.cli.display import LiveProgress, PlainStream, log_tail
 from energy_profiler.cli.run import summary_text
-from energy_profiler.energy import EnergyFields
-from energy_profiler.session import SessionResult
+from energy_profiler.execution.session import SessionResult
+from energy_profiler.model.energy_fields import EnergyFields
 from test.conftest import PROJECT_ROOT, fake_repo
 from test.test_results import a_record
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from test.conftest import FAKE_PERF, fake_repo, invoke, launcher, only_run_dir
+from test.conftest import FAKE_PERF, fake_repo, fast_fake, invoke, launcher, only_run_dir
 from test.fake_powercap import FakePowercap
 
 PACKAGE_W, DRAM_W = 40.0, 5.0
@@ -119,7 +119,7 @@ def test_gpu_energy_through_nvml_with_host_facts(
 def test_gpu_energy_through_nvidia_smi(
         write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MUTATION_NVIDIA_SMI", str(FIXTURES / "fake_nvidia_smi.py"))
+    monkeypatch.setenv("MUTATION_NVIDIA_SMI", fast_fake(FIXTURES / "fake_nvidia_smi.py"))
     result, run_dir = run_campaign(write_json, fake_registry, tmp_path, {"gpu_interval_s": 0.05}, busy_repo(1.0))
     assert result.exit_code == 0, result.output
     assert run_dir is not None
@@ -175,7 +175,7 @@ def test_command_line_overrides_the_settings(
 
 
 def test_doctor_lists_every_backend_and_the_choice(powercap: FakePowercap, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MUTATION_NVIDIA_SMI", str(FIXTURES / "fake_nvidia_smi.py"))
+    monkeypatch.setenv("MUTATION_NVIDIA_SMI", fast_fake(FIXTURES / "fake_nvidia_smi.py"))
     with powercap:
         result = invoke("doctor")
         overridden = invoke("doctor", "--gpu-energy", "nvml")

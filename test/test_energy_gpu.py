@@ -18,9 +18,9 @@ from energy_profiler.energy.gpu_traces import GpuSeries
 from energy_profiler.energy.integrate import WindowIntegral
 from energy_profiler.energy.samples import SampleSink, null_sink
 from energy_profiler.energy.selection import gpus_for
-from test.conftest import measure
+from test.conftest import fast_fake, measure
 
-FAKE_SMI = str(Path(__file__).parent / "fixtures" / "fake_nvidia_smi.py")
+FAKE_SMI = fast_fake(Path(__file__).parent / "fixtures" / "fake_nvidia_smi.py")
 
 
 def fake_pynvml() -> ModuleType:

@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from energy_profiler.results.files import append_whole
+from energy_profiler.fs import append_whole
 from test.conftest import invoke
 
 RUNS = 8

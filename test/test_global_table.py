@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from energy_profiler.model.record import Record
 from energy_profiler.results.global_table import append_row
-from energy_profiler.results.record import Record
 from test.conftest import PROJECT_ROOT, fake_repo, invoke
 
 

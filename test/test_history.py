@@ -7,10 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from energy_profiler.config.registry import load_registry
 from energy_profiler.config.settings import settings_from_document
-from energy_profiler.plan import build_plan
-from energy_profiler.registry import load_registry
-from energy_profiler.results.history import load_history
+from energy_profiler.planning.history import load_history
+from energy_profiler.planning.plan import build_plan
 from test.conftest import PROJECT_ROOT, REAL_REGISTRY, fake_repo, invoke, only_run_dir
 
 REGISTRY = load_registry(REAL_REGISTRY, PROJECT_ROOT)

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from energy_profiler.hyperparams import HyperparameterSpec, draw, format_value, parse_value, value_count
+from energy_profiler.config.hyperparams import HyperparameterSpec, draw, value_count
+from energy_profiler.model.values import format_value, parse_value
 
 SAMPLES = 20000
 

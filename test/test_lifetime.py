@@ -16,7 +16,8 @@ from typing import Any
 import psutil
 import pytest
 
-from energy_profiler.process.lifetime import LEDGER_FOLDER, STOP_SIGNALS, child_setup, start_time
+from energy_profiler.process.ledger import LEDGER_FOLDER, start_time
+from energy_profiler.process.spawn import STOP_SIGNALS, child_setup
 from test.conftest import PROJECT_ROOT, fake_repo, invoke, running, wait_for
 
 FAKE_SMI = str(Path(__file__).parent / "fixtures" / "fake_nvidia_smi.py")
@@ -64,7 +65,7 @@ def test_sigkill_of_mutation_py_mid_trial_leaves_nothing_running(
 
 
 def test_a_spawned_child_gets_sigterm_when_its_parent_is_killed(tmp_path: Path) -> None:
-    code = ("import sys, time; from energy_profiler.process.lifetime import spawn; "
+    code = ("import sys, time; from energy_profiler.process.spawn import spawn; "
             "p = spawn(['sleep', '60'], role='test'); print(p.pid, flush=True); time.sleep(60)")
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT)
     assert parent.stdout is not None
@@ -138,7 +139,7 @@ def test_a_clean_campaign_leaves_no_ledger_and_no_watchdog(
 def test_the_parent_death_signal_is_set_in_the_child() -> None:
     code = ("import ctypes, signal; v = ctypes.c_int(); ctypes.CDLL(None).prctl(2, ctypes.byref(v), 0, 0, 0); "
             "print(v.value)")  # PR_GET_PDEATHSIG
-    from energy_profiler.process.lifetime import spawn
+    from energy_profiler.process.spawn import spawn
 
     child = spawn([sys.executable, "-c", code], role="test", stdout=subprocess.PIPE, text=True)
     output, _ = child.communicate(timeout=10)
@@ -167,7 +168,7 @@ def test_a_stop_signal_in_the_fork_to_exec_window_ends_the_child_before_it_execs
 
 
 def test_a_spawned_child_starts_with_no_signal_blocked() -> None:
-    from energy_profiler.process.lifetime import spawn
+    from energy_profiler.process.spawn import spawn
 
     child = spawn(["grep", "^SigBlk", "/proc/self/status"], role="test", stdout=subprocess.PIPE, text=True)
     output, _ = child.communicate(timeout=10)
@@ -179,15 +180,15 @@ def test_the_ledger_keeps_every_change_when_threads_remove_groups_at_once(
     # Backgrounds are ended in parallel threads, each removing its group. Unlocked, a thread that
     # serialised the groups before another's removal could write last: stale entries. A disk that
     # is slower for the older content (held up to 10 ms after it is taken) makes that the usual order.
-    from energy_profiler.process import lifetime
-    from energy_profiler.results.files import atomic_write_json as real_write
+    from energy_profiler.fs import atomic_write_json as real_write
+    from energy_profiler.process import ledger as ledger_module
 
     def slow_write(path: Path, document: Any) -> None:
         time.sleep(0.010 * len(document["groups"]) / 30)
         real_write(path, document)
 
-    monkeypatch.setattr(lifetime, "atomic_write_json", slow_write)
-    ledger = lifetime.Ledger(tmp_path / "campaign.json")
+    monkeypatch.setattr(ledger_module, "atomic_write_json", slow_write)
+    ledger = ledger_module.Ledger(tmp_path / "campaign.json")
     pids = list(range(100_000, 100_030))
     for pid in pids:
         ledger.add(pid, "background", "t")

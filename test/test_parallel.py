@@ -112,12 +112,16 @@ def test_several_backgrounds_are_recorded_side_by_side(
 def test_the_foreground_waits_for_the_backgrounds_first_run_and_the_warmup(
         fake_registry: Registry, write_json: WriteJson, tmp_path: Path) -> None:
     marker = tmp_path / "bg_started"
-    registry = fake_registry(fg=busy(0.2), bg=background_repo("hang", "--pid-file", str(marker)))
+    # The loop's first run counts as begun when its log exists; a sh that stamps the time at once
+    # (not a Python whose start-up takes 0.3 s on a loaded machine) marks that moment closely.
+    background = fake_repo("hang", command=["/bin/sh", "-c", 'date +%s.%N > "$0"; exec sleep 3600', str(marker)],
+                           required_args=[])
+    registry = fake_registry(fg=busy(0.2), bg=background)
     settings = parallel_settings(write_json, experiment={"warmup_s": 0.7})
     result, _, row, _ = run(registry, settings, tmp_path / "results")
     assert result.exit_code == 0, result.output
     foreground_start = datetime.fromisoformat(row["start_utc"]).timestamp()
-    assert foreground_start - marker.stat().st_mtime >= 0.6
+    assert foreground_start - float(marker.read_text()) >= 0.6
 
 
 def test_arguments_reach_both_trainings_literally(

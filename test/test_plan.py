@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from energy_profiler.config.errors import ConfigError
+from energy_profiler.config.registry import load_registry
 from energy_profiler.config.settings import settings_from_document
-from energy_profiler.plan import Plan, build_plan
-from energy_profiler.registry import load_registry
+from energy_profiler.planning.plan import Plan, build_plan
 from test.conftest import PROJECT_ROOT, REAL_REGISTRY
 
 REGISTRY = load_registry(REAL_REGISTRY, PROJECT_ROOT)
@@ -105,7 +105,7 @@ def test_python_placeholder_defaults_to_the_running_interpreter() -> None:
 def test_a_plan_read_back_from_its_json_is_the_same_plan() -> None:
     import json
 
-    from energy_profiler.plan import Plan
+    from energy_profiler.planning.plan import Plan
 
     plan = plan_of(mutation("learning_rate", runs=3),
                    {"mode": "parallel", "foreground": {"repo": "examples", "model": "mlp"},

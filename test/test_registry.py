@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from energy_profiler.config.errors import ConfigError
-from energy_profiler.registry import load_registry
+from energy_profiler.config.registry import load_registry
 from test.conftest import PROJECT_ROOT, REAL_REGISTRY, fake_repo, invoke
 
 

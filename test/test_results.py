@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from energy_profiler.energy import EnergyFields
+from energy_profiler.config.registry import MetricSpec
+from energy_profiler.fs import atomic_write_json
 from energy_profiler.metrics import scrape_metrics
-from energy_profiler.registry import MetricSpec
-from energy_profiler.results.files import atomic_write_json
-from energy_profiler.results.record import Record, summary_columns
+from energy_profiler.model.energy_fields import EnergyFields
+from energy_profiler.model.record import Record, summary_columns
 from energy_profiler.results.summary import SummaryTable
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from energy_profiler.config.errors import ConfigError
+from energy_profiler.config.registry import load_registry
 from energy_profiler.config.settings import load_settings
-from energy_profiler.registry import load_registry
 from test.conftest import PROJECT_ROOT, REAL_REGISTRY, invoke
 
 GOOD_EXPERIMENT = {"mode": "default", "repo": "examples", "model": "mlp"}

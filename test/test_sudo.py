@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from energy_profiler.results.files import give_files_to
+from energy_profiler.fs import give_files_to
 from test.conftest import FAKE_TRAIN, fake_repo, invoke, only_run_dir
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to change users")

@@ -18,7 +18,7 @@ from typing import cast
 
 import pytest
 
-from energy_profiler.plan import BackgroundRun
+from energy_profiler.planning.plan import BackgroundRun
 from energy_profiler.process import background
 from energy_profiler.process.groups import KILL_WAIT_S, end_group
 from energy_profiler.process.managed import ManagedGroup, ProcessState

@@ -16,7 +16,7 @@ from energy_profiler.cli.plan_cmd import plan_command
 from energy_profiler.cli.report_cmd import report_command
 from energy_profiler.cli.run import run_ad_hoc, run_command, run_settings_file
 from energy_profiler.cli.validate import validate_command
-from energy_profiler.results.files import give_files_to
+from energy_profiler.fs import give_files_to
 from energy_profiler.system.sudo import invoking_user
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}

@@ -6,7 +6,7 @@ import click
 
 from energy_profiler.cli.context import AppContext, global_options
 from energy_profiler.config.settings import DEFAULT_GRACE_S
-from energy_profiler.process.lifetime import clean_stale
+from energy_profiler.process.ledger import clean_stale
 
 
 @click.command("cleanup")

@@ -14,12 +14,12 @@ from typing import Any, NoReturn, TypeVar, cast
 import click
 
 from energy_profiler.config.errors import ConfigError
+from energy_profiler.config.registry import Registry, load_registry
 from energy_profiler.config.settings import Settings, load_settings
 from energy_profiler.config.validation import load_schema
-from energy_profiler.plan import Plan, build_plan
-from energy_profiler.registry import Registry, load_registry
+from energy_profiler.planning.history import History, load_history
+from energy_profiler.planning.plan import Plan, build_plan
 from energy_profiler.results.global_table import GLOBAL_TABLE
-from energy_profiler.results.history import History, load_history
 from energy_profiler.system.host import TOOL_ROOT
 
 EXIT_CONFIG = 2

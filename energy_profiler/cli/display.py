@@ -24,7 +24,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from energy_profiler.runtime import Progress
+from energy_profiler.execution.runtime import Progress
 
 # CSI sequences (colours, cursor moves), charset switches like ESC ( B, other two-byte escapes.
 ESCAPES = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()*+][0-~]|\x1b[@-_]|\x1b")

@@ -7,8 +7,9 @@ import click
 from energy_profiler.cli.context import AppContext, fail_config, global_options
 from energy_profiler.cli.tables import format_table
 from energy_profiler.config.errors import ConfigError
-from energy_profiler.hyperparams import HyperparameterSpec, format_value
-from energy_profiler.registry import Registry
+from energy_profiler.config.hyperparams import HyperparameterSpec
+from energy_profiler.config.registry import Registry
+from energy_profiler.model.values import format_value
 
 
 @click.command("list")

@@ -8,7 +8,7 @@ import click
 
 from energy_profiler.cli.context import AppContext, global_options, load_and_plan
 from energy_profiler.cli.tables import format_table
-from energy_profiler.plan import Plan
+from energy_profiler.planning.plan import Plan
 
 
 @click.command("plan")

@@ -30,18 +30,18 @@ from energy_profiler.cli.display import LiveProgress, PlainStream, duration, tim
 from energy_profiler.cli.tables import format_table
 from energy_profiler.config.energy_settings import EnergySettings
 from energy_profiler.config.errors import ConfigError
+from energy_profiler.config.registry import Registry
 from energy_profiler.config.settings import Settings, settings_from_document
 from energy_profiler.energy.base import Kind
 from energy_profiler.energy.perf import PerfSpare
 from energy_profiler.energy.recorder import EnergyPlan
 from energy_profiler.energy.selection import EnergySetupError, Hardware, choose
-from energy_profiler.plan import Plan, build_plan
-from energy_profiler.registry import Registry
-from energy_profiler.results.files import NO_ROOM
-from energy_profiler.results.record import Record
+from energy_profiler.execution.runtime import Output, StopRequest
+from energy_profiler.execution.session import SessionResult, run_session
+from energy_profiler.fs import NO_ROOM
+from energy_profiler.model.record import Record
+from energy_profiler.planning.plan import Plan, build_plan
 from energy_profiler.results.rundir import RunDirBusy, latest_run_of
-from energy_profiler.runtime import Output, StopRequest
-from energy_profiler.session import SessionResult, run_session
 from energy_profiler.system import governor
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

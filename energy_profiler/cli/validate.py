@@ -17,7 +17,7 @@ from energy_profiler.cli.context import (
 )
 from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.settings import load_settings
-from energy_profiler.plan import build_plan
+from energy_profiler.planning.plan import build_plan
 
 
 @click.command("validate")

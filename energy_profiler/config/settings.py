@@ -14,9 +14,9 @@ from typing import Any, Literal
 from energy_profiler.config.energy_settings import EnergySettings
 from energy_profiler.config.errors import ConfigError, ConfigIssue, did_you_mean, suggest_name
 from energy_profiler.config.json_file import read_json
+from energy_profiler.config.registry import Registry
 from energy_profiler.config.validation import schema_issues
-from energy_profiler.hyperparams import format_value
-from energy_profiler.registry import Registry
+from energy_profiler.model.values import format_value
 
 Mode = Literal["default", "mutation", "parallel"]
 MUTATE_ALL = "all"

@@ -24,7 +24,7 @@ from energy_profiler.energy.base import Availability, Kind, Measurement, Window,
 from energy_profiler.energy.gpu_traces import GpuSeries, RoundTotals, summary_fields
 from energy_profiler.energy.integrate import WindowIntegral
 from energy_profiler.energy.samples import SampleSink
-from energy_profiler.process.lifetime import forget, spawn
+from energy_profiler.process.spawn import forget, spawn
 
 NVIDIA_SMI_ENV = "MUTATION_NVIDIA_SMI"
 QUERY = ("timestamp", "index", "uuid", "power.draw", "utilization.gpu", "utilization.memory",

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from energy_profiler.energy.base import Availability, Kind, Measurement, Window, not_measured, sentence
-from energy_profiler.process.lifetime import forget, spawn
+from energy_profiler.process.spawn import forget, spawn
 
 PERF_ENV = "MUTATION_PERF"
 PERF_EVENTS_ENV = "MUTATION_PERF_EVENTS"

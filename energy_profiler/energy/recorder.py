@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from energy_profiler.config.energy_settings import EnergySettings
-from energy_profiler.energy import EnergyFields, nvidia_smi, nvml
+from energy_profiler.energy import nvidia_smi, nvml
 from energy_profiler.energy.base import Kind, Measurement, Monitor, Window, not_measured, sentence
 from energy_profiler.energy.baselines import PowerBaseline, energy_above, watts_per_device
 from energy_profiler.energy.perf import PerfSpare
 from energy_profiler.energy.samples import SampleSink
 from energy_profiler.energy.selection import CPU_CHAIN, GPU_CHAIN, NONE, Choice, Hardware, make_monitors
 from energy_profiler.energy.traces import measurement_document, write_energy_json
+from energy_profiler.model.energy_fields import EnergyFields
 
 POLL_S = 0.05
 KINDS: tuple[Kind, ...] = ("cpu", "gpu")

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import TextIO
 
-from energy_profiler.results.files import make_dirs, own
+from energy_profiler.fs import make_dirs, own
 
 SAMPLE_COLUMNS = ("time_unix_s", "monotonic_s", "source", "quantity", "value", "unit")
 HEADER = ",".join(SAMPLE_COLUMNS) + "\n"

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from energy_profiler.energy.base import Measurement
-from energy_profiler.results.files import atomic_write_json, make_dirs
+from energy_profiler.fs import atomic_write_json, make_dirs
 
 
 def measurement_document(measurement: Measurement, samples: int) -> dict[str, Any]:

@@ -23,14 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from energy_profiler.hyperparams import canonical_to_number
+from energy_profiler.fs import make_dirs, own
 from energy_profiler.metrics import log_contains
-from energy_profiler.plan import BackgroundRun
+from energy_profiler.model.record import BackgroundResult
+from energy_profiler.model.values import canonical_to_number
+from energy_profiler.planning.plan import BackgroundRun
 from energy_profiler.process.groups import Teardown, end_group
-from energy_profiler.process.lifetime import forget, spawn
 from energy_profiler.process.managed import ManagedGroup, ProcessState
-from energy_profiler.results.files import make_dirs, own
-from energy_profiler.results.record import BackgroundResult
+from energy_profiler.process.spawn import forget, spawn
 from energy_profiler.system.sudo import InvokingUser
 
 ITERATIONS_HEADER = "background,iteration,start_utc,end_utc,exit_code\n"

@@ -10,14 +10,22 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, Protocol
 
+from energy_profiler.fs import make_dirs, own
 from energy_profiler.process.groups import Teardown, end_group
-from energy_profiler.process.lifetime import forget, spawn
 from energy_profiler.process.os_calls import REAL_OS, OsCalls
-from energy_profiler.results.files import make_dirs, own
-from energy_profiler.runtime import ByteSink
+from energy_profiler.process.spawn import forget, spawn
 from energy_profiler.system.sudo import InvokingUser
+
+
+class ByteSink(Protocol):
+    """Where a training's output is copied: a terminal's byte stream, or a filtering wrapper."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+    def flush(self) -> None: ...
+
 
 POLL_S = 0.05
 """How often the wait loop looks at the timeout and stop requests without a pidfd."""

@@ -9,12 +9,43 @@ in the ledger is ended (SIGTERM, grace, SIGKILL); after a clean end there is non
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from energy_profiler.process.lifetime import TrackedGroup, end_recorded_groups, remove_ledger, restore_governor
+from energy_profiler.process.ledger import LEDGER_FOLDER, Ledger, TrackedGroup, end_recorded_groups, remove_ledger
+from energy_profiler.process.spawn import Campaign
+from energy_profiler.system.governor import restore_recorded
+
+
+@contextmanager
+def tracking(results_root: Path, grace_s: float, log: Path | None = None) -> Iterator[Ledger]:
+    """While inside: children are recorded, and a watchdog ends them should this process die."""
+    ledger = Ledger(results_root / LEDGER_FOLDER / f"campaign-{os.getpid()}.json")
+    ledger._write()
+    command = [sys.executable, "-m", "energy_profiler.process.watchdog", str(ledger.path), str(grace_s)]
+    watchdog = subprocess.Popen([*command, *([str(log)] if log else [])], stdin=subprocess.PIPE,
+                                start_new_session=True, env={**os.environ, "PYTHONPATH": _package_root()})
+    Campaign.ledger = ledger
+    try:
+        yield ledger
+    finally:
+        Campaign.ledger = None
+        assert watchdog.stdin is not None
+        watchdog.stdin.close()  # EOF: the watchdog ends whatever is still listed, then exits
+        watchdog.wait()
+        remove_ledger(ledger.path)
+
+
+def _package_root() -> str:
+    root = str(Path(__file__).resolve().parents[2])
+    existing = os.environ.get("PYTHONPATH")
+    return f"{root}{os.pathsep}{existing}" if existing else root
 
 
 def main(argv: list[str]) -> int:
@@ -34,7 +65,7 @@ def main(argv: list[str]) -> int:
     done = ", ".join(f"{group.role} {group.pgid}" for group in ended)
     lines = [f"watchdog: campaign {document['owner']['pid']} ended with {len(groups)} group(s) listed; "
              + (f"ended {done}" if done else "none was left to end"), *notes,
-             *restore_governor(document.get("governor"))]
+             *restore_recorded(document.get("governor"))]
     if log is not None:
         stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
         with open(log, "a", encoding="utf-8") as file:

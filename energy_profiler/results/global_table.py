@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from energy_profiler.results.files import append_whole, atomic_write_bytes, own
+from energy_profiler.fs import append_whole, atomic_write_bytes, own
 
 GLOBAL_TABLE = "summary_all.csv"
 

@@ -6,9 +6,9 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from energy_profiler.results.files import atomic_write_bytes
+from energy_profiler.fs import atomic_write_bytes
 from energy_profiler.results.global_table import table_bytes
-from energy_profiler.results.record import Record, summary_columns
+from energy_profiler.model.record import Record, summary_columns
 
 
 def records_in(run_dirs: Iterable[Path]) -> list[Record]:

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from energy_profiler.results.files import make_dirs, own
+from energy_profiler.fs import make_dirs, own
 
 
 def create_run_dir(results_root: Path, now: datetime | None = None) -> Path:

@@ -8,7 +8,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from energy_profiler.results.files import append_whole, own
+from energy_profiler.fs import append_whole, own
 
 
 class SummaryTable:

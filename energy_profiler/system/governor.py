@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 CPUFREQ_ROOT_ENV = "MUTATION_CPUFREQ_ROOT"
 DEFAULT_CPUFREQ_ROOT = Path("/sys/devices/system/cpu")
@@ -78,3 +79,15 @@ def summary(root: Path) -> str | None:
     if not names:
         return None
     return names[0] if len(names) == 1 else "mixed: " + ", ".join(names)
+
+
+def restore_recorded(record: dict[str, Any] | None) -> list[str]:
+    """Write back the governors a ledger says were changed; one line saying what was done."""
+    if not record:
+        return []
+    previous = record["previous"]
+    try:
+        apply(Path(record["root"]), previous)
+    except GovernorError as error:
+        return [f"could not restore the CPU governor: {error}"]
+    return [f"restored the CPU governor ({', '.join(sorted(set(previous.values())))}) of {len(previous)} CPUs"]

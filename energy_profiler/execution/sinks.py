@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from energy_profiler.results.files import atomic_write_json, make_dirs
+from energy_profiler.fs import atomic_write_json, make_dirs
+from energy_profiler.model.record import Record
 from energy_profiler.results.global_table import GLOBAL_TABLE, append_row
-from energy_profiler.results.record import Record
 from energy_profiler.results.summary import SummaryTable
 
 

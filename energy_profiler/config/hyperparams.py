@@ -12,7 +12,8 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
-ValueType = Literal["int", "float"]
+from energy_profiler.model.values import ValueType, format_value
+
 Distribution = Literal["uniform", "log_uniform"]
 
 DEFAULT_FLOAT_PRECISION = 3
@@ -38,36 +39,6 @@ class HyperparameterSpec:
         if self.low <= value <= self.high:
             return True
         return value == 0 and self.zero_probability > 0
-
-
-def format_value(value: float | int | str, value_type: ValueType) -> str:
-    """The canonical command-line string of a value.
-
-    ints: decimal digits (`12.0` and `"12"` become `12`). floats: Python's shortest string that
-    reads back as the same double (`6.36e-05`, `0.001`, `3.0`). Raises ValueError for a value
-    that is not of the type (`12.5` as an int) or not finite.
-    """
-    number = float(value) if isinstance(value, str) else value
-    if isinstance(number, bool):
-        raise ValueError(f"{value!r} is a boolean, not a number")
-    if not math.isfinite(number):
-        raise ValueError(f"{value!r} is not a finite number")
-    if value_type == "int":
-        if float(number) != int(number):
-            raise ValueError(f"{value!r} is not an integer")
-        return str(int(number))
-    return repr(float(number))
-
-
-def parse_value(text: str, value_type: ValueType) -> int | float:
-    """The number a canonical string stands for (the inverse of `format_value`)."""
-    canonical = format_value(text, value_type)
-    return int(canonical) if value_type == "int" else float(canonical)
-
-
-def canonical_to_number(text: str) -> int | float:
-    """The JSON number of a canonical value string (ints are digits only; floats have '.' or 'e')."""
-    return int(text) if text.lstrip("-").isdigit() else float(text)
 
 
 def round_significant(value: float, digits: int) -> float:

@@ -16,10 +16,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from energy_profiler.config.errors import ConfigError, ConfigIssue
+from energy_profiler.config.hyperparams import HyperparameterSpec, draw, value_count
+from energy_profiler.config.registry import Registry
 from energy_profiler.config.settings import Experiment, Settings, Workload
-from energy_profiler.hyperparams import HyperparameterSpec, draw, format_value, value_count
-from energy_profiler.registry import Registry
-from energy_profiler.results.history import History, company_key
+from energy_profiler.model.values import format_value
+from energy_profiler.planning.history import History, company_key
 
 MAX_DRAWS_PER_TRIAL = 200
 """Draw attempts allowed per wanted trial before a float space is declared too small."""

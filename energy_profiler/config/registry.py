@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from energy_profiler.config.errors import ConfigError, ConfigIssue, did_you_mean
+from energy_profiler.config.hyperparams import DEFAULT_FLOAT_PRECISION, HyperparameterSpec
 from energy_profiler.config.json_file import read_json
 from energy_profiler.config.validation import schema_issues
-from energy_profiler.hyperparams import DEFAULT_FLOAT_PRECISION, HyperparameterSpec
 
 PYTHON_PLACEHOLDER = "{python}"
 

@@ -16,22 +16,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from energy_profiler import __version__
+from energy_profiler.config.registry import Registry
 from energy_profiler.config.settings import Settings
 from energy_profiler.energy.recorder import EnergyPlan, gpu_host_facts, measure_power
-from energy_profiler.plan import Plan
-from energy_profiler.process.lifetime import Ledger, clean_stale, tracking
-from energy_profiler.registry import Registry
-from energy_profiler.results.files import atomic_write_bytes, atomic_write_json
+from energy_profiler.execution.runtime import Output, StopRequest, signal_name, sleep_unless_stopped
+from energy_profiler.execution.sinks import record_sinks
+from energy_profiler.execution.trial import run_trial
+from energy_profiler.fs import atomic_write_bytes, atomic_write_json
+from energy_profiler.model.record import Attempt, Record, summary_columns
+from energy_profiler.planning.plan import Plan
+from energy_profiler.process.ledger import Ledger, clean_stale
+from energy_profiler.process.watchdog import tracking
 from energy_profiler.results.global_table import table_bytes
-from energy_profiler.results.record import Attempt, Record, summary_columns
 from energy_profiler.results.rundir import SessionLog, create_run_dir, run_dir_lock
-from energy_profiler.results.sinks import record_sinks
 from energy_profiler.results.summary import SummaryTable
-from energy_profiler.runtime import Output, StopRequest, signal_name, sleep_unless_stopped
 from energy_profiler.system import governor
 from energy_profiler.system.host import host_facts
 from energy_profiler.system.sudo import InvokingUser, invoking_user
-from energy_profiler.trial import run_trial
 
 
 @dataclass

@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from energy_profiler.hyperparams import format_value
-from energy_profiler.registry import Registry
+from energy_profiler.config.registry import Registry
+from energy_profiler.model.values import format_value
 
 NOT_MEASURED = ("interrupted", "skipped_memory")
 

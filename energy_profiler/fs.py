@@ -69,7 +69,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             file.flush()
             os.fsync(file.fileno())
         own(Path(temporary))  # owned before it appears under its name
-        os.replace(temporary, path)
+        Path(temporary).replace(path)
     except OSError as error:
         Path(temporary).unlink(missing_ok=True)
         raise _named(error, path) from error

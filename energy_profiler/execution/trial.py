@@ -19,20 +19,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from energy_profiler.config.registry import MetricSpec, Registry
 from energy_profiler.config.settings import Settings
-from energy_profiler.energy import EnergyFields
 from energy_profiler.energy.base import Window
 from energy_profiler.energy.baselines import PowerBaseline
 from energy_profiler.energy.nvml import free_memory_mib, load_pynvml
 from energy_profiler.energy.recorder import EnergyPlan, TrialEnergy, measure_power
 from energy_profiler.energy.selection import NONE
+from energy_profiler.execution.runtime import Output, StopRequest, signal_name, sleep_unless_stopped
 from energy_profiler.metrics import log_contains, scrape_metrics
-from energy_profiler.plan import Trial
+from energy_profiler.model.energy_fields import EnergyFields
+from energy_profiler.model.record import Attempt, BackgroundResult, Record
+from energy_profiler.planning.plan import Trial
 from energy_profiler.process.background import OOM_MARKER, Backgrounds
 from energy_profiler.process.training import ProcessOutcome, run_training
-from energy_profiler.registry import MetricSpec, Registry
-from energy_profiler.results.record import Attempt, BackgroundResult, Record
-from energy_profiler.runtime import Output, StopRequest, signal_name, sleep_unless_stopped
 from energy_profiler.system.host import git_state
 from energy_profiler.system.sudo import InvokingUser
 

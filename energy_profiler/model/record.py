@@ -7,8 +7,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from energy_profiler.energy import EnergyFields
-from energy_profiler.hyperparams import canonical_to_number, format_value
+from energy_profiler.model.energy_fields import EnergyFields
+from energy_profiler.model.values import canonical_to_number, format_value
 
 SCHEMA_VERSION = 1
 

@@ -7,7 +7,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+
+from energy_profiler.process.training import ByteSink
 
 POLL_S = 0.1
 
@@ -32,14 +33,6 @@ class StopRequest:
     @property
     def first_signal(self) -> int | None:
         return self.signals[0] if self.signals else None
-
-
-class ByteSink(Protocol):
-    """Where a training's output is copied: a terminal's byte stream, or a filtering wrapper."""
-
-    def write(self, data: bytes, /) -> int: ...
-
-    def flush(self) -> None: ...
 
 
 class Progress:

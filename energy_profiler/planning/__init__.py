@@ -1,0 +1,1 @@
+"""Settings + registry + history -> the ordered plan of trials a campaign runs."""

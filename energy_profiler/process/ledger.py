@@ -1,0 +1,142 @@
+"""The ledger: a file in the results folder listing every process group a campaign has running.
+
+Each entry is a pgid, its leader's start time (against PID reuse), role and trial; grandchildren
+are in those groups too. The ledger also records the CPU governors a campaign changed, before it
+changes them. A ledger whose owner is dead (the machine rebooted mid-campaign, or the watchdog was
+killed) is found at the start of every campaign and by `mutation.py cleanup`: its groups are
+ended and its governors restored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from energy_profiler.fs import atomic_write_json, make_dirs
+from energy_profiler.process.groups import end_groups, group_members
+from energy_profiler.system.governor import restore_recorded
+
+LEDGER_FOLDER = ".running"
+START_TIME_TOLERANCE_S = 0.05
+
+
+def start_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+@dataclass(frozen=True)
+class TrackedGroup:
+    pgid: int
+    leader_start_time: float | None
+    role: str
+    trial: str | None
+
+
+class Ledger:
+    """The state file of one campaign: its owner and the groups it has running."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.owner_pid = os.getpid()
+        self.owner_start_time = start_time(self.owner_pid)
+        self.groups: dict[int, TrackedGroup] = {}
+        self.governor: dict[str, Any] | None = None
+        """{"root": cpufreq root, "previous": {cpu: governor}} while a changed governor awaits restoring."""
+        self._lock = threading.Lock()
+        """Backgrounds are ended in parallel threads: each change and its write is one step."""
+
+    def set_governor(self, root: Path | None, previous: dict[str, str] | None) -> None:
+        with self._lock:
+            self.governor = {"root": str(root), "previous": previous} if root is not None and previous else None
+            self._write()
+
+    def add(self, pgid: int, role: str, trial: str | None) -> None:
+        with self._lock:
+            self.groups[pgid] = TrackedGroup(pgid, start_time(pgid), role, trial)
+            self._write()
+
+    def remove(self, pgid: int) -> None:
+        with self._lock:
+            if self.groups.pop(pgid, None) is not None:
+                self._write()
+
+    def _write(self) -> None:
+        make_dirs(self.path.parent)
+        atomic_write_json(self.path, {"owner": {"pid": self.owner_pid, "start_time": self.owner_start_time},
+                                      "groups": [asdict(group) for group in self.groups.values()],
+                                      "governor": self.governor})
+
+
+def groups_still_ours(groups: Sequence[TrackedGroup]) -> tuple[list[int], list[str]]:
+    """The pgids that are still the groups recorded (not reused), and notes on the others."""
+    ours, notes = [], []
+    for group in groups:
+        if not group_members(group.pgid):
+            continue
+        leader = start_time(group.pgid)
+        recorded = group.leader_start_time
+        if leader is not None and recorded is not None and abs(leader - recorded) > START_TIME_TOLERANCE_S:
+            notes.append(f"group {group.pgid} ({group.role}) now belongs to another process: left alone")
+            continue
+        # A pgid with members is never given to a new process, so a group whose leader is gone
+        # but whose members live is still the one recorded.
+        ours.append(group.pgid)
+    return ours, notes
+
+
+def end_recorded_groups(groups: Sequence[TrackedGroup], grace_s: float) -> tuple[list[TrackedGroup], list[str]]:
+    """End the recorded groups that are still ours; return those ended and notes."""
+    pgids, notes = groups_still_ours(groups)
+    if pgids:
+        teardown = end_groups(pgids, grace_s)
+        if teardown.survivors:
+            notes.append(f"{teardown.survivors} process(es) survived SIGKILL")
+    return [group for group in groups if group.pgid in pgids], notes
+
+
+def owner_alive(owner: dict[str, Any]) -> bool:
+    started = start_time(int(owner["pid"]))
+    recorded = owner.get("start_time")
+    return started is not None and (recorded is None or abs(started - float(recorded)) <= START_TIME_TOLERANCE_S)
+
+
+def clean_stale(results_root: Path, grace_s: float) -> list[str]:
+    """End the groups of campaigns that died without cleaning up; one line per thing done."""
+    folder = results_root / LEDGER_FOLDER
+    report: list[str] = []
+    for path in sorted(folder.glob("campaign-*.json")) if folder.is_dir() else []:
+        try:
+            document = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if owner_alive(document["owner"]):
+            continue  # a campaign that is running now
+        groups = [TrackedGroup(**group) for group in document["groups"]]
+        ended, notes = end_recorded_groups(groups, grace_s)
+        for group in ended:
+            report.append(f"ended {group.role} group {group.pgid} of trial {group.trial} "
+                          f"left by dead campaign {document['owner']['pid']}")
+        report.extend(notes)
+        report.extend(restore_recorded(document.get("governor")))
+        remove_ledger(path)
+    return report
+
+
+def remove_ledger(path: Path) -> None:
+    """Delete a ledger, and its folder once no other campaign's ledger is in it."""
+    path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()
+
+

@@ -1,0 +1,86 @@
+"""The package's layers only look down (docs/architecture.md, "Layers").
+
+cli -> execution -> (energy, process, results, report, metrics) -> planning -> config -> model,
+with system/ and fs.py usable from anywhere and importing nothing of the package above them. The
+imports are read from the source with ast, so a new upward import fails here, naming the file.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from test.conftest import PROJECT_ROOT
+
+PACKAGE = PROJECT_ROOT / "energy_profiler"
+RANK = {"model": 0, "config": 1, "planning": 2, "energy": 3, "process": 3, "results": 3, "report": 3,
+        "metrics": 3, "execution": 4, "cli": 5}
+UTILITIES = {"system", "fs", ""}
+"""Usable from every layer; "" is the package itself (its __version__)."""
+SIBLINGS = {("energy", "process"), ("process", "metrics")}
+"""Imports between layers of one rank that are allowed, in this direction only: the energy
+backends start perf and nvidia-smi with process.spawn; a background loop counts OOM runs with
+metrics.log_contains."""
+
+
+def layer(module: str) -> str:
+    """`energy_profiler.energy.perf` -> `energy`; `energy_profiler.fs` -> `fs`; the root -> ``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def imports(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("energy_profiler"):
+            found.append(node.module)
+        elif isinstance(node, ast.Import):
+            found.extend(alias.name for alias in node.names if alias.name.startswith("energy_profiler"))
+    return found
+
+
+def module_name(path: Path, package: Path) -> str:
+    parts = path.relative_to(package.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def upward_imports(package: Path) -> list[str]:
+    """One line per import of `package` that goes up or sideways."""
+    wrong = []
+    for path in sorted(package.rglob("*.py")):
+        name = module_name(path, package)
+        importer = layer(name)
+        for module in imports(path):
+            imported = layer(module)
+            if imported == importer:
+                continue
+            if importer in UTILITIES:
+                if imported not in UTILITIES:
+                    wrong.append(f"{name}: a utility, imports {module}")
+                continue
+            if imported in UTILITIES or RANK[imported] < RANK[importer] or (importer, imported) in SIBLINGS:
+                continue
+            wrong.append(f"{name} ({importer}) imports {module} ({imported})")
+    return wrong
+
+
+def test_every_import_in_the_package_looks_down() -> None:
+    assert len(list(PACKAGE.rglob("*.py"))) > 50
+    assert upward_imports(PACKAGE) == []
+
+
+def test_the_check_finds_imports_that_go_up_or_sideways(tmp_path: Path) -> None:
+    package = tmp_path / "energy_profiler"
+    for relative, text in {
+        "model/record.py": "from energy_profiler.execution.session import run_session\n",
+        "process/training.py": "import energy_profiler.energy.perf\n",  # a sibling, the wrong way
+        "fs.py": "from energy_profiler.model.record import Record\n",  # a utility looking up
+        "execution/trial.py": "from energy_profiler.fs import own\nfrom energy_profiler.model import values\n",
+    }.items():
+        (package / relative).parent.mkdir(parents=True, exist_ok=True)
+        (package / relative).write_text(text)
+    assert upward_imports(package) == [
+        "energy_profiler.fs: a utility, imports energy_profiler.model.record",
+        "energy_profiler.model.record (model) imports energy_profiler.execution.session (execution)",
+        "energy_profiler.process.training (process) imports energy_profiler.energy.perf (energy)",
+    ]
