@@ -68,7 +68,13 @@ def test_sigkill_then_resume_records_each_trial_exactly_once(
     # The killed trial ran again in a fresh attempt folder; its first attempt's log is kept.
     killed = run_dir / f"{kill_after_rows + 1:03d}_fake_tiny"
     assert {p.name for p in killed.glob("attempt_*")} == {"attempt_1", "attempt_2"}
-    assert json.loads((killed / "experiment.json").read_text())["attempts"][0]["attempt"] == 2
+    record = json.loads((killed / "experiment.json").read_text())
+    lost, rerun = record["attempts"]  # both attempts are listed, the one the SIGKILL cut short first
+    assert (lost["attempt"], lost["status"], lost["duration_s"], lost["start_utc"]) == (1, "interrupted", None, None)
+    assert lost["status_reason"].startswith("the campaign ended during this attempt without recording it")
+    assert lost["log"] == f"{killed.name}/attempt_1/training.log"
+    assert (rerun["attempt"], rerun["status"]) == (2, "success")
+    assert record["attempt_count"] == 2 and after[kill_after_rows]["attempts"] == "2"
 
 
 def test_an_interrupted_trial_is_run_again_on_resume(

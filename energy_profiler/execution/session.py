@@ -210,18 +210,38 @@ def finished_records(run_dir: Path, plan: Plan) -> dict[str, Record]:
 
 
 def earlier_attempts(trial_dir: Path) -> tuple[Attempt, ...]:
-    """The attempts an interrupted record of this trial lists, so that a resumed record lists them all."""
+    """Every attempt earlier sessions made of this trial, so that a resumed record lists them all.
+
+    Those its interrupted record lists, and those whose folder exists but that no record mentions:
+    the campaign was SIGKILLed, crashed or lost power during them. Of those only the number, the
+    log and when the log was last written are known; the rest stays empty.
+    """
     document = trial_dir / "experiment.json"
-    if not document.exists():
-        return ()
-    return Record.from_json(json.loads(document.read_text())).attempts
+    recorded = Record.from_json(json.loads(document.read_text())).attempts if document.exists() else ()
+    known = {attempt.attempt for attempt in recorded}
+    lost = [_unrecorded_attempt(trial_dir, number) for number in attempt_numbers(trial_dir) if number not in known]
+    return tuple(sorted((*recorded, *lost), key=lambda attempt: attempt.attempt))
+
+
+def _unrecorded_attempt(trial_dir: Path, number: int) -> Attempt:
+    log = trial_dir / f"attempt_{number}" / "training.log"
+    reason = "the campaign ended during this attempt without recording it (SIGKILL, a crash or a power loss)"
+    if log.exists():
+        last_write = datetime.fromtimestamp(log.stat().st_mtime, UTC).isoformat(timespec="seconds")
+        reason += f"; its log was last written at {last_write}"
+    return Attempt(number, "interrupted", reason, exit_code=None, start_utc=None, end_utc=None, duration_s=None,
+                   log=str(log.relative_to(trial_dir.parent)))
+
+
+def attempt_numbers(trial_dir: Path) -> list[int]:
+    """The numbers of the trial's attempt folders, in order."""
+    return sorted(int(path.name.removeprefix("attempt_")) for path in trial_dir.glob("attempt_*")
+                  if path.name.removeprefix("attempt_").isdigit())
 
 
 def next_attempt(trial_dir: Path) -> int:
     """The number of the next attempt folder: earlier attempts' files are never overwritten."""
-    numbers = [int(path.name.removeprefix("attempt_")) for path in trial_dir.glob("attempt_*")
-               if path.name.removeprefix("attempt_").isdigit()]
-    return max(numbers, default=0) + 1
+    return max(attempt_numbers(trial_dir), default=0) + 1
 
 
 def _measure_baseline(energy: EnergyPlan, run_dir: Path, say: Callable[[str], None],

@@ -86,12 +86,15 @@ def run_trial(
         if number < last:
             output.say(f"[{trial.index}] attempt {number} {status} ({reason}); retrying")
     final = results[-1]
+    start_utc, end_utc, duration_s = final.attempt.start_utc, final.attempt.end_utc, final.attempt.duration_s
+    # Only an attempt found unrecorded on resume lacks its times; one run here always has them.
+    assert start_utc is not None and end_utc is not None and duration_s is not None
     return Record(
         experiment_id=str(uuid.uuid4()), run_id=run_dir.name, trial=trial.name, trial_index=trial.index,
         experiment_index=trial.experiment_index, run=trial.run, mode=trial.mode, repo=trial.repo,
         model=trial.model, status=final.attempt.status, status_reason=final.attempt.status_reason,
-        exit_code=final.attempt.exit_code, start_utc=final.attempt.start_utc, end_utc=final.attempt.end_utc,
-        duration_s=final.attempt.duration_s, argv=trial.argv, hyperparameters=trial.hyperparameters,
+        exit_code=final.attempt.exit_code, start_utc=start_utc, end_utc=end_utc,
+        duration_s=duration_s, argv=trial.argv, hyperparameters=trial.hyperparameters,
         mutated=trial.mutated, metrics=tuple((name, final.metrics.get(name)) for name in repo.metrics),
         required_metrics=tuple(name for name, spec in repo.metrics.items() if spec.required),
         energy=final.energy, energy_details=final.energy_details, host=dict(host), repo_git=git_state(repo.path),

@@ -50,9 +50,10 @@ class Attempt:
     status: str
     status_reason: str | None
     exit_code: int | None
-    start_utc: str
-    end_utc: str
-    duration_s: float
+    start_utc: str | None
+    end_utc: str | None
+    duration_s: float | None
+    """None for an attempt the campaign died during (SIGKILL, power loss): found on resume, never recorded."""
     log: str
     """Path of this attempt's training.log, relative to the run folder."""
     wall_s: float | None = None
