@@ -75,7 +75,7 @@ def test_usage_errors_exit_2(args: list[Any], message: str, tmp_path: Path) -> N
 def test_global_options_work_after_the_command_too(tmp_path: Path) -> None:
     result = invoke("plan", QUICKSTART, "--registry", tmp_path / "missing.json")
     assert result.exit_code == 2
-    assert "missing.json: (root): file not found" in result.stderr
+    assert "missing.json: file not found" in result.stderr
 
 
 def test_no_arguments_prints_help() -> None:

@@ -184,23 +184,32 @@ def open_descriptors() -> list[str]:
 
 
 def test_monitors_started_and_failed_a_thousand_times_leave_nothing_behind(tmp_path: Path) -> None:
-    """A long campaign whose backends fail every attempt must not run out of descriptors or threads."""
+    """A long campaign whose backends fail every attempt must not run out of descriptors or threads.
+
+    The descriptors and threads are compared exactly, so one leaked per start shows after any
+    number of starts: the nvidia-smi starts, each a fork of this (large) process, run 100 times.
+    """
     from energy_profiler.energy import rapl
 
     nvml_state = fake_pynvml()._state
     no_zones = tmp_path / "powercap"
     no_zones.mkdir()
+    unstartable = tmp_path / "nvidia-smi"  # found and executable, but exec fails (ENOENT from the kernel)
+    unstartable.write_text("#!/no/such/interpreter\n")
+    unstartable.chmod(0o755)
     descriptors, threads = open_descriptors(), threading.active_count()
     for _ in range(1000):
         for monitor in (nvml.NvmlMonitor(fake_pynvml, interval_s=0.05, gpus=["7"], sink=null_sink()),
-                        rapl.RaplMonitor(no_zones, interval_s=0.05, sink=null_sink()),
-                        nvidia_smi.NvidiaSmiMonitor(str(tmp_path / "absent"), 0.05, None, sink=null_sink())):
+                        rapl.RaplMonitor(no_zones, interval_s=0.05, sink=null_sink())):
             measurement = measure(monitor, 0)
             assert measurement.method == "none" and measurement.reason
+    for _ in range(100):
+        for command in (tmp_path / "absent", unstartable):
+            measurement = measure(nvidia_smi.NvidiaSmiMonitor(str(command), 0.05, None, sink=null_sink()), 0)
+            assert measurement.method == "none" and measurement.reason
     for _ in range(20):  # and those that work, stopped at once
-        for monitor in (nvml.NvmlMonitor(fake_pynvml, interval_s=0.05, gpus=None, sink=null_sink()),
-                        nvidia_smi.NvidiaSmiMonitor(FAKE_SMI, 0.05, None, sink=null_sink())):
-            measure(monitor, 0)
+        measure(nvml.NvmlMonitor(fake_pynvml, interval_s=0.05, gpus=None, sink=null_sink()), 0)
+        measure(nvidia_smi.NvidiaSmiMonitor(FAKE_SMI, 0.05, None, sink=null_sink()), 0)
     assert nvml_state["initialised"] == 0  # every nvmlInit had its nvmlShutdown
     assert open_descriptors() == descriptors
     assert threading.active_count() == threads

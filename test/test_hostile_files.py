@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from test.conftest import invoke
+from test.privileges import in_child
 
 VALID = {"experiment_name": "t", "experiments": [{"mode": "default", "repo": "examples", "model": "mlp"}]}
 HEAD = '{"experiment_name": "t", "experiments": [{"mode": "default", "repo": "examples", "model": "mlp"'
@@ -97,6 +98,25 @@ def test_a_settings_path_that_is_not_a_regular_file_is_refused_at_once(kind: str
         pytest.fail("reading a FIFO as the settings file blocked")
     result = outcome["result"]
     assert getattr(result, "exit_code", None) == 2
-    expected = "is a FIFO (named pipe), not a regular file" if kind == "fifo" else "is a directory"
+    expected = f"{path}: is {'a FIFO (named pipe)' if kind == 'fifo' else 'a folder'}, not a regular file"
     assert expected in getattr(result, "stderr", ""), getattr(result, "stderr", "")
     assert not (tmp_path / "r").exists()
+
+
+def test_an_unreadable_settings_file_says_how_to_fix_it(tmp_path: Path) -> None:
+    # Root reads any file, so the CLI runs in a child without that right (see test/privileges.py);
+    # a user's run meets the same EACCES.
+    file = tmp_path / "settings.json"
+    file.write_text(json.dumps(VALID))
+    file.chmod(0)
+    results = tmp_path / "results"
+
+    def as_a_user() -> tuple[int, str]:
+        result = invoke("--results-dir", results, "run", file)
+        return result.exit_code, result.stderr
+
+    code, stderr = in_child(as_a_user, as_nobody=False)
+    assert code == 2
+    assert stderr.splitlines()[-1].strip() == (f"{file}: cannot read: permission denied; check its permissions "
+                                               "(ls -l) or run as a user who may read it")
+    assert not results.exists()

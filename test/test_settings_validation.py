@@ -142,13 +142,13 @@ def test_invalid_json_names_line_and_column(tmp_path: Path) -> None:
     file.write_text('{\n  "experiment_name": "x",\n  "experiments": [,]\n}')
     result = invoke("run", file)
     assert result.exit_code == 2
-    assert f"{file}: (root): not valid JSON: Expecting value at line 3, column 19" in result.stderr
+    assert f"{file}: not valid JSON: Expecting value at line 3, column 19" in result.stderr
 
 
 def test_missing_settings_file_exits_2(tmp_path: Path) -> None:
     result = invoke("--results-dir", tmp_path / "r", "-ec", tmp_path / "nope.json")
     assert result.exit_code == 2
-    assert "nope.json: (root): file not found" in result.stderr
+    assert "nope.json: file not found" in result.stderr
     assert not (tmp_path / "r").exists()
 
 
@@ -178,4 +178,4 @@ def test_shipped_settings_files_are_valid_and_reference_the_schema() -> None:
 def test_config_error_lists_file_and_path() -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(PROJECT_ROOT / "does-not-exist.json", load_registry(REAL_REGISTRY, PROJECT_ROOT))
-    assert str(caught.value).endswith("does-not-exist.json: (root): file not found")
+    assert str(caught.value).endswith("does-not-exist.json: file not found")

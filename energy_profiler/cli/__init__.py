@@ -23,7 +23,7 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 
 
 @click.group(invoke_without_command=True, context_settings=CONTEXT_SETTINGS)
-@click.option("-ec", "--experiment-config", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("-ec", "--experiment-config", type=click.Path(path_type=Path, readable=False),
               help="Run a settings file (the same as `run FILE`).")
 @click.option("-r", "--repo", help="Ad-hoc mutation run: the repository.")
 @click.option("-m", "--model", help="Ad-hoc mutation run: the model.")

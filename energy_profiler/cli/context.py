@@ -54,7 +54,7 @@ def global_options(function: F) -> F:
 
     @click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                   help="Where run folders are written [default: results/ of the project].")
-    @click.option("--registry", "registry_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    @click.option("--registry", "registry_file", type=click.Path(path_type=Path, readable=False), default=None,
                   help="The repository registry [default: repos/models.json of the project].")
     @click.option("-q", "--quiet", is_flag=True, default=None, help="Only results and errors; no training output.")
     @click.option("-v", "--verbose", is_flag=True, default=None, help="Also the exact command lines and details.")

@@ -28,7 +28,7 @@ from energy_profiler.energy.selection import (
 
 
 @click.command("doctor")
-@click.argument("settings_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("settings_file", required=False, type=click.Path(path_type=Path, readable=False))
 @global_options
 @energy_options
 def doctor_command(settings_file: Path | None) -> None:

@@ -12,7 +12,7 @@ from energy_profiler.planning.plan import Plan
 
 
 @click.command("plan")
-@click.argument("settings_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("settings_file", type=click.Path(path_type=Path, readable=False))
 @global_options
 def plan_command(settings_file: Path) -> None:
     """Show the trials SETTINGS_FILE would run (mutated values marked *), without running them."""

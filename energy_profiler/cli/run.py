@@ -49,7 +49,7 @@ BRIEF_CHARS = 80
 
 
 @click.command("run")
-@click.argument("settings_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("settings_file", type=click.Path(path_type=Path, readable=False))
 @click.option("--resume", is_flag=False, flag_value="", default=None, metavar="[RUN_DIR]",
               help="Continue an interrupted campaign: RUN_DIR, or the latest run folder made from SETTINGS_FILE.")
 @global_options

@@ -21,7 +21,7 @@ from energy_profiler.planning.plan import build_plan
 
 
 @click.command("validate")
-@click.argument("settings_files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("settings_files", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @global_options
 def validate_command(settings_files: tuple[Path, ...]) -> None:
     """Check SETTINGS_FILES; print every problem of every file. Exit 0 if all are valid, else 2."""

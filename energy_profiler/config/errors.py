@@ -57,8 +57,12 @@ class ConfigIssue:
     file: str
     path: tuple[str | int, ...]
     message: str
+    whole_file: bool = False
+    """About the file itself (cannot be read, not JSON, not a regular file): no JSON path is shown."""
 
     def __str__(self) -> str:
+        if self.whole_file:
+            return f"{self.file}: {self.message}"
         return f"{self.file}: {format_path(self.path)}: {self.message}"
 
 

@@ -107,7 +107,7 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _error(file: str, message: str) -> ConfigError:
-    return ConfigError([ConfigIssue(file, (), message)])
+    return ConfigError([ConfigIssue(file, (), message, whole_file=True)])
 
 
 def _position(before: str) -> tuple[int, int]:
