@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -112,3 +114,29 @@ def test_a_plan_read_back_from_its_json_is_the_same_plan() -> None:
                     "background": [{"repo": "examples", "model": "softmax", "env": {"A": "b c"}},
                                    {"repo": "examples", "model": "deep_mlp", "restart_delay_s": 1}]})
     assert Plan.from_json(json.loads(json.dumps(plan.to_json()))) == plan
+
+
+def test_a_fixed_value_may_lie_outside_the_range_but_inside_the_limits(tmp_path: Path) -> None:
+    # The older tool's users ran 1-epoch quick runs and boundary tests of hyperparameters whose
+    # mutation range starts higher: `limits` says what a fixed value may be, `range` what is drawn.
+    document = json.loads(REAL_REGISTRY.read_text())
+    epochs = document["repositories"]["examples"]["hyperparameters"]["epochs"]
+    epochs.update(range=[5, 20], limits=[1, 50])
+    registry_file = tmp_path / "models.json"
+    registry_file.write_text(json.dumps(document))
+    registry = load_registry(registry_file, PROJECT_ROOT)
+
+    def plan(*experiments: dict[str, Any]) -> Plan:
+        settings = settings_from_document({"experiment_name": "t", "experiments": list(experiments)},
+                                          tmp_path / "t.json", registry)
+        return build_plan(settings, registry, 3, python="python-under-test")
+
+    quick = plan({"mode": "default", "repo": "examples", "model": "mlp", "hyperparameters": {"epochs": 1}})
+    argv = quick.trials[0].argv
+    assert argv[argv.index("--epochs") + 1] == "1"
+    drawn = plan(mutation("epochs", runs=15, hyperparameters={"learning_rate": 0.01}))
+    assert sorted(int(dict(trial.hyperparameters)["epochs"]) for trial in drawn.trials) == list(range(6, 21))
+    with pytest.raises(ConfigError) as caught:
+        plan({"mode": "default", "repo": "examples", "model": "mlp", "hyperparameters": {"epochs": 60}})
+    assert [str(issue).split(": ", 1)[1] for issue in caught.value.issues] == [
+        "experiments[0].hyperparameters.epochs: 60 is outside the limits [1, 50] (mutation range [5, 20]) of 'epochs'"]

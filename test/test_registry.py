@@ -29,11 +29,15 @@ def with_hp(**fields: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("document", "expected"), [
     (with_hp(default=0.9), "repositories.fake.hyperparameters.learning_rate.default: "
-                           "default 0.9 is outside its range [0.001, 0.4]"),
+                           "default 0.9 is outside the range [0.001, 0.4]"),
     (with_hp(range=[0.0, 0.4]), "repositories.fake.hyperparameters.learning_rate.range: "
                                 "log_uniform needs a range above 0 (use zero_probability to draw 0)"),
     (with_hp(range=[0.5, 0.4]), "repositories.fake.hyperparameters.learning_rate.range: "
                                 "low end 0.5 is above high end 0.4"),
+    (with_hp(limits=[0.01, 1.0]), "repositories.fake.hyperparameters.learning_rate.limits: limits [0.01, 1] do not "
+                                  "contain the range [0.001, 0.4]: mutation could draw what a fixed value may not take"),
+    (with_hp(default=0.9, limits=[0.001, 0.5]), "repositories.fake.hyperparameters.learning_rate.default: default 0.9 "
+                                                "is outside the limits [0.001, 0.5] (mutation range [0.001, 0.4])"),
     (with_hp(distribution="normal"), "repositories.fake.hyperparameters.learning_rate.distribution: "
                                      "'normal' is not one of 'uniform', 'log_uniform'"),
     (with_hp(flg="--x"), "repositories.fake.hyperparameters.learning_rate.flg: unknown key 'flg' "
@@ -47,7 +51,7 @@ def with_hp(**fields: Any) -> dict[str, Any]:
     ({"repositories": {"fake": fake_repo(models={"tiny": {"hyperparameters": {"lr": {"default": 0.2}}}})}},
      "repositories.fake.models.tiny.hyperparameters.lr: overrides unknown hyperparameter 'lr'"),
     ({"repositories": {"fake": fake_repo(models={"tiny": {"hyperparameters": {"epochs": {"default": 9}}}})}},
-     "repositories.fake.models.tiny.hyperparameters.epochs.default: default 9 is outside its range [1, 5]"),
+     "repositories.fake.models.tiny.hyperparameters.epochs.default: default 9 is outside the range [1, 5]"),
     ({"repositories": {"fake": fake_repo(python="python3")}},
      "repositories.fake.python: 'python' is set but command does not start with '{python}'"),
     ({"repositories": {"fake": fake_repo(command="python3 train.py")}},
@@ -99,4 +103,4 @@ def test_a_broken_registry_stops_every_command(write_json: Callable[[str, Any], 
     for args in (["list"], ["plan", PROJECT_ROOT / "settings" / "quickstart.json"]):
         result = invoke("--registry", file, *args)
         assert result.exit_code == 2
-        assert "learning_rate.default: default 0.9 is outside its range" in result.stderr
+        assert "learning_rate.default: default 0.9 is outside the range" in result.stderr

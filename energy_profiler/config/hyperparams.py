@@ -33,12 +33,27 @@ class HyperparameterSpec:
     distribution: Distribution = "uniform"
     zero_probability: float = 0.0
     precision: int = DEFAULT_FLOAT_PRECISION
+    limits: tuple[float, float] | None = None
+    """What a fixed value (and the default) may be; None: the range. Mutation draws from the range only."""
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """The limits a fixed value must keep: `limits`, else the range."""
+        return self.limits if self.limits is not None else (self.low, self.high)
 
     def allows(self, value: float) -> bool:
-        """Whether a fixed value is one this hyperparameter could take."""
-        if self.low <= value <= self.high:
+        """Whether a fixed value is one this hyperparameter may take: inside its limits, or a drawable 0."""
+        low, high = self.bounds
+        if low <= value <= high:
             return True
         return value == 0 and self.zero_probability > 0
+
+    def bounds_text(self) -> str:
+        """`the range [1, 20]`, or `the limits [1, 300] (range [100, 300])` where they differ."""
+        low, high = self.bounds
+        if self.limits is None:
+            return f"the range [{low:g}, {high:g}]"
+        return f"the limits [{low:g}, {high:g}] (mutation range [{self.low:g}, {self.high:g}])"
 
 
 def round_significant(value: float, digits: int) -> float:

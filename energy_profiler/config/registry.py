@@ -159,9 +159,10 @@ def _build_repo(
 
 
 def _spec_document(spec: HyperparameterSpec) -> dict[str, Any]:
-    return {"flag": spec.flag, "type": spec.type, "default": spec.default,
-            "range": [spec.low, spec.high], "distribution": spec.distribution,
-            "zero_probability": spec.zero_probability, "precision": spec.precision}
+    document = {"flag": spec.flag, "type": spec.type, "default": spec.default,
+                "range": [spec.low, spec.high], "distribution": spec.distribution,
+                "zero_probability": spec.zero_probability, "precision": spec.precision}
+    return document if spec.limits is None else {**document, "limits": list(spec.limits)}
 
 
 def _build_hyperparameter(
@@ -173,19 +174,26 @@ def _build_hyperparameter(
         distribution=doc.get("distribution", "uniform"),
         zero_probability=doc.get("zero_probability", 0.0),
         precision=doc.get("precision", DEFAULT_FLOAT_PRECISION),
+        limits=tuple(doc["limits"]) if "limits" in doc else None,
     )
     issues = []
     if low > high:
         issues.append(ConfigIssue(file, (*where, "range"), f"low end {low} is above high end {high}"))
+    if spec.limits is not None and not spec.limits[0] <= low <= high <= spec.limits[1]:
+        issues.append(ConfigIssue(file, (*where, "limits"),
+                                  f"limits [{spec.limits[0]:g}, {spec.limits[1]:g}] do not contain the range "
+                                  f"[{low:g}, {high:g}]: mutation could draw what a fixed value may not take"))
     if spec.type == "int":
-        for label, value in (("default", spec.default), ("range", low), ("range", high)):
+        checked = [("default", spec.default), ("range", low), ("range", high),
+                   *(("limits", value) for value in spec.limits or ())]
+        for label, value in checked:
             if value != int(value):
                 issues.append(ConfigIssue(file, (*where, label), f"{value} is not an integer"))
-        spec = replace(spec, default=int(spec.default), low=int(low), high=int(high))
+        limits = (int(spec.limits[0]), int(spec.limits[1])) if spec.limits is not None else None
+        spec = replace(spec, default=int(spec.default), low=int(low), high=int(high), limits=limits)
     if spec.distribution == "log_uniform" and low <= 0:
         issues.append(ConfigIssue(file, (*where, "range"),
                                   "log_uniform needs a range above 0 (use zero_probability to draw 0)"))
     if not spec.allows(spec.default):
-        issues.append(ConfigIssue(file, (*where, "default"),
-                                  f"default {spec.default} is outside its range [{low}, {high}]"))
+        issues.append(ConfigIssue(file, (*where, "default"), f"default {spec.default} is outside {spec.bounds_text()}"))
     return spec, issues

@@ -219,7 +219,7 @@ def _check_workload(entry: dict[str, Any], where: tuple[str | int, ...], file: s
             continue
         if not spec.allows(value):
             zero = " (or 0)" if spec.zero_probability > 0 else ""
-            message = f"{canonical} is outside the range [{spec.low}, {spec.high}]{zero} of '{hp_name}'"
+            message = f"{canonical} is outside {spec.bounds_text()}{zero} of '{hp_name}'"
             issues.append(ConfigIssue(file, hp_where, message))
             continue
         fixed[hp_name] = canonical
