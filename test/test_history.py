@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -96,3 +97,38 @@ def test_dedup_true_reads_the_global_table_of_the_results_folder(
     document["experiments"][0]["runs_per_config"] = 10  # 20 - default - 10 measured = 9 left
     third = invoke("--registry", registry, "--results-dir", results, "plan", write_json("d3.json", document))
     assert third.exit_code == 2
+
+
+def test_a_repository_that_passes_only_what_is_given_leaves_the_rest_to_the_script(
+        write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path) -> None:
+    # The older tool passed only fixed and mutated values; its users' scripts have their own defaults
+    # (an unseeded baseline must not get `--seed`). `pass: "given"` keeps that, and says so in the record.
+    repo = fake_repo("echo-args", hyperparameters={
+        "epochs": {"flag": "--epochs", "type": "int", "default": 2, "range": [1, 20]},
+        "seed": {"flag": "--seed", "type": "int", "default": 1334, "range": [0, 9999]}},
+        metrics={}, **{"pass": "given"})
+    registry = fake_registry(fake=repo)
+    results = tmp_path / "results"
+    settings = write_json("g.json", {"experiment_name": "g", "seed": 1, "dedup": True, "experiments": [
+        {"mode": "default", "repo": "fake", "model": "tiny"},
+        {"mode": "mutation", "repo": "fake", "model": "tiny", "mutate": ["epochs"], "runs_per_config": 4}]})
+    first = invoke("--registry", registry, "--results-dir", results, "-q", "run", settings, "--cpu-energy", "none")
+    assert first.exit_code == 0, first.output
+    run_dir = only_run_dir(results)
+    with open(run_dir / "summary.csv", newline="") as table:
+        rows = list(csv.DictReader(table))
+    baseline = json.loads((run_dir / rows[0]["trial"] / "experiment.json").read_text())
+    assert baseline["hyperparameters"] == {} and baseline["not_passed"] == ["epochs", "seed"]
+    logged = (run_dir / rows[0]["trial"] / "attempt_1" / "training.log").read_text()
+    assert "--seed" not in logged and "--epochs" not in logged  # the script's own defaults stay in force
+    assert [r["not_passed"] for r in rows] == ["epochs;seed"] + ["seed"] * 4
+    assert "hp_seed" not in rows[0] and rows[0]["hp_epochs"] == ""  # no value is claimed for what was not passed
+    mutated = json.loads((run_dir / rows[1]["trial"] / "experiment.json").read_text())
+    assert mutated["argv"][-2:] == ["--epochs", rows[1]["hp_epochs"]] and "--seed" not in mutated["argv"]
+    # These rows are history that compares: a second campaign skips what the first measured.
+    again = write_json("g2.json", {"experiment_name": "g", "seed": 2, "dedup": True, "experiments": [
+        {"mode": "mutation", "repo": "fake", "model": "tiny", "mutate": ["epochs"], "runs_per_config": 16}]})
+    plan = invoke("--registry", registry, "--results-dir", results, "plan", again)
+    assert plan.exit_code == 0, plan.output
+    drawn = {line.split()[4].rstrip("*") for line in plan.stdout.splitlines()[1:17]}
+    assert not drawn & {r["hp_epochs"] for r in rows[1:]} and len(drawn) == 16

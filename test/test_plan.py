@@ -121,7 +121,7 @@ def test_a_fixed_value_may_lie_outside_the_range_but_inside_the_limits(tmp_path:
     # mutation range starts higher: `limits` says what a fixed value may be, `range` what is drawn.
     document = json.loads(REAL_REGISTRY.read_text())
     epochs = document["repositories"]["examples"]["hyperparameters"]["epochs"]
-    epochs.update(range=[5, 20], limits=[1, 50])
+    epochs.update(range=[5, 20], limits=[1, 50], default=2)  # a default outside the range takes no draw's place
     registry_file = tmp_path / "models.json"
     registry_file.write_text(json.dumps(document))
     registry = load_registry(registry_file, PROJECT_ROOT)
@@ -134,8 +134,8 @@ def test_a_fixed_value_may_lie_outside_the_range_but_inside_the_limits(tmp_path:
     quick = plan({"mode": "default", "repo": "examples", "model": "mlp", "hyperparameters": {"epochs": 1}})
     argv = quick.trials[0].argv
     assert argv[argv.index("--epochs") + 1] == "1"
-    drawn = plan(mutation("epochs", runs=15, hyperparameters={"learning_rate": 0.01}))
-    assert sorted(int(dict(trial.hyperparameters)["epochs"]) for trial in drawn.trials) == list(range(6, 21))
+    drawn = plan(mutation("epochs", runs=16, hyperparameters={"learning_rate": 0.01}))
+    assert sorted(int(dict(trial.hyperparameters)["epochs"]) for trial in drawn.trials) == list(range(5, 21))
     with pytest.raises(ConfigError) as caught:
         plan({"mode": "default", "repo": "examples", "model": "mlp", "hyperparameters": {"epochs": 60}})
     assert [str(issue).split(": ", 1)[1] for issue in caught.value.issues] == [

@@ -34,8 +34,9 @@ def with_hp(**fields: Any) -> dict[str, Any]:
                                 "log_uniform needs a range above 0 (use zero_probability to draw 0)"),
     (with_hp(range=[0.5, 0.4]), "repositories.fake.hyperparameters.learning_rate.range: "
                                 "low end 0.5 is above high end 0.4"),
-    (with_hp(limits=[0.01, 1.0]), "repositories.fake.hyperparameters.learning_rate.limits: limits [0.01, 1] do not "
-                                  "contain the range [0.001, 0.4]: mutation could draw what a fixed value may not take"),
+    (with_hp(limits=[0.01, 1.0]), "repositories.fake.hyperparameters.learning_rate.limits: limits [0.01, 1] do "
+                                  "not contain the range [0.001, 0.4]: mutation could draw what a fixed value "
+                                  "may not take"),
     (with_hp(default=0.9, limits=[0.001, 0.5]), "repositories.fake.hyperparameters.learning_rate.default: default 0.9 "
                                                 "is outside the limits [0.001, 0.5] (mutation range [0.001, 0.4])"),
     (with_hp(distribution="normal"), "repositories.fake.hyperparameters.learning_rate.distribution: "

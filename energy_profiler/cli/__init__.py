@@ -12,6 +12,7 @@ from energy_profiler.cli.context import AppContext, energy_options, global_optio
 from energy_profiler.cli.doctor import doctor_command
 from energy_profiler.cli.list_cmd import list_command, print_registry
 from energy_profiler.cli.merge_cmd import merge_command
+from energy_profiler.cli.migrate_cmd import migrate_command
 from energy_profiler.cli.plan_cmd import plan_command
 from energy_profiler.cli.report_cmd import report_command
 from energy_profiler.cli.run import run_ad_hoc, run_command, run_settings_file
@@ -76,7 +77,7 @@ def cli(ctx: click.Context, *, experiment_config: Path | None, repo: str | None,
 
 
 for command in (run_command, list_command, validate_command, plan_command, doctor_command, cleanup_command,
-                merge_command, report_command):
+                merge_command, report_command, migrate_command):
     cli.add_command(command)
 
 

@@ -8,6 +8,7 @@ capture group, model overrides of hyperparameters that exist, and paths inside t
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -56,6 +57,8 @@ class RepoSpec:
     models: Mapping[str, ModelSpec]
     metrics: Mapping[str, MetricSpec]
     timeout_s: float | None
+    passes_all: bool = True
+    """`pass: "all"` (every value, defaults too) or False for `pass: "given"` (fixed and mutated only)."""
 
     def resolved_command(self, default_python: str) -> tuple[str, ...]:
         """`command` with `{python}` replaced by the configured interpreter (or `default_python`)."""
@@ -75,6 +78,11 @@ class Registry:
 def load_registry(file: Path, project_root: Path) -> Registry:
     """Read and check the registry; raise ConfigError with every issue found."""
     document = read_json(file)
+    if isinstance(document, dict) and "repositories" not in document and "models" in document:
+        # The older tool's models_config.json: one pointer, not a page of schema errors.
+        command = f"mutation.py migrate registry {shlex.quote(str(file))} -o repos/models.json"
+        raise ConfigError([ConfigIssue(str(file), (), "is the older tool's registry format (a top-level 'models'); "
+                                       f"convert it with `{command}`", whole_file=True)])
     issues = schema_issues(document, "registry", str(file))
     if issues:
         raise ConfigError(issues)
@@ -154,6 +162,7 @@ def _build_repo(
         models=models,
         metrics=metrics,
         timeout_s=doc.get("timeout_s"),
+        passes_all=doc.get("pass", "all") == "all",
     )
     return repo, issues
 

@@ -126,7 +126,8 @@ def _open_summary(run_dir: Path, plan: Plan, registry: Registry, *,
     hyperparameter_names = _unique(name for trial in plan.trials for name, _ in trial.hyperparameters)
     metric_names = _unique(name for trial in plan.trials for name in registry.repositories[trial.repo].metrics)
     parallel = any(trial.background for trial in plan.trials)
-    columns = summary_columns(hyperparameter_names, metric_names, background=parallel)
+    columns = summary_columns(hyperparameter_names, metric_names, background=parallel,
+                              not_passed=any(trial.not_passed for trial in plan.trials))
     finished = finished_records(run_dir, plan) if resumed else {}
     if resumed:
         atomic_write_bytes(run_dir / "summary.csv", table_bytes(columns, [r.to_row() for r in finished.values()]))

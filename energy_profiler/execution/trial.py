@@ -99,6 +99,7 @@ def run_trial(
         required_metrics=tuple(name for name, spec in repo.metrics.items() if spec.required),
         energy=final.energy, energy_details=final.energy_details, host=dict(host), repo_git=git_state(repo.path),
         attempts=(*earlier_attempts, *(result.attempt for result in results)), background=tuple(final.background),
+        not_passed=trial.not_passed,
     )
 
 

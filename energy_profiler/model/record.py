@@ -94,6 +94,8 @@ class Record:
     attempts: tuple[Attempt, ...] = field(default=())
     background: tuple[BackgroundResult, ...] = field(default=())
     """Parallel mode: what each background loop did (empty otherwise)."""
+    not_passed: tuple[str, ...] = ()
+    """Hyperparameters a `pass: "given"` repository left to the script's own default: value unknown."""
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -123,6 +125,7 @@ class Record:
             energy_details=energy.get("details", {}),
             attempts=tuple(Attempt(**attempt) for attempt in document["attempts"]),
             background=tuple(BackgroundResult(**result) for result in document.get("background", ())),
+            not_passed=tuple(document.get("not_passed", ())),
         )
 
     def _scalars(self) -> dict[str, Any]:
@@ -147,6 +150,7 @@ class Record:
             "argv": list(self.argv),
             "hyperparameters": {name: canonical_to_number(value) for name, value in self.hyperparameters},
             "mutated": list(self.mutated),
+            **({"not_passed": list(self.not_passed)} if self.not_passed else {}),
             "metrics": dict(self.metrics),
             "required_metrics": list(self.required_metrics),
             "energy": {**asdict(self.energy), "details": self.energy_details},
@@ -160,6 +164,8 @@ class Record:
         """The summary.csv row: flat text cells; None becomes an empty cell, never 0."""
         row: dict[str, object] = {**self._scalars(), "attempts": len(self.attempts), **self._times(),
                                   "mutated": ";".join(self.mutated)}
+        if self.not_passed:
+            row["not_passed"] = ";".join(self.not_passed)
         row.update({f"hp_{name}": value for name, value in self.hyperparameters})
         row.update({f"perf_{name}": value for name, value in self.metrics})
         row.update(asdict(self.energy))
@@ -203,12 +209,14 @@ LEADING_COLUMNS = (
 TRAILING_COLUMNS = ("cpu_governor", "hostname", "tool_version", "tool_commit", "repo_commit")
 
 
-def summary_columns(hyperparameters: Sequence[str], metrics: Sequence[str], background: bool = False) -> list[str]:
+def summary_columns(hyperparameters: Sequence[str], metrics: Sequence[str], background: bool = False,
+                    not_passed: bool = False) -> list[str]:
     """The summary.csv header for a plan whose models have these hyperparameter and metric names.
 
-    The bg_* columns are there when the plan has parallel trials.
+    The bg_* columns are there when the plan has parallel trials; `not_passed` when a repository of
+    the plan passes only the values given (its hp_* cells of values left to the script are empty).
     """
-    return [*LEADING_COLUMNS, *(f"hp_{name}" for name in hyperparameters),
+    return [*LEADING_COLUMNS, *(("not_passed",) if not_passed else ()), *(f"hp_{name}" for name in hyperparameters),
             *(f"perf_{name}" for name in metrics), *ENERGY_COLUMNS,
             *(BACKGROUND_COLUMNS if background else ()), *TRAILING_COLUMNS]
 

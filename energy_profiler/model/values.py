@@ -12,6 +12,10 @@ from typing import Literal
 
 ValueType = Literal["int", "float"]
 
+NOT_PASSED = ""
+"""The value of a hyperparameter that a `pass: "given"` repository leaves to the script. Part of a
+configuration's key (so that rows which did not pass it compare equal), never on a command line."""
+
 
 def format_value(value: float | int | str, value_type: ValueType) -> str:
     """The canonical command-line string of a value.

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from energy_profiler.config.registry import Registry
-from energy_profiler.model.values import format_value
+from energy_profiler.model.values import NOT_PASSED, format_value
 
 NOT_MEASURED = ("interrupted", "skipped_memory")
 
@@ -66,8 +66,10 @@ def _row_key(row: dict[str, str], registry: Registry) -> tuple[Space, tuple[str,
     model = repo.models.get(row.get("model", "")) if repo else None
     if repo is None or model is None:
         return None
+    not_passed = set(filter(None, row.get("not_passed", "").split(";")))
     try:
-        key = tuple(format_value(row[f"hp_{name}"], spec.type) for name, spec in model.hyperparameters.items())
+        key = tuple(NOT_PASSED if name in not_passed else format_value(row[f"hp_{name}"], spec.type)
+                    for name, spec in model.hyperparameters.items())
     except (KeyError, ValueError):
         return None  # a hyperparameter the table lacks, or an empty cell: not comparable
     return (repo.name, model.name, row.get("mode", ""), _company_from_row(row)), key

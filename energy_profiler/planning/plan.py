@@ -19,7 +19,7 @@ from energy_profiler.config.errors import ConfigError, ConfigIssue
 from energy_profiler.config.hyperparams import HyperparameterSpec, draw, value_count
 from energy_profiler.config.registry import Registry
 from energy_profiler.config.settings import Experiment, Settings, Workload
-from energy_profiler.model.values import format_value
+from energy_profiler.model.values import NOT_PASSED, format_value
 from energy_profiler.planning.history import History, company_key
 
 MAX_DRAWS_PER_TRIAL = 200
@@ -66,7 +66,7 @@ class Trial:
     repo: str
     model: str
     hyperparameters: tuple[tuple[str, str], ...]
-    """(name, canonical value) for every hyperparameter of the model, in registry order."""
+    """(name, canonical value) of every hyperparameter passed, in registry order."""
     mutated: tuple[str, ...]
     argv: tuple[str, ...]
     cwd: str
@@ -75,6 +75,8 @@ class Trial:
     background: tuple[BackgroundRun, ...] = ()
     warmup_s: float = 0.0
     gpu_memory_mib: float | None = None
+    not_passed: tuple[str, ...] = ()
+    """Hyperparameters left to the script's own default (`pass: "given"`): no value is known for them."""
 
     @property
     def name(self) -> str:
@@ -96,6 +98,7 @@ class Trial:
         fields = {key: value for key, value in data.items() if key != "name"}
         return cls(**{**fields, "hyperparameters": tuple(data["hyperparameters"].items()),
                       "mutated": tuple(data["mutated"]), "argv": tuple(data["argv"]), "env": tuple(data["env"].items()),
+                      "not_passed": tuple(data.get("not_passed", ())),
                       "background": tuple(BackgroundRun.from_json(run) for run in data["background"])})
 
 
@@ -148,7 +151,7 @@ def build_plan(settings: Settings, registry: Registry, seed: int, python: str = 
     for experiment in settings.experiments:
         repo = registry.repositories[experiment.repo]
         specs = repo.models[experiment.model].hyperparameters
-        base = _configuration(specs, experiment.fixed)
+        base = _configuration(specs, experiment.fixed, passes_all=repo.passes_all)
         background = tuple(_background_run(position, workload, registry, python)
                            for position, workload in enumerate(experiment.background, start=1))
         # Draws are unique per repository, model and company: the same foreground measured beside
@@ -171,7 +174,7 @@ def build_plan(settings: Settings, registry: Registry, seed: int, python: str = 
             trials.append(Trial(
                 index=len(trials) + 1, experiment_index=experiment.index, run=run,
                 mode=experiment.mode, repo=experiment.repo, model=experiment.model,
-                hyperparameters=tuple(config.items()), mutated=experiment.mutate,
+                hyperparameters=_passed(config), mutated=experiment.mutate, not_passed=_not_passed(config),
                 argv=_argv(registry, experiment.repo, experiment.model, config, python), cwd=str(repo.path),
                 env=tuple({**repo.env, **experiment.foreground.env}.items()), timeout_s=experiment.timeout_s,
                 background=background, warmup_s=experiment.warmup_s,
@@ -183,28 +186,42 @@ def build_plan(settings: Settings, registry: Registry, seed: int, python: str = 
                 history_files=tuple(str(path) for path in history.files) if history else ())
 
 
-def _configuration(specs: Mapping[str, HyperparameterSpec], fixed: Mapping[str, str]) -> dict[str, str]:
-    """Every hyperparameter's value: the fixed ones, else the registry default (canonical strings)."""
-    return {name: fixed.get(name, format_value(spec.default, spec.type)) for name, spec in specs.items()}
+def _configuration(specs: Mapping[str, HyperparameterSpec], fixed: Mapping[str, str], *,
+                   passes_all: bool = True) -> dict[str, str]:
+    """Every hyperparameter's value: the fixed ones, else the registry default, or NOT_PASSED for a
+    repository that passes only what is given (canonical strings)."""
+    def unfixed(spec: HyperparameterSpec) -> str:
+        return format_value(spec.default, spec.type) if passes_all else NOT_PASSED
+
+    return {name: fixed[name] if name in fixed else unfixed(spec) for name, spec in specs.items()}
+
+
+def _passed(config: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple((name, value) for name, value in config.items() if value != NOT_PASSED)
+
+
+def _not_passed(config: Mapping[str, str]) -> tuple[str, ...]:
+    return tuple(name for name, value in config.items() if value == NOT_PASSED)
 
 
 def _argv(registry: Registry, repo_name: str, model: str, config: Mapping[str, str], python: str) -> tuple[str, ...]:
-    """`command... required_args... model_flag MODEL flag value ...`: every value passed explicitly."""
+    """`command... required_args... model_flag MODEL flag value ...`: every value passed explicitly,
+    except those a `pass: "given"` repository leaves to the script."""
     repo = registry.repositories[repo_name]
     specs = repo.models[model].hyperparameters
     argv = [*repo.resolved_command(python), *repo.required_args]
     if repo.model_flag:
         argv += [repo.model_flag, model]
-    for name, value in config.items():
+    for name, value in _passed(config):
         argv += [specs[name].flag, value]
     return tuple(argv)
 
 
 def _background_run(position: int, workload: Workload, registry: Registry, python: str) -> BackgroundRun:
     repo = registry.repositories[workload.repo]
-    config = _configuration(repo.models[workload.model].hyperparameters, workload.fixed)
+    config = _configuration(repo.models[workload.model].hyperparameters, workload.fixed, passes_all=repo.passes_all)
     return BackgroundRun(
-        index=position, repo=workload.repo, model=workload.model, hyperparameters=tuple(config.items()),
+        index=position, repo=workload.repo, model=workload.model, hyperparameters=_passed(config),
         argv=_argv(registry, workload.repo, workload.model, config, python), cwd=str(repo.path),
         env=tuple({**repo.env, **workload.env}.items()), restart_delay_s=workload.restart_delay_s,
         gpu_memory_mib=workload.gpu_memory_mib,
@@ -228,7 +245,8 @@ def _draw_unique(
     excluded = {tuple(base.values())} | {key for key in seen | measured if _same_fixed_part(key, base, names, specs)}
     counts = [value_count(specs[name]) for name in names]
     if all(count is not None for count in counts):
-        available = math.prod(count for count in counts if count is not None) - len(excluded)
+        drawable = [key for key in excluded if _drawable(key, names, specs)]
+        available = math.prod(count for count in counts if count is not None) - len(drawable)
         if available < experiment.runs:
             message = (f"asks for {experiment.runs} unique combinations of {', '.join(names)}, but only "
                        f"{max(available, 0)} exist besides the defaults, earlier trials and the history; "
@@ -254,6 +272,20 @@ def _draw_unique(
                    f"{', '.join(names)} in {attempts} attempts; widen the ranges or lower runs_per_config")
         return [], skipped, ConfigIssue(file, (*where, "runs_per_config"), message)
     return configs, skipped, None
+
+
+def _drawable(key: ConfigKey, mutated: tuple[str, ...], specs: Mapping[str, HyperparameterSpec]) -> bool:
+    """Whether a draw could produce `key`'s mutated values: a default outside the range (limits) or
+    not passed at all (`pass: "given"`) takes no place in the space being counted."""
+    for name, value in zip(specs, key, strict=True):
+        if name in mutated:
+            spec = specs[name]
+            if value == NOT_PASSED:
+                return False
+            number = float(value)
+            if not (spec.low <= number <= spec.high or (number == 0 and spec.zero_probability > 0)):
+                return False
+    return True
 
 
 def _same_fixed_part(

@@ -1,0 +1,92 @@
+"""`migrate registry`: the older tool's real models_config.json becomes a registry that runs what it ran."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from energy_profiler.config.registry import load_registry
+from energy_profiler.config.settings import settings_from_document
+from energy_profiler.planning.plan import build_plan
+from test.conftest import PROJECT_ROOT, invoke
+
+OLDER = Path(__file__).parent / "fixtures" / "older"
+
+
+@pytest.fixture
+def older_project(tmp_path: Path) -> Path:
+    """A copy of the older project's layout, with the repository folders its registry names."""
+    project = tmp_path / "Green-deep-learning"
+    shutil.copytree(OLDER, project)
+    for repo in json.loads((OLDER / "mutation" / "models_config.json").read_text())["models"].values():
+        (project / repo["path"]).mkdir(parents=True)
+    return project
+
+
+def test_the_older_registry_converts_and_loads_with_what_its_runner_did(older_project: Path, tmp_path: Path) -> None:
+    older_file = older_project / "mutation" / "models_config.json"
+    before = older_file.read_bytes()
+    output = tmp_path / "new" / "models.json"
+    result = invoke("migrate", "registry", older_file, "-o", output)
+    assert result.exit_code == 0, result.output
+    assert older_file.read_bytes() == before  # the older project is never changed
+    assert result.stdout.splitlines()[0] == f"{output}: 6 repositories from {older_file}"
+    assert ("  note: MRT-OAST.weight_decay: its default 0 lies outside its range [1e-05, 0.001]; the range stays "
+            "what mutation draws from, and `limits` [0.0, 0.001] let the default (and fixed values) lie outside it."
+            ) in result.stdout.splitlines()
+
+    registry = load_registry(output, PROJECT_ROOT)
+    assert set(registry.repositories) == {"MRT-OAST", "bug-localization-by-dnn-and-rvsm", "pytorch_resnet_cifar10",
+                                          "VulBERTa", "Person_reID_baseline_pytorch", "examples"}
+    vulberta = registry.repositories["VulBERTa"]
+    assert vulberta.path == (older_project / "repos" / "VulBERTa").resolve()  # where the repositories are
+    assert vulberta.required_args == ("-d", "d2a") and not vulberta.passes_all
+    assert not any(metric.required for metric in vulberta.metrics.values())  # the older runner required none
+
+    # The command the older runner built (run.sh: cd <path> && ./train.sh -n resnet20 [given values]):
+    document = {"experiment_name": "m", "experiments": [
+        {"mode": "mutation", "repo": "pytorch_resnet_cifar10", "model": "resnet20", "mutate": ["epochs"],
+         "runs_per_config": 2},
+        {"mode": "default", "repo": "MRT-OAST", "model": "default", "hyperparameters": {"weight_decay": 0.0}}]}
+    settings = settings_from_document(document, tmp_path / "m.json", registry)
+    plan = build_plan(settings, registry, 5)
+    first, *_, baseline = plan.trials
+    assert first.argv[:3] == ("./train.sh", "-n", "resnet20") and first.argv[3] == "-e" and len(first.argv) == 5
+    assert first.not_passed == ("learning_rate", "seed", "weight_decay")
+    assert baseline.argv == ("./train.sh", "--weight-decay", "0.0")  # no model flag: MRT-OAST has none
+
+
+def test_any_command_given_the_older_registry_points_at_migrate(older_project: Path) -> None:
+    older_file = older_project / "mutation" / "models_config.json"
+    result = invoke("--registry", older_file, "list")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1].strip() == (
+        f"{older_file}: is the older tool's registry format (a top-level 'models'); convert it with "
+        f"`mutation.py migrate registry {older_file} -o repos/models.json`")
+
+
+def test_migrate_refuses_what_is_not_the_older_registry(tmp_path: Path) -> None:
+    output = tmp_path / "out.json"
+    result = invoke("migrate", "registry", PROJECT_ROOT / "repos" / "models.json", "-o", output)
+    assert result.exit_code == 2 and "is not the older tool's registry" in result.stderr
+    assert not output.exists()
+
+
+def test_hostile_names_in_the_older_registry_reach_no_shell_and_no_terminal_raw(tmp_path: Path) -> None:
+    hostile = "x\n$(touch pwned);`id`'\""
+    project = tmp_path / "old"
+    (project / "mutation").mkdir(parents=True)
+    (project / "repos" / "r").mkdir(parents=True)
+    older = {"models": {hostile: {"path": "repos/r", "train_script": "./train.sh", "models": ["m"],
+                                  "supported_hyperparams": {hostile: {"flag": "--x", "type": "int", "default": 0,
+                                                                      "range": [1, 3]}}}}}
+    (project / "mutation" / "models_config.json").write_text(json.dumps(older))
+    output = tmp_path / "models.json"
+    result = invoke("migrate", "registry", project / "mutation" / "models_config.json", "-o", output)
+    assert result.exit_code == 0, result.output
+    assert "\n$(" not in result.stdout and json.dumps(hostile) in result.stdout
+    assert hostile in json.loads(output.read_text())["repositories"]
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
