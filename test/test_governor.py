@@ -117,3 +117,20 @@ def test_a_governor_set_that_fails_part_way_restores_every_cpu(
     assert result.stderr.startswith("error: could not set the governor: cpu2: [Errno 16] Device or resource busy")
     assert governor.current(cpufreq) == BEFORE  # cpu0 and cpu1 were changed, and are restored
     assert calls[1] == BEFORE
+
+
+def test_the_older_tools_command_line_runs_with_its_governor_over_the_settings_one(
+        cpufreq: Path, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
+        tmp_path: Path) -> None:
+    # As its users typed it: -c for the registry, -g for the governor, -S (it appended to the global table).
+    result = invoke("-c", fake_registry(), "--results-dir", tmp_path / "r", "-g", "schedutil", "-S",
+                    "-ec", settings(write_json, "performance"))
+    assert result.exit_code == 0, result.output
+    assert "note: -S is not needed: every campaign appends its rows to results/summary_all.csv" in result.stderr
+    assert "CPU governor set to schedutil on 4 CPUs" in result.stdout
+    with open(only_run_dir(tmp_path / "r") / "summary.csv", newline="") as table:
+        assert [row["cpu_governor"] for row in csv.DictReader(table)] == ["schedutil", "schedutil"]
+    assert governor.current(cpufreq) == BEFORE
+    adhoc = invoke("--config", fake_registry(), "--results-dir", tmp_path / "r", "-g", "nonsense",
+                   "-r", "fake", "-m", "tiny", "-mt", "epochs")
+    assert adhoc.exit_code == 2 and "governor 'nonsense' is not offered here" in adhoc.stderr

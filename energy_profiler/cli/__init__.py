@@ -35,12 +35,17 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
               help="Ad-hoc: extra attempts after a failed run.")
 @click.option("-s", "--seed", type=click.IntRange(min=0), help="Ad-hoc: seed of the draws.")
 @click.option("-l", "--list", "list_registry", is_flag=True, help="List the registry (the same as `list`).")
+@click.option("-g", "--governor", help="CPU frequency governor for this campaign (e.g. performance), over the "
+                                      "settings file's `governor`; restored afterwards.")
+@click.option("-S", "--enable-summary-append", "summary_append", is_flag=True,
+              help="Accepted for the older tool's command lines: every campaign appends to results/summary_all.csv.")
 @click.version_option(__version__, "-V", "--version", prog_name="mutation.py")
 @global_options
 @energy_options
 @click.pass_context
 def cli(ctx: click.Context, *, experiment_config: Path | None, repo: str | None, model: str | None,
-        mutate: str | None, runs: int, max_retries: int, seed: int | None, list_registry: bool) -> None:
+        mutate: str | None, runs: int, max_retries: int, seed: int | None, list_registry: bool,
+        governor: str | None, summary_append: bool) -> None:
     """Measure the energy of training runs while mutating their hyperparameters.
 
     \b
@@ -51,6 +56,9 @@ def cli(ctx: click.Context, *, experiment_config: Path | None, repo: str | None,
       mutation.py plan settings/quickstart.json     the trials, without running them
     """
     app = ctx.ensure_object(AppContext)
+    app.governor = governor
+    if summary_append:
+        click.echo("note: -S is not needed: every campaign appends its rows to results/summary_all.csv", err=True)
     user = invoking_user()
     if user is not None:  # under sudo: what we write belongs to the user who asked for it
         give_files_to(user.uid, user.gid)

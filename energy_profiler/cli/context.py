@@ -36,6 +36,8 @@ class AppContext:
     verbose: bool = False
     energy_overrides: dict[str, Any] = field(default_factory=dict)
     """Energy settings given on the command line; they override the settings file's `energy`."""
+    governor: str | None = None
+    """`-g/--governor`: the CPU governor for this campaign, over the settings file's `governor`."""
 
     def registry(self) -> Registry:
         return load_registry(self.registry_file, project_root=TOOL_ROOT)
@@ -54,8 +56,9 @@ def global_options(function: F) -> F:
 
     @click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                   help="Where run folders are written [default: results/ of the project].")
-    @click.option("--registry", "registry_file", type=click.Path(path_type=Path, readable=False), default=None,
-                  help="The repository registry [default: repos/models.json of the project].")
+    @click.option("--registry", "-c", "--config", "registry_file", type=click.Path(path_type=Path, readable=False),
+                  default=None, help="The repository registry [default: repos/models.json of the project]; "
+                                     "-c/--config as the older tool spelt it.")
     @click.option("-q", "--quiet", is_flag=True, default=None, help="Only results and errors; no training output.")
     @click.option("-v", "--verbose", is_flag=True, default=None, help="Also the exact command lines and details.")
     @wraps(function)

@@ -116,6 +116,8 @@ def run_ad_hoc(app: AppContext, *, repo: str, model: str, mutate: str, runs: int
 def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan, *,
             settings_bytes: bytes | None, resume_dir: Path | None = None) -> None:
     """Run the session with signal handling, print the outcome, and exit with its code."""
+    if app.governor is not None:
+        settings = replace(settings, governor=app.governor)
     if settings.governor is not None:
         try:
             governor.check(governor.cpufreq_root(), settings.governor)
