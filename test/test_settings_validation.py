@@ -75,7 +75,8 @@ BAD_FILES: list[tuple[dict[str, Any], list[str]]] = [
     (settings({"mode": "parallel", "repo": "examples", "foreground": {"repo": "examples", "model": "mlp"},
                "background": {"repo": "examples", "model": "mlp", "mutate": ["epochs"]}}),
      ["experiments[0].repo: 'repo' is not allowed with mode 'parallel'",
-      "experiments[0].background.mutate: unknown key 'mutate'"]),
+      "experiments[0].background.mutate: unknown key 'mutate' ('mutate' is a key of other parts of a settings "
+      "file, not of this one)"]),
     (settings({**GOOD_EXPERIMENT, "warmup_s": 5}),
      ["experiments[0].warmup_s: 'warmup_s' is not allowed with mode 'default'"]),
     (settings({"mode": "parallel", "foreground": {"repo": "examples", "model": "mlp", "gpus": []},
@@ -88,6 +89,19 @@ BAD_FILES: list[tuple[dict[str, Any], list[str]]] = [
       'experiments[0].env["9LIVES"]: \'9LIVES\' is not an environment']),
     (settings({**GOOD_EXPERIMENT, "timeout": 5}),
      ["experiments[0].timeout: unknown key 'timeout' (did you mean 'timeout_s'?)"]),
+    # Never the opposite meaning: the older tool's `nonparallel` is not `parallel`, and a background's
+    # `mode` is not a misspelt `model`.
+    (settings({**GOOD_EXPERIMENT, "mode": "nonparallel"}),
+     ["experiments[0].mode: 'nonparallel' is not one of 'default', 'mutation', 'parallel' (the older tool's "
+      "'nonparallel' is mode 'mutation' here: one training at a time)"]),
+    (settings({**GOOD_EXPERIMENT, "mode": "non-default"}),
+     ["experiments[0].mode: 'non-default' is not one of 'default', 'mutation', 'parallel'"]),
+    (settings({"mode": "parallel", "foreground": {"repo": "examples", "model": "mlp"},
+               "background": {"repo": "examples", "model": "mlp", "mode": "default"}}),
+     ["experiments[0].background.mode: unknown key 'mode' ('mode' is a key of other parts of a settings file, "
+      "not of this one)"]),
+    (settings({**GOOD_EXPERIMENT, "time\nout": 5}),
+     ['experiments[0]["time\\nout"]: unknown key "time\\nout"']),
 ]
 
 

@@ -31,9 +31,24 @@ def format_path(path: JsonPath) -> str:
     return text or "(root)"
 
 
+def quoted(key: str) -> str:
+    """`'key'` for a plain name; a JSON string otherwise, so no newline or escape reaches a terminal raw."""
+    return f"'{key}'" if PLAIN_KEY.fullmatch(key) else json.dumps(key)
+
+
+NEGATIONS = ("non", "no", "not", "un", "dis")
+
+
+def _negates(word: str, other: str) -> bool:
+    """Whether one of the two is the other with a negating prefix: `nonparallel` and `parallel`."""
+    first, second = (text.lower().replace("-", "").replace("_", "") for text in (word, other))
+    return any(first == prefix + second or second == prefix + first for prefix in NEGATIONS)
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """` (did you mean 'x'?)` when a choice is close to `word`, else ``."""
-    matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    """` (did you mean 'x'?)` when a choice is close to `word`, else ``; never its opposite."""
+    candidates = [choice for choice in choices if not _negates(word, choice)]
+    matches = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
     return f" (did you mean '{matches[0]}'?)" if matches else ""
 
 

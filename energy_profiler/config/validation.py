@@ -18,9 +18,11 @@ from typing import Any
 import jsonschema
 from jsonschema.exceptions import ValidationError
 
-from energy_profiler.config.errors import ConfigIssue, did_you_mean
+from energy_profiler.config.errors import ConfigIssue, did_you_mean, quoted
 
 ANNOTATION_KEYS = ("description", "comment", "notes")
+OLDER_VALUES = {"nonparallel": "the older tool's 'nonparallel' is mode 'mutation' here: one training at a time"}
+"""Values the older tool's files use, and what they are called here."""
 
 
 def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
@@ -64,7 +66,7 @@ def schema_issues(document: Any, schema_name: str, file: str) -> list[ConfigIssu
     validator = StrictValidator(load_schema(schema_name))
     issues: list[ConfigIssue] = []
     for error in validator.iter_errors(document):
-        issues.extend(_describe(error, file, document))
+        issues.extend(_describe(error, file, document, schema_name))
     unique = {(issue.path, issue.message): issue for issue in issues}
     return sorted(unique.values(), key=lambda issue: _sort_key(issue.path))
 
@@ -74,7 +76,25 @@ def _sort_key(path: tuple[str | int, ...]) -> tuple[tuple[int, str | int], ...]:
     return tuple((0, part) if isinstance(part, int) else (1, part) for part in path)
 
 
-def _describe(error: ValidationError, file: str, document: Any) -> list[ConfigIssue]:
+@cache
+def _property_names(schema_name: str) -> frozenset[str]:
+    """Every key the schema names anywhere: a key unknown here may be a real key of another part."""
+    names: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            names.update(node.get("properties", {}))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(load_schema(schema_name))
+    return frozenset(names)
+
+
+def _describe(error: ValidationError, file: str, document: Any, schema_name: str) -> list[ConfigIssue]:
     """One or more issues for one jsonschema error (several for several unknown keys)."""
     path = tuple(error.absolute_path)
     instance: Any = error.instance
@@ -91,8 +111,11 @@ def _describe(error: ValidationError, file: str, document: Any) -> list[ConfigIs
                 continue
             if not isinstance(schema.get("additionalProperties"), bool):
                 continue  # a typed map (name -> value): the value's own errors are reported
-            hint = did_you_mean(key, [k for k in known if k not in ANNOTATION_KEYS])
-            issues.append(ConfigIssue(file, (*path, key), f"unknown key '{key}'{hint}"))
+            if key in _property_names(schema_name):  # `mode` in a background: not a typo of `model`
+                hint = f" ({quoted(key)} is a key of other parts of a {schema_name} file, not of this one)"
+            else:
+                hint = did_you_mean(key, [k for k in known if k not in ANNOTATION_KEYS])
+            issues.append(ConfigIssue(file, (*path, key), f"unknown key {quoted(key)}{hint}"))
         if issues:
             return issues
     if "propertyNames" in error.relative_schema_path:
@@ -104,7 +127,8 @@ def _describe(error: ValidationError, file: str, document: Any) -> list[ConfigIs
         return [ConfigIssue(file, path, f"missing required key '{key}'") for key in missing]
     if keyword == "enum":
         choices = ", ".join(f"'{choice}'" for choice in expected)
-        hint = did_you_mean(str(instance), [str(c) for c in expected])
+        older = OLDER_VALUES.get(str(instance))
+        hint = f" ({older})" if older else did_you_mean(str(instance), [str(c) for c in expected])
         return [ConfigIssue(file, path, f"{instance!r} is not one of {choices}{hint}")]
     if keyword == "type":
         return [ConfigIssue(file, path, f"expected {_article(expected)}, got {_describe_value(instance)}")]
