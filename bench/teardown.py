@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from energy_profiler.planning.placeholders import WorkloadDirs
 from energy_profiler.planning.plan import BackgroundRun
 from energy_profiler.process.background import Backgrounds
 
@@ -39,7 +40,8 @@ def measure(kind: str, trials: int, grace_s: float, folder: Path) -> tuple[list[
                         argv=(sys.executable, "-c", TRAININGS[kind]), cwd=str(folder), env=(), gpu_memory_mib=None)
     latencies, survivors, signals = [], 0, []
     for trial in range(trials):
-        backgrounds = Backgrounds([run], folder / f"{kind.split(maxsplit=1)[0]}_{trial:03d}", f"bench_{trial}")
+        attempt = folder / f"{kind.split(maxsplit=1)[0]}_{trial:03d}"
+        backgrounds = Backgrounds([run], WorkloadDirs(folder, attempt, attempt), f"bench_{trial}")
         warnings = backgrounds.start(lambda: False)
         if warnings:
             raise RuntimeError(warnings)

@@ -86,3 +86,21 @@ def test_merge_of_the_shipped_example_runs(tmp_path: Path) -> None:
     header, rows = read(merged)
     assert len(rows) == 2 and "bg_iterations_started" in header
     assert header == read(results / "summary_all.csv")[0]
+
+
+def test_a_global_table_this_tool_did_not_write_is_never_appended_to(
+        write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path) -> None:
+    # Pointing the tool at the older tool's results folder used to union-rewrite its summary_all.csv.
+    results = tmp_path / "results"
+    results.mkdir()
+    older = results / "summary_all.csv"
+    older.write_text("experiment_id,repository,model,training_success,hyperparam_epochs\nx,examples,mnist,True,10\n")
+    before = older.read_bytes()
+    settings = write_json("s.json", {"experiment_name": "s", "experiments": [
+        {"mode": "default", "repo": "fake", "model": "tiny"}]})
+    result = invoke("--registry", fake_registry(), "--results-dir", results, "run", settings)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"error: {older} is not a table this tool wrote (no column run_id, trial, status; the older tool's "
+        "summary_all.csv looks like this), so no row is added to it: move it aside, or give another --results-dir")
+    assert older.read_bytes() == before and sorted(p.name for p in results.iterdir()) == ["summary_all.csv"]

@@ -48,8 +48,9 @@ def test_int_and_float_forms_in_the_csv_match_the_canonical_values(tmp_path: Pat
     drawn = sorted(int(dict(trial.hyperparameters)["epochs"]) for trial in plan.trials)
     assert drawn == [n for n in range(1, 21) if n not in (5, 12, 13, 14)]
     assert plan.history_skips[0][1] > 0
-    assert plan.history_lines() == [f"experiments[0]: {plan.history_skips[0][1]} draw(s) skipped: already "
-                                    f"measured in {history}"]
+    skipped = plan.history_skips[0][1]
+    assert plan.history_lines() == [f"history {history}: 3 rows read, 3 comparable, {skipped} draw(s) skipped",
+                                    f"experiments[0]: {skipped} draw(s) skipped: already measured in {history}"]
 
 
 def test_the_space_left_by_the_history_is_counted_before_drawing(tmp_path: Path) -> None:
@@ -132,3 +133,32 @@ def test_a_repository_that_passes_only_what_is_given_leaves_the_rest_to_the_scri
     assert plan.exit_code == 0, plan.output
     drawn = {line.split()[4].rstrip("*") for line in plan.stdout.splitlines()[1:17]}
     assert not drawn & {r["hp_epochs"] for r in rows[1:]} and len(drawn) == 16
+
+
+def test_a_history_table_that_compares_with_nothing_is_an_error_that_says_why(
+        write_json: Callable[[str, Any], Path], tmp_path: Path) -> None:
+    # The older tool's raw_data.csv: `repository`, `hyperparam_*`, no `mode` for sequential rows.
+    older = tmp_path / "raw_data.csv"
+    older.write_text("experiment_id,repository,model,training_success,hyperparam_epochs,hyperparam_learning_rate\n"
+                     "default__examples_mnist_001,examples,mnist,True,10,0.01\n"
+                     "mutation__examples_mnist_002,examples,mnist,True,12,\n")
+    foreign = history_csv(tmp_path / "other.csv", [{**row("3"), "repo": "nowhere"}])
+    useful = history_csv(tmp_path / "ours.csv", [row("12"), row("6", status="interrupted")])
+    settings = write_json("h.json", {"experiment_name": "h", "dedup": {"history": [str(useful), str(older),
+                                                                                  str(foreign)]},
+                                     "experiments": [{"mode": "mutation", "repo": "examples", "model": "mlp",
+                                                      "mutate": ["epochs"], "runs_per_config": 2}]})
+    result = invoke("plan", settings)
+    assert result.exit_code == 2
+    lines = [line.strip() for line in result.stderr.splitlines()[1:]]
+    assert lines == [
+        f"{settings}: dedup.history[1]: {older}: none of its 2 rows can be compared: it is the older tool's "
+        "table format (repository, hyperparam_*), and this tool reads repo, model, mode and hp_<name> columns",
+        f"{settings}: dedup.history[2]: {foreign}: none of its 1 rows can be compared (1 of a repository or model the "
+        "registry does not have)"]
+    useful_only = write_json("h2.json", {"experiment_name": "h", "seed": 4, "dedup": {"history": [str(useful)]},
+                                       "experiments": [{"mode": "mutation", "repo": "examples", "model": "mlp",
+                                                        "mutate": ["epochs"], "runs_per_config": 18}]})
+    plan = invoke("plan", useful_only)  # 20 values - default 5 - the measured 12 = 18: every one left, no retry
+    assert plan.exit_code == 0, plan.output
+    assert f"history {useful}: 2 rows read, 1 comparable, " in plan.stdout

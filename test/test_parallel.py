@@ -307,3 +307,28 @@ def test_the_loop_script_refuses_an_environment_name_sh_would_run(tmp_path: Path
     text = script_text(index=1, trial="t\nx", argv=["true"], cwd=str(tmp_path), env={"GOOD_1": "$(x)\n"},
                        logs=tmp_path, restart_delay_s=0)
     assert "export GOOD_1='$(x)\n'" in text and "trial t\\nx," in text
+
+
+@pytest.mark.parametrize("save_to", ["{attempt_dir}/model.pt", "{trial_dir}/model.pt"])
+def test_workloads_of_one_repository_save_checkpoints_apart_with_attempt_dir(
+        save_to: str, fake_registry: Registry, write_json: WriteJson, tmp_path: Path) -> None:
+    # pytorch/examples' word_language_model saves model.pt into its folder and reloads it: a background
+    # of the same repository overwrote the foreground's. {attempt_dir} gives each workload its own folder;
+    # {trial_dir} is shared by design, and the collision must then show (the test can fail).
+    repo = fake_repo("checkpoint", required_args=["--behaviour", "checkpoint", "--save", save_to,
+                                                  "--seconds", "0.6"])
+    registry = fake_registry(lm=repo)
+    settings = parallel_settings(write_json, {"repo": "lm", "model": "tiny"},
+                                 experiment={"foreground": {"repo": "lm", "model": "tiny"}})
+    result, run_dir, row, _ = run(registry, settings, tmp_path / "results")
+    attempt = run_dir / row["trial"] / "attempt_1"
+    if save_to.startswith("{trial_dir}"):
+        assert row["status"] == "failed" and "was overwritten by another process" in row["status_reason"]
+        return
+    assert result.exit_code == 0 and row["status"] == "success", row["status_reason"]
+    foreground_pid, foreground_dir = (attempt / "model.pt").read_text().split(" ", 1)
+    background_pid, background_dir = (attempt / "bg1" / "model.pt").read_text().split(" ", 1)
+    assert (foreground_dir, background_dir) == (str(attempt), str(attempt / "bg1"))  # MUTATION_ATTEMPT_DIR
+    assert foreground_pid != background_pid
+    script = (attempt / "background_1.sh").read_text()
+    assert f"--save {attempt / 'bg1' / 'model.pt'}" in script and "{attempt_dir}" not in script

@@ -140,3 +140,15 @@ def test_a_fixed_value_may_lie_outside_the_range_but_inside_the_limits(tmp_path:
         plan({"mode": "default", "repo": "examples", "model": "mlp", "hyperparameters": {"epochs": 60}})
     assert [str(issue).split(": ", 1)[1] for issue in caught.value.issues] == [
         "experiments[0].hyperparameters.epochs: 60 is outside the limits [1, 50] (mutation range [5, 20]) of 'epochs'"]
+
+
+def test_only_the_three_folder_placeholders_are_filled_and_nothing_else_is_interpreted(tmp_path: Path) -> None:
+    from energy_profiler.planning.placeholders import WorkloadDirs
+
+    dirs = WorkloadDirs(run_dir=tmp_path / "run", trial_dir=tmp_path / "run" / "t", attempt_dir=tmp_path / "a\n$(x)")
+    argv = dirs.argv(["--save", "{attempt_dir}/m.pt", "{run_dir}{trial_dir}", "{0} {name} {{attempt_dir}}", "$(id)"])
+    assert argv == ("--save", f"{tmp_path}/a\n$(x)/m.pt", f"{tmp_path}/run{tmp_path}/run/t",
+                    "{0} {name} {" + f"{tmp_path}/a\n$(x)" + "}", "$(id)")
+    env = dirs.env({"CKPT": "{trial_dir}/ckpt", "RAW": "{attempt}"})
+    assert env["CKPT"] == f"{tmp_path}/run/t/ckpt" and env["RAW"] == "{attempt}"
+    assert env["MUTATION_ATTEMPT_DIR"] == f"{tmp_path}/a\n$(x)" and env["MUTATION_RUN_DIR"] == f"{tmp_path}/run"

@@ -18,6 +18,7 @@ from typing import cast
 
 import pytest
 
+from energy_profiler.planning.placeholders import WorkloadDirs
 from energy_profiler.planning.plan import BackgroundRun
 from energy_profiler.process import background
 from energy_profiler.process.groups import KILL_WAIT_S, end_group
@@ -152,7 +153,7 @@ def test_a_background_start_that_fails_part_way_ends_the_loop_that_did_start(
         return started[-1]
 
     monkeypatch.setattr(background, "start_loop", second_fails)
-    loops = background.Backgrounds(runs, tmp_path / "attempt", "t")
+    loops = background.Backgrounds(runs, WorkloadDirs(tmp_path, tmp_path, tmp_path / "attempt"), "t")
     with pytest.raises(OSError, match="Too many open files"):
         loops.start(lambda: False)
     results = loops.stop(grace_s=1, hurry=lambda: False, run_dir=tmp_path)

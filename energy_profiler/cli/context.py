@@ -13,7 +13,7 @@ from typing import Any, NoReturn, TypeVar, cast
 
 import click
 
-from energy_profiler.config.errors import ConfigError
+from energy_profiler.config.errors import ConfigError, ConfigIssue
 from energy_profiler.config.registry import Registry, load_registry
 from energy_profiler.config.settings import Settings, load_settings
 from energy_profiler.config.validation import load_schema
@@ -108,7 +108,15 @@ def history_for(settings: Settings, registry: Registry, app: AppContext) -> Hist
     if settings.dedup is False:
         return None
     files = [app.results_dir / GLOBAL_TABLE] if settings.dedup is True else [Path(f) for f in settings.dedup]
-    return load_history(files, registry)
+    history = load_history(files, registry)
+    # A table that compares with nothing would silently dedup against nothing: an error, at its path.
+    paths = {table_file: ("dedup",) if settings.dedup is True else ("dedup", "history", index)
+             for index, table_file in enumerate(str(f) for f in files)}
+    issues = [ConfigIssue(str(settings.file), paths[table.file], f"{table.file}: {reason}")
+              for table in history.tables if (reason := table.useless())]
+    if issues:
+        raise ConfigError(issues)
+    return history
 
 
 class FiniteRange(click.FloatRange):

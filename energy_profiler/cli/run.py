@@ -41,6 +41,7 @@ from energy_profiler.execution.session import SessionResult, run_session
 from energy_profiler.fs import NO_ROOM
 from energy_profiler.model.record import Record
 from energy_profiler.planning.plan import Plan, build_plan
+from energy_profiler.results.global_table import GLOBAL_TABLE, foreign_table
 from energy_profiler.results.rundir import RunDirBusy, latest_run_of
 from energy_profiler.system import governor
 
@@ -116,6 +117,9 @@ def run_ad_hoc(app: AppContext, *, repo: str, model: str, mutate: str, runs: int
 def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan, *,
             settings_bytes: bytes | None, resume_dir: Path | None = None) -> None:
     """Run the session with signal handling, print the outcome, and exit with its code."""
+    if foreign := foreign_table(app.results_dir / GLOBAL_TABLE):  # before anything is started or written
+        click.echo(f"error: {foreign}", err=True)
+        sys.exit(EXIT_CONFIG)
     if app.governor is not None:
         settings = replace(settings, governor=app.governor)
     if settings.governor is not None:

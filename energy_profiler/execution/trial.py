@@ -30,6 +30,7 @@ from energy_profiler.execution.runtime import Output, StopRequest, signal_name, 
 from energy_profiler.metrics import log_contains, scrape_metrics
 from energy_profiler.model.energy_fields import EnergyFields
 from energy_profiler.model.record import Attempt, BackgroundResult, Record
+from energy_profiler.planning.placeholders import WorkloadDirs
 from energy_profiler.planning.plan import Trial
 from energy_profiler.process.background import OOM_MARKER, Backgrounds
 from energy_profiler.process.training import ProcessOutcome, run_training
@@ -118,13 +119,14 @@ def _attempt(trial: Trial, number: int, *, settings: Settings, metrics: Mapping[
             Attempt(number, "skipped_memory", why, None, now, now, 0.0, "", wall_s=0.0),
             energy=EnergyFields(cpu_energy_reason="The trial was skipped.", gpu_energy_reason="The trial was skipped."))
 
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **dict(trial.env)}
+    dirs = WorkloadDirs(run_dir=run_dir, trial_dir=run_dir / trial.name, attempt_dir=attempt_dir)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **dirs.env(dict(trial.env))}
     energy_dir = attempt_dir / "energy"
     monitors = TrialEnergy(energy, env, energy_dir) if energy is not None else None
     values = " ".join(f"{name}={value}" for name, value in trial.hyperparameters if name in trial.mutated)
     output.progress.attempt_started(f"{trial.index} {trial.mode} {trial.repo}/{trial.model} {values}".rstrip(),
                                     log_path, monitors.live_power if monitors else dict)
-    backgrounds = Backgrounds(trial.background, attempt_dir, trial.name, run_as) if trial.background else None
+    backgrounds = Backgrounds(trial.background, dirs, trial.name, run_as) if trial.background else None
     background: list[BackgroundResult] = []
     background_power: PowerBaseline | None = None
     try:
@@ -135,7 +137,8 @@ def _attempt(trial: Trial, number: int, *, settings: Settings, metrics: Mapping[
                 background_power = _settle(trial, energy, env, stop, folder=energy_dir / "background",
                                            say=output.say)
             outcome = run_training(
-                trial.argv, Path(trial.cwd), env, log_path, timeout_s=trial.timeout_s, grace_s=settings.grace_s,
+                dirs.argv(trial.argv), Path(trial.cwd), env, log_path, timeout_s=trial.timeout_s,
+                grace_s=settings.grace_s,
                 echo=output.training, should_stop=lambda: stop.requested, hurry=lambda: stop.hurry,
                 on_start=monitors.start if monitors else lambda: None,
                 on_exit=monitors.stop if monitors else lambda: None, label=trial.name, run_as=run_as,

@@ -31,48 +31,91 @@ def company_key(backgrounds: Iterable[tuple[str, str, tuple[tuple[str, str], ...
 
 
 @dataclass
-class History:
-    """Measured configurations per space, and where they came from."""
+class HistoryTable:
+    """One table of the history: how much of it could be compared, and why not the rest."""
 
-    files: list[Path] = field(default_factory=list)
-    measured: dict[Space, set[tuple[str, ...]]] = field(default_factory=dict)
+    file: str
     rows_read: int = 0
     rows_compared: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    """Why rows could not be compared, with how many rows each."""
+    columns: tuple[str, ...] = ()
 
-    def keys(self, space: Space) -> set[tuple[str, ...]]:
-        return self.measured.get(space, set())
+    def useless(self) -> str | None:
+        """Why a table with rows has none that compares (a sentence), or None when it is of use."""
+        if self.rows_read == 0 or self.rows_compared > 0:
+            return None
+        older = "repository" in self.columns or any(column.startswith("hyperparam_") for column in self.columns)
+        if older:
+            return (f"none of its {self.rows_read} rows can be compared: it is the older tool's table format "
+                    "(repository, hyperparam_*), and this tool reads repo, model, mode and hp_<name> columns")
+        missing = [column for column in ("repo", "model", "mode") if column not in self.columns]
+        if missing:
+            return f"none of its {self.rows_read} rows can be compared: it has no column {', '.join(missing)}"
+        reasons = "; ".join(f"{count} {reason}" for reason, count in sorted(self.reasons.items()))
+        return f"none of its {self.rows_read} rows can be compared ({reasons})"
+
+
+@dataclass
+class History:
+    """Measured configurations per space, the table each came from first, and per-table counts."""
+
+    files: list[Path] = field(default_factory=list)
+    measured: dict[Space, dict[tuple[str, ...], int]] = field(default_factory=dict)
+    """Space -> configuration key -> index in `tables` of the first table that measured it."""
+    tables: list[HistoryTable] = field(default_factory=list)
+
+    def keys(self, space: Space) -> dict[tuple[str, ...], int]:
+        return self.measured.get(space, {})
+
+    @property
+    def rows_read(self) -> int:
+        return sum(table.rows_read for table in self.tables)
+
+    @property
+    def rows_compared(self) -> int:
+        return sum(table.rows_compared for table in self.tables)
 
 
 def load_history(files: Iterable[Path], registry: Registry) -> History:
     history = History(files=list(files))
     for path in history.files:
+        table = HistoryTable(str(path))
         if not path.exists():
             continue  # e.g. the global table before the first campaign
-        with open(path, newline="", encoding="utf-8") as table:
-            for row in csv.DictReader(table):
-                history.rows_read += 1
+        history.tables.append(table)
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            table.columns = tuple(reader.fieldnames or ())
+            for row in reader:
+                table.rows_read += 1
                 parsed = _row_key(row, registry)
-                if parsed is not None:
-                    space, key = parsed
-                    history.measured.setdefault(space, set()).add(key)
-                    history.rows_compared += 1
+                if isinstance(parsed, str):
+                    table.reasons[parsed] = table.reasons.get(parsed, 0) + 1
+                    continue
+                space, key = parsed
+                history.measured.setdefault(space, {}).setdefault(key, len(history.tables) - 1)
+                table.rows_compared += 1
     return history
 
 
-def _row_key(row: dict[str, str], registry: Registry) -> tuple[Space, tuple[str, ...]] | None:
+def _row_key(row: dict[str, str], registry: Registry) -> tuple[Space, tuple[str, ...]] | str:
+    """The row's space and configuration key, or why it cannot be compared."""
     if row.get("status") in NOT_MEASURED:
-        return None
-    repo = registry.repositories.get(row.get("repo", ""))
-    model = repo.models.get(row.get("model", "")) if repo else None
+        return "not measured (interrupted or skipped)"
+    repo = registry.repositories.get(row.get("repo") or "")
+    model = repo.models.get(row.get("model") or "") if repo else None
     if repo is None or model is None:
-        return None
-    not_passed = set(filter(None, row.get("not_passed", "").split(";")))
+        return "of a repository or model the registry does not have"
+    not_passed = set(filter(None, (row.get("not_passed") or "").split(";")))
     try:
         key = tuple(NOT_PASSED if name in not_passed else format_value(row[f"hp_{name}"], spec.type)
                     for name, spec in model.hyperparameters.items())
-    except (KeyError, ValueError):
-        return None  # a hyperparameter the table lacks, or an empty cell: not comparable
-    return (repo.name, model.name, row.get("mode", ""), _company_from_row(row)), key
+    except KeyError:
+        return "without a column of one of the model's hyperparameters"
+    except (TypeError, ValueError):
+        return "with an empty or unreadable hyperparameter value"
+    return (repo.name, model.name, row.get("mode") or "", _company_from_row(row)), key
 
 
 def _company_from_row(row: dict[str, str]) -> str:

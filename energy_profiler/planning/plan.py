@@ -110,10 +110,14 @@ class Plan:
     history_skips: tuple[tuple[int, int], ...] = ()
     """(experiment index, draws skipped because the history had measured them)."""
     history_files: tuple[str, ...] = ()
+    history_tables: tuple[tuple[str, int, int, int], ...] = ()
+    """(file, rows read, rows comparable, draws skipped) for each history table that exists."""
 
     def to_json(self) -> dict[str, Any]:
+        tables = [{"file": file, "rows_read": read, "rows_comparable": compared, "draws_skipped": skipped}
+                  for file, read, compared, skipped in self.history_tables]
         return {"seed": self.seed, "seed_was_drawn": self.seed_was_drawn,
-                "history": {"files": list(self.history_files),
+                "history": {"files": list(self.history_files), "tables": tables,
                             "draws_skipped": {f"experiments[{index}]": count for index, count in self.history_skips}},
                 "trials": [trial.to_json() for trial in self.trials]}
 
@@ -123,15 +127,19 @@ class Plan:
         history = data.get("history", {})
         skips = tuple((int(key.split("[")[1].rstrip("]")), count)
                       for key, count in history.get("draws_skipped", {}).items())
+        tables = tuple((table["file"], table["rows_read"], table["rows_comparable"], table["draws_skipped"])
+                       for table in history.get("tables", ()))
         return cls(seed=data["seed"], seed_was_drawn=data["seed_was_drawn"],
                    trials=tuple(Trial.from_json(trial) for trial in data["trials"]),
-                   history_skips=skips, history_files=tuple(history.get("files", ())))
+                   history_skips=skips, history_files=tuple(history.get("files", ())), history_tables=tables)
 
     def history_lines(self) -> list[str]:
-        """What the history changed, for people: one line per experiment that lost draws to it."""
+        """What the history did, for people: one line per table, one per experiment that lost draws to it."""
         sources = ", ".join(self.history_files)
-        return [f"experiments[{index}]: {count} draw(s) skipped: already measured in {sources}"
-                for index, count in self.history_skips if count]
+        tables = [f"history {file}: {read} rows read, {compared} comparable, {skipped} draw(s) skipped"
+                  for file, read, compared, skipped in self.history_tables]
+        return tables + [f"experiments[{index}]: {count} draw(s) skipped: already measured in {sources}"
+                         for index, count in self.history_skips if count]
 
 
 def _safe(text: str) -> str:
@@ -148,6 +156,7 @@ def build_plan(settings: Settings, registry: Registry, seed: int, python: str = 
     skips: list[tuple[int, int]] = []
     issues: list[ConfigIssue] = []
     seen: dict[tuple[str, str, str], set[ConfigKey]] = {}
+    skipped_per_table: dict[int, int] = {}
     for experiment in settings.experiments:
         repo = registry.repositories[experiment.repo]
         specs = repo.models[experiment.model].hyperparameters
@@ -158,7 +167,7 @@ def build_plan(settings: Settings, registry: Registry, seed: int, python: str = 
         # other backgrounds (or alone) is a different measurement, not a repeat.
         company = company_key((run.repo, run.model, run.hyperparameters) for run in background)
         seen_here = seen.setdefault((experiment.repo, experiment.model, company), set())
-        measured = history.keys((experiment.repo, experiment.model, experiment.mode, company)) if history else set()
+        measured = history.keys((experiment.repo, experiment.model, experiment.mode, company)) if history else {}
         if not experiment.mutate:
             configs = [base] * experiment.runs
             seen_here.add(tuple(base.values()))
@@ -169,7 +178,9 @@ def build_plan(settings: Settings, registry: Registry, seed: int, python: str = 
             if issue:
                 issues.append(issue)
                 continue
-            skips.append((experiment.index, skipped))
+            skips.append((experiment.index, sum(skipped.values())))
+            for table, count in skipped.items():
+                skipped_per_table[table] = skipped_per_table.get(table, 0) + count
         for run, config in enumerate(configs, start=1):
             trials.append(Trial(
                 index=len(trials) + 1, experiment_index=experiment.index, run=run,
@@ -182,8 +193,10 @@ def build_plan(settings: Settings, registry: Registry, seed: int, python: str = 
             ))
     if issues:
         raise ConfigError(issues)
+    tables = tuple((table.file, table.rows_read, table.rows_compared, skipped_per_table.get(index, 0))
+                   for index, table in enumerate(history.tables)) if history else ()
     return Plan(seed=seed, seed_was_drawn=settings.seed is None, trials=tuple(trials), history_skips=tuple(skips),
-                history_files=tuple(str(path) for path in history.files) if history else ())
+                history_files=tuple(str(path) for path in history.files) if history else (), history_tables=tables)
 
 
 def _configuration(specs: Mapping[str, HyperparameterSpec], fixed: Mapping[str, str], *,
@@ -234,15 +247,16 @@ def _draw_unique(
     *,
     base: dict[str, str],
     seen: set[ConfigKey],
-    measured: set[ConfigKey],
+    measured: Mapping[ConfigKey, int],
     rng: random.Random,
     file: str,
-) -> tuple[list[dict[str, str]], int, ConfigIssue | None]:
+) -> tuple[list[dict[str, str]], dict[int, int], ConfigIssue | None]:
     """`experiment.runs` configurations that differ from `base`, from `seen`, from `measured` (the
-    history) and from each other; and how many draws the history rejected."""
+    history: key -> the table that has it) and from each other; and the draws each table rejected."""
     where = ("experiments", experiment.index)
     names = experiment.mutate
-    excluded = {tuple(base.values())} | {key for key in seen | measured if _same_fixed_part(key, base, names, specs)}
+    excluded = {tuple(base.values())} | {key for key in seen | measured.keys()
+                                         if _same_fixed_part(key, base, names, specs)}
     counts = [value_count(specs[name]) for name in names]
     if all(count is not None for count in counts):
         drawable = [key for key in excluded if _drawable(key, names, specs)]
@@ -251,10 +265,11 @@ def _draw_unique(
             message = (f"asks for {experiment.runs} unique combinations of {', '.join(names)}, but only "
                        f"{max(available, 0)} exist besides the defaults, earlier trials and the history; "
                        "widen the ranges, mutate more hyperparameters or lower runs_per_config")
-            return [], 0, ConfigIssue(file, (*where, "runs_per_config"), message)
+            return [], {}, ConfigIssue(file, (*where, "runs_per_config"), message)
 
     configs: list[dict[str, str]] = []
-    attempts = skipped = 0
+    skipped: dict[int, int] = {}
+    attempts = 0
     while len(configs) < experiment.runs and attempts < MAX_DRAWS_PER_TRIAL * experiment.runs:
         attempts += 1
         config = dict(base)
@@ -262,7 +277,8 @@ def _draw_unique(
             config[name] = draw(specs[name], rng)
         key = tuple(config.values())
         if key in excluded:
-            skipped += key in measured
+            if key in measured:
+                skipped[measured[key]] = skipped.get(measured[key], 0) + 1
             continue
         excluded.add(key)
         seen.add(key)

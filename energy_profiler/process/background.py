@@ -19,7 +19,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from energy_profiler.fs import make_dirs, own
 from energy_profiler.metrics import log_contains
 from energy_profiler.model.record import BackgroundResult
 from energy_profiler.model.values import canonical_to_number
+from energy_profiler.planning.placeholders import WorkloadDirs
 from energy_profiler.planning.plan import BackgroundRun
 from energy_profiler.process.groups import Teardown, end_group
 from energy_profiler.process.managed import ManagedGroup, ProcessState
@@ -149,10 +150,12 @@ FIRST_RUN_TIMEOUT_S = 60.0
 class Backgrounds:
     """The background loops of one attempt: started before the foreground, ended after it."""
 
-    def __init__(self, runs: Sequence[BackgroundRun], attempt_dir: Path, trial: str,
+    def __init__(self, runs: Sequence[BackgroundRun], dirs: WorkloadDirs, trial: str,
                  run_as: InvokingUser | None = None):
         self.runs = list(runs)
         self.run_as = run_as
+        self.dirs = dirs
+        attempt_dir = dirs.attempt_dir
         self.attempt_dir = attempt_dir
         self.trial = trial
         self.logs = attempt_dir / "background_logs"
@@ -169,8 +172,11 @@ class Backgrounds:
         (self.logs / "iterations.csv").write_text(ITERATIONS_HEADER)
         own(self.logs / "iterations.csv")
         for run, group in zip(self.runs, self.groups, strict=True):
-            text = script_text(index=run.index, trial=self.trial, argv=run.argv, cwd=run.cwd,
-                               env={"PYTHONUNBUFFERED": "1", **dict(run.env)}, logs=self.logs,
+            own_dir = self.attempt_dir / f"bg{run.index}"  # its {attempt_dir}: checkpoints apart from the foreground's
+            make_dirs(own_dir)
+            dirs = replace(self.dirs, attempt_dir=own_dir)
+            text = script_text(index=run.index, trial=self.trial, argv=dirs.argv(run.argv), cwd=run.cwd,
+                               env={"PYTHONUNBUFFERED": "1", **dirs.env(dict(run.env))}, logs=self.logs,
                                restart_delay_s=run.restart_delay_s)
             write_script(self.script_path(run), text)
             self._processes.append(start_loop(self.script_path(run), self.trial, self.run_as))

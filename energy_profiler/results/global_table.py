@@ -41,6 +41,26 @@ def read_header(path: Path) -> list[str] | None:
         return next(csv.reader(table), None)
 
 
+OWN_COLUMNS = ("experiment_id", "run_id", "trial", "status")
+"""Columns every table this tool writes has; a table without them is someone else's."""
+
+
+def foreign_table(path: Path) -> str | None:
+    """Why the table at `path` must not be appended to (it is not this tool's), or None."""
+    try:
+        header = read_header(path)
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        return f"{path}: cannot be read as a CSV table ({error})"
+    if header is None:
+        return None
+    missing = [column for column in OWN_COLUMNS if column not in header]
+    if not missing:
+        return None
+    return (f"{path} is not a table this tool wrote (no column {', '.join(missing)}; the older tool's "
+            "summary_all.csv looks like this), so no row is added to it: move it aside, or give another "
+            "--results-dir")
+
+
 def table_bytes(columns: Sequence[str], rows: Sequence[Mapping[str, str]]) -> bytes:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns), restval="", lineterminator="\n")
