@@ -3,19 +3,37 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from energy_profiler.config.registry import MetricSpec
 
+REASON_LINE_CHARS = 200
+"""How much of a log line a status reason quotes."""
 
-def scrape_metrics(log_path: Path, metrics: Mapping[str, MetricSpec]) -> dict[str, float | None]:
-    """The value of every metric in the log: the last matching line wins; None if never matched.
 
-    Patterns are matched against one line at a time, so a log of any size is read in one pass.
+@dataclass(frozen=True)
+class LogFindings:
+    """What one pass over a training log found."""
+
+    metrics: dict[str, float | None]
+    success_marker_seen: bool
+    failure: tuple[str, str] | None = None
+    """(pattern, line) of the first line that matched a failure pattern."""
+
+
+def scan_log(log_path: Path, metrics: Mapping[str, MetricSpec], success_marker: re.Pattern[str] | None = None,
+             failure_patterns: Sequence[re.Pattern[str]] = ()) -> LogFindings:
+    """Metrics (the last matching line wins; None if never matched), the success marker and the first
+    failure line, in one pass over a log of any size, one line at a time.
+
     A captured text that is not a finite number does not count as a match.
     """
     found: dict[str, float | None] = dict.fromkeys(metrics)
+    marker_seen = success_marker is None
+    failure: tuple[str, str] | None = None
     with open(log_path, encoding="utf-8", errors="replace") as log:
         for line in log:
             for name, metric in metrics.items():
@@ -28,7 +46,18 @@ def scrape_metrics(log_path: Path, metrics: Mapping[str, MetricSpec]) -> dict[st
                     continue
                 if math.isfinite(value):
                     found[name] = value
-    return found
+            if not marker_seen and success_marker is not None and success_marker.search(line):
+                marker_seen = True
+            if failure is None:
+                hit = next((pattern for pattern in failure_patterns if pattern.search(line)), None)
+                if hit is not None:
+                    failure = (hit.pattern, line.strip()[:REASON_LINE_CHARS])
+    return LogFindings(found, marker_seen, failure)
+
+
+def scrape_metrics(log_path: Path, metrics: Mapping[str, MetricSpec]) -> dict[str, float | None]:
+    """The value of every metric in the log (see scan_log)."""
+    return scan_log(log_path, metrics).metrics
 
 
 def log_contains(log_path: Path, text: str, chunk_bytes: int = 1 << 20) -> bool:

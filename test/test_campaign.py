@@ -196,3 +196,33 @@ def test_cooldown_separates_trials(
     first, second = read_rows(only_run_dir(tmp_path / "r"))
     gap_s = (datetime.fromisoformat(second["start_utc"]) - datetime.fromisoformat(first["end_utc"])).total_seconds()
     assert 1.0 <= gap_s < 3.0
+
+
+def test_log_markers_and_per_model_metrics_decide_success_beside_the_exit_code(
+        write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path) -> None:
+    # An exit-0 run that printed a traceback, one that never printed its end marker, and a model that
+    # requires a metric its sibling does not have.
+    traceback = "Traceback (most recent call last):"
+    models = {"tiny": {}, "big": {"metrics": {"top5": {"pattern": r"top5: ([0-9.]+)", "required": True}}}}
+
+    def campaign(name: str, *arguments: str) -> list[dict[str, str]]:
+        repo = fake_repo(arguments[0], required_args=["--behaviour", *arguments], models=models,
+                         success_marker=r"^accuracy: ", failure_patterns=[r"^Traceback \(most recent call last\)"])
+        settings = write_json(f"{name}.json", {"experiment_name": name, "experiments": [
+            {"mode": "default", "repo": "fake", "model": "tiny"}, {"mode": "default", "repo": "fake", "model": "big"}]})
+        result = invoke("--registry", write_json(f"{name}-models.json", {"repositories": {"fake": repo}}),
+                        "--results-dir", tmp_path / name, "-q", "run", settings)
+        assert result.exit_code in (0, 1), result.output
+        with open(only_run_dir(tmp_path / name) / "summary.csv", newline="") as table:
+            return list(csv.DictReader(table))
+
+    haunted = campaign("haunted", "ok", "--say", traceback)
+    assert [row["status"] for row in haunted] == ["failed", "failed"]
+    assert haunted[0]["status_reason"] == ("exit code 0, but a log line matched the failure pattern "
+                                           f"'^Traceback \\\\(most recent call last\\\\)': {traceback}")
+    silent = campaign("silent", "no-metrics")
+    assert silent[0]["status_reason"] == "exit code 0, but the success marker '^accuracy: ' never appeared in the log"
+    plain = campaign("plain", "ok")
+    assert [(row["status"], row["status_reason"]) for row in plain] == [
+        ("success", ""), ("metrics_missing", "required metric not found in the log: top5")]
+    assert plain[0]["perf_top5"] == "" and plain[0]["perf_accuracy"] != ""

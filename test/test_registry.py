@@ -53,6 +53,14 @@ def with_hp(**fields: Any) -> dict[str, Any]:
      "repositories.fake.models.tiny.hyperparameters.lr: overrides unknown hyperparameter 'lr'"),
     ({"repositories": {"fake": fake_repo(models={"tiny": {"hyperparameters": {"epochs": {"default": 9}}}})}},
      "repositories.fake.models.tiny.hyperparameters.epochs.default: default 9 is outside the range [1, 5]"),
+    ({"repositories": {"fake": fake_repo(models={"tiny": {"metrics": {"top5": {"required": True}}}})}},
+     "repositories.fake.models.tiny.metrics.top5: metric 'top5' is not the repository's, so it needs a pattern"),
+    ({"repositories": {"fake": fake_repo(failure_patterns=["ok", "(unclosed"])}},
+     "repositories.fake.failure_patterns[1]: not a valid regular expression: missing ), unterminated subpattern "
+     "at position 0"),
+    ({"repositories": {"fake": fake_repo(models={"tiny": {"success_marker": "["}})}},
+     "repositories.fake.models.tiny.success_marker: not a valid regular expression: unterminated character set "
+     "at position 0"),
     ({"repositories": {"fake": fake_repo(python="python3")}},
      "repositories.fake.python: 'python' is set but command does not start with '{python}'"),
     ({"repositories": {"fake": fake_repo(command="python3 train.py")}},
@@ -105,3 +113,18 @@ def test_a_broken_registry_stops_every_command(write_json: Callable[[str, Any], 
         result = invoke("--registry", file, *args)
         assert result.exit_code == 2
         assert "learning_rate.default: default 0.9 is outside the range" in result.stderr
+
+
+def test_a_model_changes_which_repository_metrics_are_required_and_adds_its_own(
+        write_json: Callable[[str, Any], Path]) -> None:
+    repo = fake_repo(models={"tiny": {}, "big": {"metrics": {"loss": {"required": True},
+                                                             "top5": {"pattern": "top5: ([0-9.]+)"}}}},
+                     failure_patterns=["Traceback"])
+    repo["models"]["big"]["failure_patterns"] = ["NaN loss"]
+    registry = load_registry(write_json("models.json", {"repositories": {"fake": repo}}), PROJECT_ROOT)
+    tiny, big = registry.repositories["fake"].models["tiny"], registry.repositories["fake"].models["big"]
+    assert {name: m.required for name, m in tiny.metrics.items()} == {"accuracy": True, "loss": False}
+    assert {name: m.required for name, m in big.metrics.items()} == {"accuracy": True, "loss": True, "top5": False}
+    assert big.metrics["loss"].pattern.pattern == tiny.metrics["loss"].pattern.pattern  # inherited
+    assert [p.pattern for p in big.failure_patterns] == ["Traceback", "NaN loss"]
+    assert [p.pattern for p in tiny.failure_patterns] == ["Traceback"] and tiny.success_marker is None

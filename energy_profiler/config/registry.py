@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,12 @@ class ModelSpec:
     hyperparameters: Mapping[str, HyperparameterSpec]
     timeout_s: float | None
     gpu_memory_mib: float | None = None
+    metrics: Mapping[str, MetricSpec] = field(default_factory=dict)
+    """The repository's metrics with this model's additions and changes."""
+    success_marker: re.Pattern[str] | None = None
+    """A line the log must have for a success (besides exit code 0), or None."""
+    failure_patterns: tuple[re.Pattern[str], ...] = ()
+    """Lines that make a training failed even with exit code 0 (a traceback, CUDA out of memory)."""
 
 
 @dataclass(frozen=True)
@@ -121,18 +127,10 @@ def _build_repo(
         issues.extend(hp_issues)
         hyperparameters[hp_name] = spec
 
-    metrics = {}
+    metrics = _metrics(doc["metrics"], {}, file, (*base, "metrics"), issues)
+    repo_marker = _pattern(doc.get("success_marker"), file, (*base, "success_marker"), issues)
+    repo_failures = _patterns(doc.get("failure_patterns", []), file, (*base, "failure_patterns"), issues)
     where: tuple[str | int, ...]
-    for metric_name, metric_doc in doc["metrics"].items():
-        where = (*base, "metrics", metric_name, "pattern")
-        try:
-            pattern = re.compile(metric_doc["pattern"])
-        except re.error as error:
-            issues.append(ConfigIssue(file, where, f"not a valid regular expression: {error}"))
-            continue
-        if pattern.groups != 1:
-            issues.append(ConfigIssue(file, where, f"needs exactly one capture group, has {pattern.groups}"))
-        metrics[metric_name] = MetricSpec(metric_name, pattern, bool(metric_doc.get("required", False)))
 
     models = {}
     for model_name, model_doc in doc["models"].items():
@@ -148,7 +146,14 @@ def _build_repo(
             issues.extend(hp_issues)
             model_hps[hp_name] = spec
         timeout = model_doc.get("timeout_s", doc.get("timeout_s"))
-        models[model_name] = ModelSpec(model_name, model_hps, timeout, model_doc.get("gpu_memory_mib"))
+        model_base = (*base, "models", model_name)
+        model_metrics = _metrics(model_doc.get("metrics", {}), doc["metrics"], file, (*model_base, "metrics"), issues)
+        marker = _pattern(model_doc.get("success_marker"), file, (*model_base, "success_marker"), issues)
+        failures = _patterns(model_doc.get("failure_patterns", []), file, (*model_base, "failure_patterns"), issues)
+        models[model_name] = ModelSpec(
+            model_name, model_hps, timeout, model_doc.get("gpu_memory_mib"), metrics={**metrics, **model_metrics},
+            success_marker=marker if "success_marker" in model_doc else repo_marker,
+            failure_patterns=(*repo_failures, *failures))
 
     repo = RepoSpec(
         name=name,
@@ -165,6 +170,43 @@ def _build_repo(
         passes_all=doc.get("pass", "all") == "all",
     )
     return repo, issues
+
+
+def _metrics(documents: Mapping[str, Any], inherited: Mapping[str, Any], file: str, where: tuple[str | int, ...],
+             issues: list[ConfigIssue]) -> dict[str, MetricSpec]:
+    """The metrics `documents` describe; a name in `inherited` (the repository's) takes its fields first."""
+    metrics = {}
+    for name, document in documents.items():
+        merged = {**inherited.get(name, {}), **document}
+        if "pattern" not in merged:
+            issues.append(ConfigIssue(file, (*where, name), f"metric '{name}' is not the repository's, so it needs "
+                                      "a pattern"))
+            continue
+        pattern = _pattern(merged["pattern"], file, (*where, name, "pattern"), issues)
+        if pattern is None:
+            continue
+        if pattern.groups != 1:
+            issues.append(ConfigIssue(file, (*where, name, "pattern"),
+                                      f"needs exactly one capture group, has {pattern.groups}"))
+        metrics[name] = MetricSpec(name, pattern, bool(merged.get("required", False)))
+    return metrics
+
+
+def _pattern(text: str | None, file: str, where: tuple[str | int, ...],
+             issues: list[ConfigIssue]) -> re.Pattern[str] | None:
+    if text is None:
+        return None
+    try:
+        return re.compile(text)
+    except re.error as error:
+        issues.append(ConfigIssue(file, where, f"not a valid regular expression: {error}"))
+        return None
+
+
+def _patterns(texts: list[str], file: str, where: tuple[str | int, ...],
+              issues: list[ConfigIssue]) -> tuple[re.Pattern[str], ...]:
+    compiled = (_pattern(text, file, (*where, index), issues) for index, text in enumerate(texts))
+    return tuple(pattern for pattern in compiled if pattern is not None)
 
 
 def _spec_document(spec: HyperparameterSpec) -> dict[str, Any]:

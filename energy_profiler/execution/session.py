@@ -124,7 +124,8 @@ def _open_summary(run_dir: Path, plan: Plan, registry: Registry, *,
                   resumed: bool) -> tuple[dict[str, Record], SummaryTable]:
     """The run's summary.csv with its header fixed; on resume, rebuilt from the final records."""
     hyperparameter_names = _unique(name for trial in plan.trials for name, _ in trial.hyperparameters)
-    metric_names = _unique(name for trial in plan.trials for name in registry.repositories[trial.repo].metrics)
+    metric_names = _unique(name for trial in plan.trials
+                           for name in registry.repositories[trial.repo].models[trial.model].metrics)
     parallel = any(trial.background for trial in plan.trials)
     columns = summary_columns(hyperparameter_names, metric_names, background=parallel,
                               not_passed=any(trial.not_passed for trial in plan.trials))

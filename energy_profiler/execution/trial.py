@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from energy_profiler.config.registry import MetricSpec, Registry
+from energy_profiler.config.registry import ModelSpec, Registry
 from energy_profiler.config.settings import Settings
 from energy_profiler.energy.base import Window
 from energy_profiler.energy.baselines import PowerBaseline
@@ -27,7 +27,7 @@ from energy_profiler.energy.nvml import free_memory_mib, load_pynvml
 from energy_profiler.energy.recorder import EnergyPlan, TrialEnergy, measure_power
 from energy_profiler.energy.selection import NONE
 from energy_profiler.execution.runtime import Output, StopRequest, signal_name, sleep_unless_stopped
-from energy_profiler.metrics import log_contains, scrape_metrics
+from energy_profiler.metrics import REASON_LINE_CHARS, LogFindings, log_contains, scan_log
 from energy_profiler.model.energy_fields import EnergyFields
 from energy_profiler.model.record import Attempt, BackgroundResult, Record
 from energy_profiler.planning.placeholders import WorkloadDirs
@@ -37,7 +37,6 @@ from energy_profiler.process.training import ProcessOutcome, run_training
 from energy_profiler.system.host import git_state
 from energy_profiler.system.sudo import InvokingUser
 
-REASON_LINE_CHARS = 200
 NOT_RETRIED = ("success", "interrupted", "skipped_memory")
 """Every other status (failed, timeout, metrics_missing, oom, energy_missing) is retried."""
 
@@ -71,6 +70,7 @@ def run_trial(
     and the record lists `earlier_attempts` (those of an earlier session) before this session's.
     """
     repo = registry.repositories[trial.repo]
+    model = repo.models[trial.model]
     values = " ".join(f"{name}={value}" for name, value in trial.hyperparameters)
     company = "".join(f" + background {run.repo}/{run.model}" for run in trial.background)
     output.say(f"[{trial.index}] {trial.mode} {trial.repo}/{trial.model} {values}{company}")
@@ -78,7 +78,7 @@ def run_trial(
     results: list[_AttemptResult] = []
     last = first_attempt + settings.max_retries
     for number in range(first_attempt, last + 1):
-        result = _attempt(trial, number, settings=settings, metrics=repo.metrics, run_dir=run_dir,
+        result = _attempt(trial, number, settings=settings, model=model, run_dir=run_dir,
                           output=output, stop=stop, energy=energy, run_as=run_as)
         results.append(result)
         status, reason = result.attempt.status, result.attempt.status_reason
@@ -96,15 +96,15 @@ def run_trial(
         model=trial.model, status=final.attempt.status, status_reason=final.attempt.status_reason,
         exit_code=final.attempt.exit_code, start_utc=start_utc, end_utc=end_utc,
         duration_s=duration_s, argv=trial.argv, hyperparameters=trial.hyperparameters,
-        mutated=trial.mutated, metrics=tuple((name, final.metrics.get(name)) for name in repo.metrics),
-        required_metrics=tuple(name for name, spec in repo.metrics.items() if spec.required),
+        mutated=trial.mutated, metrics=tuple((name, final.metrics.get(name)) for name in model.metrics),
+        required_metrics=tuple(name for name, spec in model.metrics.items() if spec.required),
         energy=final.energy, energy_details=final.energy_details, host=dict(host), repo_git=git_state(repo.path),
         attempts=(*earlier_attempts, *(result.attempt for result in results)), background=tuple(final.background),
         not_passed=trial.not_passed,
     )
 
 
-def _attempt(trial: Trial, number: int, *, settings: Settings, metrics: Mapping[str, MetricSpec], run_dir: Path,
+def _attempt(trial: Trial, number: int, *, settings: Settings, model: ModelSpec, run_dir: Path,
              output: Output, stop: StopRequest, energy: EnergyPlan | None,
              run_as: InvokingUser | None) -> _AttemptResult:
     started_s = time.monotonic()
@@ -161,8 +161,10 @@ def _attempt(trial: Trial, number: int, *, settings: Settings, metrics: Mapping[
             monitors.close()  # also when something above raised: no descriptor, thread or NVML handle left
     if outcome.teardown is not None and outcome.teardown.survivors:
         output.say(f"warning: {outcome.teardown.survivors} process(es) of the training survived SIGKILL")
-    found = scrape_metrics(log_path, metrics) if outcome.ended_by != "not_started" else {}
-    status, reason = classify(outcome, found, metrics, log_path, stop.first_signal)
+    findings = (scan_log(log_path, model.metrics, model.success_marker, model.failure_patterns)
+                if outcome.ended_by != "not_started" else LogFindings(dict.fromkeys(model.metrics), False))
+    found = findings.metrics
+    status, reason = classify(outcome, findings, model, log_path, stop.first_signal)
     if status == "success" and energy is not None:
         status, reason = _required_energy(energy, energy_fields)
     attempt = Attempt(
@@ -243,12 +245,13 @@ def memory_shortfall(trial: Trial, energy: EnergyPlan | None) -> str | None:
 
 def classify(
     outcome: ProcessOutcome,
-    metrics: Mapping[str, float | None],
-    specs: Mapping[str, MetricSpec],
+    findings: LogFindings,
+    model: ModelSpec,
     log_path: Path,
     stop_signal: int | None,
 ) -> tuple[str, str | None]:
-    """(status, reason): success needs exit code 0 and every required metric; else a named status."""
+    """(status, reason): success needs exit code 0, no failure line, the success marker (when the
+    registry names one) and every required metric; else a named status."""
     if outcome.ended_by == "not_started":
         return "failed", outcome.error
     if outcome.ended_by == "interrupted":
@@ -265,7 +268,14 @@ def classify(
         how = f"killed by {signal_name(-code)}" if code < 0 else f"exit code {code}"
         last = _last_line(log_path)
         return "failed", f"{how}: {last}" if last else how
-    missing = [name for name, spec in specs.items() if spec.required and metrics.get(name) is None]
+    if findings.failure is not None:
+        pattern, line = findings.failure
+        status = "oom" if OOM_MARKER in line else "failed"
+        return status, f"exit code 0, but a log line matched the failure pattern {pattern!r}: {line}"
+    if not findings.success_marker_seen and model.success_marker is not None:
+        marker = model.success_marker.pattern
+        return "failed", f"exit code 0, but the success marker {marker!r} never appeared in the log"
+    missing = [name for name, spec in model.metrics.items() if spec.required and findings.metrics.get(name) is None]
     if missing:
         return "metrics_missing", "required metric not found in the log: " + ", ".join(missing)
     return "success", None
