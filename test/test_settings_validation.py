@@ -193,3 +193,35 @@ def test_config_error_lists_file_and_path() -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(PROJECT_ROOT / "does-not-exist.json", load_registry(REAL_REGISTRY, PROJECT_ROOT))
     assert str(caught.value).endswith("does-not-exist.json: file not found")
+
+
+def test_one_validate_reports_schema_cross_check_and_plan_problems_together(
+        write_json: Callable[[str, Any], Path]) -> None:
+    # The older tool's files came back in waves (2, 43, 2): top-level errors hid the experiments',
+    # schema errors hid the registry's, and space checks ran only once all else was fixed.
+    file = write_json("waves.json", settings(
+        {"mode": "default", "repo": "examples", "model": "mpl"},          # registry cross-check
+        {**GOOD_EXPERIMENT, "colour": "red"},                             # schema
+        mutation(mutate=["epochs"], runs_per_config=25),                   # plan: the space is too small
+        {**GOOD_EXPERIMENT, "hyperparameters": {"epochs": 500}},          # range
+        use_deduplication=True,                                           # top level
+    ))
+    result = invoke("validate", file)
+    assert result.exit_code == 2
+    problems = [line.removeprefix(f"error: {file}: ") for line in result.stderr.splitlines()[:-1]]
+    assert problems == [
+        "experiments[0].model: unknown model 'mpl' for repository 'examples' (did you mean 'mlp'?); "
+        "it has: softmax, mlp, deep_mlp",
+        "experiments[1].colour: unknown key 'colour'",
+        "experiments[2].runs_per_config: asks for 25 unique combinations of epochs, but only 19 exist besides "
+        "the defaults, earlier trials and the history; widen the ranges, mutate more hyperparameters or lower "
+        "runs_per_config",
+        "experiments[3].hyperparameters.epochs: 500 is outside the range [1, 20] of 'epochs'",
+        "use_deduplication: unknown key 'use_deduplication'",
+    ]
+    # A top-level value that is wrong (not merely unknown) may change what the plan would be: its
+    # experiments are still checked against the registry, but not planned.
+    wrong_top = write_json("waves2.json", settings(mutation(mutate=["epochs"], runs_per_config=25), seed="x"))
+    result = invoke("validate", wrong_top)
+    problems = [line.removeprefix(f"error: {wrong_top}: ") for line in result.stderr.splitlines()[:-1]]
+    assert problems == ["seed: expected an integer, got the string 'x'"]

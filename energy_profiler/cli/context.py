@@ -15,8 +15,8 @@ import click
 
 from energy_profiler.config.errors import ConfigError, ConfigIssue
 from energy_profiler.config.registry import Registry, load_registry
-from energy_profiler.config.settings import Settings, load_settings
-from energy_profiler.config.validation import load_schema
+from energy_profiler.config.settings import Settings, SettingsError, load_settings
+from energy_profiler.config.validation import issue_sort_key, load_schema
 from energy_profiler.planning.history import History, load_history
 from energy_profiler.planning.plan import Plan, build_plan
 from energy_profiler.results.global_table import GLOBAL_TABLE
@@ -96,11 +96,30 @@ def load_and_plan(app: AppContext, settings_file: Path) -> tuple[Registry, Setti
     """Registry, settings and plan, or exit 2 with every problem found."""
     try:
         registry = app.registry()
-        settings = load_settings(settings_file, registry)
-        plan = build_plan(settings, registry, resolve_seed(settings), history=history_for(settings, registry, app))
+        settings, plan = settings_and_plan(app, registry, settings_file)
     except ConfigError as error:
         fail_config(error)
     return registry, settings, plan
+
+
+def settings_and_plan(app: AppContext, registry: Registry, settings_file: Path) -> tuple[Settings, Plan]:
+    """The file's settings and plan; ConfigError with every problem in one pass: the file's own, and
+    the plan's (space sizes, history) for each experiment whose own structure is sound."""
+    try:
+        settings = load_settings(settings_file, registry)
+    except SettingsError as error:
+        issues = list(error.issues)
+        if error.partial is not None:
+            try:
+                _plan(app, registry, error.partial)
+            except ConfigError as planning:
+                issues.extend(planning.issues)
+        raise ConfigError(sorted(issues, key=lambda issue: issue_sort_key(issue.path))) from None
+    return settings, _plan(app, registry, settings)
+
+
+def _plan(app: AppContext, registry: Registry, settings: Settings) -> Plan:
+    return build_plan(settings, registry, resolve_seed(settings), history=history_for(settings, registry, app))
 
 
 def history_for(settings: Settings, registry: Registry, app: AppContext) -> History | None:

@@ -7,17 +7,8 @@ from pathlib import Path
 
 import click
 
-from energy_profiler.cli.context import (
-    EXIT_CONFIG,
-    AppContext,
-    fail_config,
-    global_options,
-    history_for,
-    resolve_seed,
-)
+from energy_profiler.cli.context import EXIT_CONFIG, AppContext, fail_config, global_options, settings_and_plan
 from energy_profiler.config.errors import ConfigError
-from energy_profiler.config.settings import load_settings
-from energy_profiler.planning.plan import build_plan
 
 
 @click.command("validate")
@@ -33,8 +24,7 @@ def validate_command(settings_files: tuple[Path, ...]) -> None:
     problems = 0
     for settings_file in settings_files:
         try:
-            settings = load_settings(settings_file, registry)
-            plan = build_plan(settings, registry, resolve_seed(settings), history=history_for(settings, registry, app))
+            _, plan = settings_and_plan(app, registry, settings_file)
         except ConfigError as error:
             problems += len(error.issues)
             for issue in error.issues:

@@ -6,7 +6,7 @@ ConfigError listing every problem with its JSON path. Nothing is started or writ
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -15,7 +15,7 @@ from energy_profiler.config.energy_settings import EnergySettings
 from energy_profiler.config.errors import ConfigError, ConfigIssue, did_you_mean, suggest_name
 from energy_profiler.config.json_file import read_json
 from energy_profiler.config.registry import Registry
-from energy_profiler.config.validation import schema_issues
+from energy_profiler.config.validation import load_schema, schema_issues
 from energy_profiler.model.values import format_value
 
 Mode = Literal["default", "mutation", "parallel"]
@@ -100,14 +100,20 @@ def settings_from_document(document: Any, file: Path, registry: Registry) -> Set
     """Check an already-parsed settings document (a file's, or one built for an ad-hoc run)."""
     name = str(file)
     issues = schema_issues(document, "settings", name)
+    if not isinstance(document, dict) or not isinstance(document.get("experiments"), list):
+        raise ConfigError(issues)  # nothing to check the experiments against
     broken = {issue.path[1] for issue in issues if len(issue.path) > 1 and issue.path[0] == "experiments"}
-    if any(not issue.path or issue.path[0] != "experiments" or len(issue.path) == 1 for issue in issues):
-        raise ConfigError(issues)  # top-level problems: the experiments cannot be interpreted
-
-    default_runs = document.get("runs_per_config", 1)
+    # Top-level problems (an unknown key, a bad type) do not stop the experiments being checked in the
+    # same pass, so a file is fixed in one round; only what the experiments inherit is guarded.
+    top_level = {issue.path[0] for issue in issues if issue.path and issue.path[0] != "experiments"}
+    whole = any(not issue.path or issue.path == ("experiments",) for issue in issues)
+    if whole:
+        raise ConfigError(issues)
+    inherited_ok = not top_level & {"runs_per_config", "timeout_s"}
+    default_runs = document.get("runs_per_config", 1) if inherited_ok else 1
     experiments = []
     for index, entry in enumerate(document["experiments"]):
-        if index in broken:
+        if index in broken or not inherited_ok:
             continue  # its schema errors are reported; cross-checks would only add noise
         experiment, entry_issues = _check_experiment(
             index, entry, default_runs=default_runs, document=document, file=name, registry=registry)
@@ -115,7 +121,22 @@ def settings_from_document(document: Any, file: Path, registry: Registry) -> Set
         if experiment is not None:
             experiments.append(experiment)
     if issues:
-        raise ConfigError(issues)
+        # Keys the schema does not know change nothing the settings hold; any other top-level problem might.
+        sound = experiments and top_level <= set(document) - set(load_schema("settings")["properties"])
+        raise SettingsError(issues, _settings(file, document, experiments) if sound else None)
+    return _settings(file, document, experiments)
+
+
+class SettingsError(ConfigError):
+    """Every issue of a settings file, and the settings its sound experiments make (None when the file's
+    own top level is wrong), so that planning checks those experiments in the same pass."""
+
+    def __init__(self, issues: Sequence[ConfigIssue], partial: Settings | None):
+        super().__init__(issues)
+        self.partial = partial
+
+
+def _settings(file: Path, document: dict[str, Any], experiments: list[Experiment]) -> Settings:
     return Settings(
         file=file,
         document=document,

@@ -68,10 +68,10 @@ def schema_issues(document: Any, schema_name: str, file: str) -> list[ConfigIssu
     for error in validator.iter_errors(document):
         issues.extend(_describe(error, file, document, schema_name))
     unique = {(issue.path, issue.message): issue for issue in issues}
-    return sorted(unique.values(), key=lambda issue: _sort_key(issue.path))
+    return sorted(unique.values(), key=lambda issue: issue_sort_key(issue.path))
 
 
-def _sort_key(path: tuple[str | int, ...]) -> tuple[tuple[int, str | int], ...]:
+def issue_sort_key(path: tuple[str | int, ...]) -> tuple[tuple[int, str | int], ...]:
     # Ints before strings at the same depth would be arbitrary; sort each part by (kind, value).
     return tuple((0, part) if isinstance(part, int) else (1, part) for part in path)
 
