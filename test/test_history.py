@@ -162,3 +162,33 @@ def test_a_history_table_that_compares_with_nothing_is_an_error_that_says_why(
     plan = invoke("plan", useful_only)  # 20 values - default 5 - the measured 12 = 18: every one left, no retry
     assert plan.exit_code == 0, plan.output
     assert f"history {useful}: 2 rows read, 1 comparable, " in plan.stdout
+
+
+def test_choice_and_switch_values_survive_records_merge_and_dedup(
+        write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path) -> None:
+    repo = fake_repo("echo-args", hyperparameters={
+        "optimizer": {"flag": "--optimizer", "type": "choice", "default": "adam", "values": ["adam", "sgd"]},
+        "tied": {"flag": "--tied", "type": "switch", "default": False}})
+    registry = fake_registry(fake=repo)
+    results = tmp_path / "results"
+    document: dict[str, Any] = {"experiment_name": "c", "seed": 1, "dedup": True, "experiments": [
+        {"mode": "mutation", "repo": "fake", "model": "tiny", "mutate": ["optimizer", "tied"], "runs_per_config": 3}]}
+    first = invoke("--registry", registry, "--results-dir", results, "-q", "run", write_json("c.json", document))
+    assert first.exit_code == 0, first.output
+    run_dir = only_run_dir(results)
+    with open(run_dir / "summary.csv", newline="") as table:
+        rows = list(csv.DictReader(table))
+    assert {(r["hp_optimizer"], r["hp_tied"]) for r in rows} == {("sgd", "false"), ("adam", "true"), ("sgd", "true")}
+    record = json.loads((run_dir / rows[0]["trial"] / "experiment.json").read_text())
+    values = record["hyperparameters"]
+    assert isinstance(values["tied"], bool) and isinstance(values["optimizer"], str)
+    logged = (run_dir / rows[0]["trial"] / "attempt_1" / "training.log").read_text()
+    argv = json.loads(next(line for line in logged.splitlines() if line.startswith("ARGV "))[5:])
+    assert ("--tied" in argv) == (rows[0]["hp_tied"] == "true") and argv[argv.index("--optimizer") + 1] == \
+        rows[0]["hp_optimizer"]
+    merged = tmp_path / "merged.csv"
+    assert invoke("merge", run_dir, "-o", merged).exit_code == 0
+    assert merged.read_bytes() == (run_dir / "summary.csv").read_bytes()  # Record.from_json inverts to_json
+    document["experiments"][0]["runs_per_config"] = 1  # 2 x 2 - the default - the 3 measured = nothing left
+    again = invoke("--registry", registry, "--results-dir", results, "plan", write_json("c2.json", document))
+    assert again.exit_code == 2 and "but only 0 exist" in again.stderr

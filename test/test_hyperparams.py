@@ -134,3 +134,12 @@ def test_value_count_counts_ints_and_an_out_of_range_zero() -> None:
     assert value_count(spec(type="int", low=1, high=5, default=1, zero_probability=0.1)) == 6
     assert value_count(spec(type="int", low=0, high=5, default=1, zero_probability=0.1)) == 6
     assert value_count(spec()) is None
+
+
+@pytest.mark.parametrize("text", ["12", "-3", "0.5", "6.36e-05", "012", "1e3", "true", "false", "adam", "",
+                                  "NaN", "inf", "1_000", " 1"])
+def test_a_canonical_string_survives_experiment_json(text: str) -> None:
+    # Record.to_json / from_json: ints, floats, switches and choice strings keep their exact text.
+    from energy_profiler.model.values import canonical_to_json, json_to_canonical
+
+    assert json_to_canonical(canonical_to_json(text)) == text

@@ -152,3 +152,56 @@ def test_only_the_three_folder_placeholders_are_filled_and_nothing_else_is_inter
     env = dirs.env({"CKPT": "{trial_dir}/ckpt", "RAW": "{attempt}"})
     assert env["CKPT"] == f"{tmp_path}/run/t/ckpt" and env["RAW"] == "{attempt}"
     assert env["MUTATION_ATTEMPT_DIR"] == f"{tmp_path}/a\n$(x)" and env["MUTATION_RUN_DIR"] == f"{tmp_path}/run"
+
+
+def choice_registry(tmp_path: Path) -> Any:
+    document = json.loads(REAL_REGISTRY.read_text())
+    examples = document["repositories"]["examples"]
+    examples["hyperparameters"]["optimizer"] = {"flag": "--optimizer", "type": "choice", "default": "adam",
+                                                "values": ["adam", "sgd", 0.5, "a b;$(x)\n"]}
+    examples["hyperparameters"]["tied"] = {"flag": "--tied", "type": "switch", "default": False}
+    file = tmp_path / "models.json"
+    file.write_text(json.dumps(document))
+    return load_registry(file, PROJECT_ROOT)
+
+
+def test_choices_and_switches_are_drawn_uniquely_passed_as_written_and_recorded_with_their_kind(
+        tmp_path: Path) -> None:
+    registry = choice_registry(tmp_path)
+    settings = settings_from_document({"experiment_name": "c", "experiments": [
+        {"mode": "mutation", "repo": "examples", "model": "mlp", "mutate": ["optimizer", "tied"],
+         "runs_per_config": 7}]}, tmp_path / "c.json", registry)
+    plan = build_plan(settings, registry, 1)
+    drawn = {(dict(t.hyperparameters)["optimizer"], dict(t.hyperparameters)["tied"]) for t in plan.trials}
+    # 4 values x 2 = 8 combinations, less the base (adam, off): all 7 others, each once
+    assert drawn == {(o, s) for o in ("adam", "sgd", "0.5", "a b;$(x)\n") for s in ("false", "true")} - \
+        {("adam", "false")}
+    for trial in plan.trials:
+        values = dict(trial.hyperparameters)
+        assert ("--tied" in trial.argv) == (values["tied"] == "true")  # a switch is its flag, or nothing
+        assert trial.argv[trial.argv.index("--optimizer") + 1] == values["optimizer"]  # as written, one argv item
+    with pytest.raises(ConfigError) as caught:
+        plan_again = {"experiment_name": "c", "experiments": [
+            {"mode": "mutation", "repo": "examples", "model": "mlp", "mutate": ["optimizer", "tied"],
+             "runs_per_config": 8}]}
+        build_plan(settings_from_document(plan_again, tmp_path / "c.json", registry), registry, 1)
+    assert "asks for 8 unique combinations of optimizer, tied, but only 7 exist" in str(caught.value)
+
+
+def test_fixed_choices_and_switches_are_checked_by_kind(tmp_path: Path) -> None:
+    registry = choice_registry(tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        settings_from_document({"experiment_name": "c", "experiments": [
+            {"mode": "default", "repo": "examples", "model": "mlp",
+             "hyperparameters": {"optimizer": "rmsprop", "tied": "yes", "epochs": "3"}}]}, tmp_path / "c.json",
+            registry)
+    assert [str(issue).split(": ", 1)[1] for issue in caught.value.issues] == [
+        "experiments[0].hyperparameters.optimizer: 'rmsprop' is not one of the values 'adam', 'sgd', '0.5', "
+        "'a b;$(x)\\n' of 'optimizer'",
+        "experiments[0].hyperparameters.tied: expected true or false (a switch), got the string 'yes'",
+        "experiments[0].hyperparameters.epochs: expected a number, got the string '3'"]
+    fixed = settings_from_document({"experiment_name": "c", "experiments": [
+        {"mode": "default", "repo": "examples", "model": "mlp", "hyperparameters": {"optimizer": 0.5, "tied": True}}]},
+        tmp_path / "c.json", registry)
+    trial = build_plan(fixed, registry, 1).trials[0]
+    assert trial.argv[trial.argv.index("--optimizer") + 1] == "0.5" and "--tied" in trial.argv

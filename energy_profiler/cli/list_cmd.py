@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
 from energy_profiler.cli.context import AppContext, fail_config, global_options
@@ -33,8 +35,8 @@ def registry_text(registry: Registry) -> str:
         lines = [f"{repo.name}  ({repo.path})", f"  command: {' '.join(repo.command)}",
                  f"  models: {', '.join(repo.models)}"]
         base = repo.hyperparameters
-        rows = [[spec.name, spec.flag, spec.type, format_value(spec.default, spec.type),
-                 f"[{_number(spec.low, spec)}, {_number(spec.high, spec)}]", spec.distribution,
+        rows = [[spec.name, spec.flag, spec.type, format_value(spec.default, spec.type), _values(spec),
+                 spec.distribution if spec.discrete_values is None else "uniform",
                  spec.zero_probability or None] for spec in base.values()]
         table = format_table(["hyperparameter", "flag", "type", "default", "range", "distribution", "p(zero)"], rows)
         lines += ["  " + line for line in table.splitlines()]
@@ -53,12 +55,20 @@ def _number(value: float, spec: HyperparameterSpec) -> str:
     return format_value(value, spec.type)
 
 
+def _values(spec: HyperparameterSpec) -> str:
+    """`[1, 20]` for a range; `{adam, sgd}` for a choice's values; `{false, true}` for a switch."""
+    discrete = spec.discrete_values
+    if discrete is not None:
+        return "{" + ", ".join(json.dumps(value) if not value.isprintable() else value for value in discrete) + "}"
+    return f"[{_number(spec.low, spec)}, {_number(spec.high, spec)}]"
+
+
 def _difference(base: HyperparameterSpec, spec: HyperparameterSpec) -> str:
     parts = []
     if spec.default != base.default:
         parts.append(f"default {format_value(spec.default, spec.type)}")
-    if (spec.low, spec.high) != (base.low, base.high):
-        parts.append(f"range [{_number(spec.low, spec)}, {_number(spec.high, spec)}]")
+    if (spec.low, spec.high, spec.values) != (base.low, base.high, base.values):
+        parts.append(f"values {_values(spec)}")
     if spec.distribution != base.distribution:
         parts.append(spec.distribution)
     if spec.zero_probability != base.zero_probability:

@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
-from energy_profiler.model.values import ValueType, format_value
+from energy_profiler.model.values import SWITCH_VALUES, ValueType, format_value
 
 Distribution = Literal["uniform", "log_uniform"]
 
@@ -27,14 +27,30 @@ class HyperparameterSpec:
     name: str
     flag: str
     type: ValueType
-    default: float
+    default: float | str | bool
+    """A number for int and float, one of `values` for a choice, a boolean for a switch."""
     low: float
     high: float
+    """The range drawn from (int and float; 0 for a choice or a switch)."""
     distribution: Distribution = "uniform"
     zero_probability: float = 0.0
     precision: int = DEFAULT_FLOAT_PRECISION
     limits: tuple[float, float] | None = None
     """What a fixed value (and the default) may be; None: the range. Mutation draws from the range only."""
+    values: tuple[str, ...] = ()
+    """A choice's values, as canonical strings; a switch's are SWITCH_VALUES."""
+
+    @property
+    def discrete_values(self) -> tuple[str, ...] | None:
+        """The values of a choice or a switch (None for numbers)."""
+        if self.type == "switch":
+            return SWITCH_VALUES
+        return self.values if self.type == "choice" else None
+
+    def accepts(self, canonical: str) -> bool:
+        """Whether a fixed value (its canonical string) is one this hyperparameter may take."""
+        discrete = self.discrete_values
+        return canonical in discrete if discrete is not None else self.allows(float(canonical))
 
     @property
     def bounds(self) -> tuple[float, float]:
@@ -49,7 +65,10 @@ class HyperparameterSpec:
         return value == 0 and self.zero_probability > 0
 
     def bounds_text(self) -> str:
-        """`the range [1, 20]`, or `the limits [1, 300] (range [100, 300])` where they differ."""
+        """`the range [1, 20]`, `the limits [1, 300] (range [100, 300])`, or `the values 'adam', 'sgd'`."""
+        discrete = self.discrete_values
+        if discrete is not None:
+            return "the values " + ", ".join(repr(value) for value in discrete)
         low, high = self.bounds
         if self.limits is None:
             return f"the range [{low:g}, {high:g}]"
@@ -70,6 +89,9 @@ def draw(spec: HyperparameterSpec, rng: random.Random) -> str:
     Otherwise it is drawn from [low, high]: uniform, or uniform in log space. Integers drawn
     log-uniformly have P(k) proportional to log((k+1)/k), the discrete form of that density.
     """
+    discrete = spec.discrete_values
+    if discrete is not None:
+        return rng.choice(discrete)  # uniform over a choice's values, or a switch's off and on
     if spec.zero_probability > 0 and rng.random() < spec.zero_probability:
         return format_value(0, spec.type)
     if spec.type == "int":
@@ -90,6 +112,9 @@ def draw(spec: HyperparameterSpec, rng: random.Random) -> str:
 
 def value_count(spec: HyperparameterSpec) -> int | None:
     """How many distinct values a draw can produce, or None when effectively unbounded (floats)."""
+    discrete = spec.discrete_values
+    if discrete is not None:
+        return len(discrete)
     if spec.type == "float":
         return None
     count = int(spec.high) - int(spec.low) + 1

@@ -18,6 +18,7 @@ from energy_profiler.config.errors import ConfigError, ConfigIssue, did_you_mean
 from energy_profiler.config.hyperparams import DEFAULT_FLOAT_PRECISION, HyperparameterSpec
 from energy_profiler.config.json_file import read_json
 from energy_profiler.config.validation import schema_issues
+from energy_profiler.model.values import format_value
 
 PYTHON_PLACEHOLDER = "{python}"
 
@@ -210,6 +211,9 @@ def _patterns(texts: list[str], file: str, where: tuple[str | int, ...],
 
 
 def _spec_document(spec: HyperparameterSpec) -> dict[str, Any]:
+    if spec.type in ("choice", "switch"):
+        return {"flag": spec.flag, "type": spec.type, "default": spec.default,
+                **({"values": list(spec.values)} if spec.type == "choice" else {})}
     document = {"flag": spec.flag, "type": spec.type, "default": spec.default,
                 "range": [spec.low, spec.high], "distribution": spec.distribution,
                 "zero_probability": spec.zero_probability, "precision": spec.precision}
@@ -219,6 +223,13 @@ def _spec_document(spec: HyperparameterSpec) -> dict[str, Any]:
 def _build_hyperparameter(
     name: str, doc: dict[str, Any], file: str, where: tuple[str | int, ...]
 ) -> tuple[HyperparameterSpec, list[ConfigIssue]]:
+    if doc["type"] in ("choice", "switch"):
+        return _build_discrete(name, doc, file, where)
+    issues = []
+    if not isinstance(doc["default"], int | float) or isinstance(doc["default"], bool):
+        issues.append(ConfigIssue(file, (*where, "default"), f"the default of a{'n' if doc['type'] == 'int' else ''} "
+                                  f"{doc['type']} must be a number, not {doc['default']!r}"))
+        return HyperparameterSpec(name, doc["flag"], doc["type"], 0, 0, 0), issues
     low, high = doc["range"]
     spec = HyperparameterSpec(
         name=name, flag=doc["flag"], type=doc["type"], default=doc["default"], low=low, high=high,
@@ -227,7 +238,6 @@ def _build_hyperparameter(
         precision=doc.get("precision", DEFAULT_FLOAT_PRECISION),
         limits=tuple(doc["limits"]) if "limits" in doc else None,
     )
-    issues = []
     if low > high:
         issues.append(ConfigIssue(file, (*where, "range"), f"low end {low} is above high end {high}"))
     if spec.limits is not None and not spec.limits[0] <= low <= high <= spec.limits[1]:
@@ -235,16 +245,50 @@ def _build_hyperparameter(
                                   f"limits [{spec.limits[0]:g}, {spec.limits[1]:g}] do not contain the range "
                                   f"[{low:g}, {high:g}]: mutation could draw what a fixed value may not take"))
     if spec.type == "int":
-        checked = [("default", spec.default), ("range", low), ("range", high),
+        checked = [("default", doc["default"]), ("range", low), ("range", high),
                    *(("limits", value) for value in spec.limits or ())]
         for label, value in checked:
             if value != int(value):
                 issues.append(ConfigIssue(file, (*where, label), f"{value} is not an integer"))
         limits = (int(spec.limits[0]), int(spec.limits[1])) if spec.limits is not None else None
-        spec = replace(spec, default=int(spec.default), low=int(low), high=int(high), limits=limits)
+        spec = replace(spec, default=int(doc["default"]), low=int(low), high=int(high), limits=limits)
     if spec.distribution == "log_uniform" and low <= 0:
         issues.append(ConfigIssue(file, (*where, "range"),
                                   "log_uniform needs a range above 0 (use zero_probability to draw 0)"))
-    if not spec.allows(spec.default):
+    if not spec.allows(float(spec.default)):
         issues.append(ConfigIssue(file, (*where, "default"), f"default {spec.default} is outside {spec.bounds_text()}"))
+    return spec, issues
+
+
+NUMERIC_ONLY = ("range", "limits", "distribution", "zero_probability", "precision")
+"""Fields that mean nothing for a choice or a switch, whose draws are uniform over their values."""
+
+
+def _build_discrete(name: str, doc: dict[str, Any], file: str,
+                    where: tuple[str | int, ...]) -> tuple[HyperparameterSpec, list[ConfigIssue]]:
+    """A choice (one of `values`) or a switch (its flag present or absent)."""
+    issues = [ConfigIssue(file, (*where, field_name), f"'{field_name}' has no meaning for a {doc['type']}")
+              for field_name in NUMERIC_ONLY if field_name in doc and field_name != "distribution"]
+    values: tuple[str, ...] = ()
+    if doc["type"] == "choice":
+        canonical = []
+        for position, value in enumerate(doc["values"]):
+            try:
+                text = format_value(value, "choice")
+            except ValueError as error:
+                issues.append(ConfigIssue(file, (*where, "values", position), str(error)))
+                continue
+            if text in canonical:
+                issues.append(ConfigIssue(file, (*where, "values", position), f"{text!r} is listed twice"))
+            canonical.append(text)
+        values = tuple(dict.fromkeys(canonical))
+    spec = HyperparameterSpec(name=name, flag=doc["flag"], type=doc["type"], default=doc["default"], low=0, high=0,
+                              values=values)
+    try:
+        default = format_value(doc["default"], doc["type"])
+    except ValueError as error:
+        issues.append(ConfigIssue(file, (*where, "default"), str(error)))
+        return spec, issues
+    if not spec.accepts(default):
+        issues.append(ConfigIssue(file, (*where, "default"), f"default {default!r} is not one of {spec.bounds_text()}"))
     return spec, issues

@@ -153,6 +153,18 @@ def _settings(file: Path, document: dict[str, Any], experiments: list[Experiment
     )
 
 
+def _value_kind_issue(value: object, value_type: str) -> str | None:
+    """Why a settings value is of the wrong JSON kind for its hyperparameter's type, or None."""
+    shown = f"the string {value!r}" if isinstance(value, str) else repr(value).lower()
+    if value_type in ("int", "float") and (isinstance(value, bool) or not isinstance(value, int | float)):
+        return f"expected a number, got {shown}"
+    if value_type == "switch" and not isinstance(value, bool):
+        return f"expected true or false (a switch), got {shown}"
+    if value_type == "choice" and isinstance(value, bool):
+        return f"expected one of the choice's values, got {shown}"
+    return None
+
+
 def _check_experiment(
     index: int, entry: dict[str, Any], *, default_runs: int, document: dict[str, Any], file: str,
     registry: Registry,
@@ -233,14 +245,19 @@ def _check_workload(entry: dict[str, Any], where: tuple[str | int, ...], file: s
             hint = suggest_name(hp_name, aliases)
             issues.append(ConfigIssue(file, hp_where, f"unknown hyperparameter '{hp_name}' for {label}{hint}"))
             continue
+        if (wrong_kind := _value_kind_issue(value, spec.type)) is not None:
+            issues.append(ConfigIssue(file, hp_where, wrong_kind))
+            continue
         try:
             canonical = format_value(value, spec.type)
         except ValueError:
             issues.append(ConfigIssue(file, hp_where, f"{value!r} is not a valid {spec.type} for '{hp_name}'"))
             continue
-        if not spec.allows(value):
+        if not spec.accepts(canonical):
             zero = " (or 0)" if spec.zero_probability > 0 else ""
-            message = f"{canonical} is outside {spec.bounds_text()}{zero} of '{hp_name}'"
+            verb = "is not one of" if spec.discrete_values is not None else "is outside"
+            shown = repr(canonical) if spec.type == "choice" else canonical
+            message = f"{shown} {verb} {spec.bounds_text()}{zero} of '{hp_name}'"
             issues.append(ConfigIssue(file, hp_where, message))
             continue
         fixed[hp_name] = canonical

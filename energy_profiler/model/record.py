@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from energy_profiler.model.energy_fields import EnergyFields
-from energy_profiler.model.values import canonical_to_number, format_value
+from energy_profiler.model.values import canonical_to_json, json_to_canonical
 
 SCHEMA_VERSION = 1
 
@@ -22,7 +22,7 @@ class BackgroundResult:
     index: int
     repo: str
     model: str
-    hyperparameters: dict[str, int | float]
+    hyperparameters: dict[str, int | float | bool | str]
     argv: list[str]
     script: str
     """Path of the generated script, relative to the run folder."""
@@ -108,16 +108,14 @@ class Record:
         energy = document["energy"]
         known = {f.name for f in fields(EnergyFields)}
 
-        def canonical(value: int | float) -> str:
-            return format_value(value, "int" if isinstance(value, int) else "float")
-
         return cls(
             **{name: document[name] for name in (
                 "experiment_id", "run_id", "trial", "trial_index", "experiment_index", "run", "mode", "repo",
                 "model", "status", "status_reason", "exit_code", "start_utc", "end_utc", "duration_s", "host",
                 "repo_git", "schema_version")},
             argv=tuple(document["argv"]),
-            hyperparameters=tuple((name, canonical(value)) for name, value in document["hyperparameters"].items()),
+            hyperparameters=tuple((name, json_to_canonical(value))
+                                  for name, value in document["hyperparameters"].items()),
             mutated=tuple(document["mutated"]),
             metrics=tuple(document["metrics"].items()),
             required_metrics=tuple(document.get("required_metrics", ())),
@@ -148,7 +146,7 @@ class Record:
             "attempt_count": len(self.attempts),
             **self._times(),
             "argv": list(self.argv),
-            "hyperparameters": {name: canonical_to_number(value) for name, value in self.hyperparameters},
+            "hyperparameters": {name: canonical_to_json(value) for name, value in self.hyperparameters},
             "mutated": list(self.mutated),
             **({"not_passed": list(self.not_passed)} if self.not_passed else {}),
             "metrics": dict(self.metrics),

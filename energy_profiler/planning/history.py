@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from energy_profiler.config.registry import Registry
-from energy_profiler.model.values import NOT_PASSED, format_value
+from energy_profiler.model.values import NOT_PASSED, format_value, json_to_canonical
 
 NOT_MEASURED = ("interrupted", "skipped_memory")
 
@@ -124,8 +124,6 @@ def _company_from_row(row: dict[str, str]) -> str:
     backgrounds = []
     for repo, model, values in zip(row["bg_repo"].split(";"), row["bg_model"].split(";"),
                                    row["bg_hyperparameters"].split(";"), strict=False):
-        numbers = json.loads(values)
-        canonical = tuple((name, format_value(value, "int" if isinstance(value, int) else "float"))
-                          for name, value in numbers.items())
+        canonical = tuple((name, json_to_canonical(value)) for name, value in json.loads(values).items())
         backgrounds.append((repo, model, canonical))
     return company_key(backgrounds)

@@ -226,7 +226,10 @@ def _argv(registry: Registry, repo_name: str, model: str, config: Mapping[str, s
     if repo.model_flag:
         argv += [repo.model_flag, model]
     for name, value in _passed(config):
-        argv += [specs[name].flag, value]
+        if specs[name].type == "switch":
+            argv += [specs[name].flag] if value == "true" else []  # a switch is its flag, or nothing
+        else:
+            argv += [specs[name].flag, value]
     return tuple(argv)
 
 
@@ -298,6 +301,10 @@ def _drawable(key: ConfigKey, mutated: tuple[str, ...], specs: Mapping[str, Hype
             spec = specs[name]
             if value == NOT_PASSED:
                 return False
+            if spec.discrete_values is not None:
+                if value not in spec.discrete_values:
+                    return False
+                continue
             number = float(value)
             if not (spec.low <= number <= spec.high or (number == 0 and spec.zero_probability > 0)):
                 return False

@@ -26,7 +26,7 @@ from typing import Any
 from energy_profiler.fs import make_dirs, own
 from energy_profiler.metrics import log_contains
 from energy_profiler.model.record import BackgroundResult
-from energy_profiler.model.values import canonical_to_number
+from energy_profiler.model.values import canonical_to_json
 from energy_profiler.planning.placeholders import WorkloadDirs
 from energy_profiler.planning.plan import BackgroundRun
 from energy_profiler.process.groups import Teardown, end_group
@@ -223,7 +223,7 @@ class Backgrounds:
             teardown = teardowns[run.index]
             results.append(BackgroundResult(
                 index=run.index, repo=run.repo, model=run.model,
-                hyperparameters={name: canonical_to_number(value) for name, value in run.hyperparameters},
+                hyperparameters={name: canonical_to_json(value) for name, value in run.hyperparameters},
                 argv=list(run.argv), script=str(self.script_path(run).relative_to(run_dir)),
                 iterations_started=counts.started, iterations_completed=counts.completed,
                 iterations_failed=counts.failed, oom_iterations=counts.oom, signal=teardown.signal,
