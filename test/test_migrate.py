@@ -38,6 +38,9 @@ def test_the_older_registry_converts_and_loads_with_what_its_runner_did(older_pr
             "what mutation draws from, and `limits` [0.0, 0.001] let the default (and fixed values) lie outside it."
             ) in result.stdout.splitlines()
 
+    listed = invoke("--registry", output, "list").stdout
+    assert "  passes: only fixed and mutated values (pass: given); the script's defaults apply otherwise" in listed
+    assert "[1e-05, 0.001] limits [0.0, 0.001]" in listed
     registry = load_registry(output, PROJECT_ROOT)
     assert set(registry.repositories) == {"MRT-OAST", "bug-localization-by-dnn-and-rvsm", "pytorch_resnet_cifar10",
                                           "VulBERTa", "Person_reID_baseline_pytorch", "examples"}

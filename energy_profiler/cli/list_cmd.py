@@ -34,6 +34,8 @@ def registry_text(registry: Registry) -> str:
     for repo in registry.repositories.values():
         lines = [f"{repo.name}  ({repo.path})", f"  command: {' '.join(repo.command)}",
                  f"  models: {', '.join(repo.models)}"]
+        if not repo.passes_all:
+            lines.append("  passes: only fixed and mutated values (pass: given); the script's defaults apply otherwise")
         base = repo.hyperparameters
         rows = [[spec.name, spec.flag, spec.type, format_value(spec.default, spec.type), _values(spec),
                  spec.distribution if spec.discrete_values is None else "uniform",
@@ -60,7 +62,10 @@ def _values(spec: HyperparameterSpec) -> str:
     discrete = spec.discrete_values
     if discrete is not None:
         return "{" + ", ".join(json.dumps(value) if not value.isprintable() else value for value in discrete) + "}"
-    return f"[{_number(spec.low, spec)}, {_number(spec.high, spec)}]"
+    drawn = f"[{_number(spec.low, spec)}, {_number(spec.high, spec)}]"
+    if spec.limits is None:
+        return drawn
+    return f"{drawn} limits [{_number(spec.limits[0], spec)}, {_number(spec.limits[1], spec)}]"
 
 
 def _difference(base: HyperparameterSpec, spec: HyperparameterSpec) -> str:
