@@ -93,3 +93,55 @@ def test_hostile_names_in_the_older_registry_reach_no_shell_and_no_terminal_raw(
     assert "\n$(" not in result.stdout and json.dumps(hostile) in result.stdout
     assert hostile in json.loads(output.read_text())["repositories"]
     assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+
+
+def test_the_older_project_migrates_to_files_that_plan_what_its_runner_ran(older_project: Path,
+                                                                             tmp_path: Path) -> None:
+    before = {path: path.read_bytes() for path in older_project.rglob("*") if path.is_file()}
+    target = tmp_path / "migrated"
+    result = invoke("migrate", older_project, "--to", target)  # `migrate OLD --to DIR`, no subcommand name
+    assert result.exit_code == 0, result.output
+    assert {path: path.read_bytes() for path in older_project.rglob("*") if path.is_file()} == before
+    assert result.stdout.splitlines() == [
+        f"{target}: models.json, 5 settings files, MIGRATION.md",
+        f"  4 of 5 files plan the trainings the older runner would start; 1 would be refused as they are; "
+        f"see {target / 'MIGRATION.md'}"]
+    migration = (target / "MIGRATION.md").read_text()
+
+    def section(name: str) -> str:
+        return migration.split(f"### settings/{name}\n", 1)[1].split("\n### ", 1)[0]
+
+    quick = section("archived/11_models_quick_validation_1epoch.json")
+    assert "- trainings the older runner would start: 22; trials this tool plans: 22" in quick
+    assert ("MRT-OAST.epochs is fixed at 1, outside [5, 15]: its limits are now [1, 15] (mutation still draws "
+            "from [5, 15])") in quick
+    stage9 = section("archived/redundant_stages_20251207/stage9_nonparallel_hrnet18.json")
+    assert "mode nonparallel ran as mutation in the older tool" in stage9
+    assert ("no 'mutate' (its 'mutate_params' was never read): the older runner mutated every hyperparameter"
+            in stage9)
+    minimal = section("archived/mutation_validation_minimal.json")
+    assert "trainings the older runner would start: 0" in minimal and "it has no 'repo'" in minimal
+    assert "keys given twice in one object (comment)" in section("archived/stage1_supplement.json")
+    stage2 = section("stage2_optimized_nonparallel_and_fast_parallel.json")
+    assert "- trainings the older runner would start: 65; trials this tool plans: 65" in stage2
+    assert "use_deduplication was on (data/raw_data.csv)" in stage2
+
+    # The converted files are ordinary settings: they validate against the converted registry.
+    converted = sorted((target / "settings").rglob("*.json"))
+    assert len(converted) == 5
+    checked = invoke("--registry", target / "models.json", "validate", *converted)
+    assert checked.stdout.count("ok: ") == 4
+    assert "experiments: [] should be non-empty" in checked.stderr  # the file that ran nothing
+    stage9_file = json.loads((target / "settings/archived/redundant_stages_20251207/stage9_nonparallel_hrnet18.json")
+                             .read_text())
+    assert [e["mutate"] for e in stage9_file["experiments"]] == [["all"]] * 4
+    assert stage9_file["experiments"][0]["_mutate_params"] == ["epochs"] and stage9_file["max_retries"] == 2
+
+
+def test_migrate_never_writes_into_a_folder_that_is_not_empty(older_project: Path, tmp_path: Path) -> None:
+    target = tmp_path / "busy"
+    target.mkdir()
+    (target / "mine.txt").write_text("keep")
+    result = invoke("migrate", older_project, "--to", target)
+    assert result.exit_code == 2 and "is not empty" in result.stderr
+    assert [path.name for path in target.iterdir()] == ["mine.txt"]

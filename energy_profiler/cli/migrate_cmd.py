@@ -16,12 +16,53 @@ from energy_profiler.config.errors import ConfigError, ConfigIssue
 from energy_profiler.config.json_file import read_json
 from energy_profiler.config.registry import load_registry
 from energy_profiler.fs import atomic_write_bytes, make_dirs
+from energy_profiler.migrate.project import migrate_project
 from energy_profiler.migrate.registry import OLDER_FILE, convert_registry, is_older_registry
 
 
-@click.group("migrate")
+class _ProjectByDefault(click.Group):
+    """`migrate OLD_PROJECT --to DIR` without a subcommand name means `migrate project ...`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["project", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group("migrate", cls=_ProjectByDefault)
 def migrate_command() -> None:
-    """Convert the older tool's files (Green-deep-learning's mutation/ and settings/)."""
+    """Convert the older tool's project: `migrate OLD_PROJECT --to DIR`, or one registry.
+
+    \b
+    mutation.py migrate ../Green-deep-learning --to migrated
+    mutation.py migrate registry ../Green-deep-learning/mutation/models_config.json -o repos/models.json
+    """
+
+
+@migrate_command.command("project")
+@click.argument("older_project", type=click.Path(file_okay=False, path_type=Path, readable=False))
+@click.option("--to", "target", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="An empty or new folder for models.json, settings/ and MIGRATION.md.")
+def migrate_project_command(older_project: Path, target: Path) -> None:
+    """Convert OLDER_PROJECT's registry and settings into TARGET, with MIGRATION.md."""
+    if not (older_project / OLDER_FILE).is_file():
+        fail_config(ConfigError([ConfigIssue(str(older_project), (), f"has no {OLDER_FILE}: give the folder of "
+                                             "the older project (the one that holds mutation/ and settings/)",
+                                             whole_file=True)]))
+    if target.exists() and any(target.iterdir()):
+        raise click.UsageError(f"{target} is not empty: give a new or empty folder (nothing is overwritten)")
+    if target.resolve().is_relative_to(older_project.resolve()):
+        raise click.UsageError("the target lies inside the older project; migrate never writes there")
+    try:
+        report = migrate_project(older_project, target)
+    except ConfigError as error:
+        fail_config(error)
+    agree = sum(1 for file in report.files if file.older_trials is not None
+                and file.older_trials == file.planned_trials)
+    refused = sum(1 for file in report.files if file.refused)
+    click.echo(f"{target}: models.json, {len(report.files)} settings files, MIGRATION.md")
+    click.echo(f"  {agree} of {len(report.files)} files plan the trainings the older runner would start; "
+               f"{refused} would be refused as they are; see {target / 'MIGRATION.md'}")
 
 
 @migrate_command.command("registry")

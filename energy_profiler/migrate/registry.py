@@ -90,3 +90,23 @@ def _hyperparameter(repo: str, name: str, spec: dict[str, Any], notes: list[str]
                      f"[{low:g}, {high:g}]; the range stays what mutation draws from, and `limits` "
                      f"{converted['limits']} let the default (and fixed values) lie outside it.")
     return converted
+
+
+def widen_limits(document: dict[str, Any], fixed: list[tuple[str, str, str, Any]], source: str) -> list[str]:
+    """Let every fixed value the older settings used lie within its hyperparameter's limits.
+
+    The older tool passed fixed values unchecked (1-epoch quick runs, boundary tests below a range);
+    here a fixed value must lie inside `limits`, so they are widened to hold them, one note each.
+    """
+    notes = []
+    for repo, _model, name, value in fixed:
+        spec = document["repositories"].get(repo, {}).get("hyperparameters", {}).get(name)
+        if spec is None or not isinstance(value, int | float) or isinstance(value, bool):
+            continue
+        low, high = spec.get("limits", spec["range"])
+        if low <= value <= high:
+            continue
+        spec["limits"] = [min(low, value), max(high, value)]
+        notes.append(f"{source}: {shown(repo)}.{shown(name)} is fixed at {value:g}, outside [{low:g}, {high:g}]: "
+                     f"its limits are now {spec['limits']} (mutation still draws from {spec['range']})")
+    return notes

@@ -1,0 +1,141 @@
+"""`migrate OLD_PROJECT --to DIR`: the older project's registry and settings, converted together.
+
+They are converted together because they depend on each other: a settings file's fixed value
+below a hyperparameter's range (a 1-epoch quick run) needs the registry's `limits` widened. DIR
+gets `models.json`, `settings/` mirroring the older `settings/`, and `MIGRATION.md`: per file, the
+trainings the older runner would have started, the trials this tool plans, and every note. The
+older project is only read.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from energy_profiler.config.errors import ConfigError, ConfigIssue
+from energy_profiler.config.json_file import read_json
+from energy_profiler.config.registry import Registry, load_registry
+from energy_profiler.config.settings import settings_from_document
+from energy_profiler.fs import atomic_write_bytes, make_dirs
+from energy_profiler.migrate.registry import OLDER_FILE, convert_registry, is_older_registry, widen_limits
+from energy_profiler.migrate.settings import ConvertedSettings, convert_settings
+from energy_profiler.planning.plan import build_plan
+
+PLAN_SEED = 0
+"""The seed the trial counts in MIGRATION.md are planned with (counts do not depend on it)."""
+
+
+@dataclass
+class FileReport:
+    relative: str
+    older_trials: int | None
+    planned_trials: int | None = None
+    notes: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    """Why this tool would not run the converted file (each a problem line), if it would not."""
+
+
+@dataclass
+class MigrationReport:
+    registry_notes: list[str]
+    files: list[FileReport]
+
+
+def read_as_the_older_tool(path: Path) -> tuple[object, set[str]]:
+    """The document as the older runner's `json.load` read it (the last of repeated keys wins), and the
+    repeated keys; this tool's own reader refuses repeats, which is right for its files, not for these."""
+    repeated: set[str] = set()
+
+    def last_wins(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        seen: dict[str, object] = {}
+        for key, value in pairs:
+            if key in seen:
+                repeated.add(key)
+            seen[key] = value
+        return seen
+
+    text = path.read_bytes().decode("utf-8")
+    return json.loads(text, object_pairs_hook=last_wins), repeated
+
+
+def _json_bytes(document: object) -> bytes:
+    return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def migrate_project(older: Path, target: Path) -> MigrationReport:
+    """Convert `older` into `target`; raise ConfigError when the older registry cannot be read."""
+    registry_file = older / OLDER_FILE
+    older_registry = read_json(registry_file)
+    if not is_older_registry(older_registry):
+        raise ConfigError([ConfigIssue(str(registry_file), (), "is not the older tool's registry", whole_file=True)])
+    registry = convert_registry(older_registry, older.resolve())
+    converted: dict[str, ConvertedSettings] = {}
+    files: list[FileReport] = []
+    for path in sorted((older / "settings").rglob("*.json")):
+        relative = str(path.relative_to(older / "settings"))
+        try:
+            document, duplicates = read_as_the_older_tool(path)
+        except ValueError as error:
+            files.append(FileReport(relative, None, notes=[f"not converted: the older runner could not read it "
+                                                           f"either ({error})"]))
+            continue
+        if not isinstance(document, dict):
+            files.append(FileReport(relative, None, notes=["not converted: not a settings object (the older runner "
+                                                           "could not run it)"]))
+            continue
+        converted[relative] = convert_settings(document, older_registry)
+        widened = widen_limits(registry.document, converted[relative].fixed_values, f"settings/{relative}")
+        repeated = [f"keys given twice in one object ({', '.join(sorted(duplicates))}): the older runner "
+                    "(Python's json) kept the last of each, and so does the converted file"] if duplicates else []
+        files.append(FileReport(relative, converted[relative].older_trials,
+                                notes=[*repeated, *converted[relative].notes, *widened]))
+
+    make_dirs(target / "settings")
+    atomic_write_bytes(target / "models.json", _json_bytes(registry.document))
+    new_registry = load_registry(target / "models.json", target)
+    by_name = {report.relative: report for report in files}
+    for relative, settings in converted.items():
+        destination = target / "settings" / relative
+        make_dirs(destination.parent)
+        atomic_write_bytes(destination, _json_bytes(settings.document))
+        _plan_count(by_name[relative], settings, destination, new_registry)
+    migration = MigrationReport(registry.notes, files)
+    atomic_write_bytes(target / "MIGRATION.md", migration_text(older, target, migration).encode())
+    return migration
+
+
+def _plan_count(report: FileReport, settings: ConvertedSettings, destination: Path, registry: Registry) -> None:
+    try:
+        plan = build_plan(settings_from_document(settings.document, destination, registry), registry, PLAN_SEED)
+    except ConfigError as error:
+        report.refused = [str(issue).removeprefix(f"{destination}: ") for issue in error.issues]
+        return
+    report.planned_trials = len(plan.trials)
+
+
+def migration_text(older: Path, target: Path, report: MigrationReport) -> str:
+    lines = [f"# Migration of {older}", "",
+             f"Converted by `mutation.py migrate` into {target}. The older project was only read.", "",
+             "Run a converted file with:", "",
+             f"    mutation.py --registry {target / 'models.json'} run {target / 'settings'}/FILE.json", "",
+             "## Registry", "", f"`{OLDER_FILE}` -> `models.json`.", ""]
+    lines += [f"- {note}" for note in report.registry_notes] or ["- nothing to note"]
+    agree = sum(1 for file in report.files if file.older_trials is not None
+                and file.older_trials == file.planned_trials)
+    lines += ["", "## Settings", "",
+              f"{len(report.files)} files; in {agree} the trials this tool plans equal the trainings the older runner "
+              "would have started. Each other file says why.", ""]
+    for file in report.files:
+        lines += [f"### settings/{file.relative}", ""]
+        if file.older_trials is not None:
+            ours = (str(file.planned_trials) if file.planned_trials is not None
+                    else f"none: this tool refuses the file ({len(file.refused)} problem(s) below)")
+            lines.append(f"- trainings the older runner would start: {file.older_trials}; "
+                         f"trials this tool plans: {ours}")
+            if file.planned_trials is not None and file.planned_trials != file.older_trials:
+                lines.append("- they differ: see the notes (an experiment left out, or a space that ran out)")
+        lines += [f"- {note}" for note in file.notes]
+        lines += [f"- refused here: {problem}" for problem in file.refused]
+        lines.append("")
+    return "\n".join(lines)
