@@ -127,7 +127,12 @@ def test_gpu_energy_through_nvidia_smi(
     assert "(not used: nvml: nvidia-ml-py is not installed)" in result.stdout
     row = only_row(run_dir)
     assert row["gpu_energy_method"] == "nvidia_smi"
-    assert float(row["gpu_energy_j"]) == pytest.approx(210 * float(row["duration_s"]), rel=0.05)
+    # The GPU window opens before the training is spawned and closes once its exit is seen: a fork of
+    # this (large) process under load made it 68 ms longer than the training's duration_s.
+    energy = json.loads((run_dir / row["trial"] / "attempt_1" / "energy" / "energy.json").read_text())
+    window_s = energy["gpu"]["window_s"]
+    assert 0 <= window_s - float(row["duration_s"]) < 0.3
+    assert float(row["gpu_energy_j"]) == pytest.approx(210 * window_s, rel=0.05)
 
 
 def test_the_estimate_uses_the_trainings_cpu_time(

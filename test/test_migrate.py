@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -124,7 +125,26 @@ def test_the_older_project_migrates_to_files_that_plan_what_its_runner_ran(older
     assert "keys given twice in one object (comment)" in section("archived/stage1_supplement.json")
     stage2 = section("stage2_optimized_nonparallel_and_fast_parallel.json")
     assert "- trainings the older runner would start: 65; trials this tool plans: 65" in stage2
-    assert "use_deduplication was on (data/raw_data.csv)" in stage2
+    assert "use_deduplication with data/raw_data.csv: dedup.history is the converted table(s)" in stage2
+    assert "- data/raw_data.csv: 16 of 16 rows converted" in migration
+    assert "- data/raw_data.csv: 6 row(s): a parallel row's background taken to have run with no given values" \
+        in migration
+
+    # The history holds what the older runner passed: nothing for a default run, the mutated value only.
+    with open(target / "history" / "data__raw_data.csv", newline="") as table:
+        rows = {row["experiment_id"]: row for row in csv.DictReader(table)}
+    baseline = rows["default__MRT-OAST_default_001"]
+    assert (baseline["mode"], baseline["not_passed"]) == ("default", "epochs;learning_rate;seed;dropout;weight_decay")
+    mutated = rows["mutation_1x__examples_mnist_007"]
+    assert mutated["mode"] == "mutation" and mutated["not_passed"] == "learning_rate;batch_size;seed"
+    assert mutated["hp_epochs"] != "" and mutated["status"] == "success"
+    stage2_settings = json.loads((target / "settings" / "stage2_optimized_nonparallel_and_fast_parallel.json")
+                                 .read_text())
+    assert stage2_settings["dedup"] == {"history": [str((target / "history" / "data__raw_data.csv").resolve())]}
+    planned = invoke("--registry", target / "models.json", "plan",
+                     target / "settings" / "stage2_optimized_nonparallel_and_fast_parallel.json")
+    assert planned.exit_code == 0, planned.output
+    assert "data__raw_data.csv: 16 rows read, 16 comparable" in planned.stdout  # history that compares
 
     # The converted files are ordinary settings: they validate against the converted registry.
     converted = sorted((target / "settings").rglob("*.json"))

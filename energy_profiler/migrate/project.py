@@ -9,6 +9,7 @@ older project is only read.
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from energy_profiler.config.json_file import read_json
 from energy_profiler.config.registry import Registry, load_registry
 from energy_profiler.config.settings import settings_from_document
 from energy_profiler.fs import atomic_write_bytes, make_dirs
+from energy_profiler.migrate.history import convert_table, dedup_for, history_name, is_older_table, table_notes
 from energy_profiler.migrate.registry import OLDER_FILE, convert_registry, is_older_registry, widen_limits
 from energy_profiler.migrate.settings import ConvertedSettings, convert_settings
 from energy_profiler.planning.plan import build_plan
@@ -40,6 +42,30 @@ class FileReport:
 class MigrationReport:
     registry_notes: list[str]
     files: list[FileReport]
+    history_notes: list[str] = field(default_factory=list)
+
+
+def _convert_history(older: Path, target: Path, registry: Registry) -> tuple[dict[str, Path], list[str]]:
+    """Every older result table into target/history/; {older relative path: converted file}, notes."""
+    candidates = [*sorted((older / "data").glob("*.csv")), *sorted((older / "results").glob("*/summary.csv")),
+                  older / "results" / "summary_all.csv"]
+    converted: dict[str, Path] = {}
+    notes: list[str] = []
+    for path in (candidate for candidate in candidates if candidate.is_file()):
+        relative = str(path.relative_to(older))
+        with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+            header = next(csv.reader(handle), [])
+        if not is_older_table(header):
+            notes.append(f"{relative}: not converted: not the older tool's table format (no repository and "
+                         "hyperparam_* columns)")
+            continue
+        table = convert_table(path, registry)
+        destination = target / "history" / history_name(relative)
+        make_dirs(destination.parent)
+        atomic_write_bytes(destination, table.text().encode())
+        converted[relative] = destination.resolve()
+        notes += table_notes(relative, table, len(table.rows) + sum(table.skipped.values()))
+    return converted, notes
 
 
 def read_as_the_older_tool(path: Path) -> tuple[object, set[str]]:
@@ -94,13 +120,25 @@ def migrate_project(older: Path, target: Path) -> MigrationReport:
     make_dirs(target / "settings")
     atomic_write_bytes(target / "models.json", _json_bytes(registry.document))
     new_registry = load_registry(target / "models.json", target)
+    tables, history_notes = _convert_history(older, target, new_registry)
     by_name = {report.relative: report for report in files}
+    for relative, settings in converted.items():
+        if settings.document.get("_use_deduplication"):
+            dedup, notes = dedup_for(settings.document, tables)
+            wanted = ", ".join(map(str, settings.document.get("_historical_csvs", [])))
+            if dedup is not None:
+                settings.document["dedup"] = dedup
+                notes.insert(0, f"use_deduplication with {wanted}: dedup.history is the converted table(s)")
+            else:
+                notes.insert(0, f"use_deduplication with {wanted}, none of them converted: dedup is off rather "
+                                "than comparing with nothing")
+            by_name[relative].notes = [*notes, *by_name[relative].notes]
     for relative, settings in converted.items():
         destination = target / "settings" / relative
         make_dirs(destination.parent)
         atomic_write_bytes(destination, _json_bytes(settings.document))
         _plan_count(by_name[relative], settings, destination, new_registry)
-    migration = MigrationReport(registry.notes, files)
+    migration = MigrationReport(registry.notes, files, history_notes)
     atomic_write_bytes(target / "MIGRATION.md", migration_text(older, target, migration).encode())
     return migration
 
@@ -123,6 +161,8 @@ def migration_text(older: Path, target: Path, report: MigrationReport) -> str:
     lines += [f"- {note}" for note in report.registry_notes] or ["- nothing to note"]
     agree = sum(1 for file in report.files if file.older_trials is not None
                 and file.older_trials == file.planned_trials)
+    lines += ["", "## History", "", "Tables this tool's dedup reads, in `history/`.", ""]
+    lines += [f"- {note}" for note in report.history_notes] or ["- no result table in data/ or results/"]
     lines += ["", "## Settings", "",
               f"{len(report.files)} files; in {agree} the trials this tool plans equal the trainings the older runner "
               "would have started. Each other file says why.", ""]

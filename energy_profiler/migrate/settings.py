@@ -72,12 +72,9 @@ def convert_settings(document: dict[str, Any], older_registry: dict[str, Any]) -
                            "cooldown_s": OLDER_RUN_SLEEP_S}
     if "max_retries" not in document:
         notes.append(f"the file: no max_retries: the older runner retried {OLDER_MAX_RETRIES} times, written out")
-    if document.get("use_deduplication"):
+    if document.get("use_deduplication"):  # the project migration turns it into `dedup` (migrate/history.py)
         out["_use_deduplication"] = True
         out["_historical_csvs"] = document.get("historical_csvs", [])
-        notes.append("the file: use_deduplication was on (" + ", ".join(map(str, document.get("historical_csvs", [])))
-                     + "); history tables are not converted yet, so dedup is off here rather than comparing with "
-                     "nothing: convert them, then set \"dedup\": {\"history\": [...]}")
     experiments, not_run = [], []
     for index, experiment in enumerate(document.get("experiments", [])):
         where = f"experiments[{index}]"
