@@ -52,7 +52,8 @@ def test_validate_reports_each_file(write_json: Callable[[str, Any], Path]) -> N
     result = invoke("validate", QUICKSTART, bad)
     assert result.exit_code == 2
     assert f"ok: {QUICKSTART} (7 trials)" in result.stdout
-    assert f"error: {bad}: experiments[0].model: unknown model 'cnn'" in result.stderr
+    assert result.stderr.splitlines()[0] == "error: 1 problem found:"  # the format every command uses
+    assert result.stderr.splitlines()[1].startswith(f"  {bad}: experiments[0].model: unknown model 'cnn'")
     assert invoke("validate", QUICKSTART).exit_code == 0
 
 

@@ -208,7 +208,8 @@ def test_one_validate_reports_schema_cross_check_and_plan_problems_together(
     ))
     result = invoke("validate", file)
     assert result.exit_code == 2
-    problems = [line.removeprefix(f"error: {file}: ") for line in result.stderr.splitlines()[:-1]]
+    assert result.stderr.splitlines()[0] == "error: 5 problems found:"
+    problems = [line.removeprefix(f"  {file}: ") for line in result.stderr.splitlines()[1:]]
     assert problems == [
         "experiments[0].model: unknown model 'mpl' for repository 'examples' (did you mean 'mlp'?); "
         "it has: softmax, mlp, deep_mlp",
@@ -223,5 +224,5 @@ def test_one_validate_reports_schema_cross_check_and_plan_problems_together(
     # experiments are still checked against the registry, but not planned.
     wrong_top = write_json("waves2.json", settings(mutation(mutate=["epochs"], runs_per_config=25), seed="x"))
     result = invoke("validate", wrong_top)
-    problems = [line.removeprefix(f"error: {wrong_top}: ") for line in result.stderr.splitlines()[:-1]]
+    problems = [line.removeprefix(f"  {wrong_top}: ") for line in result.stderr.splitlines()[1:]]
     assert problems == ["seed: expected an integer, got the string 'x'"]

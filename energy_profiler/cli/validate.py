@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
-from energy_profiler.cli.context import EXIT_CONFIG, AppContext, fail_config, global_options, settings_and_plan
+from energy_profiler.cli.context import AppContext, fail_config, global_options, settings_and_plan
 from energy_profiler.config.errors import ConfigError
 
 
@@ -21,16 +20,13 @@ def validate_command(settings_files: tuple[Path, ...]) -> None:
         registry = app.registry()
     except ConfigError as error:
         fail_config(error)
-    problems = 0
+    issues = []
     for settings_file in settings_files:
         try:
             _, plan = settings_and_plan(app, registry, settings_file)
         except ConfigError as error:
-            problems += len(error.issues)
-            for issue in error.issues:
-                click.echo(f"error: {issue}", err=True)
+            issues.extend(error.issues)
             continue
         click.echo(f"ok: {settings_file} ({len(plan.trials)} trials)")
-    if problems:
-        click.echo(f"{problems} problem{'s' if problems != 1 else ''} found", err=True)
-        sys.exit(EXIT_CONFIG)
+    if issues:
+        fail_config(ConfigError(issues))  # the one error format every command uses
