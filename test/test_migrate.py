@@ -114,8 +114,8 @@ def test_the_older_project_migrates_to_files_that_plan_what_its_runner_ran(older
 
     quick = section("archived/11_models_quick_validation_1epoch.json")
     assert "- trainings the older runner would start: 22; trials this tool plans: 22" in quick
-    assert ("MRT-OAST.epochs is fixed at 1, outside [5, 15]: its limits are now [1, 15] (mutation still draws "
-            "from [5, 15])") in quick
+    assert ("MRT-OAST.epochs is fixed at 1, outside [5, 15]: it needs limits [1, 15] (mutation still draws "
+            "from [5, 15]); models.json has them") in quick
     stage9 = section("archived/redundant_stages_20251207/stage9_nonparallel_hrnet18.json")
     assert "mode nonparallel ran as mutation in the older tool" in stage9
     assert ("no 'mutate' (its 'mutate_params' was never read): the older runner mutated every hyperparameter"
@@ -165,3 +165,27 @@ def test_migrate_never_writes_into_a_folder_that_is_not_empty(older_project: Pat
     result = invoke("migrate", older_project, "--to", target)
     assert result.exit_code == 2 and "is not empty" in result.stderr
     assert [path.name for path in target.iterdir()] == ["mine.txt"]
+
+
+def test_the_single_file_forms_convert_one_settings_file_and_one_table(older_project: Path, tmp_path: Path) -> None:
+    older_file = older_project / "settings" / "archived" / "11_models_quick_validation_1epoch.json"
+    result = invoke("migrate", "settings", older_file, "-o", tmp_path / "one")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == (f"{tmp_path / 'one' / older_file.name}: from {older_file}; the older runner would start 22 "
+                        "training(s)")  # its registry found in the older project above it
+    assert ("  note: 11_models_quick_validation_1epoch.json: MRT-OAST.epochs is fixed at 1, outside [5, 15]: it needs "
+            "limits [1, 15] (mutation still draws from [5, 15]): give the registry those limits") in lines
+    assert json.loads((tmp_path / "one" / older_file.name).read_text())["max_retries"] == 2
+
+    migrated = tmp_path / "migrated"
+    assert invoke("migrate", older_project, "--to", migrated).exit_code == 0
+    table = invoke("--registry", migrated / "models.json", "migrate", "history",
+                   older_project / "data" / "raw_data.csv", "-o", tmp_path / "tables")
+    assert table.exit_code == 0, table.output
+    assert "  note: raw_data.csv: 16 of 16 rows converted" in table.stdout.splitlines()
+    converted = (migrated / "history" / "data__raw_data.csv").read_text()
+    assert (tmp_path / "tables" / "raw_data.csv").read_text() == converted  # the same rules as the project form
+    refused = invoke("--registry", migrated / "models.json", "migrate", "history",
+                     migrated / "history" / "data__raw_data.csv", "-o", tmp_path / "again")
+    assert refused.exit_code == 2 and "is not the older tool's table format" in refused.stderr

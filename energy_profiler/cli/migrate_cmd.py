@@ -6,18 +6,21 @@ registry has passed the same checks `mutation.py --registry OUT` will make.
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import click
 
-from energy_profiler.cli.context import fail_config
+from energy_profiler.cli.context import AppContext, fail_config, global_options
 from energy_profiler.config.errors import ConfigError, ConfigIssue
 from energy_profiler.config.json_file import read_json
 from energy_profiler.config.registry import load_registry
 from energy_profiler.fs import atomic_write_bytes, make_dirs
-from energy_profiler.migrate.project import migrate_project
-from energy_profiler.migrate.registry import OLDER_FILE, convert_registry, is_older_registry
+from energy_profiler.migrate.history import convert_table, is_older_table, table_notes
+from energy_profiler.migrate.project import migrate_project, read_as_the_older_tool
+from energy_profiler.migrate.registry import OLDER_FILE, convert_registry, is_older_registry, widen_limits
+from energy_profiler.migrate.settings import convert_settings
 
 
 class _ProjectByDefault(click.Group):
@@ -104,3 +107,80 @@ def read_json_or_exit(path: Path) -> object:
         return read_json(path)
     except ConfigError as error:
         fail_config(error)
+
+
+@migrate_command.command("settings")
+@click.argument("older_files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path,
+                                                                        readable=False))
+@click.option("-o", "--output", "folder", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The folder to write the converted files into (same names).")
+@click.option("--older-registry", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help=f"The older project's {OLDER_FILE} the files ran against [default: found above each file].")
+def migrate_settings_command(older_files: tuple[Path, ...], folder: Path, older_registry: Path | None) -> None:
+    """Convert OLDER_FILES (older settings) into FOLDER, each meaning what the older runner did with it."""
+    for older_file in older_files:
+        registry_file = older_registry or _older_registry_above(older_file)
+        registry_document = read_json_or_exit(registry_file)
+        if not is_older_registry(registry_document):
+            fail_config(ConfigError([ConfigIssue(str(registry_file), (), "is not the older tool's registry",
+                                                 whole_file=True)]))
+        try:
+            document, repeated = read_as_the_older_tool(older_file)
+        except (OSError, ValueError) as error:
+            fail_config(ConfigError([ConfigIssue(str(older_file), (), f"cannot be read as the older runner "
+                                                 f"read it: {error}", whole_file=True)]))
+        if not isinstance(document, dict):
+            fail_config(ConfigError([ConfigIssue(str(older_file), (), "is not a settings object", whole_file=True)]))
+        converted = convert_settings(document, registry_document)
+        registry_copy = convert_registry(registry_document, registry_file.resolve().parent.parent)
+        needed = widen_limits(registry_copy.document, converted.fixed_values, older_file.name)
+        if converted.document.get("_use_deduplication"):
+            converted.notes.append("use_deduplication: dedup is off here; convert the tables with `migrate history` "
+                                   "and set \"dedup\": {\"history\": [...]}")
+        destination = folder / older_file.name
+        make_dirs(folder)
+        atomic_write_bytes(destination, (json.dumps(converted.document, indent=2, ensure_ascii=False) + "\n").encode())
+        click.echo(f"{destination}: from {older_file}; the older runner would start {converted.older_trials} "
+                   "training(s)")
+        for note in [*(["keys given twice: the last of each kept, as the older runner did"] if repeated else []),
+                     *converted.notes, *(f"{line}: give the registry those limits" for line in needed)]:
+            click.echo(f"  note: {note}")
+
+
+@migrate_command.command("history")
+@click.argument("older_tables", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path,
+                                                                         readable=False))
+@click.option("-o", "--output", "folder", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The folder to write the converted tables into (same names).")
+@global_options
+def migrate_history_command(older_tables: tuple[Path, ...], folder: Path) -> None:
+    """Convert OLDER_TABLES (the older raw_data.csv, summary.csv) into tables this tool's dedup reads.
+
+    The registry (--registry, a converted one) says each model's hyperparameters and defaults.
+    """
+    app = click.get_current_context().ensure_object(AppContext)
+    try:
+        registry = app.registry()
+    except ConfigError as error:
+        fail_config(error)
+    for table_file in older_tables:
+        with open(table_file, newline="", encoding="utf-8", errors="replace") as handle:
+            header = next(csv.reader(handle), [])
+        if not is_older_table(header):
+            fail_config(ConfigError([ConfigIssue(str(table_file), (), "is not the older tool's table format (no "
+                                                 "repository and hyperparam_* columns)", whole_file=True)]))
+        table = convert_table(table_file, registry)
+        destination = folder / table_file.name
+        make_dirs(folder)
+        atomic_write_bytes(destination, table.text().encode())
+        click.echo(f"{destination}: from {table_file}")
+        for note in table_notes(table_file.name, table, len(table.rows) + sum(table.skipped.values())):
+            click.echo(f"  note: {note}")
+
+
+def _older_registry_above(path: Path) -> Path:
+    for folder in path.resolve().parents:
+        if (folder / OLDER_FILE).is_file():
+            return folder / OLDER_FILE
+    fail_config(ConfigError([ConfigIssue(str(path), (), f"no {OLDER_FILE} in any folder above it: give "
+                                         "--older-registry", whole_file=True)]))

@@ -111,7 +111,8 @@ def migrate_project(older: Path, target: Path) -> MigrationReport:
                                                            "could not run it)"]))
             continue
         converted[relative] = convert_settings(document, older_registry)
-        widened = widen_limits(registry.document, converted[relative].fixed_values, f"settings/{relative}")
+        widened = [f"{note}; models.json has them" for note in
+                   widen_limits(registry.document, converted[relative].fixed_values, f"settings/{relative}")]
         repeated = [f"keys given twice in one object ({', '.join(sorted(duplicates))}): the older runner "
                     "(Python's json) kept the last of each, and so does the converted file"] if duplicates else []
         files.append(FileReport(relative, converted[relative].older_trials,

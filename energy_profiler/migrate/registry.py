@@ -108,5 +108,5 @@ def widen_limits(document: dict[str, Any], fixed: list[tuple[str, str, str, Any]
             continue
         spec["limits"] = [min(low, value), max(high, value)]
         notes.append(f"{source}: {shown(repo)}.{shown(name)} is fixed at {value:g}, outside [{low:g}, {high:g}]: "
-                     f"its limits are now {spec['limits']} (mutation still draws from {spec['range']})")
+                     f"it needs limits {spec['limits']} (mutation still draws from {spec['range']})")
     return notes
