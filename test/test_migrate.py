@@ -116,6 +116,7 @@ def test_the_older_project_migrates_to_files_that_plan_what_its_runner_ran(older
     assert "- trainings the older runner would start: 22; trials this tool plans: 22" in quick
     assert ("MRT-OAST.epochs is fixed at 1, outside [5, 15]: it needs limits [1, 15] (mutation still draws "
             "from [5, 15]); models.json has them") in quick
+    assert "| experiments[0] default MRT-OAST/default | 1 | 1 |" in quick  # each experiment, both tools
     stage9 = section("archived/redundant_stages_20251207/stage9_nonparallel_hrnet18.json")
     assert "mode nonparallel ran as mutation in the older tool" in stage9
     assert ("no 'mutate' (its 'mutate_params' was never read): the older runner mutated every hyperparameter"

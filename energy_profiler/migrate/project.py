@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,8 @@ class FileReport:
     notes: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     """Why this tool would not run the converted file (each a problem line), if it would not."""
+    experiments: list[tuple[str, int, int | None]] = field(default_factory=list)
+    """(what, trainings the older runner would start, trials planned here) per converted experiment."""
 
 
 @dataclass
@@ -149,8 +152,11 @@ def _plan_count(report: FileReport, settings: ConvertedSettings, destination: Pa
         plan = build_plan(settings_from_document(settings.document, destination, registry), registry, PLAN_SEED)
     except ConfigError as error:
         report.refused = [str(issue).removeprefix(f"{destination}: ") for issue in error.issues]
+        report.experiments = [(what, runs, None) for what, runs in settings.older_runs]
         return
     report.planned_trials = len(plan.trials)
+    planned = Counter(trial.experiment_index for trial in plan.trials)
+    report.experiments = [(what, runs, planned[index]) for index, (what, runs) in enumerate(settings.older_runs)]
 
 
 def migration_text(older: Path, target: Path, report: MigrationReport) -> str:
@@ -178,5 +184,9 @@ def migration_text(older: Path, target: Path, report: MigrationReport) -> str:
                 lines.append("- they differ: see the notes (an experiment left out, or a space that ran out)")
         lines += [f"- {note}" for note in file.notes]
         lines += [f"- refused here: {problem}" for problem in file.refused]
+        if file.experiments:
+            lines += ["", "| experiment (older index) | the older runner | this tool |", "| --- | --: | --: |"]
+            lines += [f"| {what.replace('|', '/')} | {runs} | {'-' if ours is None else ours} |"
+                      for what, runs, ours in file.experiments]
         lines.append("")
     return "\n".join(lines)

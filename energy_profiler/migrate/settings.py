@@ -32,6 +32,8 @@ class ConvertedSettings:
     notes: list[str] = field(default_factory=list)
     older_trials: int = 0
     """Trainings the older runner would have started (before its retries; fewer if a space ran out)."""
+    older_runs: list[tuple[str, int]] = field(default_factory=list)
+    """(what, trainings) per converted experiment, in the converted file's order, for MIGRATION.md."""
     fixed_values: list[tuple[str, str, str, Any]] = field(default_factory=list)
     """(repo, model, hyperparameter, value) of every fixed value, for the registry's limits."""
     annotated: dict[str, int] = field(default_factory=dict)
@@ -132,6 +134,7 @@ def _experiment(experiment: dict[str, Any], where: str, mode_default: str, runs_
             notes.append(f"{where}: 'mutate' in a default-mode experiment was never read by the older runner; "
                          "kept as an annotation")
         converted.older_trials += runs
+        converted.older_runs.append((f"{where} default {repo}/{model}", runs))
         _fixed(out, supported, where, converted)
         return out
     if mode not in ("mutation",):
@@ -147,6 +150,7 @@ def _experiment(experiment: dict[str, Any], where: str, mode_default: str, runs_
         return None
     out["mutate"] = mutate
     converted.older_trials += runs
+    converted.older_runs.append((f"{where} mutation {repo}/{model} mutating {', '.join(mutate)}", runs))
     return out
 
 
@@ -230,4 +234,6 @@ def _parallel(experiment: dict[str, Any], where: str, runs_default: int, registr
     _fixed(bg, bg_supported, f"{where}.background", converted)
     out["foreground"], out["background"] = fg, bg
     converted.older_trials += runs
+    converted.older_runs.append((f"{where} parallel {fg['repo']}/{fg['model']} ({fg['mode']}) beside "
+                                 f"{bg['repo']}/{bg['model']}", runs))
     return out
