@@ -57,6 +57,20 @@ def _named(error: OSError, path: Path) -> OSError:
     return OSError(error.errno, error.strerror, str(path))
 
 
+def umask() -> int:
+    """This process's umask, read without changing it (Linux 4.7+ shows it in /proc/self/status);
+    elsewhere set and put back at once, the only way POSIX offers."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file beside `path`, fsync it, then rename it over `path`."""
     try:
@@ -65,6 +79,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise _named(error, path) from error
     try:
         with os.fdopen(descriptor, "wb") as file:
+            os.fchmod(file.fileno(), 0o666 & ~umask())  # mkstemp makes 0600: colleagues could not read records
             file.write(data)
             file.flush()
             os.fsync(file.fileno())

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import os
 import re
+import stat
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from energy_profiler.metrics import scrape_metrics
 from energy_profiler.model.energy_fields import EnergyFields
 from energy_profiler.model.record import Record, summary_columns
 from energy_profiler.results.summary import SummaryTable
+from test.conftest import invoke
 
 
 def metric(name: str, pattern: str, required: bool = False) -> MetricSpec:
@@ -85,3 +88,29 @@ def test_json_and_row_come_from_the_same_values() -> None:
 def test_a_record_refuses_a_status_that_does_not_exist() -> None:
     with pytest.raises(ValueError, match="unknown status 'sucess'"):
         a_record(status="sucess")
+
+
+@pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_records_are_written_with_the_umask_not_mkstemps_0600(mask: int, mode: int, tmp_path: Path) -> None:
+    # Colleagues sharing a results folder could not read experiment.json, plan.json, settings.json.
+    from energy_profiler.fs import atomic_write_bytes
+
+    previous = os.umask(mask)
+    try:
+        atomic_write_bytes(tmp_path / "experiment.json", b"{}")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "experiment.json").stat().st_mode) == mode
+
+
+def test_merge_says_what_it_needs_instead_of_a_traceback_or_an_empty_table(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    (results / "run_20261201_000000" / "001_examples_mlp").mkdir(parents=True)
+    (results / "run_20261201_000000" / "001_examples_mlp" / "experiment.json").write_text("{}")
+    missing = invoke("merge", results / "run_20261201_000000", "-o", tmp_path / "nowhere" / "table.csv")
+    assert missing.exit_code == 2 and "the folder of -o" in missing.stderr and "does not exist" in missing.stderr
+    wrong_level = invoke("merge", results, "-o", tmp_path / "table.csv")
+    assert wrong_level.exit_code == 2
+    assert f"{results} is not a run folder (no trial with an experiment.json): it holds 1 run folder(s)" in \
+        wrong_level.stderr
+    assert not (tmp_path / "table.csv").exists()

@@ -17,5 +17,12 @@ from energy_profiler.results.merge import merge
 @global_options
 def merge_command(run_dirs: tuple[Path, ...], output: Path) -> None:
     """Rebuild one summary table from the experiment.json of every trial in RUN_DIRS."""
+    if not output.parent.is_dir():
+        raise click.UsageError(f"the folder of -o {output} does not exist: create it first")
+    for folder in run_dirs:
+        if not any(folder.glob("*/experiment.json")):
+            runs = len(list(folder.glob("run_*/")))
+            hint = f": it holds {runs} run folder(s), give those (e.g. {folder}/run_*)" if runs else ""
+            raise click.UsageError(f"{folder} is not a run folder (no trial with an experiment.json){hint}")
     rows = merge(run_dirs, output)
     click.echo(f"{rows} rows from {len(run_dirs)} run folder(s) written to {output}")
