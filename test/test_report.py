@@ -98,6 +98,7 @@ def test_report_errors_exit_2(args: list[str], message: str, tmp_path: Path) -> 
     target = known_run(tmp_path) if args else tmp_path
     result = invoke("report", target, "-o", tmp_path / "out", *args)
     assert result.exit_code == 2 and message in result.stderr
+    assert not (tmp_path / "out").exists()  # refused before anything is written
 
 
 def test_parallel_energy_is_compared_with_the_same_foreground_alone(tmp_path: Path) -> None:

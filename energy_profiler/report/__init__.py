@@ -34,8 +34,8 @@ def build(inputs: Sequence[Path], folder: Path, metric: str | None = None,
           traces: Sequence[str] = ()) -> Report:
     """Read the tables, write the plots and report.md into `folder`."""
     table = load(inputs)
+    chosen_metric = main_metric(table, metric)  # a bad --metric is refused before anything is written
     folder.mkdir(parents=True, exist_ok=True)
-    chosen_metric = main_metric(table, metric)
     groups, correlations = summarize(table, chosen_metric)
     made: list[Path] = []
     if chosen_metric:
