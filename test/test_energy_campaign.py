@@ -89,12 +89,15 @@ def test_the_idle_baseline_is_measured_and_subtracted(
                                        {"interval_s": 0.1, "baseline_s": 0.5}, busy_repo(1.0))
     assert result.exit_code == 0, result.output
     assert run_dir is not None
+    # 5 %: the fake's counters advance in a process of their own, which the whole suite on two cores
+    # starves for tens of ms (43.2 and 46.0 W were seen for 45 W over the 0.5 s baseline); a missing or
+    # doubled subtraction is off by 100 %.
     printed = re.search(r"idle power: cpu ([0-9.]+) W", result.stdout)
-    assert printed is not None and float(printed.group(1)) == pytest.approx(PACKAGE_W + DRAM_W, rel=0.02)
+    assert printed is not None and float(printed.group(1)) == pytest.approx(PACKAGE_W + DRAM_W, rel=0.05)
     row = only_row(run_dir)
-    assert float(row["cpu_idle_w"]) == pytest.approx(PACKAGE_W + DRAM_W, rel=0.02)
+    assert float(row["cpu_idle_w"]) == pytest.approx(PACKAGE_W + DRAM_W, rel=0.05)
     # Constant fake power: the training costs nothing above idle, within the measurement's error.
-    assert abs(float(row["cpu_energy_above_idle_j"])) < 0.02 * float(row["cpu_energy_j"])
+    assert abs(float(row["cpu_energy_above_idle_j"])) < 0.05 * float(row["cpu_energy_j"])
     assert json.loads((run_dir / "baseline.json").read_text())["duration_s"] >= 0.5
 
 
