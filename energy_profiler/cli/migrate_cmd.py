@@ -6,18 +6,16 @@ registry has passed the same checks `mutation.py --registry OUT` will make.
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 
 import click
 
 from energy_profiler.cli.context import AppContext, fail_config, global_options
-from energy_profiler.config.errors import ConfigError, ConfigIssue
+from energy_profiler.config.errors import ConfigError, file_error
 from energy_profiler.config.json_file import read_json
 from energy_profiler.config.registry import load_registry
-from energy_profiler.fs import atomic_write_bytes, make_dirs
-from energy_profiler.migrate.history import convert_table, is_older_table, table_notes
+from energy_profiler.fs import atomic_write_bytes, atomic_write_json, make_dirs
+from energy_profiler.migrate.history import convert_table, table_notes
 from energy_profiler.migrate.project import migrate_project, read_as_the_older_tool
 from energy_profiler.migrate.registry import OLDER_FILE, convert_registry, is_older_registry, widen_limits
 from energy_profiler.migrate.settings import convert_settings
@@ -49,9 +47,8 @@ def migrate_command() -> None:
 def migrate_project_command(older_project: Path, target: Path) -> None:
     """Convert OLDER_PROJECT's registry and settings into TARGET, with MIGRATION.md."""
     if not (older_project / OLDER_FILE).is_file():
-        fail_config(ConfigError([ConfigIssue(str(older_project), (), f"has no {OLDER_FILE}: give the folder of "
-                                             "the older project (the one that holds mutation/ and settings/)",
-                                             whole_file=True)]))
+        fail_config(file_error(str(older_project), f"has no {OLDER_FILE}: give the folder of "
+                                             "the older project (the one that holds mutation/ and settings/)"))
     if target.exists() and any(target.iterdir()):
         raise click.UsageError(f"{target} is not empty: give a new or empty folder (nothing is overwritten)")
     if target.resolve().is_relative_to(older_project.resolve()):
@@ -79,17 +76,15 @@ def migrate_registry_command(older_file: Path, output: Path, older_project: Path
     """Convert OLDER_FILE (the older tool's mutation/models_config.json) into a registry at OUTPUT."""
     document = read_json_or_exit(older_file)
     if not is_older_registry(document):
-        fail_config(ConfigError([ConfigIssue(str(older_file), (), "is not the older tool's registry (a top-level "
-                                             "'models' whose repositories have 'supported_hyperparams')",
-                                             whole_file=True)]))
+        fail_config(file_error(str(older_file), "is not the older tool's registry (a top-level "
+                                             "'models' whose repositories have 'supported_hyperparams')"))
     project = (older_project or older_file.resolve().parent.parent).resolve()
     converted = convert_registry(document, project)
     if output.resolve() == older_file.resolve():
         raise click.UsageError("the output would overwrite the older file; migrate never changes the older project")
-    text = (json.dumps(converted.document, indent=2, ensure_ascii=False) + "\n").encode()
     make_dirs(output.parent)
     staged = output.with_name(f".{output.name}.migrating")
-    atomic_write_bytes(staged, text)
+    atomic_write_json(staged, converted.document)
     try:
         load_registry(staged, project)  # the checks every command will make: fail here, not later
     except ConfigError as error:
@@ -118,20 +113,23 @@ def read_json_or_exit(path: Path) -> object:
               help=f"The older project's {OLDER_FILE} the files ran against [default: found above each file].")
 def migrate_settings_command(older_files: tuple[Path, ...], folder: Path, older_registry: Path | None) -> None:
     """Convert OLDER_FILES (older settings) into FOLDER, each meaning what the older runner did with it."""
+    registries: dict[Path, object] = {}  # files of one older project share its registry: read it once
     for older_file in older_files:
         registry_file = older_registry or _older_registry_above(older_file)
-        registry_document = read_json_or_exit(registry_file)
+        if registry_file not in registries:
+            registries[registry_file] = read_json_or_exit(registry_file)
+        registry_document = registries[registry_file]
         if not is_older_registry(registry_document):
-            fail_config(ConfigError([ConfigIssue(str(registry_file), (), "is not the older tool's registry",
-                                                 whole_file=True)]))
+            fail_config(file_error(str(registry_file), "is not the older tool's registry"))
         try:
             document, repeated = read_as_the_older_tool(older_file)
         except (OSError, ValueError) as error:
-            fail_config(ConfigError([ConfigIssue(str(older_file), (), f"cannot be read as the older runner "
-                                                 f"read it: {error}", whole_file=True)]))
+            fail_config(file_error(str(older_file), f"cannot be read as the older runner "
+                                                 f"read it: {error}"))
         if not isinstance(document, dict):
-            fail_config(ConfigError([ConfigIssue(str(older_file), (), "is not a settings object", whole_file=True)]))
+            fail_config(file_error(str(older_file), "is not a settings object"))
         converted = convert_settings(document, registry_document)
+        # A fresh conversion per file: each file's notes name the limits it needs itself.
         registry_copy = convert_registry(registry_document, registry_file.resolve().parent.parent)
         needed = widen_limits(registry_copy.document, converted.fixed_values, older_file.name)
         if converted.document.get("_use_deduplication"):
@@ -139,7 +137,7 @@ def migrate_settings_command(older_files: tuple[Path, ...], folder: Path, older_
                                    "and set \"dedup\": {\"history\": [...]}")
         destination = folder / older_file.name
         make_dirs(folder)
-        atomic_write_bytes(destination, (json.dumps(converted.document, indent=2, ensure_ascii=False) + "\n").encode())
+        atomic_write_json(destination, converted.document)
         click.echo(f"{destination}: from {older_file}; the older runner would start {converted.older_trials} "
                    "training(s)")
         for note in [*(["keys given twice: the last of each kept, as the older runner did"] if repeated else []),
@@ -164,12 +162,10 @@ def migrate_history_command(older_tables: tuple[Path, ...], folder: Path) -> Non
     except ConfigError as error:
         fail_config(error)
     for table_file in older_tables:
-        with open(table_file, newline="", encoding="utf-8", errors="replace") as handle:
-            header = next(csv.reader(handle), [])
-        if not is_older_table(header):
-            fail_config(ConfigError([ConfigIssue(str(table_file), (), "is not the older tool's table format (no "
-                                                 "repository and hyperparam_* columns)", whole_file=True)]))
-        table = convert_table(table_file, registry)
+        try:
+            table = convert_table(table_file, registry)
+        except ValueError as error:
+            fail_config(file_error(str(table_file), f"is {error}"))
         destination = folder / table_file.name
         make_dirs(folder)
         atomic_write_bytes(destination, table.text().encode())
@@ -182,5 +178,5 @@ def _older_registry_above(path: Path) -> Path:
     for folder in path.resolve().parents:
         if (folder / OLDER_FILE).is_file():
             return folder / OLDER_FILE
-    fail_config(ConfigError([ConfigIssue(str(path), (), f"no {OLDER_FILE} in any folder above it: give "
-                                         "--older-registry", whole_file=True)]))
+    fail_config(file_error(str(path), f"no {OLDER_FILE} in any folder above it: give "
+                                         "--older-registry"))

@@ -89,3 +89,8 @@ class ConfigError(Exception):
             raise ValueError("ConfigError needs at least one issue")
         self.issues = list(issues)
         super().__init__("\n".join(str(issue) for issue in self.issues))
+
+
+def file_error(file: str, message: str) -> ConfigError:
+    """A ConfigError about a file as a whole (unreadable, the wrong format): no JSON path is shown."""
+    return ConfigError([ConfigIssue(file, (), message, whole_file=True)])

@@ -47,6 +47,15 @@ class HyperparameterSpec:
             return SWITCH_VALUES
         return self.values if self.type == "choice" else None
 
+    def drawable(self, canonical: str) -> bool:
+        """Whether a draw can produce this value: one of the discrete values, in the range, or a drawable 0
+        (unlike `accepts`, which allows the wider limits a fixed value may use)."""
+        discrete = self.discrete_values
+        if discrete is not None:
+            return canonical in discrete
+        number = float(canonical)
+        return self.low <= number <= self.high or (number == 0 and self.zero_probability > 0)
+
     def accepts(self, canonical: str) -> bool:
         """Whether a fixed value (its canonical string) is one this hyperparameter may take."""
         discrete = self.discrete_values

@@ -15,7 +15,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from energy_profiler.config.errors import ConfigError, ConfigIssue
+from energy_profiler.config.errors import ConfigError, ConfigIssue, file_error
 
 MAX_FILE_BYTES = 16 * 2**20
 """Far above any real settings file or registry (the bundled ones are a few KiB)."""
@@ -50,24 +50,24 @@ def read_json(path: Path) -> Any:
     data = _read_bytes(path)
     for bom, encoding in _BOMS.items():
         if data.startswith(bom):
-            raise _error(file, f"is {encoding} text; settings and registries are read as UTF-8: save it as UTF-8")
+            raise file_error(file, f"is {encoding} text; settings and registries are read as UTF-8: save it as UTF-8")
     data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark, as some editors write
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         line, column = _position(data[: error.start].decode("utf-8", errors="replace"))
-        raise _error(file, f"is not UTF-8 text (byte 0x{data[error.start]:02x} at line {line}, column {column}); "
+        raise file_error(file, f"is not UTF-8 text (byte 0x{data[error.start]:02x} at line {line}, column {column}); "
                            "settings and registries are read as UTF-8: save it as UTF-8") from None
     try:
         document = json.loads(text, object_pairs_hook=_object, parse_constant=_constant, parse_int=_integer,
                               parse_float=_float)
     except json.JSONDecodeError as error:
-        raise _error(file, f"not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}") from None
+        raise file_error(file, f"not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}") from None
     except _Refused as error:
         where = _where_constant(text) if isinstance(error, _BareConstant) else ""
-        raise _error(file, f"{error}{where}") from None
+        raise file_error(file, f"{error}{where}") from None
     except RecursionError:
-        raise _error(file, f"not usable JSON: nested deeper than {MAX_DEPTH} levels") from None
+        raise file_error(file, f"not usable JSON: nested deeper than {MAX_DEPTH} levels") from None
     issues = _structure_issues(document, file)
     if issues:
         raise ConfigError(issues)
@@ -80,34 +80,30 @@ def _read_bytes(path: Path) -> bytes:
         # O_NONBLOCK: opening a FIFO must not wait for a writer; the type is checked before reading.
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise _error(file, "file not found") from None
+        raise file_error(file, "file not found") from None
     except IsADirectoryError:
-        raise _error(file, "is a folder, not a file: give the path of a JSON file") from None
+        raise file_error(file, "is a folder, not a file: give the path of a JSON file") from None
     except PermissionError:
-        raise _error(file, "cannot read: permission denied; check its permissions (ls -l) or run as "
+        raise file_error(file, "cannot read: permission denied; check its permissions (ls -l) or run as "
                            "a user who may read it") from None
     except OSError as error:
-        raise _error(file, f"cannot read: {error.strerror}") from None
+        raise file_error(file, f"cannot read: {error.strerror}") from None
     try:
         mode = os.fstat(descriptor).st_mode
         for is_kind, kind in _FILE_KINDS.items():
             if is_kind(mode):
-                raise _error(file, f"is {kind}, not a regular file: give the path of a JSON file")
+                raise file_error(file, f"is {kind}, not a regular file: give the path of a JSON file")
         chunks, size = [], 0
         while chunk := os.read(descriptor, 1 << 16):
             chunks.append(chunk)
             size += len(chunk)
             if size > MAX_FILE_BYTES:
-                raise _error(file, f"is larger than {MAX_FILE_BYTES // 2**20} MiB: not a settings file or registry")
+                raise file_error(file, f"is larger than {MAX_FILE_BYTES // 2**20} MiB: not a settings file or registry")
         return b"".join(chunks)
     except OSError as error:
-        raise _error(file, f"cannot read: {error.strerror}") from None
+        raise file_error(file, f"cannot read: {error.strerror}") from None
     finally:
         os.close(descriptor)
-
-
-def _error(file: str, message: str) -> ConfigError:
-    return ConfigError([ConfigIssue(file, (), message, whole_file=True)])
 
 
 def _position(before: str) -> tuple[int, int]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from energy_profiler.config.errors import ConfigError, ConfigIssue, did_you_mean
+from energy_profiler.config.errors import ConfigError, ConfigIssue, did_you_mean, file_error
 from energy_profiler.config.hyperparams import DEFAULT_FLOAT_PRECISION, HyperparameterSpec
 from energy_profiler.config.json_file import read_json
 from energy_profiler.config.validation import schema_issues
@@ -88,8 +88,8 @@ def load_registry(file: Path, project_root: Path) -> Registry:
     if isinstance(document, dict) and "repositories" not in document and "models" in document:
         # The older tool's models_config.json: one pointer, not a page of schema errors.
         command = f"mutation.py migrate registry {shlex.quote(str(file))} -o repos/models.json"
-        raise ConfigError([ConfigIssue(str(file), (), "is the older tool's registry format (a top-level 'models'); "
-                                       f"convert it with `{command}`", whole_file=True)])
+        raise file_error(str(file), "is the older tool's registry format (a top-level 'models'); "
+                                    f"convert it with `{command}`")
     issues = schema_issues(document, "registry", str(file))
     if issues:
         raise ConfigError(issues)

@@ -59,9 +59,13 @@ def is_older_table(columns: list[str]) -> bool:
 
 
 def convert_table(path: Path, registry: Registry) -> ConvertedTable:
+    """The rows of one older table; ValueError when it is not in the older tool's format."""
     table = ConvertedTable()
-    with open(path, newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
+    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+        reader = csv.DictReader(handle)
+        if not is_older_table(list(reader.fieldnames or ())):
+            raise ValueError("not the older tool's table format (no repository and hyperparam_* columns)")
+        for row in reader:
             converted = _row(row, registry, table)
             if isinstance(converted, str):
                 table.skipped[converted] += 1

@@ -9,18 +9,17 @@ older project is only read.
 
 from __future__ import annotations
 
-import csv
 import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from energy_profiler.config.errors import ConfigError, ConfigIssue
+from energy_profiler.config.errors import ConfigError, file_error
 from energy_profiler.config.json_file import read_json
 from energy_profiler.config.registry import Registry, load_registry
 from energy_profiler.config.settings import settings_from_document
-from energy_profiler.fs import atomic_write_bytes, make_dirs
-from energy_profiler.migrate.history import convert_table, dedup_for, history_name, is_older_table, table_notes
+from energy_profiler.fs import atomic_write_bytes, atomic_write_json, make_dirs
+from energy_profiler.migrate.history import convert_table, dedup_for, history_name, table_notes
 from energy_profiler.migrate.registry import OLDER_FILE, convert_registry, is_older_registry, widen_limits
 from energy_profiler.migrate.settings import ConvertedSettings, convert_settings
 from energy_profiler.planning.plan import build_plan
@@ -56,13 +55,11 @@ def _convert_history(older: Path, target: Path, registry: Registry) -> tuple[dic
     notes: list[str] = []
     for path in (candidate for candidate in candidates if candidate.is_file()):
         relative = str(path.relative_to(older))
-        with open(path, newline="", encoding="utf-8", errors="replace") as handle:
-            header = next(csv.reader(handle), [])
-        if not is_older_table(header):
-            notes.append(f"{relative}: not converted: not the older tool's table format (no repository and "
-                         "hyperparam_* columns)")
+        try:
+            table = convert_table(path, registry)
+        except ValueError as error:
+            notes.append(f"{relative}: not converted: {error}")
             continue
-        table = convert_table(path, registry)
         destination = target / "history" / history_name(relative)
         make_dirs(destination.parent)
         atomic_write_bytes(destination, table.text().encode())
@@ -88,16 +85,12 @@ def read_as_the_older_tool(path: Path) -> tuple[object, set[str]]:
     return json.loads(text, object_pairs_hook=last_wins), repeated
 
 
-def _json_bytes(document: object) -> bytes:
-    return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode()
-
-
 def migrate_project(older: Path, target: Path) -> MigrationReport:
     """Convert `older` into `target`; raise ConfigError when the older registry cannot be read."""
     registry_file = older / OLDER_FILE
     older_registry = read_json(registry_file)
     if not is_older_registry(older_registry):
-        raise ConfigError([ConfigIssue(str(registry_file), (), "is not the older tool's registry", whole_file=True)])
+        raise file_error(str(registry_file), "is not the older tool's registry")
     registry = convert_registry(older_registry, older.resolve())
     converted: dict[str, ConvertedSettings] = {}
     files: list[FileReport] = []
@@ -122,7 +115,7 @@ def migrate_project(older: Path, target: Path) -> MigrationReport:
                                 notes=[*repeated, *converted[relative].notes, *widened]))
 
     make_dirs(target / "settings")
-    atomic_write_bytes(target / "models.json", _json_bytes(registry.document))
+    atomic_write_json(target / "models.json", registry.document)
     new_registry = load_registry(target / "models.json", target)
     tables, history_notes = _convert_history(older, target, new_registry)
     by_name = {report.relative: report for report in files}
@@ -140,7 +133,7 @@ def migrate_project(older: Path, target: Path) -> MigrationReport:
     for relative, settings in converted.items():
         destination = target / "settings" / relative
         make_dirs(destination.parent)
-        atomic_write_bytes(destination, _json_bytes(settings.document))
+        atomic_write_json(destination, settings.document)
         _plan_count(by_name[relative], settings, destination, new_registry)
     migration = MigrationReport(registry.notes, files, history_notes)
     atomic_write_bytes(target / "MIGRATION.md", migration_text(older, target, migration).encode())

@@ -296,19 +296,8 @@ def _draw_unique(
 def _drawable(key: ConfigKey, mutated: tuple[str, ...], specs: Mapping[str, HyperparameterSpec]) -> bool:
     """Whether a draw could produce `key`'s mutated values: a default outside the range (limits) or
     not passed at all (`pass: "given"`) takes no place in the space being counted."""
-    for name, value in zip(specs, key, strict=True):
-        if name in mutated:
-            spec = specs[name]
-            if value == NOT_PASSED:
-                return False
-            if spec.discrete_values is not None:
-                if value not in spec.discrete_values:
-                    return False
-                continue
-            number = float(value)
-            if not (spec.low <= number <= spec.high or (number == 0 and spec.zero_probability > 0)):
-                return False
-    return True
+    return all(value != NOT_PASSED and specs[name].drawable(value)
+               for name, value in zip(specs, key, strict=True) if name in mutated)
 
 
 def _same_fixed_part(
