@@ -189,6 +189,13 @@ def test_choice_and_switch_values_survive_records_merge_and_dedup(
     merged = tmp_path / "merged.csv"
     assert invoke("merge", run_dir, "-o", merged).exit_code == 0
     assert merged.read_bytes() == (run_dir / "summary.csv").read_bytes()  # Record.from_json inverts to_json
+    report = invoke("report", run_dir, "-o", tmp_path / "report")  # non-numeric columns: no rank correlation
+    assert report.exit_code == 0, report.output
+    assert [line.split()[-2:] for line in report.stdout.splitlines() if line.startswith("fake ") and
+            line.split()[3] in ("optimizer", "tied")] == [["-", "-"], ["-", "-"]]
+    planned = invoke("--registry", registry, "--results-dir", tmp_path / "elsewhere", "plan",
+                     write_json("c1.json", document))
+    assert {line.split()[4] for line in planned.stdout.splitlines()[1:4]} <= {"adam*", "sgd*", "adam", "sgd"}
     document["experiments"][0]["runs_per_config"] = 1  # 2 x 2 - the default - the 3 measured = nothing left
     again = invoke("--registry", registry, "--results-dir", results, "plan", write_json("c2.json", document))
     assert again.exit_code == 2 and "but only 0 exist" in again.stderr

@@ -190,3 +190,20 @@ def test_the_single_file_forms_convert_one_settings_file_and_one_table(older_pro
     refused = invoke("--registry", migrated / "models.json", "migrate", "history",
                      migrated / "history" / "data__raw_data.csv", "-o", tmp_path / "again")
     assert refused.exit_code == 2 and "is not the older tool's table format" in refused.stderr
+
+
+def test_run_counts_follow_the_older_runners_priorities() -> None:
+    # runs: the experiment's, (parallel: else the foreground's), else the file's, else 1.
+    from energy_profiler.migrate.settings import convert_settings
+
+    registry = json.loads((OLDER / "mutation" / "models_config.json").read_text())
+    workload = {"repo": "examples", "model": "mnist"}
+    document = {"runs_per_config": 3, "experiments": [
+        {"mode": "default", **workload},
+        {"mode": "default", **workload, "runs_per_config": 2},
+        {"mode": "parallel", "foreground": {**workload, "runs_per_config": 4}, "background": workload},
+        {"mode": "parallel", "runs_per_config": 5, "foreground": {**workload, "runs_per_config": 4},
+         "background": workload}]}
+    converted = convert_settings(document, registry)
+    assert [e["runs_per_config"] for e in converted.document["experiments"]] == [3, 2, 4, 5]
+    assert convert_settings({"experiments": [{"mode": "default", **workload}]}, registry).older_trials == 1
