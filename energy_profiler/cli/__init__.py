@@ -2,28 +2,43 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import click
 
 from energy_profiler import __version__
-from energy_profiler.cli.cleanup import cleanup_command
 from energy_profiler.cli.context import AppContext, energy_options, global_options
-from energy_profiler.cli.doctor import doctor_command
-from energy_profiler.cli.list_cmd import list_command, print_registry
-from energy_profiler.cli.merge_cmd import merge_command
-from energy_profiler.cli.migrate_cmd import migrate_command
-from energy_profiler.cli.plan_cmd import plan_command
-from energy_profiler.cli.report_cmd import report_command
-from energy_profiler.cli.run import run_ad_hoc, run_command, run_settings_file
-from energy_profiler.cli.validate import validate_command
 from energy_profiler.fs import give_files_to
 from energy_profiler.system.sudo import invoking_user
+
+COMMANDS = {  # name -> module of energy_profiler.cli, attribute
+    "run": ("run", "run_command"), "list": ("list_cmd", "list_command"), "validate": ("validate", "validate_command"),
+    "plan": ("plan_cmd", "plan_command"), "doctor": ("doctor", "doctor_command"),
+    "cleanup": ("cleanup", "cleanup_command"), "merge": ("merge_cmd", "merge_command"),
+    "report": ("report_cmd", "report_command"), "migrate": ("migrate_cmd", "migrate_command"),
+}
+
+
+class LazyGroup(click.Group):
+    """Imports a command's module only when that command runs: `report` does not load the campaign
+    runner and `list` does not load pandas (each module costs tenths of a second to import)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, attribute = COMMANDS[cmd_name]
+        command: click.Command = getattr(importlib.import_module(f"energy_profiler.cli.{module}"), attribute)
+        return command
+
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(invoke_without_command=True, context_settings=CONTEXT_SETTINGS)
+@click.group(cls=LazyGroup, invoke_without_command=True, context_settings=CONTEXT_SETTINGS)
 @click.option("-ec", "--experiment-config", type=click.Path(path_type=Path, readable=False),
               help="Run a settings file (the same as `run FILE`).")
 @click.option("-r", "--repo", help="Ad-hoc mutation run: the repository.")
@@ -70,6 +85,9 @@ def cli(ctx: click.Context, *, experiment_config: Path | None, repo: str | None,
         raise click.UsageError(f"use only one of: {', '.join(chosen)}")
     if ctx.invoked_subcommand is not None:
         return
+    from energy_profiler.cli.list_cmd import print_registry  # noqa: PLC0415 - see LazyGroup
+    from energy_profiler.cli.run import run_ad_hoc, run_settings_file  # noqa: PLC0415
+
     if list_registry:
         print_registry(app)
     elif experiment_config is not None:
@@ -82,11 +100,6 @@ def cli(ctx: click.Context, *, experiment_config: Path | None, repo: str | None,
         run_ad_hoc(app, repo=repo, model=model, mutate=mutate, runs=runs, max_retries=max_retries, seed=seed)
     else:
         click.echo(ctx.get_help())
-
-
-for command in (run_command, list_command, validate_command, plan_command, doctor_command, cleanup_command,
-                merge_command, report_command, migrate_command):
-    cli.add_command(command)
 
 
 def main() -> None:

@@ -1,38 +1,82 @@
-"""`report RUN_DIR|CSV... [-o DIR]`: tables on the console, PNG plots and report.md on disk."""
+"""`report RUN_DIR|CSV... [-o DIR]`: tables on the console, PNG plots, report.md and report.html on disk."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-from energy_profiler.cli.context import EXIT_CONFIG, global_options
-from energy_profiler.cli.tables import format_table
+from energy_profiler.cli.context import EXIT_CONFIG, AppContext, global_options
+from energy_profiler.cli.tables import FORMATS, emit
+from energy_profiler.config.errors import ConfigError
+from energy_profiler.config.registry import Registry
 
 
 @click.command("report")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("report"),
-              show_default=True, help="Folder for report.md and the plots.")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for report.md, report.html and the plots [default: report/ inside the first input's "
+                   "folder].")
 @click.option("--metric", help="The metric to compare with energy [default: the first one in the tables].")
+@click.option("--energy", type=click.Choice(["total", "above-idle", "above-background"]), default="total",
+              show_default=True, help="Energy to report: as measured, or above the idle or background baseline.")
 @click.option("--trace", "traces", multiple=True, help="Trial (e.g. 003_examples_mlp) to plot power over time "
               "for; repeatable [default: the 3 longest successful trials].")
+@click.option("--no-plots", is_flag=True, help="Tables and pages only (faster on huge tables).")
+@click.option("--format", "output_format", type=click.Choice(FORMATS), default="table", show_default=True,
+              help="How the console tables are printed: fitted to the terminal, or csv/json for scripts.")
 @global_options
-def report_command(inputs: tuple[Path, ...], output: Path, metric: str | None, traces: tuple[str, ...]) -> None:
+def report_command(inputs: tuple[Path, ...], *, output: Path | None, metric: str | None, energy: str,
+                   traces: tuple[str, ...], no_plots: bool, output_format: str) -> None:
     """Summarise run folders, results folders or summary CSVs: statistics, correlations, plots."""
     # pandas and matplotlib take half a second to import: only this command pays for them.
-    from energy_profiler.report import build  # noqa: PLC0415
-    from energy_profiler.report.tables import CORRELATION_HEADERS, GROUP_HEADERS  # noqa: PLC0415
+    from energy_profiler.report import ReportInputError, build  # noqa: PLC0415
 
+    app = click.get_current_context().ensure_object(AppContext)
+    folder = output if output is not None else _default_output(inputs[0])
     try:
-        report = build(inputs, output, metric, traces)
-    except (FileNotFoundError, KeyError) as error:
-        click.echo(f"error: {error.args[0] if error.args else error}", err=True)
+        report = build(inputs, folder, metric=metric, traces=traces, energy=energy, kind_of=_kinds(app),
+                       plots_wanted=not no_plots)
+    except ReportInputError as error:
+        click.echo(f"error: {error}", err=True)
         sys.exit(EXIT_CONFIG)
-    metric_name = report.metric.removeprefix("perf_") if report.metric else "metric"
-    click.echo(format_table([*GROUP_HEADERS, metric_name], report.groups))
-    if report.correlations:
-        click.echo("")
-        click.echo(format_table([*CORRELATION_HEADERS[:-1], f"rho({metric_name})"], report.correlations))
-    click.echo(f"\n{report.rows} trials; {len(report.plots)} plots and {report.markdown}")
+    tables = report.tables
+    if output_format != "table":  # one table for a script: the per-group statistics
+        emit(tables.headers("groups"), tables.groups, output_format)
+        return
+    emit(tables.headers("groups"), tables.groups)
+    for which, rows in (("repeats", tables.repeats), ("correlations", tables.correlations)):
+        if rows:
+            click.echo("")
+            emit(tables.headers(which), rows)
+    for note in report.notes:
+        click.echo(f"note: {note}")
+    click.echo(f"\n{report.rows} trials; {len(report.plots)} plots; {report.html} and {report.markdown.name}")
+
+
+def _default_output(first: Path) -> Path:
+    """report/ beside the data: in a run or results folder, or in the folder of a CSV file."""
+    return (first if first.is_dir() else first.parent) / "report"
+
+
+def _kinds(app: AppContext) -> Callable[[str, str, str], str | None]:
+    """The registry's axis kind of each hyperparameter; without a readable registry, the values decide."""
+    try:
+        registry: Registry | None = app.registry()
+    except (ConfigError, OSError):
+        registry = None
+
+    def kind_of(repo: str, model: str, name: str) -> str | None:
+        if registry is None or repo not in registry.repositories:
+            return None
+        models = registry.repositories[repo].models
+        spec = models[model].hyperparameters.get(name) if model in models else None
+        if spec is None:
+            return None
+        if spec.discrete_values is not None:
+            return "categorical"
+        return "log" if spec.distribution == "log_uniform" else "linear"
+
+    return kind_of

@@ -1,87 +1,109 @@
-"""`mutation.py report`: tables and plots from campaign results, and a report.md that holds them."""
+"""`mutation.py report`: tables and plots from campaign results, in report.md and report.html.
+
+Every input problem (a missing or foreign table, an unknown metric or trial) is found before the
+output folder is made, so a refused report writes nothing.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from energy_profiler.report import plots
-from energy_profiler.report.tables import (
-    CORRELATION_HEADERS,
-    GROUP_HEADERS,
-    load,
-    main_metric,
-    summarize,
-)
+from energy_profiler.fs import atomic_write_bytes
+from energy_profiler.report.frame import ReportInputError as ReportInputError
+from energy_profiler.report.frame import energy_missing_reason, load, trial_dir
+from energy_profiler.report.pages import Page, Section, html_page, markdown
+from energy_profiler.report.tables import KindOf, Tables, add_configurations, axis_kinds, main_metric, summarize
 
 DEFAULT_TRACES = 3
 
 
 @dataclass(frozen=True)
 class Report:
-    metric: str | None
-    groups: list[list[object]]
-    correlations: list[list[object]]
+    tables: Tables
     plots: list[Path]
     markdown: Path
+    html: Path
     rows: int
+    notes: list[str] = field(default_factory=list)
 
 
-def build(inputs: Sequence[Path], folder: Path, metric: str | None = None,
-          traces: Sequence[str] = ()) -> Report:
-    """Read the tables, write the plots and report.md into `folder`."""
-    table = load(inputs)
-    chosen_metric = main_metric(table, metric)  # a bad --metric is refused before anything is written
+def _no_kinds(_repo: str, _model: str, _name: str) -> None:
+    return None
+
+
+def build(inputs: Sequence[Path], folder: Path, *, metric: str | None = None, traces: Sequence[str] = (),
+          energy: str = "total", kind_of: KindOf = _no_kinds, plots_wanted: bool = True) -> Report:
+    """Read the tables, write the plots, report.md and report.html into `folder`."""
+    table = add_configurations(load(inputs, energy))
+    try:
+        chosen_metric = main_metric(table, metric)
+    except KeyError as error:
+        raise ReportInputError(str(error.args[0])) from None
+    traced = _trace_rows(table, traces)
     folder.mkdir(parents=True, exist_ok=True)
-    groups, correlations = summarize(table, chosen_metric)
+    kinds = axis_kinds(table[table["_ok"]], kind_of)
+    tables = summarize(table, chosen_metric, kinds)
+    notes = list(tables.notes)
+    if missing := energy_missing_reason(table, energy):
+        notes.insert(0, f"No energy plots: {missing}.")
+    if chosen_metric is None:
+        notes.insert(0, "No metric plots: no perf_ column has numbers.")
     made: list[Path] = []
-    if chosen_metric:
-        made += plots.energy_vs_metric(table, chosen_metric, folder)
-    made += plots.energy_vs_hyperparameters(table, folder)
-    made += plots.parallel_vs_alone(table, folder)
-    for trial_dir in _trace_trials(table, traces):
-        path = plots.power_over_time(Path(trial_dir), folder)
-        if path is not None:
-            made.append(path)
-    markdown = folder / "report.md"
-    markdown.write_text(_markdown(inputs, table, chosen_metric, groups=groups, correlations=correlations,
-                                  made=made, folder=folder))
-    return Report(chosen_metric, groups, correlations, made, markdown, len(table))
+    if plots_wanted:
+        # matplotlib takes most of a second to import: a --no-plots report does not pay for it.
+        from energy_profiler.report import plots  # noqa: PLC0415
+        from energy_profiler.report.power import power_over_time  # noqa: PLC0415
+
+        made += plots.against_hyperparameters(table, chosen_metric, energy=energy, folder=folder, kinds=kinds)
+        if chosen_metric:
+            made += plots.energy_vs_metric(table, chosen_metric, energy, folder)
+        made += plots.parallel_vs_alone(table, energy, folder)
+        for directory, row in traced:
+            path = power_over_time(directory, row, folder)
+            if path is not None:
+                made.append(path)
+    page = _page(inputs, table, tables, notes=notes, made=made, energy=energy)
+    markdown_path, html_path = folder / "report.md", folder / "report.html"
+    atomic_write_bytes(markdown_path, markdown(page, folder).encode())
+    atomic_write_bytes(html_path, html_page(page).encode())
+    return Report(tables, made, markdown_path, html_path, len(table), notes)
 
 
-def _trace_trials(table: pd.DataFrame, wanted: Sequence[str]) -> list[str]:
-    """The trial folders to draw power for: those named, else the longest successful trials."""
-    if "_trial_dir" not in table.columns:
-        return []
+def _trace_rows(table: pd.DataFrame, wanted: Sequence[str]) -> list[tuple[Path, pd.Series]]:
+    """The trials to draw power for: those named (each must exist), else the longest successful ones."""
     if wanted:
-        return [str(d) for d, trial in zip(table["_trial_dir"], table["trial"], strict=True) if trial in wanted]
-    ok = table[table["status"] == "success"].sort_values("duration_s", ascending=False)
-    return [str(d) for d in ok["_trial_dir"].head(DEFAULT_TRACES)]
+        unknown = [name for name in wanted if name not in set(table["trial"])]
+        if unknown:
+            examples = ", ".join(list(table["trial"].head(3)))
+            raise ReportInputError(f"--trace {unknown[0]!r}: no such trial in the tables (trials look like "
+                                   f"{examples})")
+        chosen = table[table["trial"].isin(wanted)]
+    else:
+        chosen = table[table["_ok"]].nlargest(DEFAULT_TRACES, "duration_s")
+    return [(directory, row) for _, row in chosen.iterrows() if (directory := trial_dir(row)) is not None]
 
 
-def _markdown(inputs: Sequence[Path], table: pd.DataFrame, metric: str | None, *, groups: list[list[object]],
-              correlations: list[list[object]], made: list[Path], folder: Path) -> str:
-    metric_name = metric.removeprefix("perf_") if metric else "metric"
-    statuses = ", ".join(f"{count} {status}" for status, count in table["status"].value_counts().items())
-    lines = ["# Campaign report", "",
-             f"Sources: {', '.join(str(path) for path in inputs)}. {len(table)} trials: {statuses}.", "",
-             "Means ± standard deviations over successful trials; failed trials are counted, never averaged; "
-             "`missing` means not measured. Energy in plots is the sum of the devices that were measured.", "",
-             "## Per repository, model and mode", "",
-             _markdown_table([*GROUP_HEADERS, metric_name], groups), ""]
-    if correlations:
-        lines += ["## Mutated hyperparameters: rank correlation (Spearman)", "",
-                  _markdown_table([*CORRELATION_HEADERS[:-1], f"rho({metric_name})"], correlations), ""]
-    if made:
-        lines += ["## Plots", ""]
-        lines += [f"![{path.stem}]({path.relative_to(folder)})" for path in made]
-    return "\n".join(lines) + "\n"
-
-
-def _markdown_table(headers: Sequence[str], rows: list[list[object]]) -> str:
-    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    out += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(out)
+def _page(inputs: Sequence[Path], table: pd.DataFrame, tables: Tables, *, notes: list[str], made: list[Path],
+          energy: str) -> Page:
+    statuses = ", ".join(f"{count} {status}" for status, count in table["status"].value_counts().items() if count)
+    paragraphs = [f"Sources: {', '.join(str(path) for path in inputs)}. {len(table)} trials: {statuses}.",
+                  f"Energy: {energy}, the sum of the devices that were measured; trials measured by different "
+                  "methods or scopes are never pooled. Failed trials are counted, never averaged; `missing` means "
+                  "not measured."]
+    sections = [
+        Section("Per repository, model, mode and energy method", tables.headers("groups"), tables.groups,
+                "Median (min–max) over successful trials: what the campaign tried, not run-to-run noise."),
+    ]
+    if tables.repeats:
+        sections.append(Section("Repeated configurations", tables.headers("repeats"), tables.repeats,
+                                "Mean ± sd over the repeats of one configuration: the run-to-run noise."))
+    if tables.correlations:
+        sections.append(Section("Mutated hyperparameters: Spearman's rank correlation", tables.headers("correlations"),
+                                tables.correlations, "n pairs, rho and its 95 % interval (bootstrap; Fisher z above "
+                                                     "400 pairs; none below 10). An interval that spans 0 is no "
+                                                     "evidence of an effect."))
+    return Page("Campaign report", paragraphs, sections, notes, made)

@@ -1,176 +1,247 @@
 """PNG plots of campaign results (matplotlib's Agg backend: no display needed).
 
 Only successful trials with the values a plot needs are drawn: a failed run or an unmeasured
-energy is left out, never drawn as 0. Every figure is 640 x 480 pixels.
+energy is left out, never drawn as 0. Trials measured by different energy methods are separate
+series (own marker, own legend entry) and never share a Pareto front. Axes follow the registry:
+log for a log_uniform range, categories for a choice or a switch. Every figure is 640 x 480 pixels.
 """
 
 from __future__ import annotations
 
-import csv
-import itertools
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")  # before pyplot: files only, whatever the environment's display
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import NullFormatter
 
-from energy_profiler.report.tables import higher_is_better, mutated_names
+from energy_profiler.report.frame import mutated_names, mutated_together
+from energy_profiler.report.stats import higher_is_better, pareto_front, staircase
+from energy_profiler.report.tables import Kinds
 
 SIZE_IN = (6.4, 4.8)
 DPI = 100
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+FADED = 0.25
+MAX_POINTS = 5000
+FEW_POINTS = 1000
 
 
-def energy_label(data: pd.DataFrame) -> str:
-    """`energy (J; cpu: rapl, gpu: nvml_counter)`: the axis says how its numbers were obtained."""
-    parts = []
-    for device in ("cpu", "gpu"):
-        column = f"{device}_energy_method"
-        methods = sorted({str(m) for m in data.get(column, pd.Series(dtype=str)).dropna() if m != "none"})
-        if methods:
-            parts.append(f"{device}: {', '.join(methods)}")
-    return f"energy (J; {'; '.join(parts) or 'not measured'})"
-
-
-def _safe(text: object) -> str:
+def safe_name(text: object) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", str(text))
 
 
-def _save(figure: Figure, path: Path) -> Path:
-    figure.tight_layout()
+def save(figure: Figure, path: Path) -> Path:
     figure.savefig(path, dpi=DPI)
     plt.close(figure)
     return path
 
 
-def _numeric(frame: pd.DataFrame, *columns: str) -> pd.DataFrame:
-    data = frame.copy()
-    for column in columns:
-        data[column] = pd.to_numeric(data[column], errors="coerce")
-    return data.dropna(subset=list(columns))
-
-
-def pareto_front(energy: Sequence[float], metric: Sequence[float], higher_better: bool) -> list[int]:
-    """Indices of the points no other point beats on both: less energy and a better metric."""
-    order = sorted(range(len(energy)), key=lambda i: (energy[i], -metric[i] if higher_better else metric[i]))
-    front, best = [], None
-    for index in order:
-        value = metric[index]
-        if best is None or (value > best if higher_better else value < best):
-            front.append(index)
-            best = value
-    return front
-
-
-def energy_vs_metric(table: pd.DataFrame, metric: str, folder: Path) -> list[Path]:
-    paths = []
-    ok = _numeric(table[table["status"] == "success"], "energy_j", metric)
-    for (repo, model), group in ok.groupby(["repo", "model"], sort=False):
-        figure, axes = plt.subplots(figsize=SIZE_IN)
-        for mode, points in group.groupby("mode", sort=False):
-            axes.scatter(points["energy_j"], points[metric], label=str(mode), alpha=0.8)
-        front = pareto_front(list(group["energy_j"]), list(group[metric]), higher_is_better(metric))
-        best = group.iloc[front]
-        axes.plot(best["energy_j"], best[metric], "k--", marker="o", markerfacecolor="none", label="Pareto front")
-        axes.set(xlabel=energy_label(group), ylabel=metric.removeprefix("perf_"), title=f"{repo}/{model}")
-        axes.legend()
-        name = f"energy_vs_{_safe(metric.removeprefix('perf_'))}_{_safe(repo)}_{_safe(model)}.png"
-        paths.append(_save(figure, folder / name))
-    return paths
-
-
-def energy_vs_hyperparameters(table: pd.DataFrame, folder: Path) -> list[Path]:
-    paths = []
-    ok = table[table["status"] == "success"]
-    for (repo, model), group in ok.groupby(["repo", "model"], sort=False):
-        for name in mutated_names(group):
-            data = _numeric(group, f"hp_{name}", "energy_j")
-            if data.empty:
-                continue
-            figure, axes = plt.subplots(figsize=SIZE_IN)
-            axes.scatter(data[f"hp_{name}"], data["energy_j"], alpha=0.8)
-            values = data[f"hp_{name}"]
-            if (values > 0).all() and values.max() / values.min() > 100:
-                axes.set_xscale("log")  # log-uniform ranges spread over decades
-            axes.set(xlabel=name, ylabel=energy_label(data), title=f"{repo}/{model}: energy against {name}")
-            paths.append(_save(figure, folder / f"energy_vs_hp_{_safe(name)}_{_safe(repo)}_{_safe(model)}.png"))
-    return paths
-
-
-def parallel_vs_alone(table: pd.DataFrame, folder: Path) -> list[Path]:
-    """Mean energy of each foreground configuration measured alone and beside backgrounds."""
-    paths = []
-    ok = _numeric(table[table["status"] == "success"], "energy_j")
-    hp_columns = [column for column in ok.columns if column.startswith("hp_")]
-    for (repo, model), group in ok.groupby(["repo", "model"], sort=False):
-        group = group.assign(_config=group[hp_columns].astype(str).agg("|".join, axis=1))
-        alone = group[group["mode"] != "parallel"].groupby("_config")["energy_j"].mean()
-        shared = group[group["mode"] == "parallel"].groupby("_config")["energy_j"].mean()
-        both = pd.concat([alone.rename("alone"), shared.rename("parallel")], axis=1).dropna()
-        if both.empty:
-            continue
-        figure, axes = plt.subplots(figsize=SIZE_IN)
-        axes.scatter(both["alone"], both["parallel"])
-        top = float(max(both["alone"].max(), both["parallel"].max()))
-        axes.plot([0, top], [0, top], "k:", label="same energy")
-        axes.set(xlabel="energy alone (J)", ylabel="energy with backgrounds (J)", title=f"{repo}/{model}")
-        axes.legend()
-        paths.append(_save(figure, folder / f"parallel_vs_alone_{_safe(repo)}_{_safe(model)}.png"))
-    return paths
-
-
-def power_over_time(trial_dir: Path, folder: Path) -> Path | None:
-    """CPU (packages + DRAM, from RAPL readings) and GPU power over the last attempt's window."""
-    attempts = sorted(trial_dir.glob("attempt_*/energy"), key=lambda p: int(p.parent.name.split("_")[1]))
-    if not attempts:
-        return None
-    energy = attempts[-1]
-    cpu = _cpu_power(energy / "cpu_samples.csv")
-    gpu = _gpu_power(energy / "gpu_samples.csv")
-    if not cpu and not gpu:
-        return None
+def new_figure() -> tuple[Figure, Axes]:
+    # Fixed margins: a layout engine measures every artist, 25,000 markers included, on each save.
     figure, axes = plt.subplots(figsize=SIZE_IN)
-    for label, series in (*cpu.items(), *gpu.items()):
-        axes.plot([t for t, _ in series], [w for _, w in series], label=label)
-    axes.set(xlabel="time (s)", ylabel="power (W)", title=f"power: {trial_dir.name}")
-    axes.legend()
-    return _save(figure, folder / f"power_{_safe(trial_dir.name)}.png")
+    figure.subplots_adjust(left=0.15, right=0.96, bottom=0.12, top=0.88)
+    return figure, axes
 
 
-def _rows(path: Path) -> list[dict[str, str]]:
-    if not path.is_file():
-        return []
-    with open(path, newline="") as file:
-        return list(csv.DictReader(file))
+def legend(axes: Axes, points: int, **options: Any) -> None:
+    """`best` placement tests every point against the legend box: only worth it for a few points."""
+    axes.legend(loc="best" if points <= FEW_POINTS else "upper right", fontsize="small", **options)
 
 
-def _cpu_power(path: Path) -> dict[str, list[tuple[float, float]]]:
-    readings: dict[float, float] = {}
-    for row in _rows(path):
-        if row["quantity"] == "energy_uj" and row["source"].startswith(("package", "dram")):
-            readings.setdefault(float(row["monotonic_s"]), 0.0)
-            readings[float(row["monotonic_s"])] += float(row["value"])
-    times = sorted(readings)
-    if len(times) < 2:
-        return {}
-    start = times[0]
-    # Energy between readings over their spacing; a counter wrap would show as a negative step.
-    series = [(t1 - start, (readings[t1] - readings[t0]) / 1e6 / (t1 - t0))
-              for t0, t1 in itertools.pairwise(times) if t1 > t0 and readings[t1] >= readings[t0]]
-    return {"cpu (packages + DRAM)": series} if series else {}
+def drawn(data: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """At most MAX_POINTS rows, drawn at random (fixed seed), and the note that says so.
+
+    A 640 x 480 scatter of 25,000 markers is a blot that takes a second to draw; a random
+    5,000 shows the same spread. The statistics and Pareto fronts use every trial.
+    """
+    if len(data) <= MAX_POINTS:
+        return data, ""
+    return data.sample(MAX_POINTS, random_state=0).sort_index(), f"\n({MAX_POINTS:,} of {len(data):,} drawn at random)"
 
 
-def _gpu_power(path: Path) -> dict[str, list[tuple[float, float]]]:
-    series: dict[str, list[tuple[float, float]]] = {}
-    start = None
-    for row in _rows(path):
-        if row["quantity"] == "power" and row["value"]:
-            time_s = float(row["monotonic_s"])
-            start = time_s if start is None else start
-            series.setdefault(row["source"], []).append((time_s - start, float(row["value"])))
-    return series
+def energy_axis(energy: str, methods: Sequence[str]) -> str:
+    """`energy (J, total; cpu rapl (system) + gpu nvml)`: the axis says what was measured and how."""
+    how = methods[0] if len(methods) == 1 else "per method, see legend"
+    return f"energy (J, {energy}; {how})"
+
+
+class Categories:
+    """A categorical axis: each value a position, labelled with the value (numbers in numeric order)."""
+
+    def __init__(self, values: pd.Series):
+        distinct = list(dict.fromkeys(str(v) for v in values))
+        numbers = pd.to_numeric(pd.Series(distinct), errors="coerce")
+        if numbers.notna().all():
+            distinct = [value for _, value in sorted(zip(numbers, distinct, strict=True))]
+        else:
+            distinct.sort()
+        self.labels = distinct
+        self.position = {value: index for index, value in enumerate(distinct)}
+
+    def place(self, values: pd.Series) -> np.ndarray:
+        return values.astype(str).map(self.position).to_numpy(dtype=float)
+
+    def label(self, axes: Axes) -> None:
+        axes.set_xticks(range(len(self.labels)), [label[:16] for label in self.labels],
+                        rotation=30 if len(self.labels) > 4 else 0)
+
+
+def _x_values(data: pd.Series, kind: str, axes: Axes) -> np.ndarray:
+    if kind == "categorical":
+        categories = Categories(data)
+        categories.label(axes)
+        return categories.place(data)
+    numbers = pd.to_numeric(data, errors="coerce").to_numpy(dtype=float)
+    if kind == "log":
+        positive = numbers[numbers > 0]
+        if len(positive) == len(numbers):
+            axes.set_xscale("log")
+            axes.xaxis.set_minor_formatter(NullFormatter())  # 2x10^-3 labels between decades overlap
+        elif len(positive):  # a log_uniform range that may draw 0 (zero_probability): linear around 0 only
+            axes.set_xscale("symlog", linthresh=float(positive.min()))
+    return numbers
+
+
+def _colour_by(group: pd.DataFrame, name: str) -> str | None:
+    """Another hyperparameter mutated in the same trials as `name`: the points are coloured by it."""
+    together = mutated_together(group)
+    others = [other for other in together if other != name and f"hp_{other}" in group.columns]
+    return others[0] if name in together and others else None
+
+
+def _scatter(axes: Axes, figure: Figure, data: pd.DataFrame, x: np.ndarray, *, y: str, series: str,
+             colour: str | None) -> None:
+    """One marker per series; colours show `colour`'s values where it is set."""
+    shade = None
+    if colour is not None:
+        values = data[f"hp_{colour}"]
+        numbers = pd.to_numeric(values, errors="coerce")
+        shade = (numbers if numbers.notna().all() else pd.Series(Categories(values).place(values),
+                                                                 index=values.index)).to_numpy(dtype=float)
+    mappable = None
+    handles = []
+    for index, (label, part) in enumerate(data.groupby(series, sort=False, observed=True)):
+        rows = data.index.get_indexer(part.index)
+        marker = MARKERS[index % len(MARKERS)]
+        handles.append(Line2D([], [], marker=marker, linestyle="", color="grey" if shade is not None else f"C{index}",
+                              label=str(label)))
+        if shade is None:
+            axes.scatter(x[rows], part[y], marker=marker, color=f"C{index}", alpha=0.8, s=14, linewidths=0)
+        else:
+            mappable = axes.scatter(x[rows], part[y], c=shade[rows], cmap="viridis", marker=marker,
+                                    alpha=0.8, s=14, linewidths=0,
+                                    vmin=float(np.nanmin(shade)), vmax=float(np.nanmax(shade)))
+    if mappable is not None and colour is not None:
+        figure.colorbar(mappable, ax=axes, label=f"{colour} (mutated together: effects confounded)")
+    legend(axes, len(data), handles=handles)
+
+
+def against_hyperparameters(table: pd.DataFrame, metric: str | None, *, energy: str, folder: Path,
+                            kinds: Kinds) -> list[Path]:
+    """Metric, duration and (where measured) energy against each mutated hyperparameter."""
+    paths = []
+    ok = table[table["_ok"]]
+    for (repo, model), group in ok.groupby(["repo", "model"], sort=False, observed=True):
+        for name in mutated_names(group):
+            column = f"hp_{name}"
+            if column not in group.columns:
+                continue
+            kind = kinds.get((str(repo), str(model), name), "linear")
+            measured = group[group["energy_j"].notna()]
+            methods = list(measured["energy_method"].unique())
+            wanted = [(metric, metric.removeprefix("perf_") if metric else "", "mode", group)] if metric else []
+            wanted.append(("duration_s", "duration (s)", "mode", group))
+            if not measured.empty:
+                wanted.append(("energy_j", energy_axis(energy, methods), "energy_method", measured))
+            for y, label, series, rows in wanted:
+                assert y is not None
+                data = rows[rows[column] != ""].copy()
+                data[y] = pd.to_numeric(data[y], errors="coerce")
+                data = data[data[y].notna()]
+                if data.empty:
+                    continue
+                data, sampled = drawn(data)
+                figure, axes = new_figure()
+                x = _x_values(data[column], kind, axes)
+                _scatter(axes, figure, data, x, y=y, series=series, colour=_colour_by(group, name))
+                what = "energy" if y == "energy_j" else label.split(" (")[0]
+                axes.set(xlabel=f"{name}{' (log scale)' if kind == 'log' else ''}", ylabel=label,
+                         title=f"{repo}/{model}: {what} against {name}{sampled}")
+                axes.title.set_fontsize("medium")
+                stem = "energy" if y == "energy_j" else safe_name(what)
+                file_name = f"{stem}_vs_hp_{safe_name(name)}_{safe_name(repo)}_{safe_name(model)}.png"
+                paths.append(save(figure, folder / file_name))
+    return paths
+
+
+def energy_vs_metric(table: pd.DataFrame, metric: str, energy: str, folder: Path) -> list[Path]:
+    """Energy against the metric, a Pareto staircase per energy method, dominated trials faded."""
+    paths = []
+    ok = table[table["_ok"] & table["energy_j"].notna()].copy()
+    ok[metric] = pd.to_numeric(ok[metric], errors="coerce")
+    ok = ok[ok[metric].notna()]
+    higher = higher_is_better(metric)
+    for (repo, model), group in ok.groupby(["repo", "model"], sort=False, observed=True):
+        figure, axes = new_figure()
+        methods = list(group["energy_method"].unique())
+        for index, (method, points) in enumerate(group.groupby("energy_method", sort=False, observed=True)):
+            energy_j, values = points["energy_j"].to_numpy(), points[metric].to_numpy()
+            front = pareto_front(list(energy_j), list(values), higher)
+            on_front = np.zeros(len(points), dtype=bool)
+            on_front[front] = True
+            marker = MARKERS[index % len(MARKERS)]
+            colour = f"C{index}"
+            dominated, sampled = drawn(points[~on_front])
+            axes.scatter(dominated["energy_j"], dominated[metric], marker=marker, color=colour, alpha=FADED, s=14,
+                         linewidths=0, label=f"{method}: dominated{sampled.replace(chr(10), ' ')}")
+            axes.scatter(energy_j[on_front], values[on_front], marker=marker, color=colour, s=30,
+                         edgecolors="black", label=f"{method}: Pareto front")
+            xs, ys = staircase(list(energy_j[front]), list(values[front]), float(energy_j.max()))
+            axes.plot(xs, ys, color=colour, linewidth=1.2)
+        axes.set(xlabel=energy_axis(energy, methods),
+                 ylabel=f"{metric.removeprefix('perf_')} ({'higher' if higher else 'lower'} is better)",
+                 title=f"{repo}/{model}: trade-off (steps: best reachable)")
+        legend(axes, len(group))
+        name = f"energy_vs_{safe_name(metric.removeprefix('perf_'))}_{safe_name(repo)}_{safe_name(model)}.png"
+        paths.append(save(figure, folder / name))
+    return paths
+
+
+def parallel_vs_alone(table: pd.DataFrame, energy: str, folder: Path) -> list[Path]:
+    """Mean energy of each foreground configuration measured alone and beside backgrounds, same method."""
+    paths = []
+    ok = table[table["_ok"] & table["energy_j"].notna()]
+    for (repo, model), group in ok.groupby(["repo", "model"], sort=False, observed=True):
+        figure, axes = new_figure()
+        drawn = []
+        for index, (method, points) in enumerate(group.groupby("energy_method", sort=False, observed=True)):
+            alone = points[points["mode"] != "parallel"].groupby("_config", observed=True)["energy_j"].mean()
+            shared = points[points["mode"] == "parallel"].groupby("_config", observed=True)["energy_j"].mean()
+            both = pd.concat([alone.rename("alone"), shared.rename("parallel")], axis=1).dropna()
+            if both.empty:
+                continue
+            axes.scatter(both["alone"], both["parallel"], marker=MARKERS[index % len(MARKERS)], label=str(method))
+            drawn.append((str(method), float(max(both["alone"].max(), both["parallel"].max()))))
+        if not drawn:
+            plt.close(figure)
+            continue
+        top = max(value for _, value in drawn)
+        axes.plot([0, top], [0, top], "k:", label="same energy")
+        methods = [method for method, _ in drawn]
+        label = energy_axis(energy, methods)
+        axes.set(xlabel=f"alone: {label}", ylabel=f"with backgrounds: {label}",
+                 title=f"{repo}/{model}: the same configurations, alone and in parallel")
+        legend(axes, len(group))
+        paths.append(save(figure, folder / f"parallel_vs_alone_{safe_name(repo)}_{safe_name(model)}.png"))
+    return paths

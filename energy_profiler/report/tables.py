@@ -1,60 +1,54 @@
-"""Summary tables in, statistics out: per repository, model and mode, and per mutated hyperparameter.
+"""The report's tables: per repository, model, mode and energy method; repeats per configuration;
+rank correlations per mutated hyperparameter.
 
-Failed trials are counted (trials, success rate) but never averaged or plotted as zeros; a
-value that was not measured stays missing (NaN) and is shown as missing.
+Failed trials are counted (trials, success rate), never averaged; a value that was not measured
+stays missing. A random search tries a different configuration in nearly every trial, so the
+group table describes what was tried (median and range), and mean ± sd, the run-to-run noise, is
+only computed over repeats of one configuration.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import pandas as pd
 
-LOWER_IS_BETTER = ("loss", "error", "perplexity", "time")
+from energy_profiler.report.frame import as_numbers, mutated_names, mutated_together
+from energy_profiler.report.stats import Correlation, spearman, spread
+
+AxisKind = str
+"""`log` (a log_uniform range), `linear`, or `categorical` (a choice, a switch, text)."""
+KindOf = Callable[[str, str, str], AxisKind | None]
+"""The registry's axis kind of (repo, model, hyperparameter), None where the registry does not say."""
+Kinds = Mapping[tuple[str, str, str], AxisKind]
+"""The axis kind decided for each (repo, model, mutated hyperparameter)."""
+
+GROUP_KEYS = ["repo", "model", "mode", "energy_method"]
+GROUP_HEADERS = ["repo", "model", "mode", "energy", "trials", "success", "configs", "duration_s", "energy_j"]
+REPEAT_HEADERS = ["repo", "model", "mode", "energy", "configuration", "n", "duration_s", "energy_j"]
+CORRELATION_HEADERS = ["repo", "model", "mode", "hyperparameter", "against", "n", "rho [95% CI]"]
+MAX_REPEATS = 50
+LOG_SPAN = 100.0
+"""Without the registry's word, positive values spanning more than two decades get a log axis."""
 
 
-@dataclass(frozen=True)
-class Source:
-    table: Path
-    trial_root: Path
-    """Folder holding `<run_id>/<trial>/` for this table's rows (for the energy traces)."""
+@dataclass
+class Tables:
+    metric: str | None
+    groups: list[list[object]] = field(default_factory=list)
+    repeats: list[list[object]] = field(default_factory=list)
+    correlations: list[list[object]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
+    def headers(self, which: str) -> list[str]:
+        metric = self.metric_name
+        return {"groups": [*GROUP_HEADERS, metric], "repeats": [*REPEAT_HEADERS, metric],
+                "correlations": CORRELATION_HEADERS}[which]
 
-def locate(path: Path) -> Source:
-    """A run folder (its summary.csv), a results folder (its summary_all.csv), or a CSV file."""
-    if path.is_dir():
-        if (path / "summary.csv").is_file():
-            return Source(path / "summary.csv", path.parent)
-        if (path / "summary_all.csv").is_file():
-            return Source(path / "summary_all.csv", path)
-        raise FileNotFoundError(f"{path} has neither summary.csv nor summary_all.csv")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
-    return Source(path, path.parent)
-
-
-def load(paths: Iterable[Path]) -> pd.DataFrame:
-    """All rows of all tables (union of columns), each once, with `_trial_dir` for its traces."""
-    frames = []
-    for path in paths:
-        source = locate(path)
-        frame = pd.read_csv(source.table)
-        if {"run_id", "trial"} <= set(frame.columns):
-            frame["_trial_dir"] = [str(source.trial_root / str(run) / str(trial))
-                                   for run, trial in zip(frame["run_id"], frame["trial"], strict=True)]
-        frames.append(frame)
-    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    if "experiment_id" in table.columns:
-        table = table.drop_duplicates("experiment_id", keep="first").reset_index(drop=True)
-    for column in ("cpu_energy_j", "gpu_energy_j"):
-        if column not in table.columns:
-            table[column] = math.nan
-    # Measured energy: the devices that were measured, never a 0 for one that was not.
-    table["energy_j"] = table[["cpu_energy_j", "gpu_energy_j"]].sum(axis=1, min_count=1)
-    return table
+    @property
+    def metric_name(self) -> str:
+        return self.metric.removeprefix("perf_") if self.metric else "metric"
 
 
 def main_metric(table: pd.DataFrame, requested: str | None = None) -> str | None:
@@ -63,7 +57,8 @@ def main_metric(table: pd.DataFrame, requested: str | None = None) -> str | None
         column = requested if requested.startswith("perf_") else f"perf_{requested}"
         if column not in table.columns:
             raise KeyError(f"no metric {requested!r}; the tables have: "
-                           + ", ".join(c.removeprefix("perf_") for c in table.columns if c.startswith("perf_")))
+                           + (", ".join(c.removeprefix("perf_") for c in table.columns if c.startswith("perf_"))
+                              or "no metric at all"))
         return column
     for column in table.columns:
         if column.startswith("perf_") and pd.to_numeric(table[column], errors="coerce").notna().any():
@@ -71,57 +66,129 @@ def main_metric(table: pd.DataFrame, requested: str | None = None) -> str | None
     return None
 
 
-def higher_is_better(metric: str) -> bool:
-    return not any(word in metric.lower() for word in LOWER_IS_BETTER)
+def axis_kind(values: pd.Series, numbers: pd.Series, registry_kind: AxisKind | None) -> AxisKind:
+    """How a hyperparameter's values (and the same as numbers) are laid out: the registry's kind, else
+    what the values look like."""
+    present = values != ""
+    if registry_kind == "categorical" or (present & numbers.isna()).any():
+        return "categorical"
+    if registry_kind is not None:
+        return registry_kind
+    positive = numbers[present]
+    if len(positive) and (positive > 0).all() and positive.max() / positive.min() > LOG_SPAN:
+        return "log"
+    return "linear"
 
 
-def spearman(x: pd.Series, y: pd.Series) -> float | None:
-    """Rank correlation (Pearson on average ranks) over the rows where both are present; None if
-    fewer than 3 such rows or either side is constant."""
-    pairs = pd.DataFrame({"x": pd.to_numeric(x, errors="coerce"), "y": pd.to_numeric(y, errors="coerce")}).dropna()
-    if len(pairs) < 3 or pairs["x"].nunique() < 2 or pairs["y"].nunique() < 2:
-        return None
-    value = pairs["x"].rank().corr(pairs["y"].rank())
-    return None if pd.isna(value) else float(value)
-
-
-def mean_std(values: pd.Series) -> str:
-    numbers = pd.to_numeric(values, errors="coerce").dropna()
-    if numbers.empty:
-        return "missing"
-    if len(numbers) == 1:
-        return f"{numbers.iloc[0]:.4g}"
-    return f"{numbers.mean():.4g} ± {numbers.std():.2g}"
-
-
-def mutated_names(group: pd.DataFrame) -> list[str]:
-    names: dict[str, None] = {}
-    for cell in group.get("mutated", pd.Series(dtype=str)).dropna():
-        for name in str(cell).split(";"):
-            if name:
-                names[name] = None
-    return list(names)
-
-
-def summarize(table: pd.DataFrame, metric: str | None) -> tuple[list[list[object]], list[list[object]]]:
-    """(group rows, correlation rows) for the report tables."""
-    groups, correlations = [], []
-    for (repo, model, mode), group in table.groupby(["repo", "model", "mode"], sort=False):
-        ok = group[group["status"] == "success"]
-        groups.append([repo, model, mode, len(group), f"{len(ok) / len(group):.0%}", mean_std(ok["duration_s"]),
-                       mean_std(ok["cpu_energy_j"]), mean_std(ok["gpu_energy_j"]),
-                       mean_std(ok[metric]) if metric else "missing"])
+def axis_kinds(ok: pd.DataFrame, kind_of: KindOf) -> Kinds:
+    """The axis kind of every mutated hyperparameter of each repository and model (successful trials)."""
+    kinds: dict[tuple[str, str, str], AxisKind] = {}
+    hp_columns = [column for column in ok.columns if column.startswith("hp_")]
+    narrow = ok[["repo", "model", "mutated", *hp_columns]]
+    for (repo, model), group in narrow.groupby(["repo", "model"], sort=False, observed=True):
         for name in mutated_names(group):
             column = f"hp_{name}"
-            if column in ok.columns:
-                correlations.append([repo, model, mode, name, _rho(spearman(ok[column], ok["energy_j"])),
-                                     _rho(spearman(ok[column], ok[metric])) if metric else "-"])
-    return groups, correlations
+            if column in group.columns:
+                numbers = as_numbers(group[column])
+                kinds[(str(repo), str(model), name)] = axis_kind(group[column], numbers,
+                                                                 kind_of(str(repo), str(model), name))
+    return kinds
 
 
-def _rho(value: float | None) -> str:
-    return "-" if value is None else f"{value:+.2f}"
+def add_configurations(table: pd.DataFrame) -> pd.DataFrame:
+    """`_config`: one number per distinct set of hyperparameter values within a repository and model."""
+    hp_columns = [column for column in table.columns if column.startswith("hp_")]
+    keys = ["repo", "model", *hp_columns]
+    table["_config"] = table.groupby(keys, dropna=False, sort=False, observed=True).ngroup()
+    return table
 
 
-GROUP_HEADERS = ["repo", "model", "mode", "trials", "success", "duration_s", "cpu_energy_j", "gpu_energy_j"]
-CORRELATION_HEADERS = ["repo", "model", "mode", "hyperparameter", "rho(energy)", "rho(metric)"]
+def summarize(table: pd.DataFrame, metric: str | None, kinds: Kinds) -> Tables:
+    tables = Tables(metric)
+    narrow = table[[*GROUP_KEYS, "_ok", "_config", "duration_s", "energy_j", *([metric] if metric else [])]]
+    for key, group in narrow.groupby(GROUP_KEYS, sort=False, observed=True):
+        good = group[group["_ok"]]
+        tables.groups.append([*key, len(group), f"{len(good) / len(group):.0%}", group["_config"].nunique(),
+                              spread(good["duration_s"]), spread(good["energy_j"]),
+                              spread(good[metric]) if metric else "missing"])
+    ok = table[table["_ok"]]
+    tables.repeats, more = _repeats(ok, metric)
+    if more:
+        tables.notes.append(f"{more} more repeated configurations are not listed (the {MAX_REPEATS} most repeated are)")
+    numeric = {f"hp_{name}" for (_, _, name), kind in kinds.items() if kind != "categorical"}
+    numbers = {column: as_numbers(ok[column]) for column in numeric}
+    by_mode = ok[["repo", "model", "mode", "mutated", "duration_s", "energy_j", "energy_method",
+                  *([metric] if metric else [])]]
+    for (repo, model, mode), group in by_mode.groupby(["repo", "model", "mode"], sort=False, observed=True):
+        together = mutated_together(group)
+        if len(together) > 1:
+            tables.notes.append(f"{repo}/{model} ({mode}): {', '.join(together)} were mutated together, so each "
+                                "correlation mixes their effects")
+        for name in mutated_names(group):
+            column, kind = f"hp_{name}", kinds.get((str(repo), str(model), name))
+            if kind is None:  # not a column of these tables
+                continue
+            if kind == "categorical":
+                tables.notes.append(f"{repo}/{model} ({mode}): {name} is categorical: no rank correlation, see "
+                                    "its plots")
+                continue
+            values = numbers[column].loc[group.index]
+            targets: list[tuple[str, pd.Series]] = [("duration_s", group["duration_s"])]
+            if metric:
+                targets.append((tables.metric_name, group[metric]))
+            measured_rows = group[group["energy_j"].notna()]
+            for method, measured in measured_rows.groupby("energy_method", sort=False, observed=True):
+                targets.append((f"energy ({method})", measured["energy_j"]))
+            for against, target in targets:
+                x = values.loc[target.index]
+                correlation = spearman(x, target)
+                tables.correlations.append([repo, model, mode, name, against, int((x.notna() & target.notna()).sum()),
+                                            _rho(correlation)])
+    return tables
+
+
+def _repeats(ok: pd.DataFrame, metric: str | None) -> tuple[list[list[object]], int]:
+    """Configurations measured more than once (same method): mean ± sd of each over its repeats, the most
+    repeated first; and how many more there were than MAX_REPEATS."""
+    keys = [*GROUP_KEYS, "_config"]
+    counts = ok.groupby(keys, sort=False, observed=True)["status"].transform("size")
+    repeated = ok[counts > 1]
+    if repeated.empty:
+        return [], 0
+    columns = ["duration_s", "energy_j", *([metric] if metric else [])]
+    grouped = repeated.groupby(keys, sort=False, observed=True)
+    stats = grouped[columns].agg(["mean", "std", "count"])
+    stats[("_n", "")] = grouped.size()
+    stats = stats.sort_values(("_n", ""), ascending=False, kind="stable")
+    shown = stats.head(MAX_REPEATS)
+    firsts = grouped.head(1).set_index(keys).loc[shown.index]
+    varying = _varying_columns(ok)
+    rows = []
+    for position, (repo, model, mode, method, _) in enumerate(shown.index):
+        first = firsts.iloc[position]
+        label = " ".join(f"{c.removeprefix('hp_')}={first[c]}" for c in varying.get((repo, model), [])) or "(one)"
+        cells = [_mean_sd(shown.iloc[position], column) for column in columns]
+        rows.append([repo, model, mode, method, label, int(shown[("_n", "")].iloc[position]), *cells,
+                     *([] if metric else ["missing"])])
+    return rows, max(0, len(stats) - MAX_REPEATS)
+
+
+def _mean_sd(stats: pd.Series, column: str) -> str:
+    count, mean, sd = stats[(column, "count")], stats[(column, "mean")], stats[(column, "std")]
+    if not count:
+        return "missing"
+    return f"{mean:.4g}" if count == 1 else f"{mean:.4g} ± {sd:.2g}"
+
+
+def _varying_columns(ok: pd.DataFrame) -> Mapping[tuple[str, str], list[str]]:
+    """Per repository and model, the hyperparameter columns whose value changes between trials."""
+    hp_columns = [column for column in ok.columns if column.startswith("hp_")]
+    varying = {}
+    narrow = ok[["repo", "model", *hp_columns]]
+    for (repo, model), group in narrow.groupby(["repo", "model"], sort=False, observed=True):
+        varying[(str(repo), str(model))] = [c for c in hp_columns if group[c].nunique(dropna=False) > 1]
+    return varying
+
+
+def _rho(correlation: Correlation | None) -> str:
+    return "-" if correlation is None else correlation.text()
