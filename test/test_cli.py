@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -91,19 +92,31 @@ def test_version() -> None:
     assert invoke("--version").stdout.startswith("mutation.py, version ")
 
 
-def test_the_closing_table_fits_a_narrow_terminal(tmp_path: Path) -> None:
-    from energy_profiler.cli.run import summary_text
+def test_the_closing_table_fits_a_narrow_terminal_and_names_each_trial_by_its_values(tmp_path: Path) -> None:
+    from energy_profiler.cli.closing import summary_text
     from energy_profiler.execution.session import SessionResult
+    from energy_profiler.model.energy_fields import EnergyFields
     from test.test_results import a_record
 
-    records = [a_record(trial_index=i, hyperparameters=(("learning_rate", "0.000123"), ("batch_size", "1024")),
-                        mutated=("learning_rate", "batch_size")) for i in range(1, 4)]
-    text = summary_text(SessionResult(tmp_path, records, planned=5, stopped_by=None), width=60)
+    energy = EnergyFields(cpu_energy_j=1234.5, cpu_energy_method="rapl", cpu_energy_above_idle_j=1000.0)
+    records = [a_record(trial_index=i, hyperparameters=(("learning_rate", f"0.00012{i}"), ("batch_size", "1024"),
+                                                        ("epochs", "5")),
+                        mutated=("learning_rate", "batch_size"), energy=energy) for i in range(1, 4)]
+    result = SessionResult(tmp_path, records, planned=5, stopped_by=None)
+    defaults = {"learning_rate": "0.001", "batch_size": "1024", "epochs": "10"}
+    text = summary_text(result, width=60, defaults=lambda _repo, _model: defaults)
     lines = text.splitlines()
-    assert all(len(line) <= 60 for line in lines[:5])
-    assert lines[1].split()[:5] == ["#", "model", "status", "duration_s", "accuracy"]
-    assert lines[2].startswith("1  tiny   success") and lines[2].endswith("…")
+    table = lines[1:lines.index("", 1)]
+    assert max(len(line) for line in table) <= 60  # (the file paths below it wrap as the terminal wraps them)
+    assert lines[1].split() == ["#", "model", "status", "energy_j", "method", "above_", "values"]
+    # Each row shows its energy with the method and every value that differs from the defaults, whole.
+    row = " ".join(lines[lines.index(next(line for line in lines if line.startswith("1 "))):][:3])
+    assert "1234  rapl" in row and "1000" in row
+    assert re.sub(r"\s+", "", row).endswith("learning_rate=0.000121epochs=5")  # batch_size is the default
+    assert "(not shown at this width: accuracy, duration_s;" in text
     assert "3 of 5 trials recorded: 3 success" in text
+    plain = summary_text(result, defaults=lambda _repo, _model: defaults)  # not a terminal: nothing folded
+    assert "learning_rate=0.000123 epochs=5" in plain and "duration_s" in plain
 
 
 @pytest.mark.parametrize(("option", "value", "message"), [

@@ -15,8 +15,9 @@ from typing import Any
 
 from rich.console import Console
 
+from energy_profiler.cli.closing import summary_text
 from energy_profiler.cli.display import LiveProgress, PlainStream, log_tail
-from energy_profiler.cli.run import summary_text
+from energy_profiler.execution.runtime import WallClockEta
 from energy_profiler.execution.session import SessionResult
 from energy_profiler.model.energy_fields import EnergyFields
 from test.conftest import PROJECT_ROOT, fake_repo
@@ -83,11 +84,14 @@ def test_the_panel_shows_progress_eta_power_and_the_log_tail(tmp_path: Path) -> 
     console = Console(file=io.StringIO(), width=100, color_system=None, force_terminal=False)
     panel = LiveProgress(console)
     panel.total, panel.done = 5, 2
-    panel.durations = [10.0, 20.0]
+    eta = WallClockEta(trials_left=5, started_s=time.monotonic() - 40)
+    eta.trial_ended(time.monotonic() - 10)  # two trials took 30 s of wall time, the last ended 10 s ago
+    eta.trial_ended(time.monotonic() - 10)
+    panel.eta = eta
     panel.attempt_started("3 mutation examples/mlp learning_rate=0.01", log, lambda: {"cpu": 45.2, "gpu": None})
     console.print(panel.render())
     text = console.file.getvalue()  # type: ignore[attr-defined]
-    assert "2/5 trials" in text and "ETA 0:45" in text  # 3 left at a mean of 15 s
+    assert "2/5 trials" in text and "ETA 0:35" in text  # 3 left at 15 s of wall time each, 10 s spent
     assert "now: 3 mutation examples/mlp learning_rate=0.01" in text and "power: cpu 45 W" in text
     assert "epoch 19" in text and "step 3" in text and "epoch 11" not in text and "step 2" not in text
     panel.cooldown(30)
@@ -103,3 +107,15 @@ def test_the_closing_summary_totals_energy_by_device_and_says_what_was_not_measu
     text = summary_text(SessionResult(tmp_path, records, planned=3, stopped_by=None, wall_s=75), width=100)
     assert "energy: cpu 2.2 kJ (rapl), 1 trial(s) not measured; gpu not measured" in text
     assert "time: trainings 0:03, this session 1:15" in text
+
+
+def test_the_eta_counts_wall_time_per_trial_not_training_time() -> None:
+    eta = WallClockEta(trials_left=4, started_s=100.0)
+    assert eta.remaining_s(105.0) is None  # nothing measured yet: no guess
+    # A 10 s training with a 30 s cooldown and a 10 s baseline: 50 s of wall time per trial.
+    eta.trial_ended(150.0)
+    assert eta.remaining_s(150.0) == 150.0  # 3 left x 50 s (a mean of trainings would say 30 s)
+    eta.trial_ended(190.0)  # the second took 40 s: the mean is now 45 s
+    assert eta.remaining_s(190.0) == 90.0
+    assert eta.remaining_s(200.0) == 80.0  # counting down between trials
+    assert eta.remaining_s(10_000.0) == 0.0  # never negative

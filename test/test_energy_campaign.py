@@ -189,11 +189,11 @@ def test_doctor_lists_every_backend_and_the_choice(powercap: FakePowercap, monke
         overridden = invoke("doctor", "--gpu-energy", "nvml")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert lines[0] == "CPU energy backends"
-    assert lines[1].split()[:2] == ["rapl", "yes"]
-    assert any(line.split()[:2] == ["perf", "no"] for line in lines)
+    assert lines[0].split() == ["device", "backend", "usable", "why"]
+    assert lines[1].split()[:3] == ["cpu", "rapl", "yes"]
+    assert any(line.split()[:3] == ["cpu", "perf", "no"] for line in lines)
     assert any(line.strip().startswith("fix: set energy.cpu_tdp_w") for line in lines)
-    assert any(line.split()[:2] == ["nvidia_smi", "yes"] for line in lines)
+    assert any(line.split()[:3] == ["gpu", "nvidia_smi", "yes"] for line in lines)
     assert lines[-1] == "a campaign would use: cpu=rapl, gpu=nvidia_smi"
     assert overridden.exit_code == 2  # a campaign with --gpu-energy nvml would not start: a failed pre-flight
     assert overridden.stdout.splitlines()[-1].startswith("  energy.gpu: nvml is not available")

@@ -1,6 +1,6 @@
 """How a campaign looks: a live panel in a terminal, plain timestamped lines anywhere else.
 
-In a terminal the panel shows the campaign bar (done/total, elapsed, an ETA from the durations
+In a terminal the panel shows the campaign bar (done/total, elapsed, an ETA from the wall time
 measured so far), the current training (what it is, how long it has run, live power where a
 monitor samples it), the cooldown countdown, and the tail of the training's log; the tool's own
 messages scroll above it. Under nohup, in a pipe or a file there is no panel: the tool's lines get
@@ -24,7 +24,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from energy_profiler.execution.runtime import Progress
+from energy_profiler.execution.runtime import Progress, WallClockEta, clock
 
 # CSI sequences (colours, cursor moves), charset switches like ESC ( B, other two-byte escapes.
 ESCAPES = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()*+][0-~]|\x1b[@-_]|\x1b")
@@ -55,13 +55,7 @@ def timestamped(say: Callable[[str], None]) -> Callable[[str], None]:
     return say_with_time
 
 
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+duration = clock
 
 
 def log_tail(path: Path | None, lines: int = TAIL_LINES) -> str:
@@ -85,7 +79,7 @@ class LiveProgress(Progress):
     def __init__(self, console: Console):
         self.console = console
         self.total = self.done = 0
-        self.durations: list[float] = []
+        self.eta: WallClockEta | None = None
         self.started = time.monotonic()
         self.label = "starting"
         self.log: Path | None = None
@@ -110,10 +104,9 @@ class LiveProgress(Progress):
         self.attempt_started_at = time.monotonic()
         self.cooldown_until = None
 
-    def trial_finished(self, status: str, duration_s: float) -> None:
+    def trial_finished(self, status: str, duration_s: float, eta: WallClockEta) -> None:
         self.done += 1
-        if status != "skipped_memory":
-            self.durations.append(duration_s)
+        self.eta = eta
         self.attempt_started_at = None
 
     def cooldown(self, seconds: float) -> None:
@@ -126,8 +119,7 @@ class LiveProgress(Progress):
 
     def render(self) -> RenderableType:
         now = time.monotonic()
-        remaining = self.total - self.done
-        eta = sum(self.durations) / len(self.durations) * remaining if self.durations else None
+        eta = self.eta.remaining_s(now) if self.eta is not None else None
         head = Table.grid(padding=(0, 1))
         head.add_row(ProgressBar(total=max(self.total, 1), completed=self.done, width=24),
                      Text(f"{self.done}/{self.total} trials  elapsed {duration(now - self.started)}  "

@@ -8,12 +8,14 @@ not start, so it can serve as a pre-flight check in scripts.
 from __future__ import annotations
 
 import sys
+import textwrap
 from dataclasses import replace
 from pathlib import Path
 
 import click
 
 from energy_profiler.cli.context import EXIT_CONFIG, AppContext, energy_options, fail_config, global_options
+from energy_profiler.cli.tables import format_table, terminal_width
 from energy_profiler.config.energy_settings import EnergySettings
 from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.settings import load_settings
@@ -51,20 +53,29 @@ def doctor_command(settings_file: Path | None) -> None:
         choice = choose(settings, hardware)
     except EnergySetupError as error:
         choice, problems = error.choice, error.problems
-    for kind, chain in (("CPU", CPU_CHAIN), ("GPU", GPU_CHAIN)):
-        click.echo(f"{kind} energy backends")
+    rows: list[list[object]] = []
+    for kind, chain in (("cpu", CPU_CHAIN), ("gpu", GPU_CHAIN)):
         for name in chain:
             # What the campaign's selection found, and a look at the backends it did not need to try.
             availability = choice.probed.get(name) or probe(name, settings, hardware)
-            click.echo(f"  {name:<11} {'yes' if availability.available else 'no ':<4}{availability.reason}")
+            rows.append([kind, name, "yes" if availability.available else "no", availability.reason])
             if availability.fix and not availability.available:
-                click.echo(f"  {'':<11}     fix: {availability.fix}")
+                rows.append([" ", " ", " ", f"fix: {availability.fix}"])  # a continuation, not missing values
+    width = terminal_width()
+    click.echo(format_table(["device", "backend", "usable", "why"], rows, width))
     click.echo("")
     for line in choice.describe():
-        click.echo(line)
+        click.echo(_fitted(line, width))
     if problems:
         click.echo("a campaign with these settings would not start:")
         for problem in problems:
-            click.echo(f"  {problem}")
+            click.echo(_fitted(f"  {problem}", width))
         sys.exit(EXIT_CONFIG)
     click.echo(f"a campaign would use: cpu={choice.cpu}, gpu={choice.gpu}")
+
+
+def _fitted(line: str, width: int | None) -> str:
+    """A long sentence folded to the terminal at word boundaries, continued indented; whole elsewhere."""
+    if width is None:
+        return line
+    return textwrap.fill(line, width, subsequent_indent="    ", break_on_hyphens=False)

@@ -7,29 +7,44 @@ import json
 import click
 
 from energy_profiler.cli.context import AppContext, fail_config, global_options
-from energy_profiler.cli.tables import format_table
+from energy_profiler.cli.tables import FORMATS, emit, format_table, terminal_width
 from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.hyperparams import HyperparameterSpec
 from energy_profiler.config.registry import Registry
 from energy_profiler.model.values import format_value
 
+HEADERS = ["hyperparameter", "flag", "type", "default", "range", "distribution", "p(zero)"]
+INDENT = "  "
+
 
 @click.command("list")
+@click.option("--format", "output_format", type=click.Choice(FORMATS), default="table", show_default=True,
+              help="table: fitted to the terminal; csv or json: one row per repository and hyperparameter.")
 @global_options
-def list_command() -> None:
+def list_command(output_format: str) -> None:
     """List repositories, models, hyperparameters (flags, defaults, ranges) and metrics."""
-    print_registry(click.get_current_context().ensure_object(AppContext))
+    print_registry(click.get_current_context().ensure_object(AppContext), output_format)
 
 
-def print_registry(app: AppContext) -> None:
+def print_registry(app: AppContext, output_format: str = "table") -> None:
     try:
         registry = app.registry()
     except ConfigError as error:
         fail_config(error)
-    click.echo(registry_text(registry))
+    if output_format == "table":
+        click.echo(registry_text(registry, terminal_width()))
+        return
+    rows = [[repo.name, *_row(spec), ";".join(repo.models)] for repo in registry.repositories.values()
+            for spec in repo.hyperparameters.values()]
+    emit(["repo", *HEADERS, "models"], rows, output_format)
 
 
-def registry_text(registry: Registry) -> str:
+def _row(spec: HyperparameterSpec) -> list[object]:
+    return [spec.name, spec.flag, spec.type, format_value(spec.default, spec.type), _values(spec),
+            spec.distribution if spec.discrete_values is None else "uniform", spec.zero_probability or None]
+
+
+def registry_text(registry: Registry, width: int | None = None) -> str:
     blocks = [f"registry: {registry.file}"]
     for repo in registry.repositories.values():
         lines = [f"{repo.name}  ({repo.path})", f"  command: {' '.join(repo.command)}",
@@ -37,11 +52,10 @@ def registry_text(registry: Registry) -> str:
         if not repo.passes_all:
             lines.append("  passes: only fixed and mutated values (pass: given); the script's defaults apply otherwise")
         base = repo.hyperparameters
-        rows = [[spec.name, spec.flag, spec.type, format_value(spec.default, spec.type), _values(spec),
-                 spec.distribution if spec.discrete_values is None else "uniform",
-                 spec.zero_probability or None] for spec in base.values()]
-        table = format_table(["hyperparameter", "flag", "type", "default", "range", "distribution", "p(zero)"], rows)
-        lines += ["  " + line for line in table.splitlines()]
+        rows = [_row(spec) for spec in base.values()]
+        table = format_table(HEADERS, rows, None if width is None else width - len(INDENT),
+                             optional=["distribution", "p(zero)"])
+        lines += [INDENT + line for line in table.splitlines()]
         for model in repo.models.values():
             changed = [f"{name} {_difference(base[name], spec)}" for name, spec in model.hyperparameters.items()
                        if spec != base[name]]

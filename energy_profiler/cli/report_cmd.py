@@ -46,11 +46,13 @@ def report_command(inputs: tuple[Path, ...], *, output: Path | None, metric: str
     if output_format != "table":  # one table for a script: the per-group statistics
         emit(tables.headers("groups"), tables.groups, output_format)
         return
-    emit(tables.headers("groups"), tables.groups)
-    for which, rows in (("repeats", tables.repeats), ("correlations", tables.correlations)):
+    # Left out first, last first, where the terminal is too narrow (report.html has every column).
+    optional = {"groups": ["duration_s", "configs", "success"], "repeats": ["duration_s"], "correlations": []}
+    for which, rows in (("groups", tables.groups), ("repeats", tables.repeats), ("correlations", tables.correlations)):
         if rows:
-            click.echo("")
-            emit(tables.headers(which), rows)
+            if which != "groups":
+                click.echo("")
+            emit(tables.headers(which), rows, optional=optional[which])
     for note in report.notes:
         click.echo(f"note: {note}")
     click.echo(f"\n{report.rows} trials; {len(report.plots)} plots; {report.html} and {report.markdown.name}")

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import shutil
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from energy_profiler.cli.closing import defaults_of, summary_text
 from energy_profiler.cli.context import (
     EXIT_CONFIG,
     AppContext,
@@ -26,27 +26,24 @@ from energy_profiler.cli.context import (
     load_and_plan,
     resolve_seed,
 )
-from energy_profiler.cli.display import LiveProgress, PlainStream, duration, timestamped
-from energy_profiler.cli.tables import format_table
+from energy_profiler.cli.display import LiveProgress, PlainStream, timestamped
+from energy_profiler.cli.tables import terminal_width
 from energy_profiler.config.energy_settings import EnergySettings
 from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.registry import Registry
 from energy_profiler.config.settings import Settings, settings_from_document
-from energy_profiler.energy.base import Kind
 from energy_profiler.energy.perf import PerfSpare
 from energy_profiler.energy.recorder import EnergyPlan
 from energy_profiler.energy.selection import EnergySetupError, Hardware, choose
 from energy_profiler.execution.runtime import Output, StopRequest
-from energy_profiler.execution.session import SessionResult, run_session
+from energy_profiler.execution.session import run_session
 from energy_profiler.fs import NO_ROOM
-from energy_profiler.model.record import Record
 from energy_profiler.planning.plan import Plan, build_plan
 from energy_profiler.results.global_table import GLOBAL_TABLE, foreign_table
 from energy_profiler.results.rundir import RunDirBusy, latest_run_of
 from energy_profiler.system import governor
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-BRIEF_CHARS = 80
 
 
 @click.command("run")
@@ -152,7 +149,7 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
             sys.exit(1)
         finally:
             output.progress.close()
-    click.echo(summary_text(result))
+    click.echo(summary_text(result, terminal_width(), defaults_of(registry)))
     if result.stopped_by is not None or len(result.records) < result.planned:
         click.echo(f"to continue: mutation.py run {shlex.quote(str(settings.file))} --resume "
                    f"{shlex.quote(str(result.run_dir))}")
@@ -220,64 +217,3 @@ def _leave_a_hung_up_terminal(terminals: list[int]) -> None:
             os.dup2(null, descriptor)
     finally:
         os.close(null)
-
-
-def summary_text(result: SessionResult, width: int | None = None) -> str:
-    """The closing table of a campaign: one line per trial, then counts and where the files are.
-
-    Only required metrics are shown (summary.csv has them all), and lines are cut to the terminal
-    width so the table stays a table in a narrow tmux pane.
-    """
-    width = width or shutil.get_terminal_size().columns
-    repos = {record.repo for record in result.records} | {b.repo for r in result.records for b in r.background}
-    parallel = any(record.background for record in result.records)
-    metric_names = list(dict.fromkeys(name for record in result.records for name in record.required_metrics))
-    rows: list[Sequence[object]] = []
-    for record in result.records:
-        metrics = dict(record.metrics)
-        mutated = " ".join(f"{name}={value}" for name, value in record.hyperparameters if name in record.mutated)
-        def label(repo: str, model: str) -> str:
-            return model if len(repos) == 1 else f"{repo}/{model}"
-
-        company = ["+".join(label(b.repo, b.model) for b in record.background) or "-"] if parallel else []
-        rows.append([record.trial_index, label(record.repo, record.model), *company, record.status,
-                     round(record.duration_s, 1), *(metrics.get(name) for name in metric_names),
-                     mutated or "(defaults)"])
-    headers = ["#", "model", *(["with"] if parallel else []), "status", "duration_s", *metric_names, "mutated"]
-    table = format_table(headers, rows) if rows else "(no trials ran)"
-    lines = [line if len(line) <= width else line[: width - 1] + "…" for line in table.splitlines()]
-    counts: dict[str, int] = {}
-    for record in result.records:
-        counts[record.status] = counts.get(record.status, 0) + 1
-    tally = ", ".join(f"{count} {status}" for status, count in counts.items()) or "no trial finished"
-    trainings_s = sum(record.duration_s for record in result.records)
-    return "\n".join(["", *lines, "", f"{len(result.records)} of {result.planned} trials recorded: {tally}",
-                      f"energy: {energy_total(result.records, 'cpu', result.energy)}; "
-                      f"{energy_total(result.records, 'gpu', result.energy)}",
-                      f"time: trainings {duration(trainings_s)}, this session {duration(result.wall_s)}",
-                      f"summary: {result.run_dir / 'summary.csv'}"])
-
-
-def energy_total(records: Sequence[Record], kind: Kind, energy: EnergyPlan | None = None) -> str:
-    """`cpu 12.3 kJ (rapl)`, saying how many trials were not measured; never a 0 for unmeasured.
-
-    A device measured in no trial gets its reason in a few words and where to look for the fix.
-    """
-    measured = [(getattr(r.energy, f"{kind}_energy_j"), getattr(r.energy, f"{kind}_energy_method"))
-                for r in records if getattr(r.energy, f"{kind}_energy_j") is not None]
-    if not measured:
-        if energy is None or not records:
-            return f"{kind} not measured"
-        if energy.choice.chosen(kind) == "none":
-            why = energy.choice.brief(kind)
-        else:
-            reason = next((getattr(r.energy, f"{kind}_energy_reason") for r in records
-                           if getattr(r.energy, f"{kind}_energy_reason")), None) or "no reason given"
-            why = f"{energy.choice.chosen(kind)} gave nothing: {reason.rstrip('.')}"
-            why = why if len(why) <= BRIEF_CHARS else why[: BRIEF_CHARS - 1] + "…"
-        return f"{kind} not measured ({why}; run `mutation.py doctor`)"
-    total_j = sum(joules for joules, _ in measured)
-    amount = f"{total_j / 1000:.4g} kJ" if total_j >= 1000 else f"{total_j:.4g} J"
-    methods = ", ".join(sorted({method for _, method in measured}))
-    missing = len(records) - len(measured)
-    return f"{kind} {amount} ({methods})" + (f", {missing} trial(s) not measured" if missing else "")

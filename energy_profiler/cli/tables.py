@@ -1,7 +1,8 @@
 """Tables for people and for scripts.
 
-In a terminal a table fits its width: rich lays it out, text columns fold, numbers stay whole and
-right-aligned. Anywhere else (a pipe, a file, `less`) columns are plain and never truncated, so
+In a terminal a table fits its width: headers break at underscores, text columns fold, numbers
+stay whole and right-aligned, and columns a table marks optional are left out (and named) when
+even that is too wide. Anywhere else (a pipe, a file, `less`) columns are plain and never truncated, so
 nothing is lost to a narrow window. `--format csv|json` gives scripts the cells themselves.
 Every cell is shown as text (never rich markup) and a cell with a line break or an escape code is
 shown quoted, so a hostile name cannot break a table or drive the terminal.
@@ -14,13 +15,10 @@ import io
 import json
 import shutil
 import sys
+import textwrap
 from collections.abc import Sequence
 
 import click
-from rich import box
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 GAP = "  "
 FORMATS = ("table", "csv", "json")
@@ -48,42 +46,106 @@ def cell_text(value: object) -> str:
     return text if text.isprintable() else json.dumps(text)
 
 
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], width: int | None = None) -> str:
-    """The table as text: fitted to `width` columns when given, else plain columns as wide as their cells."""
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], width: int | None = None,
+                 optional: Sequence[str] = ()) -> str:
+    """The table as text: plain columns as wide as their cells, or fitted to `width` when given.
+
+    Fitting, in order, until the table fits: headers break at their underscores, text columns
+    fold (at spaces where they can), and then the `optional` columns are left out, last first,
+    with a line that names them. Numbers are never broken.
+    """
     cells = [[cell_text(value) for value in row] for row in rows]
     numeric = [bool(cells) and all(_is_number(row[column]) for row in cells if row[column] != "-")
                for column in range(len(headers))]
-    if width is not None:
-        return _fitted(headers, cells, numeric, width)
-    widths = [len(header) for header in headers]
-    for row in cells:
-        for column, text in enumerate(row):
-            widths[column] = max(widths[column], len(text))
+    natural = [max([len(header), *(len(row[column]) for row in cells)]) for column, header in enumerate(headers)]
+    if width is None or _total(natural) <= width:
+        return _render([[header] for header in headers], [[[cell] for cell in row] for row in cells],
+                       natural, numeric)
+    shown = list(range(len(headers)))
+    left_out: list[str] = []
 
-    def line(values: Sequence[str]) -> str:
-        parts = [value.rjust(size) if is_number else value.ljust(size)
-                 for value, size, is_number in zip(values, widths, numeric, strict=True)]
-        return GAP.join(parts).rstrip()
+    def minimum(column: int, text_min: int = TEXT_MIN) -> int:
+        header_part = max(len(part) for part in _header_parts(headers[column], units=text_min > 1))
+        if numeric[column]:
+            return max(header_part, *(len(row[column]) for row in cells))
+        return max(header_part, min(natural[column], text_min))
 
-    return "\n".join([line(headers), *(line(row) for row in cells)])
+    for name in reversed(optional):
+        if _total([minimum(c) for c in shown]) <= width:
+            break
+        if name in headers:
+            shown.remove(headers.index(name))
+            left_out.insert(0, name)
+    widths = {column: minimum(column) for column in shown}
+    if _total(list(widths.values())) > width:  # still too wide: text folds down to its header's words
+        widths = {column: minimum(column, text_min=1) for column in shown}
+    spare = width - _total(list(widths.values()))
+    for column in sorted((c for c in shown if not numeric[c]), key=lambda c: natural[c] - widths[c]):
+        if spare <= 0:
+            break
+        grow = min(spare, natural[column] - widths[column])
+        widths[column] += grow
+        spare -= grow
+    header_lines = [_wrap_header(headers[c], widths[c]) for c in shown]
+    body = [[[row[c]] if numeric[c] else _fold(row[c], widths[c]) for c in shown] for row in cells]
+    text = _render(header_lines, body, [widths[c] for c in shown], [numeric[c] for c in shown])
+    if left_out:
+        note = f"(not shown at this width: {', '.join(left_out)}; --format csv or a wider terminal has them)"
+        text += "\n" + textwrap.fill(note, width)
+    return text
 
 
-def _fitted(headers: Sequence[str], cells: list[list[str]], numeric: list[bool], width: int) -> str:
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1), collapse_padding=True)
-    for header, is_number in zip(headers, numeric, strict=True):
-        if is_number:
-            table.add_column(Text(header), justify="right", no_wrap=True, overflow="ellipsis")
-        else:
-            table.add_column(Text(header), overflow="fold")
-    for row in cells:
-        table.add_row(*(Text(cell) for cell in row))
-    buffer = io.StringIO()
-    Console(file=buffer, width=width, color_system=None, highlight=False, emoji=False, legacy_windows=False,
-            force_terminal=False, soft_wrap=False).print(table)
-    return "\n".join(line.rstrip() for line in buffer.getvalue().rstrip("\n").splitlines())
+UNIT_CHARS = 2
+TEXT_MIN = 12
+"""The narrowest a text column is folded to: a name or a value stays readable in a few lines."""
 
 
-def emit(headers: Sequence[str], rows: Sequence[Sequence[object]], output_format: str = "table") -> None:
+def _total(widths: Sequence[int]) -> int:
+    return sum(widths) + len(GAP) * max(0, len(widths) - 1)
+
+
+def _header_parts(header: str, units: bool = True) -> list[str]:
+    """`above_idle_j` -> `above_`, `idle_j`: the places a header may break (a unit stays with its
+    word unless `units` is False, the last resort of a very narrow terminal)."""
+    parts = [part + "_" for part in header.split("_")]
+    parts[-1] = parts[-1][:-1]
+    if units and len(parts) > 1 and len(parts[-1]) <= UNIT_CHARS:
+        parts[-2:] = [parts[-2] + parts[-1]]
+    return [part for part in parts if part]
+
+
+def _wrap_header(header: str, width: int) -> list[str]:
+    lines = [""]
+    parts = _header_parts(header)
+    for part in parts if max(len(p) for p in parts) <= width else _header_parts(header, units=False):
+        if lines[-1] and len(lines[-1]) + len(part) > width:
+            lines.append("")
+        lines[-1] += part
+    return lines
+
+
+def _fold(text: str, width: int) -> list[str]:
+    """Lines of at most `width` characters, broken at spaces where possible, else anywhere."""
+    return textwrap.wrap(text, width, break_on_hyphens=False) or [""]
+
+
+def _render(headers: Sequence[Sequence[str]], rows: Sequence[Sequence[Sequence[str]]], widths: Sequence[int],
+            numeric: Sequence[bool]) -> str:
+    """Rows of multi-line cells: text left-aligned, numbers right-aligned, trailing spaces cut."""
+    out = []
+    for cells in [headers, *rows]:
+        height = max(len(cell) for cell in cells)
+        for line in range(height):
+            parts = []
+            for cell, size, is_number in zip(cells, widths, numeric, strict=True):
+                piece = cell[line] if line < len(cell) else ""
+                parts.append(piece.rjust(size) if is_number else piece.ljust(size))
+            out.append(GAP.join(parts).rstrip())
+    return "\n".join(out)
+
+
+def emit(headers: Sequence[str], rows: Sequence[Sequence[object]], output_format: str = "table",
+         optional: Sequence[str] = ()) -> None:
     """Print a table in the chosen format to stdout."""
     if output_format == "csv":
         buffer = io.StringIO()
@@ -94,7 +156,7 @@ def emit(headers: Sequence[str], rows: Sequence[Sequence[object]], output_format
     elif output_format == "json":
         click.echo(json.dumps([dict(zip(headers, row, strict=True)) for row in rows], indent=1, default=str))
     else:
-        click.echo(format_table(headers, rows, terminal_width()))
+        click.echo(format_table(headers, rows, terminal_width(), optional))
 
 
 def _is_number(text: str) -> bool:

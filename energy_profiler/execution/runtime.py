@@ -35,6 +35,43 @@ class StopRequest:
         return self.signals[0] if self.signals else None
 
 
+def clock(seconds: float | None) -> str:
+    """`1:02:03` or `2:03`; `-` for an unknown time."""
+    if seconds is None:
+        return "-"
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class WallClockEta:
+    """The time left, from the wall time this session has taken per trial so far.
+
+    Wall time, not training time: cooldowns, warm-ups, idle and background baselines and monitor
+    start-up are part of each trial's cost, and a mean of training durations alone came out 2-6x
+    short. Trials recorded before a resume are not counted: their time is not this session's.
+    """
+
+    def __init__(self, trials_left: int, started_s: float):
+        self.trials_left = trials_left
+        self.started_s = started_s
+        self.finished = 0
+        self.last_end_s = started_s
+
+    def trial_ended(self, now_s: float) -> None:
+        self.finished += 1
+        self.trials_left = max(0, self.trials_left - 1)
+        self.last_end_s = now_s
+
+    def remaining_s(self, now_s: float) -> float | None:
+        """Seconds left at `now_s`; None before the first trial of this session has ended."""
+        if not self.finished:
+            return None
+        per_trial_s = (self.last_end_s - self.started_s) / self.finished
+        return max(0.0, per_trial_s * self.trials_left - (now_s - self.last_end_s))
+
+
 class Progress:
     """What a progress display is told as a campaign goes; this one shows nothing (plain output)."""
 
@@ -44,8 +81,8 @@ class Progress:
     def attempt_started(self, label: str, log: Path, power_w: Callable[[], dict[str, float | None]]) -> None:
         """A training started: what it is, its log, and how to read live power (W by device)."""
 
-    def trial_finished(self, status: str, duration_s: float) -> None:
-        """A trial has its record."""
+    def trial_finished(self, status: str, duration_s: float, eta: WallClockEta) -> None:
+        """A trial has its record; `eta` says how long the rest will take."""
 
     def cooldown(self, seconds: float) -> None:
         """A pause between trials begins."""

@@ -19,7 +19,14 @@ from energy_profiler import __version__
 from energy_profiler.config.registry import Registry
 from energy_profiler.config.settings import Settings
 from energy_profiler.energy.recorder import EnergyPlan, gpu_host_facts, measure_power
-from energy_profiler.execution.runtime import Output, StopRequest, signal_name, sleep_unless_stopped
+from energy_profiler.execution.runtime import (
+    Output,
+    StopRequest,
+    WallClockEta,
+    clock,
+    signal_name,
+    sleep_unless_stopped,
+)
 from energy_profiler.execution.sinks import record_sinks
 from energy_profiler.execution.trial import run_trial
 from energy_profiler.fs import atomic_write_bytes, atomic_write_json
@@ -90,6 +97,7 @@ def run_session(
                                           energy=energy, say=say, stop=stop)
         sinks = record_sinks(run_dir, results_root, summary, resumed=resumed)
         remaining = [trial for trial in plan.trials if trial.name not in finished]
+        eta = WallClockEta(len(remaining), time.monotonic())
         for position, trial in enumerate(remaining):
             if stop.requested:
                 break
@@ -104,10 +112,13 @@ def run_session(
             result.records.append(record)
             if energy is not None:
                 energy.prepare_next()  # while the records are read and the machine cools down
-            output.progress.trial_finished(record.status, record.duration_s)
+            eta.trial_ended(time.monotonic())
+            output.progress.trial_finished(record.status, record.duration_s, eta)
+            left_s = eta.remaining_s(time.monotonic())
             say(f"[{trial.index}/{len(plan.trials)}] {trial.name}: {record.status}"
                 + (f" ({record.status_reason})" if record.status_reason else "")
-                + f" in {record.duration_s:.1f} s")
+                + f" in {record.duration_s:.1f} s"
+                + (f"; about {clock(left_s)} left" if left_s and position < len(remaining) - 1 else ""))
             if settings.cooldown_s > 0 and position < len(remaining) - 1 and not stop.requested:
                 say(f"cooling down for {settings.cooldown_s:g} s")
                 output.progress.cooldown(settings.cooldown_s)

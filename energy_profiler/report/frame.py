@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -80,10 +79,10 @@ def read_table(source: Source) -> pd.DataFrame:
         hint = (" — the older tool's table? `mutation.py migrate history` converts it"
                 if any(column.startswith("hyperparam_") or column == "repository" for column in header) else "")
         raise ReportInputError(f"{path}: is not a summary table of this tool: no column {', '.join(missing)}{hint}")
-    # Hyperparameter values stay the canonical strings (a choice is text, and `012` is not 12), as
-    # categories: a column of 100,000 cells holds a few hundred distinct values.
-    text: dict[str, Any] = {column: "category" if _categorical(column) else str
-                            for column in header if column in TEXT_COLUMNS or column.startswith("hp_")}
+    # Hyperparameter values stay the canonical strings (a choice is text, `true` is not True, and
+    # `012` is not 12); read as text, then made categories (load): a column of 100,000 cells holds a
+    # few hundred distinct values. (dtype="category" here would infer numbers and booleans.)
+    text = {column: str for column in header if column in TEXT_COLUMNS or column.startswith("hp_")}
     try:
         frame = pd.read_csv(path, usecols=[c for c in header if _wanted(c)], dtype=text, keep_default_na=False,
                             na_values={c: [""] for c in header if _wanted(c) and c not in text})
