@@ -22,6 +22,15 @@ from energy_profiler.energy.base import Measurement, Monitor, Window
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 REAL_REGISTRY = PROJECT_ROOT / "repos" / "models.json"
+
+
+def real_registry_document() -> dict[str, Any]:
+    """The bundled registry with its repository paths made absolute, to be written somewhere else
+    (a relative path is relative to the registry file's folder)."""
+    document: dict[str, Any] = json.loads(REAL_REGISTRY.read_text())
+    for repo in document["repositories"].values():
+        repo["path"] = str(REAL_REGISTRY.parent / repo["path"])
+    return document
 FAKE_TRAIN = Path(__file__).resolve().parent / "fixtures" / "fake_train.py"
 FAKE_PERF = Path(__file__).resolve().parent / "fixtures" / "fake_perf.py"
 

@@ -149,7 +149,8 @@ def test_the_estimate_uses_the_trainings_cpu_time(
     cpu_time_s = record["energy"]["details"]["cpu"]["details"]["cpu_time_s"]
     assert 1.0 <= cpu_time_s <= 1.3  # one CPU second used (however loaded the machine), plus start-up
     assert row["cpu_energy_method"] == "estimate" and row["cpu_energy_scope"] == "process_tree"
-    assert float(row["cpu_energy_j"]) == pytest.approx(cpu_time_s * 100 / (os.cpu_count() or 1))
+    # Energies are kept to 1 mJ (model/rounding.py).
+    assert float(row["cpu_energy_j"]) == pytest.approx(cpu_time_s * 100 / (os.cpu_count() or 1), abs=1e-3)
     assert "not a measurement" in row["cpu_energy_reason"]
 
 

@@ -14,7 +14,7 @@ from energy_profiler.planning.history import load_history
 from energy_profiler.planning.plan import build_plan
 from test.conftest import PROJECT_ROOT, REAL_REGISTRY, fake_repo, invoke, only_run_dir
 
-REGISTRY = load_registry(REAL_REGISTRY, PROJECT_ROOT)
+REGISTRY = load_registry(REAL_REGISTRY)
 HP = ["epochs", "learning_rate", "batch_size", "dropout", "weight_decay", "seed"]
 
 

@@ -15,10 +15,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from test.conftest import PROJECT_ROOT, REAL_REGISTRY, invoke
+from test.conftest import PROJECT_ROOT, invoke, real_registry_document
 
 SETTINGS = json.loads((PROJECT_ROOT / "settings" / "quickstart.json").read_text())
-REGISTRY = json.loads(REAL_REGISTRY.read_text())
+REGISTRY = real_registry_document()  # written elsewhere: its repositories found by absolute path
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),

@@ -38,11 +38,16 @@ def test_the_older_registry_converts_and_loads_with_what_its_runner_did(older_pr
     assert ("  note: MRT-OAST.weight_decay: its default 0 lies outside its range [1e-05, 0.001]; the range stays "
             "what mutation draws from, and `limits` [0.0, 0.001] let the default (and fixed values) lie outside it."
             ) in result.stdout.splitlines()
+    # The older tool drew seeds with `mutate: all`; the converted registry keeps that, and says how to stop it.
+    seeds = [line for line in result.stdout.splitlines() if "looks like a random seed" in line]
+    assert len(seeds) == 6 and all("add `\"seed\": true`" in line for line in seeds)
+    assert not any(spec.seed for repo in load_registry(output).repositories.values()
+                   for spec in repo.hyperparameters.values())
 
     listed = invoke("--registry", output, "list").stdout
     assert "  passes: only fixed and mutated values (pass: given); the script's defaults apply otherwise" in listed
     assert "[1e-05, 0.001] limits [0.0, 0.001]" in listed
-    registry = load_registry(output, PROJECT_ROOT)
+    registry = load_registry(output)
     assert set(registry.repositories) == {"MRT-OAST", "bug-localization-by-dnn-and-rvsm", "pytorch_resnet_cifar10",
                                           "VulBERTa", "Person_reID_baseline_pytorch", "examples"}
     vulberta = registry.repositories["VulBERTa"]

@@ -13,9 +13,9 @@ from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.registry import load_registry
 from energy_profiler.config.settings import settings_from_document
 from energy_profiler.planning.plan import Plan, build_plan
-from test.conftest import PROJECT_ROOT, REAL_REGISTRY
+from test.conftest import PROJECT_ROOT, REAL_REGISTRY, invoke, real_registry_document
 
-REGISTRY = load_registry(REAL_REGISTRY, PROJECT_ROOT)
+REGISTRY = load_registry(REAL_REGISTRY)
 
 
 def plan_of(*experiments: dict[str, Any], seed: int = 7, **top: Any) -> Plan:
@@ -80,6 +80,22 @@ def test_mutate_all_draws_every_hyperparameter_not_fixed() -> None:
     assert plan.trials[0].mutated == ("epochs", "learning_rate", "batch_size", "dropout", "weight_decay")
 
 
+def test_mutate_all_leaves_a_seed_out_says_so_and_draws_it_only_when_named(tmp_path: Path) -> None:
+    # The bundled registry marks `seed` with "seed": true.
+    plan = plan_of(mutation("all", runs=3))
+    assert all("seed" not in trial.mutated for trial in plan.trials)
+    assert {dict(trial.hyperparameters)["seed"] for trial in plan.trials} == {"42"}  # the default, every trial
+    assert plan.lines() == ["experiments[0]: mutate all leaves seed out (a seed in the registry: drawn, it would "
+                            "mix run-to-run noise into every effect); name it in mutate to draw it"]
+    named = plan_of(mutation("seed", "epochs", runs=3))
+    assert all("seed" in trial.mutated for trial in named.trials) and named.lines() == []
+    assert len({dict(trial.hyperparameters)["seed"] for trial in named.trials}) == 3
+    settings = tmp_path / "all.json"
+    settings.write_text(json.dumps({"experiment_name": "all", "seed": 1, "experiments": [mutation("all", runs=2)]}))
+    result = invoke("plan", settings)
+    assert result.exit_code == 0 and "experiments[0]: mutate all leaves seed out" in result.stdout
+
+
 def test_argv_carries_the_canonical_strings_in_registry_order() -> None:
     plan = plan_of({"mode": "default", "repo": "examples", "model": "mlp",
                     "hyperparameters": {"epochs": 7.0, "learning_rate": 0.00636}})
@@ -119,12 +135,12 @@ def test_a_plan_read_back_from_its_json_is_the_same_plan() -> None:
 def test_a_fixed_value_may_lie_outside_the_range_but_inside_the_limits(tmp_path: Path) -> None:
     # The older tool's users ran 1-epoch quick runs and boundary tests of hyperparameters whose
     # mutation range starts higher: `limits` says what a fixed value may be, `range` what is drawn.
-    document = json.loads(REAL_REGISTRY.read_text())
+    document = real_registry_document()
     epochs = document["repositories"]["examples"]["hyperparameters"]["epochs"]
     epochs.update(range=[5, 20], limits=[1, 50], default=2)  # a default outside the range takes no draw's place
     registry_file = tmp_path / "models.json"
     registry_file.write_text(json.dumps(document))
-    registry = load_registry(registry_file, PROJECT_ROOT)
+    registry = load_registry(registry_file)
 
     def plan(*experiments: dict[str, Any]) -> Plan:
         settings = settings_from_document({"experiment_name": "t", "experiments": list(experiments)},
@@ -155,14 +171,14 @@ def test_only_the_three_folder_placeholders_are_filled_and_nothing_else_is_inter
 
 
 def choice_registry(tmp_path: Path) -> Any:
-    document = json.loads(REAL_REGISTRY.read_text())
+    document = real_registry_document()
     examples = document["repositories"]["examples"]
     examples["hyperparameters"]["optimizer"] = {"flag": "--optimizer", "type": "choice", "default": "adam",
                                                 "values": ["adam", "sgd", 0.5, "a b;$(x)\n"]}
     examples["hyperparameters"]["tied"] = {"flag": "--tied", "type": "switch", "default": False}
     file = tmp_path / "models.json"
     file.write_text(json.dumps(document))
-    return load_registry(file, PROJECT_ROOT)
+    return load_registry(file)
 
 
 def test_choices_and_switches_are_drawn_uniquely_passed_as_written_and_recorded_with_their_kind(

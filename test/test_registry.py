@@ -13,11 +13,10 @@ from energy_profiler.config.registry import load_registry
 from test.conftest import PROJECT_ROOT, REAL_REGISTRY, fake_repo, invoke
 
 
-def registry_issues(write_json: Callable[[str, Any], Path], document: dict[str, Any],
-                    root: Path = PROJECT_ROOT) -> list[str]:
+def registry_issues(write_json: Callable[[str, Any], Path], document: dict[str, Any]) -> list[str]:
     file = write_json("models.json", document)
     with pytest.raises(ConfigError) as caught:
-        load_registry(file, root)
+        load_registry(file)
     return [str(issue).split(": ", 1)[1] for issue in caught.value.issues]
 
 
@@ -86,17 +85,20 @@ def test_several_models_need_a_model_flag(write_json: Callable[[str, Any], Path]
                       "the training could not tell them apart"]
 
 
-def test_relative_paths_must_stay_inside_the_project(write_json: Callable[[str, Any], Path], tmp_path: Path) -> None:
-    root = tmp_path / "project"
-    (root / "repos" / "ok").mkdir(parents=True)
+def test_relative_paths_are_the_registry_folders_and_stay_inside_it(
+        write_json: Callable[[str, Any], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "ok").mkdir()
     issues = registry_issues(write_json, {"repositories": {
-        "escape": fake_repo(path="../elsewhere"), "fine": fake_repo(path="repos/ok")}}, root)
+        "escape": fake_repo(path="../elsewhere"), "fine": fake_repo(path="ok")}})
     assert len(issues) == 1
-    assert issues[0].startswith("repositories.escape.path: '../elsewhere' leads outside the project folder")
+    assert issues[0].startswith("repositories.escape.path: '../elsewhere' leads outside the registry's folder")
+    registry_file = write_json("models.json", {"repositories": {"fine": fake_repo(path="ok")}})
+    monkeypatch.chdir(tmp_path.parent)  # from any working folder, the same repository
+    assert load_registry(registry_file.relative_to(tmp_path.parent)).repositories["fine"].path == tmp_path / "ok"
 
 
 def test_model_overrides_merge_into_the_repository_spec() -> None:
-    registry = load_registry(REAL_REGISTRY, PROJECT_ROOT)
+    registry = load_registry(REAL_REGISTRY)
     repo = registry.repositories["examples"]
     assert repo.path == PROJECT_ROOT / "repos" / "examples"
     deep = repo.models["deep_mlp"].hyperparameters["learning_rate"]
@@ -121,7 +123,7 @@ def test_a_model_changes_which_repository_metrics_are_required_and_adds_its_own(
                                                              "top5": {"pattern": "top5: ([0-9.]+)"}}}},
                      failure_patterns=["Traceback"])
     repo["models"]["big"]["failure_patterns"] = ["NaN loss"]
-    registry = load_registry(write_json("models.json", {"repositories": {"fake": repo}}), PROJECT_ROOT)
+    registry = load_registry(write_json("models.json", {"repositories": {"fake": repo}}))
     tiny, big = registry.repositories["fake"].models["tiny"], registry.repositories["fake"].models["big"]
     assert {name: m.required for name, m in tiny.metrics.items()} == {"accuracy": True, "loss": False}
     assert {name: m.required for name, m in big.metrics.items()} == {"accuracy": True, "loss": True, "top5": False}

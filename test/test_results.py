@@ -114,3 +114,17 @@ def test_merge_says_what_it_needs_instead_of_a_traceback_or_an_empty_table(tmp_p
     assert f"{results} is not a run folder (no trial with an experiment.json): it holds 1 run folder(s)" in \
         wrong_level.stderr
     assert not (tmp_path / "table.csv").exists()
+
+
+def test_measured_floats_keep_the_digits_their_unit_resolves_and_no_binary_noise() -> None:
+    from energy_profiler.model.rounding import rounded
+
+    document = {"cpu_energy_j": 34.380433000000004, "gpu_power_avg_w": 251.33333333, "window_s": 1.23456789123,
+                "gpu_util_avg_pct": 33.333333, "gpu_mem_max_mib": 1024.0001234, "ratio": 0.1 + 0.2,
+                "events_j": {"energy-pkg": 12.3456789}, "per_gpu": [{"power_avg_w": 1.00049}],
+                "samples": 12, "flag": True, "nothing": None, "drift_j": -0.0001}
+    assert rounded(document) == {
+        "cpu_energy_j": 34.38, "gpu_power_avg_w": 251.333, "window_s": 1.234568, "gpu_util_avg_pct": 33.33,
+        "gpu_mem_max_mib": 1024.0, "ratio": 0.3, "events_j": {"energy-pkg": 12.346},
+        "per_gpu": [{"power_avg_w": 1.0}], "samples": 12, "flag": True, "nothing": None, "drift_j": 0.0}
+    assert repr(rounded({"x_j": -0.0001})["x_j"]) == "0.0"  # never a -0.0 in a table

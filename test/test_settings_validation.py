@@ -179,7 +179,7 @@ def test_missing_repository_folder_is_a_settings_error(
 
 
 def test_shipped_settings_files_are_valid_and_reference_the_schema() -> None:
-    registry = load_registry(REAL_REGISTRY, PROJECT_ROOT)
+    registry = load_registry(REAL_REGISTRY)
     files = sorted((PROJECT_ROOT / "settings").glob("*.json"))
     assert files
     for file in files:
@@ -191,7 +191,7 @@ def test_shipped_settings_files_are_valid_and_reference_the_schema() -> None:
 
 def test_config_error_lists_file_and_path() -> None:
     with pytest.raises(ConfigError) as caught:
-        load_settings(PROJECT_ROOT / "does-not-exist.json", load_registry(REAL_REGISTRY, PROJECT_ROOT))
+        load_settings(PROJECT_ROOT / "does-not-exist.json", load_registry(REAL_REGISTRY))
     assert str(caught.value).endswith("does-not-exist.json: file not found")
 
 

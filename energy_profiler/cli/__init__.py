@@ -8,7 +8,13 @@ from pathlib import Path
 import click
 
 from energy_profiler import __version__
-from energy_profiler.cli.context import AppContext, energy_options, global_options
+from energy_profiler.cli.context import (
+    AppContext,
+    default_registry,
+    default_results,
+    energy_options,
+    global_options,
+)
 from energy_profiler.fs import give_files_to
 from energy_profiler.system.sudo import invoking_user
 
@@ -102,6 +108,8 @@ def cli(ctx: click.Context, *, experiment_config: Path | None, repo: str | None,
         click.echo(ctx.get_help())
 
 
-def main() -> None:
-    """Entry point of mutation.py and the `mutation` console script."""
-    cli(prog_name="mutation.py")
+def main(project: Path | None = None) -> None:
+    """Entry point of the `mutation` console script (defaults in the working folder) and of a
+    checkout's mutation.py (`project`: the checkout, wherever it is run from)."""
+    app = AppContext(results_dir=default_results(project), registry_file=default_registry(project))
+    cli(prog_name="mutation.py", obj=app)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import secrets
 import sys
 from collections.abc import Callable
@@ -13,25 +14,44 @@ from typing import Any, NoReturn, TypeVar, cast
 
 import click
 
-from energy_profiler.config.errors import ConfigError, ConfigIssue
+from energy_profiler.config.errors import ConfigError, ConfigIssue, file_error
 from energy_profiler.config.registry import Registry, load_registry
 from energy_profiler.config.settings import Settings, SettingsError, load_settings
 from energy_profiler.config.validation import issue_sort_key, load_schema
 from energy_profiler.planning.history import History, load_history
 from energy_profiler.planning.plan import Plan, build_plan
 from energy_profiler.results.global_table import GLOBAL_TABLE
-from energy_profiler.system.host import TOOL_ROOT
 
 EXIT_CONFIG = 2
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+REGISTRY_VARIABLE = "MUTATION_REGISTRY"
+RESULTS_VARIABLE = "MUTATION_RESULTS"
+
+
+def default_registry(base: Path | None = None) -> Path:
+    """$MUTATION_REGISTRY, else `repos/models.json` of `base` (the working folder by default)."""
+    return Path(os.environ.get(REGISTRY_VARIABLE) or (base or Path.cwd()) / "repos" / "models.json")
+
+
+def default_results(base: Path | None = None) -> Path:
+    """$MUTATION_RESULTS, else `results/` of `base` (the working folder by default)."""
+    return Path(os.environ.get(RESULTS_VARIABLE) or (base or Path.cwd()) / "results")
+
+
 @dataclass
 class AppContext:
-    """Global options, settable before or after the command name."""
+    """Global options, settable before or after the command name.
 
-    results_dir: Path = TOOL_ROOT / "results"
-    registry_file: Path = TOOL_ROOT / "repos" / "models.json"
+    The defaults are the working folder's `repos/models.json` and `results/` (or the environment's
+    MUTATION_REGISTRY and MUTATION_RESULTS): an installed `mutation` command works in whatever
+    project it is run in, and never writes inside its own package. `mutation.py` of a checkout
+    passes the checkout as the base instead, as the tool always did.
+    """
+
+    results_dir: Path = field(default_factory=default_results)
+    registry_file: Path = field(default_factory=default_registry)
     quiet: bool = False
     verbose: bool = False
     energy_overrides: dict[str, Any] = field(default_factory=dict)
@@ -40,7 +60,11 @@ class AppContext:
     """`-g/--governor`: the CPU governor for this campaign, over the settings file's `governor`."""
 
     def registry(self) -> Registry:
-        return load_registry(self.registry_file, project_root=TOOL_ROOT)
+        if not self.registry_file.exists():
+            raise file_error(str(self.registry_file), "file not found: run in a project folder that has "
+                                                      f"repos/models.json, or name the registry with --registry "
+                                                      f"FILE or {REGISTRY_VARIABLE}")
+        return load_registry(self.registry_file)
 
     def info(self, message: str) -> None:
         if not self.quiet:
@@ -55,10 +79,10 @@ def global_options(function: F) -> F:
     """Add --results-dir, --registry, -q, -v; a value given here overrides the group's."""
 
     @click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                  help="Where run folders are written [default: results/ of the project].")
+                  help="Where run folders are written [default: $MUTATION_RESULTS, else ./results].")
     @click.option("--registry", "-c", "--config", "registry_file", type=click.Path(path_type=Path, readable=False),
-                  default=None, help="The repository registry [default: repos/models.json of the project]; "
-                                     "-c/--config as the older tool spelt it.")
+                  default=None, help="The repository registry [default: $MUTATION_REGISTRY, else "
+                                     "./repos/models.json]; -c/--config as the older tool spelt it.")
     @click.option("-q", "--quiet", is_flag=True, default=None, help="Only results and errors; no training output.")
     @click.option("-v", "--verbose", is_flag=True, default=None, help="Also the exact command lines and details.")
     @wraps(function)

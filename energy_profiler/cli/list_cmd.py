@@ -40,7 +40,8 @@ def print_registry(app: AppContext, output_format: str = "table") -> None:
 
 
 def _row(spec: HyperparameterSpec) -> list[object]:
-    return [spec.name, spec.flag, spec.type, format_value(spec.default, spec.type), _values(spec),
+    kind = f"{spec.type} (seed)" if spec.seed else spec.type  # a seed: `mutate: ["all"]` leaves it out
+    return [spec.name, spec.flag, kind, format_value(spec.default, spec.type), _values(spec),
             spec.distribution if spec.discrete_values is None else "uniform", spec.zero_probability or None]
 
 

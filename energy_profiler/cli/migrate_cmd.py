@@ -86,7 +86,7 @@ def migrate_registry_command(older_file: Path, output: Path, older_project: Path
     staged = output.with_name(f".{output.name}.migrating")
     atomic_write_json(staged, converted.document)
     try:
-        load_registry(staged, project)  # the checks every command will make: fail here, not later
+        load_registry(staged)  # the checks every command will make: fail here, not later
     except ConfigError as error:
         staged.unlink()
         fail_config(error)

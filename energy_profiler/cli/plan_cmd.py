@@ -46,4 +46,4 @@ def plan_text(plan: Plan, width: int | None = None) -> str:
     seed_note = " (drawn: set \"seed\" in the settings to get this plan again)" if plan.seed_was_drawn else ""
     table = format_table(["#", "mode", "repo", "model", *names], rows, width, optional=constant)
     return "\n".join([table, "", f"{len(plan.trials)} trials, seed {plan.seed}{seed_note}; * = mutated",
-                      *plan.history_lines()])
+                      *plan.lines()])

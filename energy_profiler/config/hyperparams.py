@@ -39,6 +39,8 @@ class HyperparameterSpec:
     """What a fixed value (and the default) may be; None: the range. Mutation draws from the range only."""
     values: tuple[str, ...] = ()
     """A choice's values, as canonical strings; a switch's are SWITCH_VALUES."""
+    seed: bool = False
+    """A random seed (`"seed": true`): `mutate: ["all"]` leaves it out; named in mutate, it is drawn."""
 
     @property
     def discrete_values(self) -> tuple[str, ...] | None:

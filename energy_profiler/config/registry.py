@@ -82,8 +82,12 @@ class Registry:
     repositories: Mapping[str, RepoSpec]
 
 
-def load_registry(file: Path, project_root: Path) -> Registry:
-    """Read and check the registry; raise ConfigError with every issue found."""
+def load_registry(file: Path) -> Registry:
+    """Read and check the registry; raise ConfigError with every issue found.
+
+    A relative repository path is relative to the registry file's folder (`repos/models.json` says
+    `"path": "examples"` for `repos/examples`), so a registry means the same from any working folder.
+    """
     document = read_json(file)
     if isinstance(document, dict) and "repositories" not in document and "models" in document:
         # The older tool's models_config.json: one pointer, not a page of schema errors.
@@ -95,7 +99,7 @@ def load_registry(file: Path, project_root: Path) -> Registry:
         raise ConfigError(issues)
     repositories = {}
     for repo_name, repo_doc in document["repositories"].items():
-        repo, repo_issues = _build_repo(repo_name, repo_doc, str(file), project_root)
+        repo, repo_issues = _build_repo(repo_name, repo_doc, str(file), file.resolve().parent)
         issues.extend(repo_issues)
         repositories[repo_name] = repo
     if issues:
@@ -104,17 +108,19 @@ def load_registry(file: Path, project_root: Path) -> Registry:
 
 
 def _build_repo(
-    name: str, doc: dict[str, Any], file: str, project_root: Path
+    name: str, doc: dict[str, Any], file: str, registry_folder: Path
 ) -> tuple[RepoSpec, list[ConfigIssue]]:
     base = ("repositories", name)
     issues: list[ConfigIssue] = []
 
     path = Path(doc["path"])
     if not path.is_absolute():
-        path = (project_root / path).resolve()
-        if not path.is_relative_to(project_root.resolve()):
+        path = (registry_folder / path).resolve()
+        if not path.is_relative_to(registry_folder):
             issues.append(ConfigIssue(file, (*base, "path"),
-                                      f"'{doc['path']}' leads outside the project folder {project_root}"))
+                                      f"'{doc['path']}' leads outside the registry's folder {registry_folder} "
+                                      "(relative paths are relative to it); give an absolute path for a "
+                                      "repository elsewhere"))
     if "python" in doc and doc["command"][0] != PYTHON_PLACEHOLDER:
         issues.append(ConfigIssue(file, (*base, "python"),
                                   f"'python' is set but command does not start with '{PYTHON_PLACEHOLDER}'"))
@@ -211,6 +217,11 @@ def _patterns(texts: list[str], file: str, where: tuple[str | int, ...],
 
 
 def _spec_document(spec: HyperparameterSpec) -> dict[str, Any]:
+    """The registry document a model's overrides are laid over."""
+    return {**_values_document(spec), **({"seed": True} if spec.seed else {})}
+
+
+def _values_document(spec: HyperparameterSpec) -> dict[str, Any]:
     if spec.type in ("choice", "switch"):
         return {"flag": spec.flag, "type": spec.type, "default": spec.default,
                 **({"values": list(spec.values)} if spec.type == "choice" else {})}
@@ -223,8 +234,14 @@ def _spec_document(spec: HyperparameterSpec) -> dict[str, Any]:
 def _build_hyperparameter(
     name: str, doc: dict[str, Any], file: str, where: tuple[str | int, ...]
 ) -> tuple[HyperparameterSpec, list[ConfigIssue]]:
-    if doc["type"] in ("choice", "switch"):
-        return _build_discrete(name, doc, file, where)
+    build = _build_discrete if doc["type"] in ("choice", "switch") else _build_number
+    spec, issues = build(name, doc, file, where)
+    return replace(spec, seed=bool(doc.get("seed", False))), issues
+
+
+def _build_number(
+    name: str, doc: dict[str, Any], file: str, where: tuple[str | int, ...]
+) -> tuple[HyperparameterSpec, list[ConfigIssue]]:
     issues = []
     if not isinstance(doc["default"], int | float) or isinstance(doc["default"], bool):
         issues.append(ConfigIssue(file, (*where, "default"), f"the default of a{'n' if doc['type'] == 'int' else ''} "

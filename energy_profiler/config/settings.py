@@ -56,6 +56,8 @@ class Experiment:
     timeout_s: float | None
     background: tuple[Workload, ...] = ()
     warmup_s: float = 0.0
+    seeds_left_out: tuple[str, ...] = ()
+    """Seeds (`"seed": true` in the registry) that `mutate: ["all"]` did not draw."""
 
     @property
     def repo(self) -> str:
@@ -203,6 +205,7 @@ def _check_experiment(
         timeout_s=float(timeout) if timeout is not None else None,
         background=tuple(background),
         warmup_s=float(entry.get("warmup_s", 0.0)),
+        seeds_left_out=checked.seeds_left_out,
     )
     return experiment, []
 
@@ -212,6 +215,7 @@ class _CheckedWorkload:
     workload: Workload | None
     mutate: tuple[str, ...]
     issues: list[ConfigIssue]
+    seeds_left_out: tuple[str, ...] = ()
 
 
 def _check_workload(entry: dict[str, Any], where: tuple[str | int, ...], file: str, registry: Registry, *,
@@ -263,12 +267,15 @@ def _check_workload(entry: dict[str, Any], where: tuple[str | int, ...], file: s
         fixed[hp_name] = canonical
 
     mutate: list[str] = []
+    seeds_left_out: list[str] = []
     for position, hp_name in enumerate(entry.get("mutate", []) if may_mutate else []):
         mutate_where = (*where, "mutate", position)
         if hp_name == MUTATE_ALL:
             if len(entry["mutate"]) > 1:
                 issues.append(ConfigIssue(file, mutate_where, "'all' must be the only item of mutate"))
-            mutate.extend(name for name in specs if name not in fixed)
+            # A seed drawn beside the others would add run-to-run noise to every other effect.
+            mutate.extend(name for name in specs if name not in fixed and not specs[name].seed)
+            seeds_left_out.extend(name for name in specs if name not in fixed and specs[name].seed)
             continue
         if hp_name not in specs:
             hint = suggest_name(hp_name, aliases)
@@ -285,7 +292,7 @@ def _check_workload(entry: dict[str, Any], where: tuple[str | int, ...], file: s
     workload = Workload(repo=repo.name, model=model.name, fixed=fixed, env=env,
                         gpu_memory_mib=entry.get("gpu_memory_mib", model.gpu_memory_mib),
                         restart_delay_s=float(entry.get("restart_delay_s", 0.0)))
-    return _CheckedWorkload(workload, tuple(mutate), issues)
+    return _CheckedWorkload(workload, tuple(mutate), issues, tuple(seeds_left_out))
 
 
 def energy_settings(block: dict[str, Any]) -> EnergySettings:

@@ -22,6 +22,7 @@ from energy_profiler.energy.samples import SampleSink
 from energy_profiler.energy.selection import CPU_CHAIN, GPU_CHAIN, NONE, Choice, Hardware, make_monitors
 from energy_profiler.energy.traces import measurement_document, write_energy_json
 from energy_profiler.model.energy_fields import EnergyFields
+from energy_profiler.model.rounding import rounded
 
 POLL_S = 0.05
 KINDS: tuple[Kind, ...] = ("cpu", "gpu")
@@ -151,7 +152,7 @@ class TrialEnergy:
         write_energy_json(folder, measured["cpu"], measured["gpu"], summary, baselines)
         details: dict[str, Any] = {kind: measurement_document(m, self.sinks[kind].rows) for kind, m in measured.items()}
         details["baselines"] = baselines
-        return fields, details
+        return fields, rounded(details)
 
 
 def energy_fields(cpu: Measurement, gpu: Measurement, duration_s: float, plan: EnergyPlan, *,
@@ -178,7 +179,7 @@ def energy_fields(cpu: Measurement, gpu: Measurement, duration_s: float, plan: E
             values["gpu_fg_busy_share_pct"] = share
             reasons += [f"Busy share: {why}"] if why else []
         values[f"{kind}_baseline_reason"] = " ".join(reasons) or None
-    return EnergyFields(**values)
+    return EnergyFields(**rounded(values))
 
 
 def busy_share(gpu: Measurement, foreground_session: int | None) -> tuple[float | None, str | None]:

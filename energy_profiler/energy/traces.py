@@ -11,6 +11,7 @@ from typing import Any
 
 from energy_profiler.energy.base import Measurement
 from energy_profiler.fs import atomic_write_json, make_dirs
+from energy_profiler.model.rounding import rounded
 
 
 def measurement_document(measurement: Measurement, samples: int) -> dict[str, Any]:
@@ -23,8 +24,8 @@ def measurement_document(measurement: Measurement, samples: int) -> dict[str, An
 def write_energy_json(folder: Path, cpu: Measurement, gpu: Measurement, summary: dict[str, Any],
                       baselines: dict[str, Any]) -> None:
     make_dirs(folder)
-    atomic_write_json(folder / "energy.json", {
+    atomic_write_json(folder / "energy.json", rounded({  # the digits model/rounding.py keeps
         "summary": summary, "baselines": baselines,
         "cpu": measurement_document(cpu, summary["samples"]["cpu"]),
         "gpu": measurement_document(gpu, summary["samples"]["gpu"]),
-    })
+    }))

@@ -165,7 +165,7 @@ def _announce(say: Callable[[str], None], settings: Settings, plan: Plan, run_di
     say(f"results: {run_dir}")
     if already_recorded is not None:
         say(f"resuming: {already_recorded} of {len(plan.trials)} trials already recorded")
-    for line in plan.history_lines():
+    for line in plan.lines():
         say(line)
 
 

@@ -116,7 +116,7 @@ def migrate_project(older: Path, target: Path) -> MigrationReport:
 
     make_dirs(target / "settings")
     atomic_write_json(target / "models.json", registry.document)
-    new_registry = load_registry(target / "models.json", target)
+    new_registry = load_registry(target / "models.json")
     tables, history_notes = _convert_history(older, target, new_registry)
     by_name = {report.relative: report for report in files}
     for relative, settings in converted.items():

@@ -89,6 +89,10 @@ def _hyperparameter(repo: str, name: str, spec: dict[str, Any], notes: list[str]
         notes.append(f"{shown(repo)}.{shown(name)}: its default {default:g} lies outside its range "
                      f"[{low:g}, {high:g}]; the range stays what mutation draws from, and `limits` "
                      f"{converted['limits']} let the default (and fixed values) lie outside it.")
+    if "seed" in name.lower():
+        notes.append(f"{shown(repo)}.{shown(name)}: looks like a random seed. The older tool drew it with "
+                     "`mutate: all`, and so does the converted registry; add `\"seed\": true` to it so that "
+                     "`mutate: [\"all\"]` leaves it out (drawn, it mixes run-to-run noise into every effect).")
     return converted
 
 

@@ -112,6 +112,8 @@ class Plan:
     history_files: tuple[str, ...] = ()
     history_tables: tuple[tuple[str, int, int, int], ...] = ()
     """(file, rows read, rows comparable, draws skipped) for each history table that exists."""
+    seeds_left_out: tuple[tuple[int, tuple[str, ...]], ...] = ()
+    """(experiment index, seeds that `mutate: ["all"]` left at their value)."""
 
     def to_json(self) -> dict[str, Any]:
         tables = [{"file": file, "rows_read": read, "rows_comparable": compared, "draws_skipped": skipped}
@@ -132,6 +134,13 @@ class Plan:
         return cls(seed=data["seed"], seed_was_drawn=data["seed_was_drawn"],
                    trials=tuple(Trial.from_json(trial) for trial in data["trials"]),
                    history_skips=skips, history_files=tuple(history.get("files", ())), history_tables=tables)
+
+    def lines(self) -> list[str]:
+        """What people should know about the plan besides its trials: history, seeds left out."""
+        seeds = [f"experiments[{index}]: mutate all leaves {', '.join(names)} out (a seed in the registry: "
+                 "drawn, it would mix run-to-run noise into every effect); name it in mutate to draw it"
+                 for index, names in self.seeds_left_out]
+        return self.history_lines() + seeds
 
     def history_lines(self) -> list[str]:
         """What the history did, for people: one line per table, one per experiment that lost draws to it."""
@@ -196,7 +205,8 @@ def build_plan(settings: Settings, registry: Registry, seed: int, python: str = 
     tables = tuple((table.file, table.rows_read, table.rows_compared, skipped_per_table.get(index, 0))
                    for index, table in enumerate(history.tables)) if history else ()
     return Plan(seed=seed, seed_was_drawn=settings.seed is None, trials=tuple(trials), history_skips=tuple(skips),
-                history_files=tuple(str(path) for path in history.files) if history else (), history_tables=tables)
+                history_files=tuple(str(path) for path in history.files) if history else (), history_tables=tables,
+                seeds_left_out=tuple((e.index, e.seeds_left_out) for e in settings.experiments if e.seeds_left_out))
 
 
 def _configuration(specs: Mapping[str, HyperparameterSpec], fixed: Mapping[str, str], *,
