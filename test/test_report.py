@@ -116,7 +116,7 @@ def drawn_figures(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Figure]
         return path
 
     monkeypatch.setattr(plots, "save", keep)
-    monkeypatch.setattr(power, "save", keep)
+    monkeypatch.setattr(plots, "workers_for", lambda _plots: 1)  # drawn here, where the figures can be seen
     yield figures
     for figure in figures.values():
         real_save(figure, Path("/dev/null"))
@@ -150,7 +150,7 @@ def test_methods_and_scopes_are_never_pooled(tmp_path: Path, drawn_figures: dict
     axes = drawn_figures["energy_vs_hp_x_r_m.png"].axes[0]
     assert [text.get_text() for text in legend_of(axes).get_texts()] == ["cpu rapl (system)",
                                                                           "cpu estimate (process_tree)"]
-    assert axes.get_ylabel() == "energy (J, total; per method, see legend)"
+    assert axes.get_ylabel() == "energy (J, total)"
     # Each method has its own Pareto front: 2 series x (dominated, front) + their 2 staircases.
     trade_off = drawn_figures["energy_vs_accuracy_r_m.png"].axes[0]
     assert len(trade_off.collections) == 4 and len(trade_off.lines) == 2
@@ -336,4 +336,17 @@ def test_parallel_energy_is_compared_with_the_same_foreground_alone(tmp_path: Pa
     axes = drawn_figures["parallel_vs_alone_r_m.png"].axes[0]
     # hp_x=1 was measured both ways (10 J alone, 25 J in parallel); hp_x=2 only in parallel.
     assert np.asarray(axes.collections[0].get_offsets()).tolist() == [[10, 25]]
-    assert axes.get_xlabel() == "alone: energy (J, total; cpu rapl)"
+    assert axes.get_xlabel() == "energy alone (J, total)"
+    assert [text.get_text() for text in legend_of(axes).get_texts()] == ["cpu rapl", "same energy"]
+
+
+def test_parallel_trials_are_their_own_energy_series_beside_trials_measured_alone(
+        tmp_path: Path, drawn_figures: dict[str, Figure]) -> None:
+    rows = [[f"e{i}", "run_a", f"{i:03d}", mode, "r", "m", "success", 1.0, "x", 1 + i % 3, 0.5 + i / 100,
+             10 + i if mode != "parallel" else 40 + i, "rapl", "", "none"]
+            for i, mode in enumerate(["mutation"] * 3 + ["parallel"] * 3)]
+    assert invoke("report", write_table(tmp_path / "t.csv", rows), "-o", tmp_path / "out").exit_code == 0
+    energy = drawn_figures["energy_vs_hp_x_r_m.png"].axes[0]
+    assert [text.get_text() for text in legend_of(energy).get_texts()] == ["cpu rapl", "cpu rapl, parallel"]
+    trade_off = drawn_figures["energy_vs_accuracy_r_m.png"].axes[0]
+    assert len(trade_off.lines) == 2  # a Pareto staircase each: a parallel trial never dominates one alone

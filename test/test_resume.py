@@ -120,6 +120,19 @@ def test_nothing_to_resume_is_a_clear_error(
                              f"written, so no trial ran in it. Remove that folder and run {settings} again.\n")
 
 
+def test_a_results_folder_given_to_resume_says_which_run_folder_to_give(
+        write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path) -> None:
+    registry, settings = campaign(write_json, fake_registry)
+    results = tmp_path / "results"
+    assert invoke("--registry", registry, "--results-dir", results, "-q", "run", settings).exit_code == 0
+    run_dir = next(results.glob("run_*"))
+    result = invoke("--registry", registry, "--results-dir", results, "run", settings, "--resume", results)
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    assert result.stderr == (f"error: {results} is a results folder (it holds run folders), not a run folder: give "
+                             f"one of its run_* folders to --resume; the latest made from {settings} is "
+                             f"{run_dir}\n")
+
+
 def test_a_resumed_trial_keeps_its_attempts_and_the_global_table_holds_it_once(
         write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path) -> None:
     registry = fake_registry(fake=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "1"]))

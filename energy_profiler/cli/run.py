@@ -64,6 +64,12 @@ def run_command(settings_file: Path, resume: str | None) -> None:
 def resume_run(app: AppContext, settings_file: Path, run_dir: Path | None) -> None:
     """Continue a run folder with the plan and settings it was started with."""
     run_dir = run_dir or latest_run_of(app.results_dir, settings_file)
+    if run_dir is not None and run_dir.is_dir() and any(run_dir.glob("run_*/plan.json")):
+        latest = latest_run_of(run_dir, settings_file)
+        example = f"; the latest made from {settings_file} is {latest}" if latest else ""
+        click.echo(f"error: {run_dir} is a results folder (it holds run folders), not a run folder: give one of "
+                   f"its run_* folders to --resume{example}", err=True)
+        sys.exit(EXIT_CONFIG)
     if run_dir is not None and run_dir.is_dir() and not (run_dir / "plan.json").is_file():
         click.echo(f"error: {run_dir} has no plan.json: its campaign was stopped before the plan was written, so no "
                    f"trial ran in it. Remove that folder and run {settings_file} again.", err=True)

@@ -56,16 +56,14 @@ def build(inputs: Sequence[Path], folder: Path, *, metric: str | None = None, tr
     if plots_wanted:
         # matplotlib takes most of a second to import: a --no-plots report does not pay for it.
         from energy_profiler.report import plots  # noqa: PLC0415
-        from energy_profiler.report.power import power_over_time  # noqa: PLC0415
+        from energy_profiler.report.power import power_plot  # noqa: PLC0415
 
-        made += plots.against_hyperparameters(table, chosen_metric, energy=energy, folder=folder, kinds=kinds)
+        wanted = plots.against_hyperparameters(table, chosen_metric, energy=energy, kinds=kinds)
         if chosen_metric:
-            made += plots.energy_vs_metric(table, chosen_metric, energy, folder)
-        made += plots.parallel_vs_alone(table, energy, folder)
-        for directory, row in traced:
-            path = power_over_time(directory, row, folder)
-            if path is not None:
-                made.append(path)
+            wanted += plots.energy_vs_metric(table, chosen_metric, energy)
+        wanted += plots.parallel_vs_alone(table, energy)
+        wanted += [power_plot(directory, row) for directory, row in traced]
+        made = plots.render(wanted, folder)
     page = _page(inputs, table, tables, notes=notes, made=made, energy=energy)
     markdown_path, html_path = folder / "report.md", folder / "report.html"
     atomic_write_bytes(markdown_path, markdown(page, folder).encode())
@@ -92,7 +90,7 @@ def _page(inputs: Sequence[Path], table: pd.DataFrame, tables: Tables, *, notes:
     statuses = ", ".join(f"{count} {status}" for status, count in table["status"].value_counts().items() if count)
     paragraphs = [f"Sources: {', '.join(str(path) for path in inputs)}. {len(table)} trials: {statuses}.",
                   f"Energy: {energy}, the sum of the devices that were measured; trials measured by different "
-                  "methods or scopes are never pooled. Failed trials are counted, never averaged; `missing` means "
+                  "methods or scopes are never pooled. Failed trials are counted, never averaged; 'missing' means "
                   "not measured."]
     sections = [
         Section("Per repository, model, mode and energy method", tables.headers("groups"), tables.groups,

@@ -25,8 +25,10 @@ TEXT_COLUMNS = ("experiment_id", "run_id", "trial", "mode", "repo", "model", "st
 NUMBER_COLUMNS = ("duration_s", *(column for pair in ENERGY_COLUMNS.values() for column in pair),
                   "cpu_idle_w", "gpu_idle_w", "cpu_background_w", "gpu_background_w")
 REQUIRED = ("repo", "model", "status")
-UNIQUE_COLUMNS = ("experiment_id", "trial")
-"""Text columns with a value per row, kept as strings; every other text column is a category."""
+CATEGORY_COLUMNS = ("mode", "repo", "model", "status", "mutated", "cpu_energy_method", "cpu_energy_scope",
+                    "gpu_energy_method")
+"""Text columns the report groups by, made categories (with the hp_* columns): grouping on codes, not
+on 100,000 strings. The rest (ids, reasons) stay strings: a reason is read only when energy is missing."""
 NO_ENERGY = "none"
 
 
@@ -56,7 +58,7 @@ def locate(path: Path) -> Source:
 
 
 def _categorical(column: str) -> bool:
-    return column not in UNIQUE_COLUMNS
+    return column in CATEGORY_COLUMNS or column.startswith("hp_")
 
 
 def _wanted(column: str) -> bool:

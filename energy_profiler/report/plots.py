@@ -8,8 +8,12 @@ log for a log_uniform range, categories for a choice or a switch. Every figure i
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import NullFormatter
@@ -59,6 +64,11 @@ def legend(axes: Axes, points: int, **options: Any) -> None:
     axes.legend(loc="best" if points <= FEW_POINTS else "upper right", fontsize="small", **options)
 
 
+def _size(points: int) -> float:
+    """Marker area: large enough to see a few trials, small enough not to blot thousands."""
+    return 36.0 if points <= FEW_POINTS else 10.0
+
+
 def drawn(data: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """At most MAX_POINTS rows, drawn at random (fixed seed), and the note that says so.
 
@@ -68,6 +78,16 @@ def drawn(data: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     if len(data) <= MAX_POINTS:
         return data, ""
     return data.sample(MAX_POINTS, random_state=0).sort_index(), f"\n({MAX_POINTS:,} of {len(data):,} drawn at random)"
+
+
+def with_energy_series(rows: pd.DataFrame) -> pd.DataFrame:
+    """`rows` with `_energy_series`: the energy method, and `, parallel` for parallel trials when the
+    rows also hold trials measured alone (a system-wide figure beside backgrounds is not theirs alone)."""
+    series = rows["energy_method"].astype(str)
+    parallel = rows["mode"].astype(str) == "parallel"
+    if parallel.any() and not parallel.all():
+        series = series.where(~parallel, series + ", parallel")
+    return rows.assign(_energy_series=series)
 
 
 def energy_axis(energy: str, methods: Sequence[str]) -> str:
@@ -121,14 +141,18 @@ def _colour_by(group: pd.DataFrame, name: str) -> str | None:
 
 
 def _scatter(axes: Axes, figure: Figure, data: pd.DataFrame, x: np.ndarray, *, y: str, series: str,
-             colour: str | None) -> None:
-    """One marker per series; colours show `colour`'s values where it is set."""
+             colour: str | None, colour_kind: str = "linear") -> None:
+    """One marker per series; colours show `colour`'s values where it is set (on a log scale for a
+    log_uniform hyperparameter)."""
     shade = None
+    norm: Normalize | None = None
     if colour is not None:
         values = data[f"hp_{colour}"]
         numbers = pd.to_numeric(values, errors="coerce")
         shade = (numbers if numbers.notna().all() else pd.Series(Categories(values).place(values),
                                                                  index=values.index)).to_numpy(dtype=float)
+        low, high = float(np.nanmin(shade)), float(np.nanmax(shade))
+        norm = LogNorm(low, high) if colour_kind == "log" and low > 0 else Normalize(low, high)
     mappable = None
     handles = []
     for index, (label, part) in enumerate(data.groupby(series, sort=False, observed=True)):
@@ -137,20 +161,27 @@ def _scatter(axes: Axes, figure: Figure, data: pd.DataFrame, x: np.ndarray, *, y
         handles.append(Line2D([], [], marker=marker, linestyle="", color="grey" if shade is not None else f"C{index}",
                               label=str(label)))
         if shade is None:
-            axes.scatter(x[rows], part[y], marker=marker, color=f"C{index}", alpha=0.8, s=14, linewidths=0)
+            axes.scatter(x[rows], part[y], marker=marker, color=f"C{index}", alpha=0.8, s=_size(len(data)),
+                         linewidths=0)
         else:
             mappable = axes.scatter(x[rows], part[y], c=shade[rows], cmap="viridis", marker=marker,
-                                    alpha=0.8, s=14, linewidths=0,
-                                    vmin=float(np.nanmin(shade)), vmax=float(np.nanmax(shade)))
+                                    alpha=0.8, s=_size(len(data)), linewidths=0, norm=norm)
     if mappable is not None and colour is not None:
         figure.colorbar(mappable, ax=axes, label=f"{colour} (mutated together: effects confounded)")
     legend(axes, len(data), handles=handles)
 
 
-def against_hyperparameters(table: pd.DataFrame, metric: str | None, *, energy: str, folder: Path,
-                            kinds: Kinds) -> list[Path]:
+@dataclass(frozen=True)
+class Plot:
+    """One figure to draw: its file name, and the function that draws it (run here or in a worker)."""
+
+    name: str
+    draw: Callable[[], Figure | None]
+
+
+def against_hyperparameters(table: pd.DataFrame, metric: str | None, *, energy: str, kinds: Kinds) -> list[Plot]:
     """Metric, duration and (where measured) energy against each mutated hyperparameter."""
-    paths = []
+    plots = []
     ok = table[table["_ok"]]
     for (repo, model), group in ok.groupby(["repo", "model"], sort=False, observed=True):
         for name in mutated_names(group):
@@ -158,12 +189,13 @@ def against_hyperparameters(table: pd.DataFrame, metric: str | None, *, energy: 
             if column not in group.columns:
                 continue
             kind = kinds.get((str(repo), str(model), name), "linear")
-            measured = group[group["energy_j"].notna()]
-            methods = list(measured["energy_method"].unique())
+            colour = _colour_by(group, name)
+            colour_kind = kinds.get((str(repo), str(model), colour), "linear") if colour else "linear"
+            measured = with_energy_series(group[group["energy_j"].notna()])
             wanted = [(metric, metric.removeprefix("perf_") if metric else "", "mode", group)] if metric else []
             wanted.append(("duration_s", "duration (s)", "mode", group))
-            if not measured.empty:
-                wanted.append(("energy_j", energy_axis(energy, methods), "energy_method", measured))
+            if not measured.empty:  # the legend names each series' method (and mode where that matters)
+                wanted.append(("energy_j", f"energy (J, {energy})", "_energy_series", measured))
             for y, label, series, rows in wanted:
                 assert y is not None
                 data = rows[rows[column] != ""].copy()
@@ -172,76 +204,133 @@ def against_hyperparameters(table: pd.DataFrame, metric: str | None, *, energy: 
                 if data.empty:
                     continue
                 data, sampled = drawn(data)
-                figure, axes = new_figure()
-                x = _x_values(data[column], kind, axes)
-                _scatter(axes, figure, data, x, y=y, series=series, colour=_colour_by(group, name))
                 what = "energy" if y == "energy_j" else label.split(" (")[0]
-                axes.set(xlabel=f"{name}{' (log scale)' if kind == 'log' else ''}", ylabel=label,
-                         title=f"{repo}/{model}: {what} against {name}{sampled}")
-                axes.title.set_fontsize("medium")
                 stem = "energy" if y == "energy_j" else safe_name(what)
-                file_name = f"{stem}_vs_hp_{safe_name(name)}_{safe_name(repo)}_{safe_name(model)}.png"
-                paths.append(save(figure, folder / file_name))
-    return paths
+                labels = (f"{name}{' (log scale)' if kind == 'log' else ''}", label,
+                          f"{repo}/{model}: {what} against {name}{sampled}")
+                plots.append(Plot(
+                    f"{stem}_vs_hp_{safe_name(name)}_{safe_name(repo)}_{safe_name(model)}.png",
+                    partial(_hyperparameter_figure, data, column=column, kind=kind, y=y, series=series, colour=colour,
+                            colour_kind=colour_kind, labels=labels)))
+    return plots
 
 
-def energy_vs_metric(table: pd.DataFrame, metric: str, energy: str, folder: Path) -> list[Path]:
-    """Energy against the metric, a Pareto staircase per energy method, dominated trials faded."""
-    paths = []
+def _hyperparameter_figure(data: pd.DataFrame, *, column: str, kind: str, y: str, series: str, colour: str | None,
+                           colour_kind: str, labels: tuple[str, str, str]) -> Figure:
+    figure, axes = new_figure()
+    x = _x_values(data[column], kind, axes)
+    _scatter(axes, figure, data, x, y=y, series=series, colour=colour, colour_kind=colour_kind)
+    xlabel, ylabel, title = labels
+    axes.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    axes.title.set_fontsize("medium")
+    return figure
+
+
+def energy_vs_metric(table: pd.DataFrame, metric: str, energy: str) -> list[Plot]:
+    """Energy against the metric, a Pareto staircase per energy series, dominated trials faded."""
     ok = table[table["_ok"] & table["energy_j"].notna()].copy()
     ok[metric] = pd.to_numeric(ok[metric], errors="coerce")
     ok = ok[ok[metric].notna()]
+    return [Plot(f"energy_vs_{safe_name(metric.removeprefix('perf_'))}_{safe_name(repo)}_{safe_name(model)}.png",
+                 partial(_trade_off_figure, with_energy_series(group), metric=metric, energy=energy,
+                         title=f"{repo}/{model}: trade-off (steps: best reachable)"))
+            for (repo, model), group in ok.groupby(["repo", "model"], sort=False, observed=True)]
+
+
+def _trade_off_figure(group: pd.DataFrame, *, metric: str, energy: str, title: str) -> Figure:
+    figure, axes = new_figure()
     higher = higher_is_better(metric)
-    for (repo, model), group in ok.groupby(["repo", "model"], sort=False, observed=True):
-        figure, axes = new_figure()
-        methods = list(group["energy_method"].unique())
-        for index, (method, points) in enumerate(group.groupby("energy_method", sort=False, observed=True)):
-            energy_j, values = points["energy_j"].to_numpy(), points[metric].to_numpy()
-            front = pareto_front(list(energy_j), list(values), higher)
-            on_front = np.zeros(len(points), dtype=bool)
-            on_front[front] = True
-            marker = MARKERS[index % len(MARKERS)]
-            colour = f"C{index}"
-            dominated, sampled = drawn(points[~on_front])
-            axes.scatter(dominated["energy_j"], dominated[metric], marker=marker, color=colour, alpha=FADED, s=14,
-                         linewidths=0, label=f"{method}: dominated{sampled.replace(chr(10), ' ')}")
-            axes.scatter(energy_j[on_front], values[on_front], marker=marker, color=colour, s=30,
-                         edgecolors="black", label=f"{method}: Pareto front")
-            xs, ys = staircase(list(energy_j[front]), list(values[front]), float(energy_j.max()))
-            axes.plot(xs, ys, color=colour, linewidth=1.2)
-        axes.set(xlabel=energy_axis(energy, methods),
-                 ylabel=f"{metric.removeprefix('perf_')} ({'higher' if higher else 'lower'} is better)",
-                 title=f"{repo}/{model}: trade-off (steps: best reachable)")
-        legend(axes, len(group))
-        name = f"energy_vs_{safe_name(metric.removeprefix('perf_'))}_{safe_name(repo)}_{safe_name(model)}.png"
-        paths.append(save(figure, folder / name))
-    return paths
+    methods = list(group["_energy_series"].unique())
+    for index, (method, points) in enumerate(group.groupby("_energy_series", sort=False)):
+        energy_j, values = points["energy_j"].to_numpy(), points[metric].to_numpy()
+        front = pareto_front(list(energy_j), list(values), higher)
+        on_front = np.zeros(len(points), dtype=bool)
+        on_front[front] = True
+        marker = MARKERS[index % len(MARKERS)]
+        colour = f"C{index}"
+        dominated, sampled = drawn(points[~on_front])
+        axes.scatter(dominated["energy_j"], dominated[metric], marker=marker, color=colour, alpha=FADED, s=14,
+                     linewidths=0, label=f"{method}: dominated{sampled.replace(chr(10), ' ')}")
+        axes.scatter(energy_j[on_front], values[on_front], marker=marker, color=colour, s=30,
+                     edgecolors="black", label=f"{method}: Pareto front")
+        xs, ys = staircase(list(energy_j[front]), list(values[front]), float(energy_j.max()))
+        axes.plot(xs, ys, color=colour, linewidth=1.2)
+    axes.set(xlabel=energy_axis(energy, methods),
+             ylabel=f"{metric.removeprefix('perf_')} ({'higher' if higher else 'lower'} is better)", title=title)
+    legend(axes, len(group))
+    return figure
 
 
-def parallel_vs_alone(table: pd.DataFrame, energy: str, folder: Path) -> list[Path]:
+def parallel_vs_alone(table: pd.DataFrame, energy: str) -> list[Plot]:
     """Mean energy of each foreground configuration measured alone and beside backgrounds, same method."""
-    paths = []
+    plots = []
     ok = table[table["_ok"] & table["energy_j"].notna()]
     for (repo, model), group in ok.groupby(["repo", "model"], sort=False, observed=True):
-        figure, axes = new_figure()
-        drawn = []
-        for index, (method, points) in enumerate(group.groupby("energy_method", sort=False, observed=True)):
+        pairs = {}
+        for method, points in group.groupby("energy_method", sort=False, observed=True):
             alone = points[points["mode"] != "parallel"].groupby("_config", observed=True)["energy_j"].mean()
             shared = points[points["mode"] == "parallel"].groupby("_config", observed=True)["energy_j"].mean()
             both = pd.concat([alone.rename("alone"), shared.rename("parallel")], axis=1).dropna()
-            if both.empty:
-                continue
-            axes.scatter(both["alone"], both["parallel"], marker=MARKERS[index % len(MARKERS)], label=str(method))
-            drawn.append((str(method), float(max(both["alone"].max(), both["parallel"].max()))))
-        if not drawn:
-            plt.close(figure)
-            continue
-        top = max(value for _, value in drawn)
-        axes.plot([0, top], [0, top], "k:", label="same energy")
-        methods = [method for method, _ in drawn]
-        label = energy_axis(energy, methods)
-        axes.set(xlabel=f"alone: {label}", ylabel=f"with backgrounds: {label}",
-                 title=f"{repo}/{model}: the same configurations, alone and in parallel")
-        legend(axes, len(group))
-        paths.append(save(figure, folder / f"parallel_vs_alone_{safe_name(repo)}_{safe_name(model)}.png"))
-    return paths
+            if not both.empty:
+                pairs[str(method)] = both
+        if pairs:
+            plots.append(Plot(f"parallel_vs_alone_{safe_name(repo)}_{safe_name(model)}.png",
+                              partial(_parallel_figure, pairs, energy=energy,
+                                      title=f"{repo}/{model}: the same configurations, alone and in parallel")))
+    return plots
+
+
+def _parallel_figure(pairs: dict[str, pd.DataFrame], *, energy: str, title: str) -> Figure:
+    figure, axes = new_figure()
+    for index, (method, both) in enumerate(pairs.items()):
+        axes.scatter(both["alone"], both["parallel"], marker=MARKERS[index % len(MARKERS)], label=method)
+    top = max(float(max(both["alone"].max(), both["parallel"].max())) for both in pairs.values())
+    axes.plot([0, top], [0, top], "k:", label="same energy")
+    # The method of each series is in the legend: the axes say what is compared.
+    axes.set(xlabel=f"energy alone (J, {energy})", ylabel=f"energy with backgrounds (J, {energy})", title=title)
+    axes.title.set_fontsize("medium")
+    legend(axes, sum(len(both) for both in pairs.values()))
+    return figure
+
+
+MAX_WORKERS = 8
+_PENDING: list[tuple[Sequence[Plot], Path]] = []
+"""The plots a worker pool draws: set before the fork, so each worker finds them by index (a
+closure cannot be pickled to a worker; a forked one has it already)."""
+
+
+def workers_for(plots: int) -> int:
+    """Worker processes for `plots` figures: one per core, at most MAX_WORKERS, none for a few."""
+    return 1 if plots < MIN_PLOTS_FOR_WORKERS else min(os.cpu_count() or 1, plots, MAX_WORKERS)
+
+
+MIN_PLOTS_FOR_WORKERS = 4
+
+
+def render(plots: Sequence[Plot], folder: Path) -> list[Path]:
+    """Draw and save every plot, on several cores where there are enough plots to pay for the fork.
+
+    Each figure is independent, and drawing one is most of a report's time on a large table (about
+    0.3 s for 5,000 markers): forked workers draw them side by side. A figure that draws nothing
+    (`draw` returns None) leaves no file.
+    """
+    workers = workers_for(len(plots))
+    if workers <= 1:
+        return [path for plot in plots if (path := _draw_and_save(plot, folder)) is not None]
+    _PENDING[:] = [(plots, folder)]
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            made = pool.map(_render_pending, range(len(plots)), chunksize=1)
+    finally:
+        _PENDING.clear()
+    return [path for path in made if path is not None]
+
+
+def _render_pending(index: int) -> Path | None:
+    plots, folder = _PENDING[0]
+    return _draw_and_save(plots[index], folder)
+
+
+def _draw_and_save(plot: Plot, folder: Path) -> Path | None:
+    figure = plot.draw()
+    return None if figure is None else save(figure, folder / plot.name)

@@ -13,12 +13,14 @@ import itertools
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
-from energy_profiler.report.plots import new_figure, safe_name, save
+from energy_profiler.report.plots import Plot, new_figure, render, safe_name
 
 MERGE_FRACTION = 0.5
 
@@ -109,8 +111,21 @@ def _attempt_start(trial_dir: Path, attempt: int) -> float | None:
         return None
 
 
+def power_plot(trial_dir: Path, row: pd.Series) -> Plot:
+    """The plot of a trial's power over time (drawn by `render`; nothing where it has no readings)."""
+    return Plot(f"power_{safe_name(trial_dir.name)}.png", partial(_power_figure, trial_dir, row))
+
+
 def power_over_time(trial_dir: Path, row: pd.Series, folder: Path) -> Path | None:
     """One PNG of the last attempt's CPU and GPU power with the trial's baselines, or None without readings."""
+    return render([power_plot(trial_dir, row)], folder)[0] if _power_figure_possible(trial_dir) else None
+
+
+def _power_figure_possible(trial_dir: Path) -> bool:
+    return any(trial_dir.glob("attempt_*/energy"))
+
+
+def _power_figure(trial_dir: Path, row: pd.Series) -> Figure | None:
     attempts = sorted(trial_dir.glob("attempt_*/energy"), key=lambda p: int(p.parent.name.split("_")[1]))
     if not attempts:
         return None
@@ -144,4 +159,4 @@ def power_over_time(trial_dir: Path, row: pd.Series, folder: Path) -> Path | Non
              title=f"{trial_dir.name}\n{summary}")
     axes.title.set_fontsize("medium")
     axes.legend(fontsize="small")
-    return save(figure, folder / f"power_{safe_name(trial_dir.name)}.png")
+    return figure
