@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -47,21 +48,46 @@ class SessionLog:
         self._file.close()
 
 
+DEAD_HOLDER_WAIT_S = 10.0
+
+
+def _alive(pid_text: str) -> bool:
+    """Whether the process the lock names still runs (an unreadable pid counts as running)."""
+    if not pid_text.isdigit():
+        return True
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class RunDirBusy(Exception):
     """Another campaign holds the run folder."""
 
 
 @contextmanager
-def run_dir_lock(run_dir: Path) -> Iterator[None]:
-    """Hold the run folder for this campaign; RunDirBusy naming the holder if another has it."""
+def run_dir_lock(run_dir: Path, dead_holder_wait_s: float = DEAD_HOLDER_WAIT_S) -> Iterator[None]:
+    """Hold the run folder for this campaign; RunDirBusy naming the holder if another has it.
+
+    When the campaign that wrote its pid into the lock is gone (SIGKILL) but the lock is still held,
+    a process that shares its open file is still ending: waited for, briefly, before refusing.
+    """
     with open(run_dir / ".lock", "a+", encoding="utf-8") as handle:
         own(run_dir / ".lock")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            raise RunDirBusy(f"{run_dir} is in use by another mutation.py (pid {holder})") from None
+        deadline = time.monotonic() + dead_holder_wait_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                if _alive(holder) or time.monotonic() >= deadline:
+                    raise RunDirBusy(f"{run_dir} is in use by another mutation.py (pid {holder})") from None
+                time.sleep(0.1)
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
