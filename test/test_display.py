@@ -84,14 +84,15 @@ def test_the_panel_shows_progress_eta_power_and_the_log_tail(tmp_path: Path) -> 
     console = Console(file=io.StringIO(), width=100, color_system=None, force_terminal=False)
     panel = LiveProgress(console)
     panel.total, panel.done = 5, 2
-    eta = WallClockEta(trials_left=5, started_s=time.monotonic() - 40)
-    eta.trial_ended(time.monotonic() - 10)  # two trials took 30 s of wall time, the last ended 10 s ago
-    eta.trial_ended(time.monotonic() - 10)
+    now = time.monotonic()
+    eta = WallClockEta(trials_left=5, started_s=now - 39.5)
+    eta.trial_ended(now - 9.5)  # two trials took 30 s of wall time, the last ended 9.5 s ago
+    eta.trial_ended(now - 9.5)
     panel.eta = eta
     panel.attempt_started("3 mutation examples/mlp learning_rate=0.01", log, lambda: {"cpu": 45.2, "gpu": None})
     console.print(panel.render())
     text = console.file.getvalue()  # type: ignore[attr-defined]
-    assert "2/5 trials" in text and "ETA 0:35" in text  # 3 left at 15 s of wall time each, 10 s spent
+    assert "2/5 trials" in text and "ETA 0:35" in text  # 3 left at 15 s of wall time each, 9.5 s spent
     assert "now: 3 mutation examples/mlp learning_rate=0.01" in text and "power: cpu 45 W" in text
     assert "epoch 19" in text and "step 3" in text and "epoch 11" not in text and "step 2" not in text
     panel.cooldown(30)

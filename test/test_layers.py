@@ -14,7 +14,8 @@ from test.conftest import PROJECT_ROOT
 
 PACKAGE = PROJECT_ROOT / "energy_profiler"
 RANK = {"model": 0, "config": 1, "planning": 2, "energy": 3, "process": 3, "results": 3, "report": 3,
-        "metrics": 3, "migrate": 3, "execution": 4, "cli": 5}
+        "metrics": 3, "migrate": 3, "execution": 4, "cli": 5, "__main__": 6}
+"""`python -m energy_profiler` (__main__) is an entry point above the command line it calls."""
 UTILITIES = {"system", "fs", ""}
 """Usable from every layer; "" is the package itself (its __version__)."""
 SIBLINGS = {("energy", "process"), ("process", "metrics")}

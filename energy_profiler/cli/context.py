@@ -58,6 +58,8 @@ class AppContext:
     """Energy settings given on the command line; they override the settings file's `energy`."""
     governor: str | None = None
     """`-g/--governor`: the CPU governor for this campaign, over the settings file's `governor`."""
+    executor: str | None = None
+    """`run --executor local|slurm`, over the settings file's `executor`."""
 
     def registry(self) -> Registry:
         if not self.registry_file.exists():

@@ -30,6 +30,7 @@ from energy_profiler.cli.display import LiveProgress, PlainStream, timestamped
 from energy_profiler.cli.tables import terminal_width
 from energy_profiler.config.energy_settings import EnergySettings
 from energy_profiler.config.errors import ConfigError
+from energy_profiler.config.executor import LOCAL, SlurmOptions
 from energy_profiler.config.registry import Registry
 from energy_profiler.config.settings import Settings, settings_from_document
 from energy_profiler.energy.perf import PerfSpare
@@ -50,11 +51,14 @@ HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 @click.argument("settings_file", type=click.Path(path_type=Path, readable=False))
 @click.option("--resume", is_flag=False, flag_value="", default=None, metavar="[RUN_DIR]",
               help="Continue an interrupted campaign: RUN_DIR, or the latest run folder made from SETTINGS_FILE.")
+@click.option("--executor", type=click.Choice(["local", "slurm"]), default=None,
+              help="Where the trials run, over the settings' `executor`: here, or each as an exclusive Slurm job.")
 @global_options
 @energy_options
-def run_command(settings_file: Path, resume: str | None) -> None:
+def run_command(settings_file: Path, resume: str | None, executor: str | None) -> None:
     """Run every experiment of SETTINGS_FILE (the same as `-ec SETTINGS_FILE`)."""
     app = click.get_current_context().ensure_object(AppContext)
+    app.executor = executor
     if resume is None:
         run_settings_file(app, settings_file)
     else:
@@ -123,6 +127,13 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
     if foreign := foreign_table(app.results_dir / GLOBAL_TABLE):  # before anything is started or written
         click.echo(f"error: {foreign}", err=True)
         sys.exit(EXIT_CONFIG)
+    executor = settings.executor if app.executor is None else LOCAL if app.executor == LOCAL else \
+        settings.executor if isinstance(settings.executor, SlurmOptions) else SlurmOptions()
+    if isinstance(executor, SlurmOptions):  # the nodes prepare themselves: governor and energy are theirs
+        from energy_profiler.cli.slurm_run import execute_on_slurm  # noqa: PLC0415 - it imports this module
+
+        execute_on_slurm(app, registry, settings, plan, executor, settings_bytes=settings_bytes, resume_dir=resume_dir)
+        return
     if app.governor is not None:
         settings = replace(settings, governor=app.governor)
     if settings.governor is not None:
@@ -134,7 +145,7 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
     energy = energy_plan(replace(settings.energy, **app.energy_overrides), settings.file)
     stop = StopRequest()
     output = _output(app)
-    with _stop_on_signals(stop):
+    with stop_on_signals(stop):
         try:
             result = run_session(settings, registry, plan, results_root=app.results_dir, output=output, stop=stop,
                                  settings_bytes=settings_bytes, energy=energy, resume_dir=resume_dir)
@@ -189,7 +200,7 @@ def energy_plan(settings: EnergySettings, source: Path) -> EnergyPlan:
 
 
 @contextmanager
-def _stop_on_signals(stop: StopRequest) -> Iterator[None]:
+def stop_on_signals(stop: StopRequest) -> Iterator[None]:
     """While running: SIGINT, SIGTERM and SIGHUP only ask the session to stop (it ends the trial)."""
     terminals = [descriptor for descriptor in (1, 2) if os.isatty(descriptor)]
 

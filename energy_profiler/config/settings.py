@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from energy_profiler.config.energy_settings import EnergySettings
 from energy_profiler.config.errors import ConfigError, ConfigIssue, did_you_mean, suggest_name
+from energy_profiler.config.executor import LOCAL, Executor, executor_from_document
 from energy_profiler.config.json_file import read_json
 from energy_profiler.config.registry import Registry
 from energy_profiler.config.validation import load_schema, schema_issues
@@ -91,6 +92,8 @@ class Settings:
     """CPU frequency governor to set for the campaign (restored afterwards), or None to leave it."""
     energy: EnergySettings
     experiments: tuple[Experiment, ...]
+    executor: Executor = LOCAL
+    """Where the trials run: `"local"`, or each as an exclusive Slurm job (SlurmOptions)."""
 
 
 def load_settings(file: Path, registry: Registry) -> Settings:
@@ -152,6 +155,7 @@ def _settings(file: Path, document: dict[str, Any], experiments: list[Experiment
         governor=document.get("governor"),
         energy=energy_settings(document.get("energy", {})),
         experiments=tuple(experiments),
+        executor=executor_from_document(document.get("executor")),
     )
 
 

@@ -85,15 +85,15 @@ def run_session(
     with ExitStack() as cleanup:
         cleanup.enter_context(run_dir_lock(run_dir))
         if not resumed:
-            _write_plan(run_dir, settings, plan, settings_bytes)
-        finished, summary = _open_summary(run_dir, plan, registry, resumed=resumed)
-        say = _console_and_log(cleanup, run_dir, output)
+            write_plan(run_dir, settings, plan, settings_bytes)
+        finished, summary = open_summary(run_dir, plan, registry, resumed=resumed)
+        say = console_and_log(cleanup, run_dir, output)
         host = {**host_facts(), **(gpu_host_facts(energy) if energy else {})}
-        _announce(say, settings, plan, run_dir, len(finished) if resumed else None)
+        announce(say, settings, plan, run_dir, len(finished) if resumed else None)
         result = SessionResult(run_dir=run_dir, records=list(finished.values()), planned=len(plan.trials),
                                stopped_by=None, energy=energy)
         output.progress.campaign_started(len(plan.trials), len(finished))
-        energy, run_as = _prepare_machine(cleanup, settings, results_root=results_root, run_dir=run_dir,
+        energy, run_as = prepare_machine(cleanup, settings, results_root=results_root, run_dir=run_dir,
                                           energy=energy, say=say, stop=stop)
         sinks = record_sinks(run_dir, results_root, summary, resumed=resumed)
         remaining = [trial for trial in plan.trials if trial.name not in finished]
@@ -131,7 +131,7 @@ def run_session(
     return result
 
 
-def _open_summary(run_dir: Path, plan: Plan, registry: Registry, *,
+def open_summary(run_dir: Path, plan: Plan, registry: Registry, *,
                   resumed: bool) -> tuple[dict[str, Record], SummaryTable]:
     """The run's summary.csv with its header fixed; on resume, rebuilt from the final records."""
     hyperparameter_names = _unique(name for trial in plan.trials for name, _ in trial.hyperparameters)
@@ -146,7 +146,7 @@ def _open_summary(run_dir: Path, plan: Plan, registry: Registry, *,
     return finished, SummaryTable(run_dir / "summary.csv", columns)
 
 
-def _console_and_log(cleanup: ExitStack, run_dir: Path, output: Output) -> Callable[[str], None]:
+def console_and_log(cleanup: ExitStack, run_dir: Path, output: Output) -> Callable[[str], None]:
     """`say`: a line to the console and to the run's session.log."""
     log = SessionLog(run_dir / "session.log")
     cleanup.callback(log.close)
@@ -158,7 +158,7 @@ def _console_and_log(cleanup: ExitStack, run_dir: Path, output: Output) -> Calla
     return say
 
 
-def _announce(say: Callable[[str], None], settings: Settings, plan: Plan, run_dir: Path,
+def announce(say: Callable[[str], None], settings: Settings, plan: Plan, run_dir: Path,
               already_recorded: int | None) -> None:
     seed_note = " (drawn; put it in the settings to repeat this plan)" if plan.seed_was_drawn else ""
     say(f"campaign '{settings.experiment_name}': {len(plan.trials)} trials, seed {plan.seed}{seed_note}")
@@ -169,7 +169,7 @@ def _announce(say: Callable[[str], None], settings: Settings, plan: Plan, run_di
         say(line)
 
 
-def _prepare_machine(cleanup: ExitStack, settings: Settings, *, results_root: Path, run_dir: Path,
+def prepare_machine(cleanup: ExitStack, settings: Settings, *, results_root: Path, run_dir: Path,
                      energy: EnergyPlan | None, say: Callable[[str], None],
                      stop: StopRequest) -> tuple[EnergyPlan | None, InvokingUser | None]:
     """Before the first trial: stale groups ended, the watchdog, the governor, energy, the user.
@@ -198,7 +198,7 @@ def _prepare_machine(cleanup: ExitStack, settings: Settings, *, results_root: Pa
     return energy, run_as
 
 
-def _write_plan(run_dir: Path, settings: Settings, plan: Plan, settings_bytes: bytes | None) -> None:
+def write_plan(run_dir: Path, settings: Settings, plan: Plan, settings_bytes: bytes | None) -> None:
     atomic_write_bytes(run_dir / "settings.json", settings_bytes or _document_bytes(settings))
     atomic_write_json(run_dir / "plan.json", {
         "schema_version": 1,

@@ -1,0 +1,51 @@
+"""`run-trial RUN_DIR TRIAL`: run one planned trial of a run folder here (what a Slurm job runs).
+
+Hidden from the help: the submitting process writes it into each job's batch script. It exits 0
+when the trial's record was written (whatever its status), so Slurm's own state says only whether
+the job ran; the record says how the training went.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from energy_profiler.cli.context import EXIT_CONFIG, AppContext, fail_config, global_options
+from energy_profiler.cli.display import timestamped
+from energy_profiler.cli.run import energy_plan, stop_on_signals
+from energy_profiler.config.errors import ConfigError
+from energy_profiler.config.settings import settings_from_document
+from energy_profiler.execution.node_trial import UnknownTrial, run_planned_trial
+from energy_profiler.execution.runtime import Output, StopRequest
+
+
+@click.command("run-trial", hidden=True)
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("trial")
+@global_options
+def run_trial_command(run_dir: Path, trial: str) -> None:
+    """Run TRIAL of RUN_DIR's plan on this machine and write its experiment.json."""
+    app = click.get_current_context().ensure_object(AppContext)
+    if not (run_dir / "plan.json").is_file():
+        click.echo(f"error: {run_dir} has no plan.json: not a run folder", err=True)
+        sys.exit(EXIT_CONFIG)
+    try:
+        registry = app.registry()
+        copy = run_dir / "settings.json"
+        settings = settings_from_document(json.loads(copy.read_text()), copy, registry)
+    except ConfigError as error:
+        fail_config(error)
+    energy = energy_plan(settings.energy, copy)
+    say = timestamped(click.echo)
+    stop = StopRequest()
+    with stop_on_signals(stop):  # scancel sends SIGTERM: the trial is ended and recorded as interrupted
+        try:
+            record = run_planned_trial(run_dir, trial, registry, output=Output(say=say, detail=say, training=None),
+                                       stop=stop, energy=energy)
+        except UnknownTrial as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(EXIT_CONFIG)
+    sys.exit(128 + stop.first_signal if stop.first_signal is not None else 0 if record else 1)

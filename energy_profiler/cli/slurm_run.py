@@ -1,0 +1,61 @@
+"""`run FILE` with `executor: {"slurm": ...}` (or `--executor slurm`): the campaign as Slurm jobs."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from energy_profiler.cli.closing import defaults_of, summary_text
+from energy_profiler.cli.context import EXIT_CONFIG, AppContext
+from energy_profiler.cli.display import timestamped
+from energy_profiler.cli.run import stop_on_signals
+from energy_profiler.cli.tables import terminal_width
+from energy_profiler.config.executor import SlurmOptions
+from energy_profiler.config.registry import Registry
+from energy_profiler.config.settings import Settings
+from energy_profiler.execution.runtime import Output, StopRequest
+from energy_profiler.execution.slurm import SlurmError, SlurmTools, run_slurm_session
+from energy_profiler.planning.plan import Plan, Trial
+from energy_profiler.results.rundir import RunDirBusy
+from energy_profiler.system.host import TOOL_ROOT
+
+
+def tool_command() -> list[str]:
+    """How a compute node starts this tool: the checkout's mutation.py, else the installed package."""
+    script = TOOL_ROOT / "mutation.py"
+    return [sys.executable, str(script)] if script.is_file() else [sys.executable, "-m", "energy_profiler"]
+
+
+def execute_on_slurm(app: AppContext, registry: Registry, settings: Settings, plan: Plan, options: SlurmOptions, *,
+                     settings_bytes: bytes | None, resume_dir: Path | None = None) -> None:
+    """Submit and follow the campaign's jobs, print the closing table, exit with the session's code."""
+    try:
+        tools = SlurmTools.find()
+    except SlurmError as error:
+        click.echo(f"error: {settings.file}: executor slurm: {error}", err=True)
+        sys.exit(EXIT_CONFIG)
+    registry_file, results = app.registry_file.resolve(), app.results_dir.resolve()
+
+    def command_for(run_dir: Path, trial: Trial) -> list[str]:
+        return [*tool_command(), "--registry", str(registry_file), "--results-dir", str(results), "run-trial",
+                str(run_dir.resolve()), trial.name]
+
+    say = timestamped(click.echo)
+    output = Output(say=say if not app.quiet else lambda _: None, detail=lambda _: None, training=None)
+    stop = StopRequest()
+    with stop_on_signals(stop):
+        try:
+            result = run_slurm_session(settings, registry, plan, options=options, command_for=command_for,
+                                       results_root=results, output=output, stop=stop,
+                                       settings_bytes=settings_bytes, resume_dir=resume_dir, tools=tools)
+        except (SlurmError, RunDirBusy) as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(EXIT_CONFIG)
+    click.echo(summary_text(result, terminal_width(), defaults_of(registry)))
+    if result.stopped_by is not None or len(result.records) < result.planned:
+        click.echo(f"to continue: mutation.py run {shlex.quote(str(settings.file))} --resume "
+                   f"{shlex.quote(str(result.run_dir))}")
+    sys.exit(result.exit_code)

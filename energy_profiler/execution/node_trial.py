@@ -1,0 +1,75 @@
+"""One planned trial of a run folder, run where this process runs: what a Slurm job does on its node.
+
+It is the local code path for one trial (the machine prepared as a campaign prepares it: watchdog,
+governor, energy; then `run_trial`), with three differences that keep a shared run folder sound:
+the trial's own folder is locked (not the run folder, which the submitting process holds); the
+watchdog's ledger is in a node-local folder (process ids mean nothing on another node, and a
+ledger read there could end the wrong processes); and only experiment.json is written. The
+submitting process is the one writer of summary.csv and summary_all.csv.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import ExitStack
+from dataclasses import replace
+from pathlib import Path
+
+from energy_profiler.config.registry import Registry
+from energy_profiler.config.settings import settings_from_document
+from energy_profiler.energy.recorder import EnergyPlan, gpu_host_facts
+from energy_profiler.execution.runtime import Output, StopRequest
+from energy_profiler.execution.session import earlier_attempts, next_attempt, prepare_machine
+from energy_profiler.execution.sinks import ExperimentFile
+from energy_profiler.execution.trial import run_trial
+from energy_profiler.model.record import Record
+from energy_profiler.planning.plan import Plan
+from energy_profiler.results.rundir import SessionLog, run_dir_lock
+from energy_profiler.system import governor
+from energy_profiler.system.host import host_facts
+
+
+class UnknownTrial(Exception):
+    """The run folder's plan has no trial of that name."""
+
+
+def node_ledger_root() -> Path:
+    """A folder on this node (not the shared file system) for the watchdog's ledger."""
+    return Path(tempfile.gettempdir()) / f"mutation-node-{os.getuid()}"
+
+
+def run_planned_trial(run_dir: Path, trial_name: str, registry: Registry, *, output: Output, stop: StopRequest,
+                      energy: EnergyPlan | None) -> Record:
+    """Run `trial_name` of `run_dir`'s plan once more (a fresh attempt folder) and write its experiment.json."""
+    settings_file = run_dir / "settings.json"
+    settings = settings_from_document(json.loads(settings_file.read_text()), settings_file, registry)
+    plan = Plan.from_json(json.loads((run_dir / "plan.json").read_text()))
+    trial = next((trial for trial in plan.trials if trial.name == trial_name), None)
+    if trial is None:
+        raise UnknownTrial(f"{run_dir}: the plan has no trial {trial_name!r}")
+    trial_dir = run_dir / trial.name
+    trial_dir.mkdir(exist_ok=True)
+    with ExitStack() as cleanup:
+        cleanup.enter_context(run_dir_lock(trial_dir))
+        log = SessionLog(trial_dir / "node.log")
+        cleanup.callback(log.close)
+
+        def say(message: str) -> None:
+            log.write(message)
+            output.say(message)
+
+        say(f"trial {trial.name} of {run_dir} on {host_facts().get('hostname')}")
+        energy, run_as = prepare_machine(cleanup, settings, results_root=node_ledger_root(), run_dir=trial_dir,
+                                         energy=energy, say=say, stop=stop)
+        host = {**host_facts(), **(gpu_host_facts(energy) if energy else {}),
+                "cpu_governor": governor.summary(governor.cpufreq_root()),
+                "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
+        record = run_trial(trial, settings=settings, registry=registry, run_dir=run_dir, host=host,
+                           output=replace(output, say=say), stop=stop, energy=energy,
+                           first_attempt=next_attempt(trial_dir), run_as=run_as,
+                           earlier_attempts=earlier_attempts(trial_dir))
+        ExperimentFile(run_dir).write(record)
+        say(f"{trial.name}: {record.status}" + (f" ({record.status_reason})" if record.status_reason else ""))
+        return record

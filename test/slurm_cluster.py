@@ -1,0 +1,144 @@
+"""A real Slurm on this machine for the Slurm tests: munged, slurmctld and two slurmd "nodes".
+
+Debian's slurm-wlm and munge (installed by `make test`'s set-up where apt can; ../shared/notes/
+slurm.md has the measured facts this follows). No systemd: every daemon is started here with its
+config, PID and log files under a temporary root, and stopped by the PID in its PID file (never by
+name). The nodes n1 and n2 listen on their own loopback addresses and ports; one CPU each, so an
+exclusive job has a node to itself. No accounting: job states come from squeue and `scontrol show
+job` (MinJobAge keeps finished jobs known for 10 minutes).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "scontrol", "sinfo")
+NODES = (("n1", "127.0.0.2", 6818), ("n2", "127.0.0.3", 6828))
+
+
+def missing_programs() -> list[str]:
+    return [name for name in DAEMONS if shutil.which(name) is None]
+
+
+class SlurmCluster:
+    def __init__(self, root: Path):
+        self.root = root
+        self.config = root / "slurm.conf"
+        self.socket = Path("/run/munge/munge.socket.2")  # the default path: every client finds it
+        self.pid_files: list[Path] = []
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """What every Slurm client needs (and jobs inherit)."""
+        return {**os.environ, "SLURM_CONF": str(self.config)}
+
+    def start(self) -> None:
+        for folder in ("state", "spool", "log", "run"):
+            (self.root / folder).mkdir(parents=True, exist_ok=True)
+        self._start_munge()
+        self.config.write_text(self._slurm_conf())
+        self._daemon(["slurmctld", "-f", str(self.config)], self.root / "run" / "slurmctld.pid")
+        for name, _address, _port in NODES:
+            self._daemon(["slurmd", "-f", str(self.config), "-N", name], self.root / "run" / f"slurmd-{name}.pid")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            states = subprocess.run(["sinfo", "--noheader", "--format=%n %t", "--Node"], env=self.environment,
+                                    capture_output=True, text=True, check=False).stdout.split()
+            if states.count("idle") == len(NODES):
+                return
+            time.sleep(0.3)
+        raise RuntimeError(f"the Slurm nodes did not come up: sinfo says {states}; logs in {self.root / 'log'}")
+
+    def _start_munge(self) -> None:
+        self.socket.parent.mkdir(parents=True, exist_ok=True)
+        key = self.root / "munge.key"
+        key.write_bytes(secrets.token_bytes(1024))
+        key.chmod(0o400)
+        pid_file = self.root / "run" / "munged.pid"
+        self._daemon(["munged", "--force", f"--key-file={key}", f"--socket={self.socket}",
+                      f"--pid-file={pid_file}", f"--log-file={self.root / 'log' / 'munged.log'}",
+                      f"--seed-file={self.root / 'munge.seed'}"], pid_file)
+
+    def _daemon(self, argv: list[str], pid_file: Path) -> None:
+        """Start a daemon that detaches itself; wait for its PID file."""
+        subprocess.run(argv, env=self.environment, check=True, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+        deadline = time.monotonic() + 15
+        while not (pid_file.exists() and pid_file.read_text().strip()):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{argv[0]} wrote no PID file {pid_file}")
+            time.sleep(0.05)
+        self.pid_files.append(pid_file)
+
+    def _slurm_conf(self) -> str:
+        root = self.root
+        nodes = "\n".join(f"NodeName={name} NodeHostname=localhost NodeAddr={address} Port={port} CPUs=1 "
+                          "RealMemory=1000 State=UNKNOWN" for name, address, port in NODES)
+        return f"""ClusterName=mutationtest
+SlurmctldHost=localhost
+SlurmctldPort=6817
+SlurmUser=root
+AuthType=auth/munge
+CredType=cred/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+MpiDefault=none
+ReturnToService=2
+KillWait=5
+MinJobAge=600
+SlurmdParameters=config_overrides
+StateSaveLocation={root / 'state'}
+SlurmdSpoolDir={root / 'spool'}/%n
+SlurmctldPidFile={root / 'run' / 'slurmctld.pid'}
+SlurmdPidFile={root / 'run'}/slurmd-%n.pid
+SlurmctldLogFile={root / 'log' / 'slurmctld.log'}
+SlurmdLogFile={root / 'log'}/slurmd-%n.log
+JobCompType=jobcomp/filetxt
+JobCompLoc={root / 'log' / 'jobcomp.txt'}
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+{nodes}
+PartitionName=test Nodes=n1,n2 Default=YES MaxTime=INFINITE State=UP
+"""
+
+    def stop(self) -> None:
+        subprocess.run(["scancel", "--user=root"], env=self.environment, check=False, capture_output=True, timeout=30)
+        for pid_file in reversed(self.pid_files):  # the nodes, the controller, then munge
+            try:
+                pid = int(pid_file.read_text().strip())
+            except (OSError, ValueError):
+                continue
+            _end(pid)
+
+
+def _end(pid: int, deadline_s: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after the deadline; a zombie waiting for PID 1 counts as gone."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if not _running(pid):
+            return
+        time.sleep(0.1)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

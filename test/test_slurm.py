@@ -1,0 +1,157 @@
+"""Campaigns on a real Slurm (test/slurm_cluster.py: munged, slurmctld, two slurmd nodes on loopback).
+
+Skipped with the reason where Slurm's programs are not installed; under CI (CI=true) their absence
+fails instead, since `make test` installs them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from test.conftest import PROJECT_ROOT, fake_repo, invoke, only_run_dir, wait_for
+from test.slurm_cluster import SlurmCluster, missing_programs
+
+MISSING = missing_programs()
+if MISSING and os.environ.get("CI") == "true":
+    raise RuntimeError(f"CI must run the Slurm tests, but {', '.join(MISSING)} are not installed")
+pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"Slurm is not installed here ({', '.join(MISSING)} missing)")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
+    running = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def slurm(cluster: SlurmCluster, monkeypatch: pytest.MonkeyPatch) -> SlurmCluster:
+    monkeypatch.setenv("SLURM_CONF", str(cluster.config))
+    subprocess.run(["scancel", "--user=root"], env=cluster.environment, check=False)
+    return cluster
+
+
+def rows(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "summary.csv", newline="") as table:
+        return list(csv.DictReader(table))
+
+
+def job_info(cluster: SlurmCluster, job_id: str) -> dict[str, str]:
+    shown = subprocess.run(["scontrol", "show", "job", "--oneliner", job_id], env=cluster.environment,
+                           capture_output=True, text=True, check=True).stdout
+    return dict(item.split("=", 1) for item in shown.split() if "=" in item)
+
+
+def settings_for(write_json: Callable[[str, Any], Path], runs: int, **slurm: Any) -> Path:
+    return write_json("s.json", {"experiment_name": "cluster", "seed": 1,
+                                 "executor": {"slurm": {"max_parallel": 2, **slurm}},
+                                 "experiments": [{"mode": "mutation", "repo": "fake", "model": "tiny",
+                                                  "mutate": ["learning_rate"], "runs_per_config": runs}]})
+
+
+def test_each_trial_is_an_exclusive_job_and_the_submitter_writes_every_row_once(
+        slurm: SlurmCluster, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
+        tmp_path: Path) -> None:
+    registry = fake_registry(fake=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "2"]))
+    settings = settings_for(write_json, 4)
+    results = tmp_path / "results"
+    result = invoke("--registry", registry, "--results-dir", results, "run", settings)
+    assert result.exit_code == 0, result.output
+    run_dir = only_run_dir(results)
+    table = rows(run_dir)
+    assert [row["trial"] for row in table] != [] and sorted(row["trial"] for row in table) == \
+        [f"{i:03d}_fake_tiny" for i in range(1, 5)]
+    assert all(row["status"] == "success" for row in table)
+    jobs = json.loads((run_dir / "slurm_jobs.json").read_text())
+    spans = []
+    for row in table:
+        record = json.loads((run_dir / row["trial"] / "experiment.json").read_text())
+        info = job_info(slurm, jobs[row["trial"]])
+        assert record["host"]["slurm_job_id"] == jobs[row["trial"]] and info["JobState"] == "COMPLETED"
+        assert info["OverSubscribe"] == "NO"  # --exclusive: the node was the trial's alone
+        spans.append((datetime.fromisoformat(record["start_utc"]), datetime.fromisoformat(record["end_utc"]),
+                      info["NodeList"]))
+        script = (run_dir / row["trial"] / "slurm_job.sh").read_text()
+        assert f"run-trial {run_dir} {row['trial']}" in script  # readable: the tool itself, one trial
+    assert {node for _, _, node in spans} == {"n1", "n2"}  # across both nodes
+    for start, end, node in spans:  # trials that overlapped in time ran on different nodes
+        assert all(other_node != node for other_start, other_end, other_node in spans
+                   if (other_start, other_end) != (start, end) and other_start < end and start < other_end)
+    assert (results / "summary_all.csv").read_text().count("\n") == 5
+
+
+def test_a_failing_training_and_a_cancelled_job_get_rows_that_say_so(
+        slurm: SlurmCluster, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
+        tmp_path: Path) -> None:
+    registry = fake_registry(fake=fake_repo("fail"))
+    results = tmp_path / "results"
+    assert invoke("--registry", registry, "--results-dir", results, "run",
+                  settings_for(write_json, 1)).exit_code == 1
+    (failed,) = rows(only_run_dir(results))
+    assert failed["status"] == "failed" and failed["exit_code"] == "4"
+
+    registry = fake_registry(fake=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "60"]))
+    settings = settings_for(write_json, 1)
+    others = tmp_path / "cancelled"
+    tool = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "mutation.py"), "--registry", str(registry),
+                             "--results-dir", str(others), "run", str(settings)], env=slurm.environment,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def running_job() -> str | None:
+        jobs = list(others.glob("run_*/slurm_jobs.json"))
+        if not jobs:
+            return None
+        job_id = next(iter(json.loads(jobs[0].read_text()).values()))
+        return job_id if job_info(slurm, job_id)["JobState"] == "RUNNING" else None
+
+    assert wait_for(lambda: running_job() is not None, 60)
+    job_id = running_job()
+    assert job_id is not None
+    time.sleep(1)
+    subprocess.run(["scancel", job_id], env=slurm.environment, check=True)
+    output, _ = tool.communicate(timeout=120)
+    assert tool.returncode == 1, output
+    (cancelled,) = rows(only_run_dir(others))
+    assert cancelled["status"] == "interrupted", cancelled
+
+
+def test_sigint_of_the_submitter_cancels_its_jobs_and_records_them(
+        slurm: SlurmCluster, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
+        tmp_path: Path) -> None:
+    registry = fake_registry(fake=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "60"]))
+    hostile = "--comment=a b;$(touch HACKED)'\""
+    settings = settings_for(write_json, 3, extra_args=[hostile])
+    results = tmp_path / "results"
+    tool = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "mutation.py"), "--registry", str(registry),
+                             "--results-dir", str(results), "run", str(settings)], env=slurm.environment,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert wait_for(lambda: len(list(results.glob("run_*/*/slurm-*.out"))) >= 2, 60)  # two jobs started
+    jobs = json.loads(next(results.glob("run_*/slurm_jobs.json")).read_text())
+    comment = subprocess.run(["squeue", "--noheader", "--format=%k", f"--jobs={next(iter(jobs.values()))}"],
+                             env=slurm.environment, capture_output=True, text=True, check=True).stdout.strip()
+    assert comment == hostile.removeprefix("--comment=")  # one argument, reached sbatch literally
+    tool.send_signal(signal.SIGINT)
+    output, _ = tool.communicate(timeout=120)
+    assert tool.returncode == 128 + signal.SIGINT, output
+    queued = subprocess.run(["squeue", "--noheader", "--format=%i"], env=slurm.environment, capture_output=True,
+                            text=True, check=True).stdout.split()
+    assert not set(queued) & set(jobs.values())  # no job of ours left queued or running
+    table = rows(only_run_dir(results))
+    assert [row["status"] for row in table] == ["interrupted", "interrupted"]
+    assert "to continue: mutation.py run" in output
+    assert not list(tmp_path.rglob("HACKED")) and not (Path.cwd() / "HACKED").exists()
