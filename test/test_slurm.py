@@ -155,3 +155,53 @@ def test_sigint_of_the_submitter_cancels_its_jobs_and_records_them(
     assert [row["status"] for row in table] == ["interrupted", "interrupted"]
     assert "to continue: mutation.py run" in output
     assert not list(tmp_path.rglob("HACKED")) and not (Path.cwd() / "HACKED").exists()
+
+
+def test_sigkill_of_the_submitter_then_resume_follows_its_jobs_and_submits_none_twice(
+        slurm: SlurmCluster, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
+        tmp_path: Path) -> None:
+    registry = fake_registry(fake=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "4"]))
+    settings = settings_for(write_json, 3)
+    results = tmp_path / "results"
+    tool = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "mutation.py"), "--registry", str(registry),
+                             "--results-dir", str(results), "run", str(settings)], env=slurm.environment,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def two_submitted() -> bool:
+        found = list(results.glob("run_*/slurm_jobs.json"))
+        return bool(found) and len(json.loads(found[0].read_text())) == 2
+
+    assert wait_for(two_submitted, 60)
+    tool.kill()  # SIGKILL: no cancel, no rows; the jobs go on
+    tool.wait()
+    jobs_file = next(results.glob("run_*/slurm_jobs.json"))
+    before = json.loads(jobs_file.read_text())
+    result = invoke("--registry", registry, "--results-dir", results, "run", settings, "--resume")
+    assert result.exit_code == 0, result.output
+    followed = {trial for trial, job_id in before.items() if f"following job {job_id} of {trial}" in result.stdout}
+    assert followed  # the 4 s jobs were still queued or running when the resume began
+    after = json.loads(jobs_file.read_text())
+    table = rows(only_run_dir(results))
+    assert sorted(row["trial"] for row in table) == [f"{i:03d}_fake_tiny" for i in range(1, 4)]  # each once
+    assert all(row["status"] == "success" for row in table)
+    for trial in followed:  # followed, not submitted again: its record is the first job's
+        record = json.loads((jobs_file.parent / trial / "experiment.json").read_text())
+        assert after[trial] == before[trial] == record["host"]["slurm_job_id"]
+    submitted = [line for line in result.stdout.splitlines() if "submitted as job" in line]
+    assert len(submitted) == 3 - len(followed)
+
+
+def test_options_slurm_rejects_and_a_missing_sbatch_exit_2_before_anything_is_written(
+        slurm: SlurmCluster, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = fake_registry(fake=fake_repo())
+    results = tmp_path / "results"
+    result = invoke("--registry", registry, "--results-dir", results, "run",
+                    settings_for(write_json, 1, partition="no-such-partition"))
+    assert result.exit_code == 2
+    assert "Slurm would not take a trial's job" in result.stderr and "partition" in result.stderr.lower()
+    assert not results.exists()
+    monkeypatch.setenv("PATH", str(tmp_path))  # no Slurm commands on PATH
+    result = invoke("--registry", registry, "--results-dir", results, "run", settings_for(write_json, 1))
+    assert result.exit_code == 2 and "sbatch, squeue, scancel, scontrol not found on PATH" in result.stderr
+    assert not results.exists()

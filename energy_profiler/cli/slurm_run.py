@@ -17,7 +17,7 @@ from energy_profiler.config.executor import SlurmOptions
 from energy_profiler.config.registry import Registry
 from energy_profiler.config.settings import Settings
 from energy_profiler.execution.runtime import Output, StopRequest
-from energy_profiler.execution.slurm import SlurmError, SlurmTools, run_slurm_session
+from energy_profiler.execution.slurm import SlurmError, SlurmTools, check_options, run_slurm_session
 from energy_profiler.planning.plan import Plan, Trial
 from energy_profiler.results.rundir import RunDirBusy
 from energy_profiler.system.host import TOOL_ROOT
@@ -34,6 +34,9 @@ def execute_on_slurm(app: AppContext, registry: Registry, settings: Settings, pl
     """Submit and follow the campaign's jobs, print the closing table, exit with the session's code."""
     try:
         tools = SlurmTools.find()
+        # Before anything is written: a partition, account or option Slurm rejects is an error now.
+        for timeout_s in sorted({trial.timeout_s for trial in plan.trials}, key=lambda t: t or 0):
+            check_options(tools, options, timeout_s)
     except SlurmError as error:
         click.echo(f"error: {settings.file}: executor slurm: {error}", err=True)
         sys.exit(EXIT_CONFIG)

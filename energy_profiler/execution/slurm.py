@@ -112,6 +112,14 @@ def batch_script(command: Sequence[str], run_dir: Path, trial: Trial) -> str:
             f"exec {' '.join(shlex.quote(word) for word in command)}\n")
 
 
+def check_options(tools: SlurmTools, options: SlurmOptions, timeout_s: float | None) -> None:
+    """Ask Slurm whether it would take a trial's job (`sbatch --test-only`); SlurmError with its words."""
+    done = tools.call([tools.sbatch, "--test-only", *options.sbatch_options(timeout_s), "--wrap=true"])
+    if done.returncode != 0:
+        words = (done.stderr or done.stdout).strip().replace("sbatch: error: ", "")
+        raise SlurmError(f"Slurm would not take a trial's job: {words}")
+
+
 def submit(tools: SlurmTools, options: SlurmOptions, run_dir: Path, trial: Trial, command: Sequence[str]) -> str:
     """Write the trial's batch script and submit it; the job id."""
     trial_dir = run_dir / trial.name
