@@ -130,3 +130,12 @@ def test_energy_overrides_are_bounded_like_the_settings(option: str, value: str,
                     option, value)
     assert result.exit_code == 2 and message in result.stderr, result.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_doctor_without_slurm_says_it_is_needed_only_for_the_slurm_executor(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
+    result = invoke("doctor")
+    assert result.exit_code == 0, result.output
+    assert ("slurm: sbatch, squeue, scancel, scontrol not found on PATH: run this on a Slurm login node (or put "
+            "Slurm's commands on PATH) (needed only for executor slurm)") in result.stdout

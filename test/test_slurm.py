@@ -205,3 +205,14 @@ def test_options_slurm_rejects_and_a_missing_sbatch_exit_2_before_anything_is_wr
     result = invoke("--registry", registry, "--results-dir", results, "run", settings_for(write_json, 1))
     assert result.exit_code == 2 and "sbatch, squeue, scancel, scontrol not found on PATH" in result.stderr
     assert not results.exists()
+
+
+def test_doctor_says_whether_slurm_answers_and_what_a_trial_is_submitted_as(
+        slurm: SlurmCluster, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path]) -> None:
+    registry = fake_registry(fake=fake_repo())
+    result = invoke("--registry", registry, "doctor", settings_for(write_json, 1, partition="test",
+                                                                    extra_args=["--comment=a b"]))
+    assert result.exit_code == 0, result.output
+    assert "; 2 node(s): n1 idle, n2 idle" in result.stdout
+    assert ("a trial would be submitted as: sbatch --exclusive --nodes=1 --ntasks=1 --partition=test "
+            "'--comment=a b' TRIAL/slurm_job.sh") in " ".join(result.stdout.split())

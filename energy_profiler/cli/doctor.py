@@ -7,6 +7,7 @@ not start, so it can serve as a pre-flight check in scripts.
 
 from __future__ import annotations
 
+import shlex
 import sys
 import textwrap
 from dataclasses import replace
@@ -18,6 +19,7 @@ from energy_profiler.cli.context import EXIT_CONFIG, AppContext, energy_options,
 from energy_profiler.cli.tables import format_table, terminal_width
 from energy_profiler.config.energy_settings import EnergySettings
 from energy_profiler.config.errors import ConfigError
+from energy_profiler.config.executor import LOCAL, Executor, SlurmOptions
 from energy_profiler.config.settings import load_settings
 from energy_profiler.energy.selection import (
     CPU_CHAIN,
@@ -27,6 +29,7 @@ from energy_profiler.energy.selection import (
     choose,
     probe,
 )
+from energy_profiler.execution.slurm import describe_cluster
 
 
 @click.command("doctor")
@@ -41,11 +44,13 @@ def doctor_command(settings_file: Path | None) -> None:
     """
     app = click.get_current_context().ensure_object(AppContext)
     settings = EnergySettings()
+    executor: Executor = LOCAL
     if settings_file is not None:
         try:
-            settings = load_settings(settings_file, app.registry()).energy
+            loaded = load_settings(settings_file, app.registry())
         except ConfigError as error:
             fail_config(error)
+        settings, executor = loaded.energy, loaded.executor
     settings = replace(settings, **app.energy_overrides)
     hardware = Hardware()
     problems: list[str] = []
@@ -66,6 +71,12 @@ def doctor_command(settings_file: Path | None) -> None:
     click.echo("")
     for line in choice.describe():
         click.echo(_fitted(line, width))
+    for line in describe_cluster():
+        click.echo(_fitted(line, width))
+    if isinstance(executor, SlurmOptions):  # what each trial's job would be submitted with
+        arguments = " ".join(shlex.quote(argument) for argument in executor.sbatch_options(None))
+        click.echo(_fitted(f"a trial would be submitted as: sbatch {arguments} TRIAL/slurm_job.sh (its node chooses "
+                           "the energy backends: the lines above are this machine's)", width))
     if problems:
         click.echo("a campaign with these settings would not start:")
         for problem in problems:

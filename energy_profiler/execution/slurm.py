@@ -112,6 +112,27 @@ def batch_script(command: Sequence[str], run_dir: Path, trial: Trial) -> str:
             f"exec {' '.join(shlex.quote(word) for word in command)}\n")
 
 
+def describe_cluster() -> list[str]:
+    """For `doctor`: whether Slurm's commands are here and what the controller says of its nodes."""
+    try:
+        tools = SlurmTools.find()
+    except SlurmError as error:
+        return [f"slurm: {error} (needed only for executor slurm)"]
+    sinfo = shutil.which("sinfo")
+    if sinfo is None:
+        return [f"slurm: sbatch at {tools.sbatch}; sinfo not found, so the nodes are not listed"]
+    try:
+        done = tools.call([sinfo, "--noheader", "--Node", "--format=%N %t"])
+    except SlurmError as error:
+        return [f"slurm: sbatch at {tools.sbatch}; the controller did not answer: {error}"]
+    if done.returncode != 0:
+        words = "; ".join(line.strip() for line in (done.stderr or done.stdout).splitlines() if line.strip())
+        return [f"slurm: sbatch at {tools.sbatch}, but sinfo failed: {words}"]
+    nodes = [line.split() for line in done.stdout.splitlines() if line.strip()]
+    shown = ", ".join(f"{name} {state}" for name, state, *_ in nodes)
+    return [f"slurm: sbatch at {tools.sbatch}; {len(nodes)} node(s): {shown or 'none'}"]
+
+
 def check_options(tools: SlurmTools, options: SlurmOptions, timeout_s: float | None) -> None:
     """Ask Slurm whether it would take a trial's job (`sbatch --test-only`); SlurmError with its words."""
     done = tools.call([tools.sbatch, "--test-only", *options.sbatch_options(timeout_s), "--wrap=true"])
