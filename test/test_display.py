@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import pty
 import re
 import subprocess
 import sys
@@ -22,6 +20,7 @@ from energy_profiler.execution.session import SessionResult
 from energy_profiler.model.energy_fields import EnergyFields
 from test.conftest import PROJECT_ROOT, fake_repo
 from test.test_results import a_record
+from test.test_terminal_width import in_terminal
 
 NOISY = ("import sys, time\n"
          "for i in range(3):\n"
@@ -56,23 +55,9 @@ def test_a_terminal_gets_the_live_panel_and_the_closing_summary(
     registry = fake_registry(fake=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "1"]))
     settings = write_json("s.json", {"experiment_name": "tty", "experiments": [
         {"mode": "default", "repo": "fake", "model": "tiny"}]})
-    leader, follower = pty.openpty()
-    process = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "mutation.py"), "--registry", str(registry),
-                                "--results-dir", str(tmp_path / "r"), "run", str(settings)],
-                               stdin=follower, stdout=follower, stderr=follower, env={**os.environ, "COLUMNS": "80"})
-    os.close(follower)
-    seen = b""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # the terminal closed: the program ended
-            break
-        if not chunk:
-            break
-        seen += chunk
-    os.close(leader)
-    assert process.wait(timeout=10) == 0
+    code, seen = in_terminal(["--registry", str(registry), "--results-dir", str(tmp_path / "r"), "run",
+                              str(settings)], 80, timeout_s=30)
+    assert code == 0
     text = seen.decode(errors="replace")
     assert "0/1 trials" in text and "now: 1 default fake/tiny" in text  # the live panel was drawn
     assert "1 of 1 trials recorded: 1 success" in text

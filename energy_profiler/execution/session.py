@@ -81,17 +81,12 @@ def run_session(
     """
     started = time.monotonic()
     resumed = resume_dir is not None
-    run_dir = resume_dir or create_run_dir(results_root)
     with ExitStack() as cleanup:
-        cleanup.enter_context(run_dir_lock(run_dir))
-        if not resumed:
-            write_plan(run_dir, settings, plan, settings_bytes)
-        finished, summary = open_summary(run_dir, plan, registry, resumed=resumed)
-        say = console_and_log(cleanup, run_dir, output)
+        opened = open_run(cleanup, settings, registry, plan, results_root=results_root, output=output,
+                          settings_bytes=settings_bytes, resume_dir=resume_dir)
+        run_dir, finished, summary, say, result = opened
+        result.energy = energy
         host = {**host_facts(), **(gpu_host_facts(energy) if energy else {})}
-        announce(say, settings, plan, run_dir, len(finished) if resumed else None)
-        result = SessionResult(run_dir=run_dir, records=list(finished.values()), planned=len(plan.trials),
-                               stopped_by=None, energy=energy)
         output.progress.campaign_started(len(plan.trials), len(finished))
         energy, run_as = prepare_machine(cleanup, settings, results_root=results_root, run_dir=run_dir,
                                           energy=energy, say=say, stop=stop)
@@ -129,6 +124,29 @@ def run_session(
             say(f"stopped by {signal_name(result.stopped_by)} after {done} of {len(plan.trials)} trials")
     result.wall_s = time.monotonic() - started
     return result
+
+
+OpenedRun = tuple[Path, dict[str, Record], SummaryTable, Callable[[str], None], SessionResult]
+"""The run folder, the trials already recorded, its summary.csv, `say`, and the result to fill."""
+
+
+def open_run(cleanup: ExitStack, settings: Settings, registry: Registry, plan: Plan, *, results_root: Path,
+             output: Output, settings_bytes: bytes | None, resume_dir: Path | None) -> OpenedRun:
+    """A new run folder (or `resume_dir`) locked, its plan written, summary.csv open, the campaign announced.
+
+    Every executor starts a campaign this way: the local loop and the Slurm submitter.
+    """
+    resumed = resume_dir is not None
+    run_dir = resume_dir or create_run_dir(results_root)
+    cleanup.enter_context(run_dir_lock(run_dir))
+    if not resumed:
+        write_plan(run_dir, settings, plan, settings_bytes)
+    finished, summary = open_summary(run_dir, plan, registry, resumed=resumed)
+    say = console_and_log(cleanup, run_dir, output)
+    announce(say, settings, plan, run_dir, len(finished) if resumed else None)
+    result = SessionResult(run_dir=run_dir, records=list(finished.values()), planned=len(plan.trials),
+                           stopped_by=None)
+    return run_dir, finished, summary, say, result
 
 
 def open_summary(run_dir: Path, plan: Plan, registry: Registry, *,

@@ -29,20 +29,12 @@ from energy_profiler.config.executor import SlurmOptions
 from energy_profiler.config.registry import Registry
 from energy_profiler.config.settings import Settings
 from energy_profiler.execution.runtime import Output, StopRequest, sleep_unless_stopped
-from energy_profiler.execution.session import (
-    SessionResult,
-    announce,
-    console_and_log,
-    earlier_attempts,
-    open_summary,
-    write_plan,
-)
+from energy_profiler.execution.session import SessionResult, earlier_attempts, open_run
 from energy_profiler.execution.sinks import RecordSink, record_sinks
 from energy_profiler.fs import atomic_write_bytes, atomic_write_json
 from energy_profiler.model.energy_fields import EnergyFields
 from energy_profiler.model.record import Record
 from energy_profiler.planning.plan import Plan, Trial
-from energy_profiler.results.rundir import create_run_dir, run_dir_lock
 
 JOBS_FILE = "slurm_jobs.json"
 BATCH_SCRIPT = "slurm_job.sh"
@@ -233,16 +225,10 @@ def run_slurm_session(settings: Settings, registry: Registry, plan: Plan, *, opt
     tools = tools or SlurmTools.find()
     started = time.monotonic()
     resumed = resume_dir is not None
-    run_dir = resume_dir or create_run_dir(results_root)
     with ExitStack() as cleanup:
-        cleanup.enter_context(run_dir_lock(run_dir))
-        if not resumed:
-            write_plan(run_dir, settings, plan, settings_bytes)
-        finished, summary = open_summary(run_dir, plan, registry, resumed=resumed)
-        say = console_and_log(cleanup, run_dir, output)
-        announce(say, settings, plan, run_dir, len(finished) if resumed else None)
-        result = SessionResult(run_dir=run_dir, records=list(finished.values()), planned=len(plan.trials),
-                               stopped_by=None)
+        run_dir, finished, summary, say, result = open_run(cleanup, settings, registry, plan,
+                                                           results_root=results_root, output=output,
+                                                           settings_bytes=settings_bytes, resume_dir=resume_dir)
         sinks = record_sinks(run_dir, results_root, summary, resumed=resumed)
         known = _read_jobs(run_dir)
         queue = [trial for trial in plan.trials if trial.name not in finished]
