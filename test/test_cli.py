@@ -139,3 +139,18 @@ def test_doctor_without_slurm_says_it_is_needed_only_for_the_slurm_executor(
     assert result.exit_code == 0, result.output
     assert ("slurm: sbatch, squeue, scancel, scontrol not found on PATH: run this on a Slurm login node (or put "
             "Slurm's commands on PATH) (needed only for executor slurm)") in result.stdout
+
+
+def test_with_no_energy_anywhere_a_narrow_closing_table_keeps_the_metric_and_folds_the_energy_line(
+        tmp_path: Path) -> None:
+    from energy_profiler.cli.closing import summary_text
+    from energy_profiler.execution.session import SessionResult
+    from test.test_results import a_record
+
+    records = [a_record(trial_index=i, hyperparameters=(("learning_rate", "0.000123"),), mutated=("learning_rate",))
+               for i in range(1, 3)]
+    text = summary_text(SessionResult(tmp_path, records, planned=2, stopped_by=None), width=48)
+    lines = text.splitlines()
+    assert "accuracy" in lines[1] and "energy_j" not in lines[1]  # all "-" columns go first, the metric stays
+    assert "method, energy_j;" in " ".join(lines)
+    assert all(len(line) <= 48 for line in lines if not line.startswith("summary: "))

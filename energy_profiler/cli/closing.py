@@ -7,6 +7,7 @@ every cell is whole. A trial is named by the values that differ from the registr
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 
 from energy_profiler.cli.display import duration
@@ -62,15 +63,18 @@ def summary_text(result: SessionResult, width: int | None = None, defaults: Defa
                *(["above_idle_j"] if above_idle else []), *metric_names, "values"]
     # Left out first when the terminal is too narrow: the last of these (summary.csv has them all).
     optional = [*metric_names, "duration_s"]
+    if not any(_energy_j(record) is not None for record in records):
+        optional += ["method", "energy_j"]  # all "-": the energy line below says why; the metric is news
     table = format_table(headers, rows, width, optional=optional) if rows else "(no trials ran)"
     counts: dict[str, int] = {}
     for record in records:
         counts[record.status] = counts.get(record.status, 0) + 1
     tally = ", ".join(f"{count} {status}" for status, count in counts.items()) or "no trial finished"
     trainings_s = sum(record.duration_s for record in records)
-    return "\n".join(["", table, "", f"{len(records)} of {result.planned} trials recorded: {tally}",
-                      f"energy: {energy_total(records, 'cpu', result.energy)}; "
-                      f"{energy_total(records, 'gpu', result.energy)}",
+    energy = f"energy: {energy_total(records, 'cpu', result.energy)}; {energy_total(records, 'gpu', result.energy)}"
+    if width is not None:  # folded at words, not cut mid-word by the terminal
+        energy = textwrap.fill(energy, width, subsequent_indent="  ", break_on_hyphens=False)
+    return "\n".join(["", table, "", f"{len(records)} of {result.planned} trials recorded: {tally}", energy,
                       f"time: trainings {duration(trainings_s)}, this session {duration(result.wall_s)}",
                       f"summary: {result.run_dir / 'summary.csv'}"])
 
