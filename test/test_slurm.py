@@ -216,3 +216,24 @@ def test_doctor_says_whether_slurm_answers_and_what_a_trial_is_submitted_as(
     assert "; 2 node(s): n1 idle, n2 idle" in result.stdout
     assert ("a trial would be submitted as: sbatch --exclusive --nodes=1 --ntasks=1 --partition=test "
             "'--comment=a b' TRIAL/slurm_job.sh") in " ".join(result.stdout.split())
+
+
+def test_a_parallel_trials_backgrounds_run_in_its_job_on_its_node(
+        slurm: SlurmCluster, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
+        tmp_path: Path) -> None:
+    registry = fake_registry(fake=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "2",
+                                                                   "--print-env", "SLURMD_NODENAME"]))
+    settings = write_json("p.json", {"experiment_name": "parallel", "executor": {"slurm": {}}, "experiments": [
+        {"mode": "parallel", "foreground": {"repo": "fake", "model": "tiny", "mode": "default"},
+         "background": {"repo": "fake", "model": "tiny", "restart_delay_s": 0}}]})
+    results = tmp_path / "results"
+    result = invoke("--registry", registry, "--results-dir", results, "run", settings)
+    assert result.exit_code == 0, result.output
+    run_dir = only_run_dir(results)
+    (row,) = rows(run_dir)
+    assert row["status"] == "success" and int(row["bg_iterations_started"]) >= 1
+    node = job_info(slurm, json.loads((run_dir / "slurm_jobs.json").read_text())[row["trial"]])["NodeList"]
+    attempt = run_dir / row["trial"] / "attempt_1"
+    assert f"ENV SLURMD_NODENAME={node}" in (attempt / "training.log").read_text()
+    background_logs = list(attempt.rglob("bg*_run_*.log"))
+    assert background_logs and all(f"ENV SLURMD_NODENAME={node}" in log.read_text() for log in background_logs)
