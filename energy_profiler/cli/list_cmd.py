@@ -7,7 +7,7 @@ import json
 import click
 
 from energy_profiler.cli.context import AppContext, fail_config, global_options
-from energy_profiler.cli.tables import FORMATS, emit, format_table, terminal_width
+from energy_profiler.cli.tables import emit, format_option, format_table, terminal_width
 from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.hyperparams import HyperparameterSpec
 from energy_profiler.config.registry import Registry
@@ -18,8 +18,7 @@ INDENT = "  "
 
 
 @click.command("list")
-@click.option("--format", "output_format", type=click.Choice(FORMATS), default="table", show_default=True,
-              help="table: fitted to the terminal; csv or json: one row per repository and hyperparameter.")
+@format_option("one row per repository and hyperparameter")
 @global_options
 def list_command(output_format: str) -> None:
     """List repositories, models, hyperparameters (flags, defaults, ranges) and metrics."""

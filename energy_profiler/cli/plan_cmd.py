@@ -7,14 +7,13 @@ from pathlib import Path
 import click
 
 from energy_profiler.cli.context import AppContext, global_options, load_and_plan
-from energy_profiler.cli.tables import FORMATS, emit, format_table, terminal_width
+from energy_profiler.cli.tables import emit, format_option, format_table, terminal_width
 from energy_profiler.planning.plan import Plan
 
 
 @click.command("plan")
 @click.argument("settings_file", type=click.Path(path_type=Path, readable=False))
-@click.option("--format", "output_format", type=click.Choice(FORMATS), default="table", show_default=True,
-              help="table: fitted to the terminal; csv or json: one row per trial, for scripts.")
+@format_option("one row per trial")
 @global_options
 def plan_command(settings_file: Path, output_format: str) -> None:
     """Show the trials SETTINGS_FILE would run (mutated values marked *), without running them."""

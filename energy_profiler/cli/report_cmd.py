@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from energy_profiler.cli.context import EXIT_CONFIG, AppContext, global_options
-from energy_profiler.cli.tables import FORMATS, emit
+from energy_profiler.cli.tables import emit, format_option
 from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.registry import Registry
 
@@ -25,8 +25,7 @@ from energy_profiler.config.registry import Registry
 @click.option("--trace", "traces", multiple=True, help="Trial (e.g. 003_examples_mlp) to plot power over time "
               "for; repeatable [default: the 3 longest successful trials].")
 @click.option("--no-plots", is_flag=True, help="Tables and pages only (faster on huge tables).")
-@click.option("--format", "output_format", type=click.Choice(FORMATS), default="table", show_default=True,
-              help="How the console tables are printed: fitted to the terminal, or csv/json for scripts.")
+@format_option("the per-group table")
 @global_options
 def report_command(inputs: tuple[Path, ...], *, output: Path | None, metric: str | None, energy: str,
                    traces: tuple[str, ...], no_plots: bool, output_format: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from energy_profiler.cli.closing import defaults_of, summary_text
+from energy_profiler.cli.closing import print_outcome
 from energy_profiler.cli.context import (
     EXIT_CONFIG,
     AppContext,
@@ -27,7 +27,6 @@ from energy_profiler.cli.context import (
     resolve_seed,
 )
 from energy_profiler.cli.display import LiveProgress, PlainStream, timestamped
-from energy_profiler.cli.tables import terminal_width
 from energy_profiler.config.energy_settings import EnergySettings
 from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.executor import LOCAL, SlurmOptions
@@ -166,11 +165,7 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
             sys.exit(1)
         finally:
             output.progress.close()
-    click.echo(summary_text(result, terminal_width(), defaults_of(registry)))
-    if result.stopped_by is not None or len(result.records) < result.planned:
-        click.echo(f"to continue: mutation.py run {shlex.quote(str(settings.file))} --resume "
-                   f"{shlex.quote(str(result.run_dir))}")
-    sys.exit(result.exit_code)
+    print_outcome(result, settings, registry)
 
 
 def _output(app: AppContext) -> Output:

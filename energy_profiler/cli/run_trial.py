@@ -43,9 +43,9 @@ def run_trial_command(run_dir: Path, trial: str) -> None:
     stop = StopRequest()
     with stop_on_signals(stop):  # scancel sends SIGTERM: the trial is ended and recorded as interrupted
         try:
-            record = run_planned_trial(run_dir, trial, registry, output=Output(say=say, detail=say, training=None),
-                                       stop=stop, energy=energy)
+            run_planned_trial(run_dir, trial, registry, output=Output(say=say, detail=say, training=None),
+                              stop=stop, energy=energy)
         except UnknownTrial as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(EXIT_CONFIG)
-    sys.exit(128 + stop.first_signal if stop.first_signal is not None else 0 if record else 1)
+    sys.exit(128 + stop.first_signal if stop.first_signal is not None else 0)

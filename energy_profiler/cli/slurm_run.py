@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 from pathlib import Path
 
 import click
 
-from energy_profiler.cli.closing import defaults_of, summary_text
+from energy_profiler.cli.closing import print_outcome
 from energy_profiler.cli.context import EXIT_CONFIG, AppContext
 from energy_profiler.cli.display import timestamped
 from energy_profiler.cli.run import stop_on_signals
-from energy_profiler.cli.tables import terminal_width
 from energy_profiler.config.executor import SlurmOptions
 from energy_profiler.config.registry import Registry
 from energy_profiler.config.settings import Settings
@@ -57,8 +55,4 @@ def execute_on_slurm(app: AppContext, registry: Registry, settings: Settings, pl
         except (SlurmError, RunDirBusy) as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(EXIT_CONFIG)
-    click.echo(summary_text(result, terminal_width(), defaults_of(registry)))
-    if result.stopped_by is not None or len(result.records) < result.planned:
-        click.echo(f"to continue: mutation.py run {shlex.quote(str(settings.file))} --resume "
-                   f"{shlex.quote(str(result.run_dir))}")
-    sys.exit(result.exit_code)
+    print_outcome(result, settings, registry)

@@ -16,17 +16,20 @@ import json
 import shutil
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import click
 
 GAP = "  "
 FORMATS = ("table", "csv", "json")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def format_option() -> click.Option:
-    return click.Option(["--format", "output_format"], type=click.Choice(FORMATS), default="table", show_default=True,
-                        help="table: fitted to the terminal; csv or json: for scripts.")
+def format_option(what: str) -> Callable[[F], F]:
+    """`--format table|csv|json` (the parameter `output_format`); `what`: what csv and json hold."""
+    return click.option("--format", "output_format", type=click.Choice(FORMATS), default="table",
+                        show_default=True, help=f"table: fitted to the terminal; csv or json: {what}, for scripts.")
 
 
 def terminal_width() -> int | None:

@@ -118,11 +118,8 @@ def power_plot(trial_dir: Path, row: pd.Series) -> Plot:
 
 def power_over_time(trial_dir: Path, row: pd.Series, folder: Path) -> Path | None:
     """One PNG of the last attempt's CPU and GPU power with the trial's baselines, or None without readings."""
-    return render([power_plot(trial_dir, row)], folder)[0] if _power_figure_possible(trial_dir) else None
-
-
-def _power_figure_possible(trial_dir: Path) -> bool:
-    return any(trial_dir.glob("attempt_*/energy"))
+    made = render([power_plot(trial_dir, row)], folder)
+    return made[0] if made else None
 
 
 def _power_figure(trial_dir: Path, row: pd.Series) -> Figure | None:

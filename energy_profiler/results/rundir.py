@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psutil
+
 from energy_profiler.fs import make_dirs, own
 
 
@@ -53,15 +55,7 @@ DEAD_HOLDER_WAIT_S = 10.0
 
 def _alive(pid_text: str) -> bool:
     """Whether the process the lock names still runs (an unreadable pid counts as running)."""
-    if not pid_text.isdigit():
-        return True
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return not pid_text.isdigit() or psutil.pid_exists(int(pid_text))
 
 
 class RunDirBusy(Exception):
