@@ -154,3 +154,18 @@ def test_with_no_energy_anywhere_a_narrow_closing_table_keeps_the_metric_and_fol
     assert "accuracy" in lines[1] and "energy_j" not in lines[1]  # all "-" columns go first, the metric stays
     assert "method, energy_j;" in " ".join(lines)
     assert all(len(line) <= 48 for line in lines if not line.startswith("summary: "))
+
+
+def test_plan_and_list_print_csv_and_json_for_scripts() -> None:
+    import csv as csv_module
+    import json as json_module
+
+    quickstart = Path(__file__).resolve().parents[1] / "settings" / "quickstart.json"
+    planned = invoke("plan", quickstart, "--format", "csv")
+    assert planned.exit_code == 0, planned.output
+    trials = list(csv_module.DictReader(planned.stdout.splitlines()))
+    assert [row["index"] for row in trials] == [str(i) for i in range(1, 8)]
+    assert trials[2]["mutated"] == "learning_rate;batch_size" and trials[2]["learning_rate"] == "0.0042"
+    listed = json_module.loads(invoke("list", "--format", "json").stdout)
+    seed = next(row for row in listed if row["repo"] == "examples" and row["hyperparameter"] == "seed")
+    assert seed["type"] == "int (seed)" and seed["flag"] == "--seed"
