@@ -19,7 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.legend import Legend
 
-from energy_profiler.report import plots, power
+from energy_profiler.report import plots, power, stats
 from energy_profiler.report.stats import pareto_front, spearman, staircase
 from test.conftest import invoke
 
@@ -178,6 +178,8 @@ def test_axes_follow_the_registry_log_for_log_uniform_categories_for_a_choice(
     # Values spanning less than a decade: only the registry's word makes this axis log.
     learning_rate = drawn_figures["accuracy_vs_hp_learning_rate_examples_mlp.png"].axes[0]
     assert learning_rate.get_xscale() == "log"
+    # Decades in plain text (matplotlib's default 10^-3 goes through its TeX parser, slow per plot).
+    assert learning_rate.xaxis.get_major_formatter()(0.001, 0) == "0.001"
     optimizer = drawn_figures["accuracy_vs_hp_optimizer_examples_mlp.png"].axes[0]
     assert [tick.get_text() for tick in optimizer.get_xticklabels()] == ["adam", "sgd"]
     # Mutated together: coloured by the other one, and the report says their effects are confounded.
@@ -211,6 +213,19 @@ def test_rank_correlations_carry_n_and_an_interval_that_shrinks_with_n() -> None
     assert large is not None and large.method == "fisher-z"
     assert large.low is not None and large.high is not None and large.high - large.low < 0.05
     assert spearman(pd.Series([1.0, 1.0, 1.0]), pd.Series([1.0, 2.0, 3.0])) is None  # a constant has no rank order
+
+
+def test_the_bootstrap_interval_is_the_one_pandas_ranking_gives_with_ties() -> None:
+    # Hyperparameters from a `choice` tie heavily; each resample must rank ties by their mean rank.
+    generator = np.random.default_rng(5)
+    x = generator.choice([0.001, 0.01, 0.1], size=80)
+    y = np.round(x * 100 + generator.normal(size=80), 1)
+    picks = np.random.default_rng(stats.BOOTSTRAP_SEED).integers(0, 80, size=(stats.BOOTSTRAP_RESAMPLES, 80))
+    by_pandas = [pd.Series(x[row]).rank().corr(pd.Series(y[row]).rank()) for row in picks]  # rho = r of ranks
+    low, high = np.percentile([rho for rho in by_pandas if not np.isnan(rho)], [2.5, 97.5])
+    result = spearman(x, y)
+    assert result is not None and result.method == "bootstrap"
+    assert result.low == pytest.approx(low, abs=1e-12) and result.high == pytest.approx(high, abs=1e-12)
 
 
 def test_repeats_of_a_configuration_are_summarised_per_configuration(tmp_path: Path) -> None:

@@ -25,10 +25,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.axis import Axis
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from energy_profiler.report.frame import mutated_names, mutated_together
 from energy_profiler.report.stats import higher_is_better, pareto_front, staircase
@@ -80,6 +81,14 @@ def drawn(data: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return data.sample(MAX_POINTS, random_state=0).sort_index(), f"\n({MAX_POINTS:,} of {len(data):,} drawn at random)"
 
 
+def plotted(table: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
+    """The successful trials, with only the columns a plot reads: each plot copies its rows, and a
+    copy of 60 columns of 100,000 rows costs more than drawing the plot."""
+    columns = ["repo", "model", "mode", "mutated", "_config", "duration_s", "energy_j", "energy_method",
+               *([metric] if metric else []), *(column for column in table.columns if column.startswith("hp_"))]
+    return table.loc[table["_ok"], columns]
+
+
 def with_energy_series(rows: pd.DataFrame) -> pd.DataFrame:
     """`rows` with `_energy_series`: the energy method, and `, parallel` for parallel trials when the
     rows also hold trials measured alone (a system-wide figure beside backgrounds is not theirs alone)."""
@@ -127,10 +136,19 @@ def _x_values(data: pd.Series, kind: str, axes: Axes) -> np.ndarray:
         positive = numbers[numbers > 0]
         if len(positive) == len(numbers):
             axes.set_xscale("log")
-            axes.xaxis.set_minor_formatter(NullFormatter())  # 2x10^-3 labels between decades overlap
+            plain_log_ticks(axes.xaxis)
         elif len(positive):  # a log_uniform range that may draw 0 (zero_probability): linear around 0 only
             axes.set_xscale("symlog", linthresh=float(positive.min()))
     return numbers
+
+
+def plain_log_ticks(axis: Axis) -> None:
+    """Decades labelled `0.001`, `1e-05` (plain text: matplotlib's 10^-3 labels go through its TeX
+    parser, a third of a plot's time), minor ticks at 2 and 5 only and unlabelled (labels between
+    decades overlap)."""
+    axis.set_major_formatter(FuncFormatter(lambda value, _position: f"{value:g}"))
+    axis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _colour_by(group: pd.DataFrame, name: str) -> str | None:
@@ -167,7 +185,9 @@ def _scatter(axes: Axes, figure: Figure, data: pd.DataFrame, x: np.ndarray, *, y
             mappable = axes.scatter(x[rows], part[y], c=shade[rows], cmap="viridis", marker=marker,
                                     alpha=0.8, s=_size(len(data)), linewidths=0, norm=norm)
     if mappable is not None and colour is not None:
-        figure.colorbar(mappable, ax=axes, label=f"{colour} (mutated together: effects confounded)")
+        bar = figure.colorbar(mappable, ax=axes, label=f"{colour} (mutated together: effects confounded)")
+        if isinstance(norm, LogNorm):
+            plain_log_ticks(bar.ax.yaxis)
     legend(axes, len(data), handles=handles)
 
 
@@ -182,7 +202,7 @@ class Plot:
 def against_hyperparameters(table: pd.DataFrame, metric: str | None, *, energy: str, kinds: Kinds) -> list[Plot]:
     """Metric, duration and (where measured) energy against each mutated hyperparameter."""
     plots = []
-    ok = table[table["_ok"]]
+    ok = plotted(table, metric)
     for (repo, model), group in ok.groupby(["repo", "model"], sort=False, observed=True):
         for name in mutated_names(group):
             column = f"hp_{name}"
@@ -228,7 +248,8 @@ def _hyperparameter_figure(data: pd.DataFrame, *, column: str, kind: str, y: str
 
 def energy_vs_metric(table: pd.DataFrame, metric: str, energy: str) -> list[Plot]:
     """Energy against the metric, a Pareto staircase per energy series, dominated trials faded."""
-    ok = table[table["_ok"] & table["energy_j"].notna()].copy()
+    ok = plotted(table, metric)
+    ok = ok[ok["energy_j"].notna()].copy()
     ok[metric] = pd.to_numeric(ok[metric], errors="coerce")
     ok = ok[ok[metric].notna()]
     return [Plot(f"energy_vs_{safe_name(metric.removeprefix('perf_'))}_{safe_name(repo)}_{safe_name(model)}.png",
@@ -264,7 +285,8 @@ def _trade_off_figure(group: pd.DataFrame, *, metric: str, energy: str, title: s
 def parallel_vs_alone(table: pd.DataFrame, energy: str) -> list[Plot]:
     """Mean energy of each foreground configuration measured alone and beside backgrounds, same method."""
     plots = []
-    ok = table[table["_ok"] & table["energy_j"].notna()]
+    ok = plotted(table)
+    ok = ok[ok["energy_j"].notna()]
     for (repo, model), group in ok.groupby(["repo", "model"], sort=False, observed=True):
         pairs = {}
         for method, points in group.groupby("energy_method", sort=False, observed=True):

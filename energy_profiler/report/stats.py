@@ -44,8 +44,14 @@ def higher_is_better(metric: str) -> bool:
     return not any(word in metric.lower() for word in LOWER_IS_BETTER)
 
 
-def _numeric_pairs(x: pd.Series, y: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    xs, ys = x.to_numpy(dtype=float, na_value=np.nan), y.to_numpy(dtype=float, na_value=np.nan)
+def _floats(values: pd.Series | np.ndarray) -> np.ndarray:
+    if isinstance(values, pd.Series):
+        return values.to_numpy(dtype=float, na_value=np.nan)
+    return np.asarray(values, dtype=float)
+
+
+def _numeric_pairs(x: pd.Series | np.ndarray, y: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    xs, ys = _floats(x), _floats(y)
     both = ~np.isnan(xs) & ~np.isnan(ys)
     return xs[both], ys[both]
 
@@ -60,18 +66,32 @@ def _pearson_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
-    """Average ranks along the last axis (ties share their mean rank, as Spearman's rho needs)."""
-    if values.ndim == 1:
-        return np.atleast_2d(pd.Series(values).rank().to_numpy())
-    return pd.DataFrame(values).rank(axis=1).to_numpy()
+    """Average ranks as one row (ties share their mean rank, as Spearman's rho needs)."""
+    return np.atleast_2d(pd.Series(values).rank().to_numpy())
 
 
-def spearman(x: pd.Series, y: pd.Series) -> Correlation | None:
-    """Spearman's rho over the rows where both are numbers (two numeric series), with n and a 95 %
-    interval; None if fewer than 3 pairs or either side is constant."""
+def _resampled_ranks(values: np.ndarray, picks: np.ndarray) -> np.ndarray:
+    """Average ranks of values[picks] within each row of `picks`, without sorting each resample.
+
+    A value's rank in a sample is (how many are smaller) + (how many are equal + 1) / 2; counting
+    the resample's copies of each distinct value gives both for a whole row at once. Ranking 1000
+    resamples row by row was most of a mid-sized report's time.
+    """
+    levels, level_of = np.unique(values, return_inverse=True)
+    resamples, distinct = picks.shape[0], len(levels)
+    picked = level_of[picks]
+    flat = (picked + np.arange(resamples)[:, None] * distinct).ravel()
+    counts = np.bincount(flat, minlength=resamples * distinct).reshape(resamples, distinct)
+    smaller = np.cumsum(counts, axis=1) - counts
+    return np.take_along_axis(smaller + (counts + 1) / 2, picked, axis=1)
+
+
+def spearman(x: pd.Series | np.ndarray, y: pd.Series | np.ndarray) -> Correlation | None:
+    """Spearman's rho over the rows where both are numbers (two numeric series or arrays of the same
+    rows), with n and a 95 % interval; None if fewer than 3 pairs or either side is constant."""
     xs, ys = _numeric_pairs(x, y)
     n = len(xs)
-    if n < 3 or np.unique(xs).size < 2 or np.unique(ys).size < 2:
+    if n < 3 or xs.min() == xs.max() or ys.min() == ys.max():
         return None
     rho = float(_pearson_rows(_ranks(xs), _ranks(ys))[0])
     if n < MIN_PAIRS_FOR_INTERVAL:
@@ -79,7 +99,7 @@ def spearman(x: pd.Series, y: pd.Series) -> Correlation | None:
     if n <= BOOTSTRAP_MAX_N:
         generator = np.random.default_rng(BOOTSTRAP_SEED)
         picks = generator.integers(0, n, size=(BOOTSTRAP_RESAMPLES, n))
-        resampled = _pearson_rows(_ranks(xs[picks]), _ranks(ys[picks]))
+        resampled = _pearson_rows(_resampled_ranks(xs, picks), _resampled_ranks(ys, picks))
         resampled = resampled[~np.isnan(resampled)]  # a resample with one distinct value has no rho
         low, high = (np.percentile(resampled, [2.5, 97.5]) if resampled.size else (-1.0, 1.0))
         return Correlation(rho, n, float(low), float(high), "bootstrap")

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
+import numpy as np
 import pandas as pd
 
 from energy_profiler.report.frame import as_numbers, mutated_names, mutated_together
@@ -115,15 +117,35 @@ def summarize(table: pd.DataFrame, metric: str | None, kinds: Kinds) -> Tables:
     tables.repeats, more = _repeats(ok, metric)
     if more:
         tables.notes.append(f"{more} more repeated configurations are not listed (the {MAX_REPEATS} most repeated are)")
+    _correlations(tables, ok, metric, kinds)
+    return tables
+
+
+def _correlations(tables: Tables, ok: pd.DataFrame, metric: str | None, kinds: Kinds) -> None:
+    """Spearman's rho of each numeric mutated hyperparameter against duration, the metric and the energy
+    of each method, per repository, model and mode. Positions and numpy arrays in the loop: a pandas
+    lookup per pair costs more than the correlation of 25,000 trials."""
     numeric = {f"hp_{name}" for (_, _, name), kind in kinds.items() if kind != "categorical"}
-    numbers = {column: as_numbers(ok[column]) for column in numeric}
-    by_mode = ok[["repo", "model", "mode", "mutated", "duration_s", "energy_j", "energy_method",
-                  *([metric] if metric else [])]]
-    for (repo, model, mode), group in by_mode.groupby(["repo", "model", "mode"], sort=False, observed=True):
+    numbers = {column: as_numbers(ok[column]).to_numpy() for column in numeric}
+    duration = ok["duration_s"].to_numpy(dtype=float, na_value=np.nan)
+    metric_values = ok[metric].to_numpy(dtype=float, na_value=np.nan) if metric else None
+    energy = ok["energy_j"].to_numpy(dtype=float, na_value=np.nan)
+    methods = ok["energy_method"].astype(str).to_numpy()
+    by_mode = ok[["repo", "model", "mode", "mutated"]]
+    indices = by_mode.groupby(["repo", "model", "mode"], sort=False, observed=True).indices
+    for key, positions in indices.items():
+        repo, model, mode = cast(tuple[str, str, str], key)
+        group = by_mode.iloc[positions]
         together = mutated_together(group)
         if len(together) > 1:
             tables.notes.append(f"{repo}/{model} ({mode}): {', '.join(together)} were mutated together, so each "
                                 "correlation mixes their effects")
+        targets = [("duration_s", duration, positions)]  # (name, values, the rows they are taken from)
+        if metric_values is not None:
+            targets.append((tables.metric_name, metric_values, positions))
+        measured = positions[~np.isnan(energy[positions])]
+        for method in dict.fromkeys(methods[measured]):
+            targets.append((f"energy ({method})", energy, measured[methods[measured] == method]))
         for name in mutated_names(group):
             column, kind = f"hp_{name}", kinds.get((str(repo), str(model), name))
             if kind is None:  # not a column of these tables
@@ -132,19 +154,11 @@ def summarize(table: pd.DataFrame, metric: str | None, kinds: Kinds) -> Tables:
                 tables.notes.append(f"{repo}/{model} ({mode}): {name} is categorical: no rank correlation, see "
                                     "its plots")
                 continue
-            values = numbers[column].loc[group.index]
-            targets: list[tuple[str, pd.Series]] = [("duration_s", group["duration_s"])]
-            if metric:
-                targets.append((tables.metric_name, group[metric]))
-            measured_rows = group[group["energy_j"].notna()]
-            for method, measured in measured_rows.groupby("energy_method", sort=False, observed=True):
-                targets.append((f"energy ({method})", measured["energy_j"]))
-            for against, target in targets:
-                x = values.loc[target.index]
-                correlation = spearman(x, target)
-                tables.correlations.append([repo, model, mode, name, against, int((x.notna() & target.notna()).sum()),
-                                            _rho(correlation)])
-    return tables
+            for against, values, rows in targets:
+                x, target = numbers[column][rows], values[rows]
+                tables.correlations.append([repo, model, mode, name, against,
+                                            int((~np.isnan(x) & ~np.isnan(target)).sum()),
+                                            _rho(spearman(x, target))])
 
 
 def _repeats(ok: pd.DataFrame, metric: str | None) -> tuple[list[list[object]], int]:
@@ -163,18 +177,23 @@ def _repeats(ok: pd.DataFrame, metric: str | None) -> tuple[list[list[object]], 
     shown = stats.head(MAX_REPEATS)
     firsts = grouped.head(1).set_index(keys).loc[shown.index]
     varying = _varying_columns(ok)
+    # Plain lists: a pandas lookup per cell costs more than the whole aggregation.
+    first_values = {column: firsts[column].astype(str).tolist()
+                    for column in firsts.columns if column.startswith("hp_")}
+    cells = {(column, stat): shown[(column, stat)].tolist() for column in columns for stat in ("mean", "std", "count")}
+    repeat_counts = shown[("_n", "")].tolist()
     rows = []
     for position, (repo, model, mode, method, _) in enumerate(shown.index):
-        first = firsts.iloc[position]
-        label = " ".join(f"{c.removeprefix('hp_')}={first[c]}" for c in varying.get((repo, model), [])) or "(one)"
-        cells = [_mean_sd(shown.iloc[position], column) for column in columns]
-        rows.append([repo, model, mode, method, label, int(shown[("_n", "")].iloc[position]), *cells,
+        label = " ".join(f"{c.removeprefix('hp_')}={first_values[c][position]}"
+                         for c in varying.get((repo, model), [])) or "(one)"
+        rows.append([repo, model, mode, method, label, int(repeat_counts[position]),
+                     *(_mean_sd(cells[(c, "count")][position], cells[(c, "mean")][position],
+                                cells[(c, "std")][position]) for c in columns),
                      *([] if metric else ["missing"])])
     return rows, max(0, len(stats) - MAX_REPEATS)
 
 
-def _mean_sd(stats: pd.Series, column: str) -> str:
-    count, mean, sd = stats[(column, "count")], stats[(column, "mean")], stats[(column, "std")]
+def _mean_sd(count: float, mean: float, sd: float) -> str:
     if not count:
         return "missing"
     return f"{mean:.4g}" if count == 1 else f"{mean:.4g} ± {sd:.2g}"
