@@ -218,20 +218,31 @@ def test_doctor_says_whether_slurm_answers_and_what_a_trial_is_submitted_as(
             "'--comment=a b' TRIAL/slurm_job.sh") in " ".join(result.stdout.split())
 
 
-def test_a_parallel_trials_backgrounds_run_in_its_job_on_its_node(
+def test_a_parallel_trials_backgrounds_run_in_its_job_on_its_node_with_the_submitters_options(
         slurm: SlurmCluster, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     registry = fake_registry(fake=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "2",
                                                                    "--print-env", "SLURMD_NODENAME"]))
     settings = write_json("p.json", {"experiment_name": "parallel", "executor": {"slurm": {}}, "experiments": [
         {"mode": "parallel", "foreground": {"repo": "fake", "model": "tiny", "mode": "default"},
          "background": {"repo": "fake", "model": "tiny", "restart_delay_s": 0}}]})
+    cpufreq = tmp_path / "cpu"  # the node's cpufreq (sbatch passes the environment on to the job)
+    (cpufreq / "cpu0" / "cpufreq").mkdir(parents=True)
+    (cpufreq / "cpu0" / "cpufreq" / "scaling_governor").write_text("powersave\n")
+    (cpufreq / "cpu0" / "cpufreq" / "scaling_available_governors").write_text("performance powersave\n")
+    monkeypatch.setenv("MUTATION_CPUFREQ_ROOT", str(cpufreq))
     results = tmp_path / "results"
-    result = invoke("--registry", registry, "--results-dir", results, "run", settings)
+    result = invoke("--registry", registry, "--results-dir", results, "-g", "performance", "run", settings,
+                    "--cpu-energy", "estimate", "--cpu-tdp-w", "65.5", "--baseline-s", "0")
     assert result.exit_code == 0, result.output
     run_dir = only_run_dir(results)
     (row,) = rows(run_dir)
     assert row["status"] == "success" and int(row["bg_iterations_started"]) >= 1
+    # The command line's overrides reached the node (auto finds no CPU method on this machine).
+    assert row["cpu_energy_method"] == "estimate" and row["cpu_governor"] == "performance", row
+    assert (cpufreq / "cpu0" / "cpufreq" / "scaling_governor").read_text().strip() == "powersave"  # restored
+    script = (run_dir / row["trial"] / "slurm_job.sh").read_text()
+    assert "--governor performance run-trial --cpu-energy estimate --baseline-s 0 --cpu-tdp-w 65.5 " in script
     node = job_info(slurm, json.loads((run_dir / "slurm_jobs.json").read_text())[row["trial"]])["NodeList"]
     attempt = run_dir / row["trial"] / "attempt_1"
     assert f"ENV SLURMD_NODENAME={node}" in (attempt / "training.log").read_text()

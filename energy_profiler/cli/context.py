@@ -180,34 +180,49 @@ def _energy_maximum(key: str) -> float | None:
     return maximum
 
 
+ENERGY_FLAGS = {"cpu": "--cpu-energy", "gpu": "--gpu-energy", "interval_s": "--interval-s",
+                "gpu_interval_s": "--gpu-interval-s", "baseline_s": "--baseline-s",
+                "background_baseline_s": "--background-baseline-s", "require": "--require", "cpu_tdp_w": "--cpu-tdp-w"}
+"""Each energy override's key in `energy_overrides` (and the settings' `energy`) and its option."""
+
+
+def energy_arguments(overrides: dict[str, Any]) -> list[str]:
+    """The energy options that give `overrides` again: how a Slurm job gets the submitter's command line."""
+    arguments: list[str] = []
+    for name, value in overrides.items():
+        for item in value if name == "require" else (value,):
+            arguments += [ENERGY_FLAGS[name], f"{item:.17g}" if isinstance(item, float) else str(item)]
+    return arguments
+
+
 def energy_options(function: F) -> F:
     """Command-line overrides of the settings' `energy` block."""
     def seconds(key: str, low: float) -> FiniteRange:
         return FiniteRange(min=low, max=_energy_maximum(key))
 
+    def flag(name: str, **attributes: Any) -> Callable[[F], F]:
+        return click.option(ENERGY_FLAGS[name], name, **attributes)
+
     options = [
-        click.option("--cpu-energy", "cpu", type=click.Choice(["auto", "rapl", "perf", "estimate", "none"]),
-                     help="CPU energy method [default: the settings', else auto]."),
-        click.option("--gpu-energy", "gpu", type=click.Choice(["auto", "nvml", "nvidia_smi", "none"]),
-                     help="GPU energy method [default: the settings', else auto]."),
-        click.option("--interval-s", "interval_s", type=seconds("interval_s", 0.001), help="CPU sampling interval."),
-        click.option("--gpu-interval-s", "gpu_interval_s", type=seconds("gpu_interval_s", 0.01),
-                     help="GPU sampling interval."),
-        click.option("--baseline-s", "baseline_s", type=seconds("baseline_s", 0), help="Idle baseline duration."),
-        click.option("--background-baseline-s", "background_baseline_s", type=seconds("background_baseline_s", 0),
-                     help="Parallel trials: seconds of power with only the backgrounds running."),
-        click.option("--require", "require", type=click.Choice(["cpu", "gpu"]), multiple=True,
-                     help="Refuse to start unless this is measured (repeatable)."),
-        click.option("--cpu-tdp-w", "cpu_tdp_w",
-                     type=FiniteRange(min=0, min_open=True, max=_energy_maximum("cpu_tdp_w")),
-                     help="CPU TDP in watts, for the estimate method."),
+        flag("cpu", type=click.Choice(["auto", "rapl", "perf", "estimate", "none"]),
+               help="CPU energy method [default: the settings', else auto]."),
+        flag("gpu", type=click.Choice(["auto", "nvml", "nvidia_smi", "none"]),
+               help="GPU energy method [default: the settings', else auto]."),
+        flag("interval_s", type=seconds("interval_s", 0.001), help="CPU sampling interval."),
+        flag("gpu_interval_s", type=seconds("gpu_interval_s", 0.01), help="GPU sampling interval."),
+        flag("baseline_s", type=seconds("baseline_s", 0), help="Idle baseline duration."),
+        flag("background_baseline_s", type=seconds("background_baseline_s", 0),
+               help="Parallel trials: seconds of power with only the backgrounds running."),
+        flag("require", type=click.Choice(["cpu", "gpu"]), multiple=True,
+               help="Refuse to start unless this is measured (repeatable)."),
+        flag("cpu_tdp_w", type=FiniteRange(min=0, min_open=True, max=_energy_maximum("cpu_tdp_w")),
+               help="CPU TDP in watts, for the estimate method."),
     ]
 
     @wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         app = click.get_current_context().ensure_object(AppContext)
-        for name in ("cpu", "gpu", "interval_s", "gpu_interval_s", "baseline_s", "background_baseline_s", "cpu_tdp_w",
-                     "require"):
+        for name in ENERGY_FLAGS:
             value = kwargs.pop(name)
             if value not in (None, ()):
                 app.energy_overrides[name] = tuple(value) if name == "require" else value

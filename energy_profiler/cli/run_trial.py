@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
-from energy_profiler.cli.context import EXIT_CONFIG, AppContext, fail_config, global_options
+from energy_profiler.cli.context import EXIT_CONFIG, AppContext, energy_options, fail_config, global_options
 from energy_profiler.cli.display import timestamped
 from energy_profiler.cli.run import energy_plan, stop_on_signals
 from energy_profiler.config.errors import ConfigError
@@ -26,8 +27,12 @@ from energy_profiler.execution.runtime import Output, StopRequest
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("trial")
 @global_options
+@energy_options
 def run_trial_command(run_dir: Path, trial: str) -> None:
-    """Run TRIAL of RUN_DIR's plan on this machine and write its experiment.json."""
+    """Run TRIAL of RUN_DIR's plan on this machine and write its experiment.json.
+
+    The energy options and `-g` are the submitter's command line, passed on in the batch script.
+    """
     app = click.get_current_context().ensure_object(AppContext)
     if not (run_dir / "plan.json").is_file():
         click.echo(f"error: {run_dir} has no plan.json: not a run folder", err=True)
@@ -38,12 +43,15 @@ def run_trial_command(run_dir: Path, trial: str) -> None:
         settings = settings_from_document(json.loads(copy.read_text()), copy, registry)
     except ConfigError as error:
         fail_config(error)
+    if app.governor is not None:
+        settings = replace(settings, governor=app.governor)
+    settings = replace(settings, energy=replace(settings.energy, **app.energy_overrides))
     energy = energy_plan(settings.energy, copy)
     say = timestamped(click.echo)
     stop = StopRequest()
     with stop_on_signals(stop):  # scancel sends SIGTERM: the trial is ended and recorded as interrupted
         try:
-            run_planned_trial(run_dir, trial, registry, output=Output(say=say, detail=say, training=None),
+            run_planned_trial(run_dir, trial, registry, settings, output=Output(say=say, detail=say, training=None),
                               stop=stop, energy=energy)
         except UnknownTrial as error:
             click.echo(f"error: {error}", err=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from energy_profiler.cli.closing import print_outcome
-from energy_profiler.cli.context import EXIT_CONFIG, AppContext
+from energy_profiler.cli.context import EXIT_CONFIG, AppContext, energy_arguments
 from energy_profiler.cli.display import timestamped
 from energy_profiler.cli.run import stop_on_signals
 from energy_profiler.config.executor import SlurmOptions
@@ -40,9 +40,12 @@ def execute_on_slurm(app: AppContext, registry: Registry, settings: Settings, pl
         sys.exit(EXIT_CONFIG)
     registry_file, results = app.registry_file.resolve(), app.results_dir.resolve()
 
+    # The submitter's command-line overrides reach each job as options of its run-trial line.
+    governor = ["--governor", app.governor] if app.governor is not None else []
+
     def command_for(run_dir: Path, trial: Trial) -> list[str]:
-        return [*tool_command(), "--registry", str(registry_file), "--results-dir", str(results), "run-trial",
-                str(run_dir.resolve()), trial.name]
+        return [*tool_command(), "--registry", str(registry_file), "--results-dir", str(results), *governor,
+                "run-trial", *energy_arguments(app.energy_overrides), str(run_dir.resolve()), trial.name]
 
     say = timestamped(click.echo)
     output = Output(say=say if not app.quiet else lambda _: None, detail=lambda _: None, training=None)

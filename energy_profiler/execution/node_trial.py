@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from energy_profiler.config.registry import Registry
-from energy_profiler.config.settings import settings_from_document
+from energy_profiler.config.settings import Settings
 from energy_profiler.energy.recorder import EnergyPlan, gpu_host_facts
 from energy_profiler.execution.runtime import Output, StopRequest
 from energy_profiler.execution.session import earlier_attempts, next_attempt, prepare_machine
@@ -40,11 +40,12 @@ def node_ledger_root() -> Path:
     return Path(tempfile.gettempdir()) / f"mutation-node-{os.getuid()}"
 
 
-def run_planned_trial(run_dir: Path, trial_name: str, registry: Registry, *, output: Output, stop: StopRequest,
-                      energy: EnergyPlan | None) -> Record:
-    """Run `trial_name` of `run_dir`'s plan once more (a fresh attempt folder) and write its experiment.json."""
-    settings_file = run_dir / "settings.json"
-    settings = settings_from_document(json.loads(settings_file.read_text()), settings_file, registry)
+def run_planned_trial(run_dir: Path, trial_name: str, registry: Registry, settings: Settings, *, output: Output,
+                      stop: StopRequest, energy: EnergyPlan | None) -> Record:
+    """Run `trial_name` of `run_dir`'s plan once more (a fresh attempt folder) and write its experiment.json.
+
+    `settings` are the run folder's (its settings.json) with the submitter's command-line overrides.
+    """
     plan = Plan.from_json(json.loads((run_dir / "plan.json").read_text()))
     trial = next((trial for trial in plan.trials if trial.name == trial_name), None)
     if trial is None:
