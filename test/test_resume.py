@@ -195,3 +195,39 @@ def test_a_resumed_trial_keeps_its_attempts_and_the_global_table_holds_it_once(
     record = json.loads((run_dir / "001_fake_tiny" / "experiment.json").read_text())
     assert [(a["attempt"], a["status"]) for a in record["attempts"]] == [(1, "interrupted"), (2, "success")]
     assert rows(run_dir)[0]["attempts"] == "2"
+
+
+def test_resume_adds_the_rows_the_global_table_lacks_and_status_shows_every_trial(
+        write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path) -> None:
+    registry, settings = campaign(write_json, fake_registry)
+    results = tmp_path / "results"
+    assert invoke("--registry", registry, "--results-dir", results, "-q", "run", settings).exit_code == 0
+    run_dir = next(results.glob("run_*"))
+    # A campaign killed between a trial's experiment.json and its row in summary_all.csv (and a Slurm
+    # job that ended while no submitter followed it) leave a final record without a global row.
+    every = results / "summary_all.csv"
+    lines = every.read_text().splitlines(keepends=True)
+    every.write_text("".join(lines[:-2]))
+    result = invoke("--registry", registry, "--results-dir", results, "run", settings, "--resume", run_dir)
+    assert result.exit_code == 0, result.output
+    assert "summary_all.csv: added the rows of 2 trial(s)" in result.stdout
+    with open(every, newline="") as table:
+        assert sorted(row["trial"] for row in csv.DictReader(table)) == [f"{i:03d}_fake_tiny" for i in range(1, 6)]
+
+    status = invoke("--registry", registry, "status", run_dir, "--format", "csv")
+    assert status.exit_code == 0
+    shown = list(csv.DictReader(status.stdout.splitlines()))
+    assert [(row["trial"], row["record"], row["in_summary"], row["job"]) for row in shown] == [
+        (f"{i:03d}_fake_tiny", "success", "yes", "") for i in range(1, 6)]
+    assert invoke("--registry", registry, "status", run_dir).stdout.endswith(
+        "5 trials: 5 recorded, 5 in summary.csv\n")
+    missing = invoke("--registry", registry, "status", results)
+    assert missing.exit_code == 2 and f"error: {results}: not a run folder" in missing.stderr
+
+
+def test_detach_is_refused_for_a_local_campaign_before_anything_is_written(
+        write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path) -> None:
+    registry, settings = campaign(write_json, fake_registry)
+    result = invoke("--registry", registry, "--results-dir", tmp_path / "results", "run", settings, "--detach")
+    assert result.exit_code == 2 and "--detach is for the Slurm executor" in result.stderr
+    assert not (tmp_path / "results").exists()

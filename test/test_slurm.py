@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -148,11 +149,12 @@ def test_sigint_of_the_submitter_cancels_its_jobs_and_records_them(
     tool.send_signal(signal.SIGINT)
     output, _ = tool.communicate(timeout=120)
     assert tool.returncode == 128 + signal.SIGINT, output
-    queued = subprocess.run(["squeue", "--noheader", "--format=%i"], env=slurm.environment, capture_output=True,
-                            text=True, check=True).stdout.split()
-    assert not set(queued) & set(jobs.values())  # no job of ours left queued or running
+    queued = subprocess.run(["squeue", "--noheader", "--array", "--format=%i"], env=slurm.environment,
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert len(jobs) == 3 and not set(queued) & set(jobs.values())  # none of ours left queued or running
     table = rows(only_run_dir(results))
-    assert [row["status"] for row in table] == ["interrupted", "interrupted"]
+    # Two ran (one per node), the third waited in the array: every one is recorded as interrupted.
+    assert [row["status"] for row in table] == ["interrupted"] * 3
     assert "to continue: mutation.py run" in output
     assert not list(tmp_path.rglob("HACKED")) and not (Path.cwd() / "HACKED").exists()
 
@@ -160,35 +162,86 @@ def test_sigint_of_the_submitter_cancels_its_jobs_and_records_them(
 def test_sigkill_of_the_submitter_then_resume_follows_its_jobs_and_submits_none_twice(
         slurm: SlurmCluster, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
         tmp_path: Path) -> None:
-    registry = fake_registry(fake=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "4"]))
+    registry = fake_registry(fake=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "6"]))
     settings = settings_for(write_json, 3)
     results = tmp_path / "results"
     tool = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "mutation.py"), "--registry", str(registry),
                              "--results-dir", str(results), "run", str(settings)], env=slurm.environment,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def two_submitted() -> bool:
-        found = list(results.glob("run_*/slurm_jobs.json"))
-        return bool(found) and len(json.loads(found[0].read_text())) == 2
-
-    assert wait_for(two_submitted, 60)
+    assert wait_for(lambda: len(list(results.glob("run_*/*/slurm-*.out"))) >= 2, 60)  # two of three running
     tool.kill()  # SIGKILL: no cancel, no rows; the jobs go on
     tool.wait()
     jobs_file = next(results.glob("run_*/slurm_jobs.json"))
     before = json.loads(jobs_file.read_text())
+    # The third trial's job is lost while no submitter follows (cancelled while it waits its turn).
+    lost = before["003_fake_tiny"]
+    subprocess.run(["scancel", lost], env=slurm.environment, check=True)
     result = invoke("--registry", registry, "--results-dir", results, "run", settings, "--resume")
     assert result.exit_code == 0, result.output
     followed = {trial for trial, job_id in before.items() if f"following job {job_id} of {trial}" in result.stdout}
-    assert followed  # the 4 s jobs were still queued or running when the resume began
+    assert followed == {"001_fake_tiny", "002_fake_tiny"}  # the 6 s jobs were still running
     after = json.loads(jobs_file.read_text())
-    table = rows(only_run_dir(results))
+    run_dir = only_run_dir(results)
+    table = rows(run_dir)
     assert sorted(row["trial"] for row in table) == [f"{i:03d}_fake_tiny" for i in range(1, 4)]  # each once
     assert all(row["status"] == "success" for row in table)
+    with open(results / "summary_all.csv", newline="") as every:
+        assert sorted(row["trial"] for row in csv.DictReader(every)) == sorted(row["trial"] for row in table)
     for trial in followed:  # followed, not submitted again: its record is the first job's
-        record = json.loads((jobs_file.parent / trial / "experiment.json").read_text())
+        record = json.loads((run_dir / trial / "experiment.json").read_text())
         assert after[trial] == before[trial] == record["host"]["slurm_job_id"]
     submitted = [line for line in result.stdout.splitlines() if "submitted as job" in line]
-    assert len(submitted) == 3 - len(followed)
+    assert len(submitted) == 1 and "003_fake_tiny" in submitted[0] and after["003_fake_tiny"] != lost
+
+
+def test_detach_submits_and_exits_status_shows_the_jobs_and_resume_writes_their_rows(
+        slurm: SlurmCluster, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
+        tmp_path: Path) -> None:
+    """Also the time limit: Slurm counts it in minutes, so the slow trial's 1-minute job is ended at
+    60-90 s and its row says `timeout`."""
+    registry = fake_registry(quick=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "1"]),
+                             slow=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "300"]))
+    settings = write_json("d.json", {"experiment_name": "detached", "seed": 1,
+                                     "executor": {"slurm": {"max_parallel": 1, "time": "1"}},
+                                     "experiments": [{"mode": "default", "repo": "quick", "model": "tiny",
+                                                      "runs_per_config": 2},
+                                                     {"mode": "default", "repo": "slow", "model": "tiny"}]})
+    results = tmp_path / "results"
+    started = time.monotonic()
+    result = invoke("--registry", registry, "--results-dir", results, "run", settings, "--detach")
+    assert result.exit_code == 0, result.output
+    assert time.monotonic() - started < 30 and "detached" in result.stdout
+    run_dir = only_run_dir(results)
+    jobs = json.loads((run_dir / "slurm_jobs.json").read_text())
+    assert len(jobs) == 3 and len({job_id.split("_")[0] for job_id in jobs.values()}) == 1  # one job array
+    assert rows(run_dir) == []  # rows are the resume's to write
+    status = invoke("--registry", registry, "status", run_dir)
+    assert status.exit_code == 0 and "3 trials: " in status.stdout
+    # max_parallel 1 is Slurm's to keep, with nobody following: two free nodes, one task at a time.
+    def reasons() -> list[str]:
+        return subprocess.run(["squeue", "--noheader", "--array", "--format=%r", f"--jobs={','.join(jobs.values())}"],
+                              env=slurm.environment, capture_output=True, text=True, check=True).stdout.split()
+
+    assert wait_for(lambda: "JobArrayTaskLimit" in reasons(), 30)
+
+    def recorded(trial: str) -> bool:
+        return (run_dir / trial / "experiment.json").exists()
+
+    assert wait_for(lambda: recorded("001_quick_tiny") and recorded("002_quick_tiny"), 60)
+    shown = invoke("--registry", registry, "status", run_dir, "--format", "json")
+    by_trial = {row["trial"]: row for row in json.loads(shown.stdout)}
+    assert by_trial["001_quick_tiny"]["record"] == "success" and by_trial["001_quick_tiny"]["in_summary"] == "no"
+    assert by_trial["003_slow_tiny"]["job_state"] in ("RUNNING", "PENDING")
+    result = invoke("--registry", registry, "--results-dir", results, "run", settings, "--resume", run_dir)
+    assert result.exit_code == 1, result.output  # the slow trial timed out
+    table = {row["trial"]: row for row in rows(run_dir)}
+    assert sorted(table) == ["001_quick_tiny", "002_quick_tiny", "003_slow_tiny"]
+    assert [table[name]["status"] for name in sorted(table)] == ["success", "success", "timeout"]
+    assert "ended TIMEOUT" in table["003_slow_tiny"]["status_reason"]
+    assert "submitted as job" not in result.stdout  # every job was followed, none submitted again
+    spans = sorted((datetime.fromisoformat(record["start_utc"]), datetime.fromisoformat(record["end_utc"]))
+                   for record in (json.loads((run_dir / name / "experiment.json").read_text()) for name in table))
+    assert all(later[0] >= earlier[1] for earlier, later in pairwise(spans))  # one at a time
 
 
 def test_options_slurm_rejects_and_a_missing_sbatch_exit_2_before_anything_is_written(

@@ -56,6 +56,8 @@ class AppContext:
     verbose: bool = False
     energy_overrides: dict[str, Any] = field(default_factory=dict)
     """Energy settings given on the command line; they override the settings file's `energy`."""
+    detach: bool = False
+    """`run --detach`: submit a Slurm campaign's jobs and exit."""
     governor: str | None = None
     """`-g/--governor`: the CPU governor for this campaign, over the settings file's `governor`."""
     executor: str | None = None

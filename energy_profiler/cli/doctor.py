@@ -29,7 +29,7 @@ from energy_profiler.energy.selection import (
     choose,
     probe,
 )
-from energy_profiler.execution.slurm import describe_cluster
+from energy_profiler.execution.slurm_jobs import describe_cluster
 
 
 @click.command("doctor")

@@ -52,12 +52,15 @@ HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
               help="Continue an interrupted campaign: RUN_DIR, or the latest run folder made from SETTINGS_FILE.")
 @click.option("--executor", type=click.Choice(["local", "slurm"]), default=None,
               help="Where the trials run, over the settings' `executor`: here, or each as an exclusive Slurm job.")
+@click.option("--detach", is_flag=True,
+              help="Slurm: submit the trials and exit; `status RUN_DIR` shows them, `--resume` writes their rows.")
 @global_options
 @energy_options
-def run_command(settings_file: Path, resume: str | None, executor: str | None) -> None:
+def run_command(settings_file: Path, resume: str | None, executor: str | None, detach: bool) -> None:
     """Run every experiment of SETTINGS_FILE (the same as `-ec SETTINGS_FILE`)."""
     app = click.get_current_context().ensure_object(AppContext)
     app.executor = executor
+    app.detach = detach
     if resume is None:
         run_settings_file(app, settings_file)
     else:
@@ -131,8 +134,13 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
     if isinstance(executor, SlurmOptions):  # the nodes prepare themselves: governor and energy are theirs
         from energy_profiler.cli.slurm_run import execute_on_slurm  # noqa: PLC0415 - it imports this module
 
-        execute_on_slurm(app, registry, settings, plan, executor, settings_bytes=settings_bytes, resume_dir=resume_dir)
+        execute_on_slurm(app, registry, settings, plan, executor, settings_bytes=settings_bytes, resume_dir=resume_dir,
+                         detach=app.detach)
         return
+    if app.detach:
+        click.echo(f"error: {settings.file}: --detach is for the Slurm executor (a local campaign runs in this "
+                   "process: run it in tmux or screen)", err=True)
+        sys.exit(EXIT_CONFIG)
     if app.governor is not None:
         settings = replace(settings, governor=app.governor)
     if settings.governor is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -15,8 +16,10 @@ from energy_profiler.config.executor import SlurmOptions
 from energy_profiler.config.registry import Registry
 from energy_profiler.config.settings import Settings
 from energy_profiler.execution.runtime import Output, StopRequest
-from energy_profiler.execution.slurm import SlurmError, SlurmTools, check_options, run_slurm_session
+from energy_profiler.execution.slurm import fits_one_array, run_slurm_session
+from energy_profiler.execution.slurm_jobs import SlurmError, SlurmTools, check_options, max_array_size
 from energy_profiler.planning.plan import Plan, Trial
+from energy_profiler.results.global_table import GLOBAL_TABLE
 from energy_profiler.results.rundir import RunDirBusy
 from energy_profiler.system.host import TOOL_ROOT
 
@@ -28,13 +31,18 @@ def tool_command() -> list[str]:
 
 
 def execute_on_slurm(app: AppContext, registry: Registry, settings: Settings, plan: Plan, options: SlurmOptions, *,
-                     settings_bytes: bytes | None, resume_dir: Path | None = None) -> None:
-    """Submit and follow the campaign's jobs, print the closing table, exit with the session's code."""
+                     settings_bytes: bytes | None, resume_dir: Path | None = None, detach: bool = False) -> None:
+    """Submit and follow the campaign's jobs, print the closing table, exit with the session's code;
+    with `detach`, submit them as one job array and exit 0."""
     try:
         tools = SlurmTools.find()
         # Before anything is written: a partition, account or option Slurm rejects is an error now.
         for timeout_s in sorted({trial.timeout_s for trial in plan.trials}, key=lambda t: t or 0):
             check_options(tools, options, timeout_s)
+        if detach and not fits_one_array(plan, tools):
+            raise SlurmError(f"--detach submits the campaign as one job array, and its {len(plan.trials)} trials "
+                             f"do not fit this cluster's MaxArraySize ({max_array_size(tools)}): run it attached "
+                             "(the submitter then keeps to max_parallel), or split the campaign")
     except SlurmError as error:
         click.echo(f"error: {settings.file}: executor slurm: {error}", err=True)
         sys.exit(EXIT_CONFIG)
@@ -54,8 +62,15 @@ def execute_on_slurm(app: AppContext, registry: Registry, settings: Settings, pl
         try:
             result = run_slurm_session(settings, registry, plan, options=options, command_for=command_for,
                                        results_root=results, output=output, stop=stop,
-                                       settings_bytes=settings_bytes, resume_dir=resume_dir, tools=tools)
+                                       settings_bytes=settings_bytes, resume_dir=resume_dir, tools=tools,
+                                       detach=detach)
         except (SlurmError, RunDirBusy) as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(EXIT_CONFIG)
+    if detach and result.stopped_by is None:
+        run_dir, settings_file = shlex.quote(str(result.run_dir)), shlex.quote(str(settings.file))
+        click.echo(f"detached: the jobs run without this process. What they do: mutation.py status {run_dir}\n"
+                   f"their rows (in summary.csv and {GLOBAL_TABLE}), once they have ended or to follow them: "
+                   f"mutation.py run {settings_file} --resume {run_dir}")
+        sys.exit(0)
     print_outcome(result, settings, registry)

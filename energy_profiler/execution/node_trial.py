@@ -40,6 +40,12 @@ def node_ledger_root() -> Path:
     return Path(tempfile.gettempdir()) / f"mutation-node-{os.getuid()}"
 
 
+def slurm_job_id() -> str | None:
+    """This job's id as the submitter knows it: `ARRAYID_TASK` for an array task, else SLURM_JOB_ID."""
+    array_id, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array_id}_{task}" if array_id and task else os.environ.get("SLURM_JOB_ID")
+
+
 def run_planned_trial(run_dir: Path, trial_name: str, registry: Registry, settings: Settings, *, output: Output,
                       stop: StopRequest, energy: EnergyPlan | None) -> Record:
     """Run `trial_name` of `run_dir`'s plan once more (a fresh attempt folder) and write its experiment.json.
@@ -66,7 +72,7 @@ def run_planned_trial(run_dir: Path, trial_name: str, registry: Registry, settin
                                          energy=energy, say=say, stop=stop)
         host = {**host_facts(), **(gpu_host_facts(energy) if energy else {}),
                 "cpu_governor": governor.summary(governor.cpufreq_root()),
-                "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
+                "slurm_job_id": slurm_job_id()}
         record = run_trial(trial, settings=settings, registry=registry, run_dir=run_dir, host=host,
                            output=replace(output, say=say), stop=stop, energy=energy,
                            first_attempt=next_attempt(trial_dir), run_as=run_as,

@@ -34,7 +34,7 @@ from energy_profiler.model.record import Attempt, Record, summary_columns
 from energy_profiler.planning.plan import Plan
 from energy_profiler.process.ledger import Ledger, clean_stale
 from energy_profiler.process.watchdog import tracking
-from energy_profiler.results.global_table import table_bytes
+from energy_profiler.results.global_table import GLOBAL_TABLE, append_row, experiment_ids, table_bytes
 from energy_profiler.results.rundir import SessionLog, create_run_dir, run_dir_lock
 from energy_profiler.results.summary import SummaryTable
 from energy_profiler.system import governor
@@ -144,9 +144,23 @@ def open_run(cleanup: ExitStack, settings: Settings, registry: Registry, plan: P
     finished, summary = open_summary(run_dir, plan, registry, resumed=resumed)
     say = console_and_log(cleanup, run_dir, output)
     announce(say, settings, plan, run_dir, len(finished) if resumed else None)
+    if resumed:
+        _catch_up_global_table(results_root / GLOBAL_TABLE, finished.values(), say)
     result = SessionResult(run_dir=run_dir, records=list(finished.values()), planned=len(plan.trials),
                            stopped_by=None)
     return run_dir, finished, summary, say, result
+
+
+def _catch_up_global_table(path: Path, finished: Iterable[Record], say: Callable[[str], None]) -> None:
+    """Append the final records the global table lacks: those a Slurm job wrote while no submitter
+    followed it (`--detach`, a SIGKILLed submitter), or one whose campaign was killed between its
+    experiment.json and its row."""
+    present = experiment_ids(path)
+    missing = [record for record in finished if record.experiment_id not in present]
+    for record in missing:
+        append_row(path, record.to_row())
+    if missing:
+        say(f"{GLOBAL_TABLE}: added the rows of {len(missing)} trial(s) recorded while no campaign was writing rows")
 
 
 def open_summary(run_dir: Path, plan: Plan, registry: Registry, *,

@@ -41,6 +41,14 @@ def read_header(path: Path) -> list[str] | None:
         return next(csv.reader(table), None)
 
 
+def experiment_ids(path: Path) -> set[str]:
+    """The experiment ids of the table's rows (none if there is no table)."""
+    if not path.exists():
+        return set()
+    with locked(path), open(path, newline="", encoding="utf-8") as table:
+        return {row.get("experiment_id") or "" for row in csv.DictReader(table)}
+
+
 OWN_COLUMNS = ("experiment_id", "run_id", "trial", "status")
 """Columns every table this tool writes has; a table without them is someone else's."""
 
