@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -303,3 +304,34 @@ def test_a_parallel_trials_backgrounds_run_in_its_job_on_its_node_with_the_submi
     nodes = {line.removeprefix("ENV SLURMD_NODENAME=") for log in attempt.rglob("bg*_run_*.log")
              for line in log.read_text().splitlines() if line.startswith("ENV SLURMD_NODENAME=")}
     assert nodes == {node}
+
+
+def test_a_results_folder_the_nodes_cannot_see_is_an_error_before_any_trial_is_submitted(
+        slurm: SlurmCluster, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
+        tmp_path: Path) -> None:
+    if subprocess.run(["unshare", "--mount", "true"], capture_output=True, check=False).returncode != 0:
+        pytest.skip("no mount namespaces here (unshare --mount): the test needs one as a disk the nodes do not see")
+    registry = fake_registry(fake=fake_repo())
+    settings = settings_for(write_json, 2)
+    results = tmp_path / "local-disk"
+    results.mkdir()
+    # A file system only the submitter sees (as a login node's local disk): a tmpfs in a mount namespace of
+    # its own. The nodes' jobs look at the folder under it.
+    command = " ".join(shlex.quote(word) for word in [sys.executable, str(PROJECT_ROOT / "mutation.py"), "--registry",
+                                                     str(registry), "--results-dir", str(results), "run",
+                                                     str(settings)])
+    before = set(jobs_known(slurm))
+    done = subprocess.run(["unshare", "--mount", "sh", "-c", f"mount -t tmpfs none {shlex.quote(str(results))} && "
+                           f"exec {command}"], env=slurm.environment, capture_output=True, text=True, timeout=180,
+                          check=False)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "cannot see the results folder" in done.stderr and "--results-dir" in done.stderr
+    new = {job: name for job, name in jobs_known(slurm).items() if job not in before}
+    assert list(new.values()) == ["mutation:check"]  # the check job, and no trial's
+    assert list(results.iterdir()) == []  # the marker was only ever on the submitter's own disk
+
+
+def jobs_known(cluster: SlurmCluster) -> dict[str, str]:
+    shown = subprocess.run(["squeue", "--noheader", "--array", "--states=all", "--format=%i|%j"],
+                           env=cluster.environment, capture_output=True, text=True, check=True).stdout
+    return dict(line.split("|", 1) for line in shown.splitlines() if "|" in line)

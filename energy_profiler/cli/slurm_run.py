@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+import energy_profiler
 from energy_profiler.cli.closing import print_outcome
 from energy_profiler.cli.context import EXIT_CONFIG, AppContext, energy_arguments
 from energy_profiler.cli.display import timestamped
@@ -17,6 +18,7 @@ from energy_profiler.config.registry import Registry
 from energy_profiler.config.settings import Settings
 from energy_profiler.execution.runtime import Output, StopRequest
 from energy_profiler.execution.slurm import fits_one_array, run_slurm_session
+from energy_profiler.execution.slurm_check import check_shared_files
 from energy_profiler.execution.slurm_jobs import SlurmError, SlurmTools, check_options, max_array_size
 from energy_profiler.planning.plan import Plan, Trial
 from energy_profiler.results.global_table import GLOBAL_TABLE
@@ -28,6 +30,13 @@ def tool_command() -> list[str]:
     """How a compute node starts this tool: the checkout's mutation.py, else the installed package."""
     script = TOOL_ROOT / "mutation.py"
     return [sys.executable, str(script)] if script.is_file() else [sys.executable, "-m", "energy_profiler"]
+
+
+def tool_files() -> list[tuple[str, Path]]:
+    """What a node needs of the tool itself: the Python that runs it (the venv's) and its code."""
+    script = TOOL_ROOT / "mutation.py"
+    code = script if script.is_file() else Path(energy_profiler.__file__)
+    return [("the tool's Python", Path(sys.executable)), ("the tool", code)]
 
 
 def execute_on_slurm(app: AppContext, registry: Registry, settings: Settings, plan: Plan, options: SlurmOptions, *,
@@ -59,6 +68,9 @@ def execute_on_slurm(app: AppContext, registry: Registry, settings: Settings, pl
     output = Output(say=say if not app.quiet else lambda _: None, detail=lambda _: None, training=None)
     stop = StopRequest()
     with stop_on_signals(stop):
+        if options.shared_check_s > 0:
+            _check_shared_files(tools, options, settings, results=results, stop=stop,
+                                needed=[("the registry", registry_file), *tool_files()])
         try:
             result = run_slurm_session(settings, registry, plan, options=options, command_for=command_for,
                                        results_root=results, output=output, stop=stop,
@@ -74,3 +86,19 @@ def execute_on_slurm(app: AppContext, registry: Registry, settings: Settings, pl
                    f"mutation.py run {settings_file} --resume {run_dir}")
         sys.exit(0)
     print_outcome(result, settings, registry)
+
+
+def _check_shared_files(tools: SlurmTools, options: SlurmOptions, settings: Settings, *, results: Path,
+                        needed: list[tuple[str, Path]], stop: StopRequest) -> None:
+    """A node must see the results folder, the registry and the tool: exit 2 before anything is
+    submitted when it does not; a warning when the check job could not run in time."""
+    try:
+        warning = check_shared_files(tools, options, results, needed, stop)
+    except SlurmError as error:
+        click.echo(f"error: {settings.file}: executor slurm: {error}", err=True)
+        sys.exit(EXIT_CONFIG)
+    if stop.first_signal is not None:
+        click.echo("stopped before anything was submitted", err=True)
+        sys.exit(128 + stop.first_signal)
+    if warning:
+        click.echo(f"warning: {warning}", err=True)

@@ -27,14 +27,24 @@ class SlurmOptions:
     extra_args: tuple[str, ...] = ()
     max_parallel: int = 1
     """How many trials may run at once (each on a node of its own)."""
+    shared_check_s: float = 120.0
+    """How long to wait for the check job that proves a node sees the run folder's file system (0: none)."""
+
+    def check_options(self) -> list[str]:
+        """The options of that check job: where the trials go, but a minute on a core, not a whole node."""
+        return ["--nodes=1", "--ntasks=1", "--time=1", *self._placement()]
+
+    def _placement(self) -> list[str]:
+        """Where the jobs go: partition, account, QoS, constraint."""
+        return [f"{flag}={value}" for flag, value in (("--partition", self.partition), ("--account", self.account),
+                                                        ("--qos", self.qos), ("--constraint", self.constraint))
+                if value is not None]
 
     def sbatch_options(self, timeout_s: float | None) -> list[str]:
         """The sbatch arguments every trial's job is submitted with (before the script)."""
-        arguments = ["--exclusive", "--nodes=1", "--ntasks=1"]  # energy is node-wide: nothing else may share it
-        for flag, value in (("--partition", self.partition), ("--account", self.account), ("--qos", self.qos),
-                            ("--constraint", self.constraint), ("--gres", self.gres)):
-            if value is not None:
-                arguments.append(f"{flag}={value}")
+        arguments = ["--exclusive", "--nodes=1", "--ntasks=1", *self._placement()]  # energy is node-wide
+        if self.gres is not None:
+            arguments.append(f"--gres={self.gres}")
         if self.gpus_per_trial is not None:
             arguments.append(f"--gpus={self.gpus_per_trial}")
         if self.cpus_per_trial is not None:

@@ -200,9 +200,14 @@ def job_states(tools: SlurmTools, job_ids: Sequence[str]) -> dict[str, JobState]
     return {job_id: states[job_id] for job_id in job_ids}
 
 
-def _scontrol_state(tools: SlurmTools, job_id: str) -> JobState:
+def job_fields(tools: SlurmTools, job_id: str) -> dict[str, str]:
+    """`scontrol show job`'s fields (JobState, NodeList, Reason, ExitCode, ...); none for a job it does not know."""
     done = tools.call([tools.scontrol, "show", "job", "--oneliner", job_id])
-    fields = dict(item.split("=", 1) for item in done.stdout.split() if "=" in item) if done.returncode == 0 else {}
+    return dict(item.split("=", 1) for item in done.stdout.split() if "=" in item) if done.returncode == 0 else {}
+
+
+def _scontrol_state(tools: SlurmTools, job_id: str) -> JobState:
+    fields = job_fields(tools, job_id)
     return JobState(job_id, fields.get("JobState", "UNKNOWN"), fields.get("NodeList", ""), fields.get("Reason", ""))
 
 
