@@ -5,7 +5,9 @@ slurm.md has the measured facts this follows). No systemd: every daemon is start
 config, PID and log files under a temporary root, and stopped by the PID in its PID file (never by
 name). The nodes n1 and n2 listen on their own loopback addresses and ports; one CPU each, so an
 exclusive job has a node to itself. No accounting: job states come from squeue and `scontrol show
-job` (MinJobAge keeps finished jobs known for 10 minutes).
+job` (MinJobAge keeps finished jobs known for 10 minutes). Each node has two fake GPUs through GRES:
+character devices with NVIDIA's major number 195 (no driver behind them), which is all Slurm needs
+to hand them out and set CUDA_VISIBLE_DEVICES.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import os
 import secrets
 import shutil
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
 
+GPUS_PER_NODE = 2
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "scontrol", "sinfo")
 NODES = (("n1", "127.0.0.2", 6818), ("n2", "127.0.0.3", 6828))
 
@@ -42,6 +46,7 @@ class SlurmCluster:
         for folder in ("state", "spool", "log", "run"):
             (self.root / folder).mkdir(parents=True, exist_ok=True)
         self._start_munge()
+        self._fake_gpus()
         self.config.write_text(self._slurm_conf())
         self._daemon(["slurmctld", "-f", str(self.config)], self.root / "run" / "slurmctld.pid")
         for name, _address, _port in NODES:
@@ -65,6 +70,18 @@ class SlurmCluster:
                       f"--pid-file={pid_file}", f"--log-file={self.root / 'log' / 'munged.log'}",
                       f"--seed-file={self.root / 'munge.seed'}"], pid_file)
 
+    def _fake_gpus(self) -> None:
+        """Device files like /dev/nvidia0 and 1 (char 195:N) and a gres.conf beside slurm.conf naming them."""
+        devices = self.root / "dev"
+        devices.mkdir(exist_ok=True)
+        for index in range(GPUS_PER_NODE):
+            device = devices / f"nvidia{index}"
+            if not device.exists():
+                os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(195, index))
+        files = f"{devices}/nvidia[0-{GPUS_PER_NODE - 1}]"
+        (self.root / "gres.conf").write_text("AutoDetect=off\n" + "".join(
+            f"NodeName={name} Name=gpu Type=fake File={files}\n" for name, _address, _port in NODES))
+
     def _daemon(self, argv: list[str], pid_file: Path) -> None:
         """Start a daemon that detaches itself; wait for its PID file."""
         subprocess.run(argv, env=self.environment, check=True, stdin=subprocess.DEVNULL,
@@ -79,11 +96,13 @@ class SlurmCluster:
     def _slurm_conf(self) -> str:
         root = self.root
         nodes = "\n".join(f"NodeName={name} NodeHostname=localhost NodeAddr={address} Port={port} CPUs=1 "
-                          "RealMemory=1000 State=UNKNOWN" for name, address, port in NODES)
+                          f"RealMemory=1000 Gres=gpu:fake:{GPUS_PER_NODE} State=UNKNOWN"
+                          for name, address, port in NODES)
         return f"""ClusterName=mutationtest
 SlurmctldHost=localhost
 SlurmctldPort=6817
 SlurmUser=root
+GresTypes=gpu
 AuthType=auth/munge
 CredType=cred/munge
 ProctrackType=proctrack/linuxproc

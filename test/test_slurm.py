@@ -69,7 +69,8 @@ def settings_for(write_json: Callable[[str, Any], Path], runs: int, **slurm: Any
 def test_each_trial_is_an_exclusive_job_and_the_submitter_writes_every_row_once(
         slurm: SlurmCluster, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
         tmp_path: Path) -> None:
-    registry = fake_registry(fake=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "2"]))
+    registry = fake_registry(fake=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "2",
+                                                                   "--print-env", "CUDA_VISIBLE_DEVICES"]))
     settings = settings_for(write_json, 4)
     results = tmp_path / "results"
     result = invoke("--registry", registry, "--results-dir", results, "run", settings)
@@ -90,6 +91,8 @@ def test_each_trial_is_an_exclusive_job_and_the_submitter_writes_every_row_once(
                       info["NodeList"]))
         script = (run_dir / row["trial"] / "slurm_job.sh").read_text()
         assert f"run-trial {run_dir} {row['trial']}" in script  # readable: the tool itself, one trial
+        # No gpus_per_trial: the trial has all of its node's (fake, GRES) GPUs.
+        assert "ENV CUDA_VISIBLE_DEVICES=0,1\n" in (run_dir / row["trial"] / "attempt_1" / "training.log").read_text()
     assert {node for _, _, node in spans} == {"n1", "n2"}  # across both nodes
     for start, end, node in spans:  # trials that overlapped in time ran on different nodes
         assert all(other_node != node for other_start, other_end, other_node in spans
@@ -335,3 +338,22 @@ def jobs_known(cluster: SlurmCluster) -> dict[str, str]:
     shown = subprocess.run(["squeue", "--noheader", "--array", "--states=all", "--format=%i|%j"],
                            env=cluster.environment, capture_output=True, text=True, check=True).stdout
     return dict(line.split("|", 1) for line in shown.splitlines() if "|" in line)
+
+
+def test_gpus_per_trial_narrows_the_exclusive_jobs_gpus_for_the_training(
+        slurm: SlurmCluster, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
+        tmp_path: Path) -> None:
+    registry = fake_registry(fake=fake_repo("busy", required_args=[
+        "--behaviour", "busy", "--seconds", "0.5", "--print-env", "CUDA_VISIBLE_DEVICES",
+        "--print-env", "SLURM_JOB_GPUS"]))
+    results = tmp_path / "results"
+    result = invoke("--registry", registry, "--results-dir", results, "run",
+                    settings_for(write_json, 1, gpus_per_trial=1))
+    assert result.exit_code == 0, result.output
+    run_dir = only_run_dir(results)
+    (row,) = rows(run_dir)
+    log = (run_dir / row["trial"] / "attempt_1" / "training.log").read_text()
+    # Slurm gave the exclusive job both GPUs whatever --gpus said; the training sees the one it asked for.
+    assert "ENV SLURM_JOB_GPUS=0,1\n" in log and "ENV CUDA_VISIBLE_DEVICES=0\n" in log
+    node_log = (run_dir / row["trial"] / "node.log").read_text()
+    assert "gpus_per_trial: CUDA_VISIBLE_DEVICES=0 of the job's 0,1" in node_log

@@ -13,10 +13,12 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
+from energy_profiler.config.executor import SlurmOptions
 from energy_profiler.config.registry import Registry
 from energy_profiler.config.settings import Settings
 from energy_profiler.energy.recorder import EnergyPlan, gpu_host_facts
@@ -38,6 +40,20 @@ class UnknownTrial(Exception):
 def node_ledger_root() -> Path:
     """A folder on this node (not the shared file system) for the watchdog's ledger."""
     return Path(tempfile.gettempdir()) / f"mutation-node-{os.getuid()}"
+
+
+def gpus_of_the_trial(settings: Settings, environ: Mapping[str, str]) -> str | None:
+    """CUDA_VISIBLE_DEVICES narrowed to the executor's `gpus_per_trial`, or None to leave it as it is.
+
+    An exclusive job's batch script sees every GPU of the node whatever --gpus asked for (measured on
+    Slurm 22.05: `--exclusive --gpus=1` gave CUDA_VISIBLE_DEVICES=0,1), so the trial takes the
+    first `gpus_per_trial` of them; the training and the GPU monitors then see only those.
+    """
+    wanted = settings.executor.gpus_per_trial if isinstance(settings.executor, SlurmOptions) else None
+    visible = [gpu.strip() for gpu in environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if gpu.strip()]
+    if wanted is None or len(visible) <= wanted:
+        return None
+    return ",".join(visible[:wanted])
 
 
 def slurm_job_id() -> str | None:
@@ -68,6 +84,10 @@ def run_planned_trial(run_dir: Path, trial_name: str, registry: Registry, settin
             output.say(message)
 
         say(f"trial {trial.name} of {run_dir} on {host_facts().get('hostname')}")
+        if (narrowed := gpus_of_the_trial(settings, os.environ)) is not None:
+            say(f"gpus_per_trial: CUDA_VISIBLE_DEVICES={narrowed} of the job's "
+                f"{os.environ['CUDA_VISIBLE_DEVICES']}")
+            os.environ["CUDA_VISIBLE_DEVICES"] = narrowed  # this process runs this one trial only
         energy, run_as = prepare_machine(cleanup, settings, results_root=node_ledger_root(), run_dir=trial_dir,
                                          energy=energy, say=say, stop=stop)
         host = {**host_facts(), **(gpu_host_facts(energy) if energy else {}),
