@@ -166,7 +166,7 @@ def test_sigint_of_the_submitter_cancels_its_jobs_and_records_them(
 def test_sigkill_of_the_submitter_then_resume_follows_its_jobs_and_submits_none_twice(
         slurm: SlurmCluster, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
         tmp_path: Path) -> None:
-    registry = fake_registry(fake=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "6"]))
+    registry = fake_registry(fake=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "10"]))
     settings = settings_for(write_json, 3)
     results = tmp_path / "results"
     tool = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "mutation.py"), "--registry", str(registry),
@@ -183,7 +183,7 @@ def test_sigkill_of_the_submitter_then_resume_follows_its_jobs_and_submits_none_
     result = invoke("--registry", registry, "--results-dir", results, "run", settings, "--resume")
     assert result.exit_code == 0, result.output
     followed = {trial for trial, job_id in before.items() if f"following job {job_id} of {trial}" in result.stdout}
-    assert followed == {"001_fake_tiny", "002_fake_tiny"}  # the 6 s jobs were still running
+    assert followed == {"001_fake_tiny", "002_fake_tiny"}  # the 10 s jobs were still running
     after = json.loads(jobs_file.read_text())
     run_dir = only_run_dir(results)
     table = rows(run_dir)
@@ -357,3 +357,21 @@ def test_gpus_per_trial_narrows_the_exclusive_jobs_gpus_for_the_training(
     assert "ENV SLURM_JOB_GPUS=0,1\n" in log and "ENV CUDA_VISIBLE_DEVICES=0\n" in log
     node_log = (run_dir / row["trial"] / "node.log").read_text()
     assert "gpus_per_trial: CUDA_VISIBLE_DEVICES=0 of the job's 0,1" in node_log
+
+
+def test_a_hostile_results_folder_reaches_slurm_and_the_scripts_literally(
+        slurm: SlurmCluster, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
+        tmp_path: Path) -> None:
+    registry = fake_registry(fake=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "0.5"]))
+    # Slurm expands % sequences in --output; the shell would run $( ) and ; in a script.
+    results = tmp_path / "res %j %A;$(touch HACKED) 'q\" `touch TICKED`"
+    result = invoke("--registry", registry, "--results-dir", results, "run", settings_for(write_json, 2))
+    assert result.exit_code == 0, result.output
+    run_dir = only_run_dir(results)
+    assert [row["status"] for row in rows(run_dir)] == ["success", "success"]
+    jobs = json.loads((run_dir / "slurm_jobs.json").read_text())
+    for trial, job_id in jobs.items():  # Slurm's own output and the trial's, each where it was meant to go
+        assert (run_dir / "slurm" / f"{job_id}.out").is_file()
+        assert (run_dir / trial / f"slurm-{job_id}.out").is_file()
+    assert not list(tmp_path.rglob("HACKED")) and not list(tmp_path.rglob("TICKED"))
+    assert not (Path.cwd() / "HACKED").exists() and not Path("/HACKED").exists()

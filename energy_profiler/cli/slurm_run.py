@@ -68,7 +68,9 @@ def execute_on_slurm(app: AppContext, registry: Registry, settings: Settings, pl
     output = Output(say=say if not app.quiet else lambda _: None, detail=lambda _: None, training=None)
     stop = StopRequest()
     with stop_on_signals(stop):
-        if options.shared_check_s > 0:
+        # Not on a resume: the campaign's start checked the same folder, and the check job would wait
+        # for a node while the campaign's own exclusive jobs hold every one of them.
+        if options.shared_check_s > 0 and resume_dir is None:
             _check_shared_files(tools, options, settings, results=results, stop=stop,
                                 needed=[("the registry", registry_file), *tool_files()])
         try:

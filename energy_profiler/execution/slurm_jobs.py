@@ -139,6 +139,18 @@ def max_array_size(tools: SlurmTools) -> int:
     return int(found.group(1)) if found else DEFAULT_MAX_ARRAY_SIZE
 
 
+def output_pattern(folder: Path, pattern: str) -> str:
+    """An sbatch --output value: `pattern` (with Slurm's %j, %A, %a) in `folder`, taken literally.
+
+    Slurm expands `%` sequences anywhere in the value, so a `%` of the folder is written `%%`; a
+    backslash anywhere turns every expansion off, so then Slurm's own output is not kept (an array
+    task's output still reaches its trial folder through the array script).
+    """
+    if "\\" in str(folder):
+        return "/dev/null"
+    return f"{str(folder).replace('%', '%%')}/{pattern}"
+
+
 def write_batch_script(run_dir: Path, trial: Trial, command: Sequence[str]) -> Path:
     trial_dir = run_dir / trial.name
     make_dirs(trial_dir)
@@ -152,7 +164,8 @@ def submit(tools: SlurmTools, options: SlurmOptions, run_dir: Path, trial: Trial
     """Write the trial's batch script and submit it as a job of its own (a retry); the job id."""
     script = write_batch_script(run_dir, trial, command)
     argv = [tools.sbatch, "--parsable", f"--job-name=mutation:{trial.name}", f"--chdir={script.parent}",
-            f"--output={script.parent / 'slurm-%j.out'}", *options.sbatch_options(trial.timeout_s), str(script)]
+            f"--output={output_pattern(script.parent, 'slurm-%j.out')}", *options.sbatch_options(trial.timeout_s),
+            str(script)]
     done = tools.call(argv)
     if done.returncode != 0:
         raise SlurmError(f"sbatch refused {trial.name}: {_words(done)}")
@@ -174,7 +187,7 @@ def submit_array(tools: SlurmTools, options: SlurmOptions, run_dir: Path, trials
     longest = None if None in timeouts else max(t for t in timeouts if t is not None)
     indices = ",".join(str(trial.index) for trial in trials)
     argv = [tools.sbatch, "--parsable", f"--job-name=mutation:{run_dir.name}", f"--chdir={run_dir}",
-            f"--array={indices}%{options.max_parallel}", f"--output={folder / '%A_%a.out'}",
+            f"--array={indices}%{options.max_parallel}", f"--output={output_pattern(folder, '%A_%a.out')}",
             *options.sbatch_options(longest), str(script)]
     done = tools.call(argv)
     if done.returncode != 0:
