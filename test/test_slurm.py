@@ -271,8 +271,8 @@ def test_doctor_says_whether_slurm_answers_and_what_a_trial_is_submitted_as(
                                                                     extra_args=["--comment=a b"]))
     assert result.exit_code == 0, result.output
     assert "; 2 node(s): n1 idle, n2 idle" in result.stdout
-    assert ("a trial would be submitted as: sbatch --exclusive --nodes=1 --ntasks=1 --partition=test "
-            "'--comment=a b' TRIAL/slurm_job.sh") in " ".join(result.stdout.split())
+    assert ("the trials would be submitted as one job array: sbatch --array=INDICES%2 --exclusive --nodes=1 "
+            "--ntasks=1 --partition=test '--comment=a b' RUN_DIR/slurm/array_1.sh") in " ".join(result.stdout.split())
 
 
 def test_a_parallel_trials_backgrounds_run_in_its_job_on_its_node_with_the_submitters_options(

@@ -75,8 +75,10 @@ def doctor_command(settings_file: Path | None) -> None:
         click.echo(_fitted(line, width))
     if isinstance(executor, SlurmOptions):  # what each trial's job would be submitted with
         arguments = " ".join(shlex.quote(argument) for argument in executor.sbatch_options(None))
-        click.echo(_fitted(f"a trial would be submitted as: sbatch {arguments} TRIAL/slurm_job.sh (its node chooses "
-                           "the energy backends: the lines above are this machine's)", width))
+        click.echo(_fitted(f"the trials would be submitted as one job array: sbatch --array=INDICES%"
+                           f"{executor.max_parallel} {arguments} RUN_DIR/slurm/array_1.sh (task N runs trial N's "
+                           "slurm_job.sh; its node chooses the energy backends: the lines above are this machine's)",
+                           width))
     if problems:
         click.echo("a campaign with these settings would not start:")
         for problem in problems:
