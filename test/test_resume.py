@@ -198,7 +198,8 @@ def test_a_resumed_trial_keeps_its_attempts_and_the_global_table_holds_it_once(
 
 
 def test_resume_adds_the_rows_the_global_table_lacks_and_status_shows_every_trial(
-        write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path) -> None:
+        write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     registry, settings = campaign(write_json, fake_registry)
     results = tmp_path / "results"
     assert invoke("--registry", registry, "--results-dir", results, "-q", "run", settings).exit_code == 0
@@ -221,6 +222,13 @@ def test_resume_adds_the_rows_the_global_table_lacks_and_status_shows_every_tria
         (f"{i:03d}_fake_tiny", "success", "yes", "") for i in range(1, 6)]
     assert invoke("--registry", registry, "status", run_dir).stdout.endswith(
         "5 trials: 5 recorded, 5 in summary.csv\n")
+    # Jobs Slurm cannot tell about (no controller here, or none that knows them): said, never guessed.
+    (run_dir / "slurm_jobs.json").write_text(json.dumps({"001_fake_tiny": "999999_1"}))
+    monkeypatch.delenv("SLURM_CONF", raising=False)  # no cluster to ask
+    unknown = invoke("--registry", registry, "status", run_dir)
+    assert unknown.exit_code == 0
+    assert ("Slurm: knows none of these jobs" in unknown.stdout
+            or "Slurm: job states unknown: sbatch, squeue, scancel, scontrol not found on PATH" in unknown.stdout)
     missing = invoke("--registry", registry, "status", results)
     assert missing.exit_code == 2 and f"error: {results}: not a run folder" in missing.stderr
 

@@ -66,9 +66,13 @@ def _states(jobs: dict[str, str]) -> tuple[dict[str, JobState], str | None]:
     if not jobs:
         return {}, None
     try:
-        return job_states(SlurmTools.find(), list(jobs.values())), None
+        states = job_states(SlurmTools.find(), list(jobs.values()))
     except SlurmError as error:
         return {}, f"job states unknown: {error}"
+    if all(state.state == "UNKNOWN" for state in states.values()):
+        return states, ("knows none of these jobs: the controller did not answer (is SLURM_CONF set?), or they "
+                        "ended longer ago than its MinJobAge")
+    return states, None
 
 
 def _record_status(document: Path) -> str | None:
