@@ -239,3 +239,26 @@ def test_detach_is_refused_for_a_local_campaign_before_anything_is_written(
     result = invoke("--registry", registry, "--results-dir", tmp_path / "results", "run", settings, "--detach")
     assert result.exit_code == 2 and "--detach is for the Slurm executor" in result.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_a_caught_up_row_replaces_the_trials_interrupted_row_in_the_global_table(
+        write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path) -> None:
+    registry, settings = campaign(write_json, fake_registry)
+    results = tmp_path / "results"
+    assert invoke("--registry", registry, "--results-dir", results, "-q", "run", settings).exit_code == 0
+    run_dir = next(results.glob("run_*"))
+    every = results / "summary_all.csv"
+    with open(every, newline="") as table:
+        global_rows = list(csv.DictReader(table))
+    # The last trial's row as an earlier, interrupted session left it (then a job, say, finished it
+    # while no submitter was writing rows): the final record is not in the table, its interrupted row is.
+    global_rows[-1] = {**global_rows[-1], "experiment_id": "an-earlier-attempt", "status": "interrupted"}
+    with open(every, "w", newline="") as table:
+        writer = csv.DictWriter(table, fieldnames=list(global_rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(global_rows)
+    result = invoke("--registry", registry, "--results-dir", results, "run", settings, "--resume", run_dir)
+    assert result.exit_code == 0, result.output
+    with open(every, newline="") as table:
+        after = [(row["trial"], row["status"]) for row in csv.DictReader(table)]
+    assert sorted(after) == [(f"{i:03d}_fake_tiny", "success") for i in range(1, TRIALS + 1)]  # each once

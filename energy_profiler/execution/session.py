@@ -34,7 +34,7 @@ from energy_profiler.model.record import Attempt, Record, summary_columns
 from energy_profiler.planning.plan import Plan
 from energy_profiler.process.ledger import Ledger, clean_stale
 from energy_profiler.process.watchdog import tracking
-from energy_profiler.results.global_table import GLOBAL_TABLE, append_row, experiment_ids, table_bytes
+from energy_profiler.results.global_table import GLOBAL_TABLE, append_rows, experiment_ids, table_bytes
 from energy_profiler.results.rundir import SessionLog, create_run_dir, run_dir_lock
 from energy_profiler.results.summary import SummaryTable
 from energy_profiler.system import governor
@@ -157,8 +157,8 @@ def _catch_up_global_table(path: Path, finished: Iterable[Record], say: Callable
     experiment.json and its row."""
     present = experiment_ids(path)
     missing = [record for record in finished if record.experiment_id not in present]
-    for record in missing:
-        append_row(path, record.to_row())
+    # Superseding: the trial's interrupted row of an earlier session, if there is one, is replaced.
+    append_rows(path, [record.to_row() for record in missing], supersede=True)
     if missing:
         say(f"{GLOBAL_TABLE}: added the rows of {len(missing)} trial(s) recorded while no campaign was writing rows")
 

@@ -83,21 +83,28 @@ def append_row(path: Path, row: Mapping[str, str], *, supersede: bool = False) -
     With `supersede` (a resumed campaign), a row of the same run and trial (the interrupted one) is
     replaced, in one atomic rewrite under the lock, so that the table holds each trial once.
     """
+    return append_rows(path, [row], supersede=supersede)
+
+
+def append_rows(path: Path, rows: Sequence[Mapping[str, str]], *, supersede: bool = False) -> bool:
+    """`append_row` for several rows at once: one read and at most one rewrite of the table."""
+    if not rows:
+        return False
     with locked(path):
         header = read_header(path)
         if header is None:
-            atomic_write_bytes(path, table_bytes(list(row), [row]))
+            atomic_write_bytes(path, table_bytes(list(dict.fromkeys(c for row in rows for c in row)), rows))
             return False
-        new = [column for column in row if column not in header]
+        new = list(dict.fromkeys(column for row in rows for column in row if column not in header))
         if new or supersede:
             with open(path, newline="", encoding="utf-8") as table:
-                rows = list(csv.DictReader(table))
-            trial = (row.get("run_id"), row.get("trial"))
-            kept = [r for r in rows if not (supersede and (r.get("run_id"), r.get("trial")) == trial)]
-            if new or len(kept) < len(rows):
-                atomic_write_bytes(path, table_bytes([*header, *new], [*kept, row]))
+                existing = list(csv.DictReader(table))
+            replaced = {(row.get("run_id"), row.get("trial")) for row in rows} if supersede else set()
+            kept = [r for r in existing if (r.get("run_id"), r.get("trial")) not in replaced]
+            if new or len(kept) < len(existing):
+                atomic_write_bytes(path, table_bytes([*header, *new], [*kept, *rows]))
                 return bool(new)
-        line = io.StringIO()
-        csv.writer(line, lineterminator="\n").writerow([row.get(column, "") for column in header])
-        append_whole(path, line.getvalue().encode())
+        lines = io.StringIO()
+        csv.writer(lines, lineterminator="\n").writerows([row.get(column, "") for column in header] for row in rows)
+        append_whole(path, lines.getvalue().encode())
         return False
