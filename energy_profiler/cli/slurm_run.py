@@ -26,17 +26,21 @@ from energy_profiler.results.rundir import RunDirBusy
 from energy_profiler.system.host import TOOL_ROOT
 
 
+def _checkout_script() -> Path | None:
+    script = TOOL_ROOT / "mutation.py"
+    return script if script.is_file() else None
+
+
 def tool_command() -> list[str]:
     """How a compute node starts this tool: the checkout's mutation.py, else the installed package."""
-    script = TOOL_ROOT / "mutation.py"
-    return [sys.executable, str(script)] if script.is_file() else [sys.executable, "-m", "energy_profiler"]
+    script = _checkout_script()
+    return [sys.executable, str(script)] if script else [sys.executable, "-m", "energy_profiler"]
 
 
 def tool_files() -> list[tuple[str, Path]]:
     """What a node needs of the tool itself: the Python that runs it (the venv's) and its code."""
-    script = TOOL_ROOT / "mutation.py"
-    code = script if script.is_file() else Path(energy_profiler.__file__)
-    return [("the tool's Python", Path(sys.executable)), ("the tool", code)]
+    return [("the tool's Python", Path(sys.executable)),
+            ("the tool", _checkout_script() or Path(energy_profiler.__file__))]
 
 
 def execute_on_slurm(app: AppContext, registry: Registry, settings: Settings, plan: Plan, options: SlurmOptions, *,
@@ -48,9 +52,9 @@ def execute_on_slurm(app: AppContext, registry: Registry, settings: Settings, pl
         # Before anything is written: a partition, account or option Slurm rejects is an error now.
         for timeout_s in sorted({trial.timeout_s for trial in plan.trials}, key=lambda t: t or 0):
             check_options(tools, options, timeout_s)
-        if detach and not fits_one_array(plan, tools):
+        if detach and not fits_one_array(plan, limit := max_array_size(tools)):
             raise SlurmError(f"--detach submits the campaign as one job array, and its {len(plan.trials)} trials "
-                             f"do not fit this cluster's MaxArraySize ({max_array_size(tools)}): run it attached "
+                             f"do not fit this cluster's MaxArraySize ({limit}): run it attached "
                              "(the submitter then keeps to max_parallel), or split the campaign")
     except SlurmError as error:
         click.echo(f"error: {settings.file}: executor slurm: {error}", err=True)

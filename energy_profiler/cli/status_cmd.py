@@ -45,7 +45,7 @@ def status_command(run_dir: Path, output_format: str) -> None:
         state = states.get(job_id) if job_id else None
         rows.append([trial.name, _record_status(run_dir / trial.name / "experiment.json"),
                      "yes" if trial.name in in_summary else "no", job_id, state.state if state else None,
-                     state.node if state else None, _reason(state)])
+                     state.node if state else None, state.shown_reason if state else None])
     emit(HEADERS, rows, output_format)
     if output_format != "table":
         return
@@ -88,10 +88,4 @@ def _summary_trials(path: Path) -> set[str]:
             return {row.get("trial") or "" for row in csv.DictReader(table)}
     except OSError:
         return set()
-
-
-def _reason(state: JobState | None) -> str | None:
-    if state is None or state.reason in ("", "None"):
-        return None
-    return state.reason
 

@@ -58,9 +58,9 @@ retries decide as if this process had followed it). Any other end without a fina
 forgotten by Slurm) is submitted again."""
 
 
-def fits_one_array(plan: Plan, tools: SlurmTools) -> bool:
-    """Whether every trial's index is a task id this cluster accepts."""
-    return max(trial.index for trial in plan.trials) < max_array_size(tools)
+def fits_one_array(plan: Plan, max_array_size: int) -> bool:
+    """Whether every trial's index is a task id a cluster of this MaxArraySize accepts."""
+    return max(trial.index for trial in plan.trials) < max_array_size
 
 
 def job_record(run_dir: Path, trial: Trial, job_id: str) -> Record | None:
@@ -74,7 +74,7 @@ def job_record(run_dir: Path, trial: Trial, job_id: str) -> Record | None:
 
 
 def _slurm_words(state: JobState) -> str:
-    reason = f" ({state.reason})" if state.reason not in ("", "None") else ""
+    reason = f" ({state.shown_reason})" if state.shown_reason else ""
     return f"the Slurm job {state.job_id} ended {state.state}{reason}" + (f" on {state.node}" if state.node else "")
 
 
@@ -128,9 +128,10 @@ def run_slurm_session(settings: Settings, registry: Registry, plan: Plan, *, opt
             known[trial.name] = job_id
             say(f"[{trial.index}/{len(plan.trials)}] {trial.name}: submitted as job {job_id}")
 
-        if queue and fits_one_array(plan, tools):  # else one job each, throttled below
-            for name, job_id in submit_array(tools, options, run_dir, queue, command_for).items():
-                submitted(next(t for t in queue if t.name == name), job_id, 1)
+        if queue and fits_one_array(plan, max_array_size(tools)):  # else one job each, throttled below
+            job_ids = submit_array(tools, options, run_dir, queue, command_for)
+            for trial in queue:
+                submitted(trial, job_ids[trial.name], 1)
             atomic_write_json(run_dir / JOBS_FILE, known)
             queue = []
         if detach:

@@ -76,6 +76,11 @@ class JobState:
     def active(self) -> bool:
         return self.state in ACTIVE_STATES
 
+    @property
+    def shown_reason(self) -> str | None:
+        """Slurm's reason, or None where it gives none (`None` is its word for that)."""
+        return None if self.reason in ("", "None") else self.reason
+
 
 def _words(done: subprocess.CompletedProcess[str]) -> str:
     return (done.stderr or done.stdout).strip().replace("sbatch: error: ", "")
