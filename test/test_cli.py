@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from energy_profiler.config.executor import SlurmOptions, executor_from_document
 from test.conftest import PROJECT_ROOT, invoke
 
 QUICKSTART = PROJECT_ROOT / "settings" / "quickstart.json"
@@ -169,3 +170,49 @@ def test_plan_and_list_print_csv_and_json_for_scripts() -> None:
     listed = json_module.loads(invoke("list", "--format", "json").stdout)
     seed = next(row for row in listed if row["repo"] == "examples" and row["hyperparameter"] == "seed")
     assert seed["type"] == "int (seed)" and seed["flag"] == "--seed"
+
+
+def slurm_options(document: dict[str, Any]) -> SlurmOptions:
+    options = executor_from_document({"slurm": document})
+    assert isinstance(options, SlurmOptions)
+    return options
+
+
+def test_every_slurm_option_is_one_sbatch_argument_and_the_time_limit_follows_the_timeout() -> None:
+    options = slurm_options({
+        "partition": "gpu;x", "account": "a b", "qos": "q", "constraint": "a100", "gres": "gpu:a100:4",
+        "gpus_per_trial": 2, "cpus_per_trial": 8, "extra_args": ["--comment=$(x)"], "max_parallel": 3})
+    assert options.sbatch_options(600) == [  # 600 s + 5 minutes for monitors and teardown = 15 minutes
+        "--exclusive", "--nodes=1", "--ntasks=1", "--partition=gpu;x", "--account=a b", "--qos=q",
+        "--constraint=a100", "--gres=gpu:a100:4", "--gpus=2", "--cpus-per-task=8", "--time=15", "--comment=$(x)"]
+    assert "--time=2:00:00" in slurm_options({"time": "2:00:00"}).sbatch_options(600)
+    assert not any(a.startswith("--time") for a in slurm_options({}).sbatch_options(None))
+    assert executor_from_document("local") == "local" and executor_from_document(None) == "local"
+
+
+def test_bad_executor_settings_name_their_json_path_and_exit_2(write_json: Callable[[str, Any], Path]) -> None:
+    settings = write_json("s.json", {"experiment_name": "x", "executor": {"slurm": {
+        "max_parallel": 0, "shared_check_s": -1, "bogus": 1}}, "experiments": [
+        {"mode": "default", "repo": "examples", "model": "mlp"}]})
+    result = invoke("validate", settings)
+    assert result.exit_code == 2
+    for path in ("executor.slurm.bogus", "executor.slurm.max_parallel", "executor.slurm.shared_check_s"):
+        assert f"{settings}: {path}: " in result.stderr
+
+
+def test_the_executor_option_overrides_the_settings(
+        write_json: Callable[[str, Any], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    experiments = [{"mode": "default", "repo": "examples", "model": "mlp", "hyperparameters": {"epochs": 1}}]
+    local = write_json("local.json", {"experiment_name": "here", "experiments": experiments})
+    on_slurm = write_json("slurm.json", {"experiment_name": "there", "executor": {"slurm": {}},
+                                         "experiments": experiments})
+    results = tmp_path / "results"
+    # --executor local runs a Slurm settings file here: no sbatch is looked for, no job written.
+    result = invoke("--results-dir", results, "-q", "run", on_slurm, "--executor", "local")
+    assert result.exit_code == 0, result.output
+    assert not list(results.glob("run_*/slurm_jobs.json"))
+    # --executor slurm sends a local settings file to Slurm: without Slurm's commands that is exit 2.
+    monkeypatch.setenv("PATH", str(tmp_path / "no-slurm"))
+    result = invoke("--results-dir", tmp_path / "other", "run", local, "--executor", "slurm")
+    assert result.exit_code == 2 and "sbatch, squeue, scancel, scontrol not found on PATH" in result.stderr
+    assert not (tmp_path / "other").exists()
