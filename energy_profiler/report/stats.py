@@ -108,17 +108,21 @@ def spearman(x: pd.Series | np.ndarray, y: pd.Series | np.ndarray) -> Correlatio
     return Correlation(rho, n, math.tanh(z - spread), math.tanh(z + spread), "fisher-z")
 
 
-def pareto_front(energy: Sequence[float], metric: Sequence[float], higher_better: bool) -> list[int]:
-    """Indices of the trials no other trial beats on both (less energy and a better metric), by energy."""
-    order = sorted(range(len(energy)), key=lambda i: (energy[i], -metric[i] if higher_better else metric[i]))
-    front: list[int] = []
-    best: float | None = None
-    for index in order:
-        value = metric[index]
-        if best is None or (value > best if higher_better else value < best):
-            front.append(index)
-            best = value
-    return front
+def pareto_front(energy: Sequence[float] | np.ndarray, metric: Sequence[float] | np.ndarray,
+                 higher_better: bool) -> list[int]:
+    """Indices of the trials no other trial beats on both (less energy and a better metric), by energy.
+
+    In energy order (ties: the better metric first) a trial is on the front when its metric beats
+    every trial before it: one sort and a running best, no Python per trial.
+    """
+    joules = np.asarray(energy, dtype=float)
+    better = np.asarray(metric, dtype=float) * (1.0 if higher_better else -1.0)  # larger is better now
+    if not len(joules):
+        return []
+    order = np.lexsort((-better, joules))
+    ranked = better[order]
+    best_before = np.concatenate(([-np.inf], np.maximum.accumulate(ranked)[:-1]))
+    return [int(index) for index in order[ranked > best_before]]
 
 
 def staircase(energy: Sequence[float], metric: Sequence[float], upto: float) -> tuple[list[float], list[float]]:
