@@ -23,8 +23,9 @@ from typing import Any
 import pyte
 import pytest
 
+from energy_profiler.cli.tables import format_table
 from test.conftest import PROJECT_ROOT, fake_repo
-from test.test_report import known_run
+from test.test_report import known_run, write_table
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-~]|\x1b[@-_]")
 WIDTHS = (60, 80, 120)
@@ -127,3 +128,29 @@ def test_after_ctrl_c_the_screen_keeps_no_progress_bar_and_says_how_to_resume(
     # The last thing on screen (a long line wraps at 80 columns, so compare with spaces collapsed):
     flat = re.sub(r"\s+", " ", "".join(screen.display)).strip()
     assert flat.endswith(f"to continue: mutation.py run {settings} --resume {run_dir}"), shown[-6:]
+
+
+def test_a_report_without_energy_at_60_columns_leaves_the_energy_columns_out_first_and_folds_its_notes(
+        tmp_path: Path) -> None:
+    run = tmp_path / "run_20260101_000000"
+    write_table(run / "summary.csv", [[f"e{i}", run.name, f"00{i}_r_m", "mutation", "r", "m", "success", 1.0 + i,
+                                       "x", i, 0.5 + i / 10, "", "none", "", "none"] for i in range(1, 4)])
+    code, output = in_terminal(["report", str(run), "-o", str(tmp_path / "out")], 60)
+    assert code == 0, output
+    lines = lines_of(output)
+    assert lines[0].split() == ["repo", "model", "mode", "trials", "duration_s", "accuracy"]
+    # All 'none': left out before any other optional column (the note says why).
+    assert "(not shown at this width: configs, success, energy_j, energy;" in " ".join(lines)
+    first_note = next(index for index, line in enumerate(lines) if line.startswith("note: "))
+    notes = lines[first_note:lines.index("", first_note)]
+    assert len(notes) > 1 and all(len(line) <= 60 for line in notes), notes  # folded, not cut by the terminal
+    assert notes[0].startswith("note: No energy plots: energy was not measured")
+    assert all(line.startswith("  ") for line in notes[1:] if not line.startswith("note: "))
+    assert notes[1] == "  none): no reason recorded."  # broken between words only
+
+
+def test_a_narrow_text_cell_breaks_after_an_underscore_before_breaking_anywhere() -> None:
+    table = format_table(["model", "rho"], [["deep_mlp", "x"], ["test_accuracy", "y"]], width=11)
+    cells = [line.split()[0] for line in table.splitlines()[1:]]
+    # (textwrap alone: deep_m / lp and test_a / ccurac / y)
+    assert cells == ["deep_", "mlp", "test_", "accura", "cy"], table  # `accuracy` alone is wider than 6

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import shlex
 import sys
-import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 
 import click
 
 from energy_profiler.cli.display import duration
-from energy_profiler.cli.tables import format_table, terminal_width
+from energy_profiler.cli.tables import fitted, format_table, terminal_width
 from energy_profiler.config.registry import Registry
 from energy_profiler.config.settings import Settings
 from energy_profiler.energy.base import Kind
@@ -87,9 +86,8 @@ def summary_text(result: SessionResult, width: int | None = None, defaults: Defa
     tally = ", ".join(f"{count} {status}" for status, count in counts.items()) or "no trial finished"
     trainings_s = sum(record.duration_s for record in records)
     energy = f"energy: {energy_total(records, 'cpu', result.energy)}; {energy_total(records, 'gpu', result.energy)}"
-    if width is not None:  # folded at words, not cut mid-word by the terminal
-        energy = textwrap.fill(energy, width, subsequent_indent="  ", break_on_hyphens=False)
-    return "\n".join(["", table, "", f"{len(records)} of {result.planned} trials recorded: {tally}", energy,
+    return "\n".join(["", table, "", f"{len(records)} of {result.planned} trials recorded: {tally}",
+                      fitted(energy, width),
                       f"time: trainings {duration(trainings_s)}, this session {duration(result.wall_s)}",
                       f"summary: {result.run_dir / 'summary.csv'}"])
 

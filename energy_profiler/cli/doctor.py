@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import shlex
 import sys
-import textwrap
 from dataclasses import replace
 from pathlib import Path
 
 import click
 
 from energy_profiler.cli.context import EXIT_CONFIG, AppContext, energy_options, fail_config, global_options
-from energy_profiler.cli.tables import format_table, terminal_width
+from energy_profiler.cli.tables import fitted, format_table, terminal_width
 from energy_profiler.config.energy_settings import EnergySettings
 from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.executor import LOCAL, Executor, SlurmOptions
@@ -70,25 +69,19 @@ def doctor_command(settings_file: Path | None) -> None:
     click.echo(format_table(["device", "backend", "usable", "why"], rows, width))
     click.echo("")
     for line in choice.describe():
-        click.echo(_fitted(line, width))
+        click.echo(fitted(line, width))
     for line in describe_cluster():
-        click.echo(_fitted(line, width))
+        click.echo(fitted(line, width))
     if isinstance(executor, SlurmOptions):  # what each trial's job would be submitted with
         arguments = " ".join(shlex.quote(argument) for argument in executor.sbatch_options(None))
-        click.echo(_fitted(f"the trials would be submitted as one job array: sbatch --array=INDICES%"
+        click.echo(fitted(f"the trials would be submitted as one job array: sbatch --array=INDICES%"
                            f"{executor.max_parallel} {arguments} RUN_DIR/slurm/array_1.sh (task N runs trial N's "
                            "slurm_job.sh; its node chooses the energy backends: the lines above are this machine's)",
                            width))
     if problems:
         click.echo("a campaign with these settings would not start:")
         for problem in problems:
-            click.echo(_fitted(f"  {problem}", width))
+            click.echo(fitted(f"  {problem}", width))
         sys.exit(EXIT_CONFIG)
     click.echo(f"a campaign would use: cpu={choice.cpu}, gpu={choice.gpu}")
 
-
-def _fitted(line: str, width: int | None) -> str:
-    """A long sentence folded to the terminal at word boundaries, continued indented; whole elsewhere."""
-    if width is None:
-        return line
-    return textwrap.fill(line, width, subsequent_indent="    ", break_on_hyphens=False)

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from energy_profiler.cli.context import EXIT_CONFIG, AppContext, global_options
-from energy_profiler.cli.tables import emit, format_option
+from energy_profiler.cli.tables import emit, fitted, format_option, terminal_width
 from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.registry import Registry
 
@@ -47,13 +47,17 @@ def report_command(inputs: tuple[Path, ...], *, output: Path | None, metric: str
         return
     # Left out first, last first, where the terminal is too narrow (report.html has every column).
     optional = {"groups": ["duration_s", "configs", "success"], "repeats": ["duration_s"], "correlations": []}
+    method = tables.headers("groups").index("energy")
+    if all(row[method] == "none" for row in tables.groups):  # all 'missing': the note says why
+        optional["groups"] += ["energy_j", "energy"]
     for which, rows in (("groups", tables.groups), ("repeats", tables.repeats), ("correlations", tables.correlations)):
         if rows:
             if which != "groups":
                 click.echo("")
             emit(tables.headers(which), rows, optional=optional[which])
+    width = terminal_width()
     for note in report.notes:
-        click.echo(f"note: {note}")
+        click.echo(fitted(f"note: {note}", width))
     click.echo(f"\n{report.rows} trials; {len(report.plots)} plots; {report.html} and {report.markdown.name}")
 
 

@@ -128,8 +128,28 @@ def _wrap_header(header: str, width: int) -> list[str]:
 
 
 def _fold(text: str, width: int) -> list[str]:
-    """Lines of at most `width` characters, broken at spaces where possible, else anywhere."""
-    return textwrap.wrap(text, width, break_on_hyphens=False) or [""]
+    """Lines of at most `width` characters, broken at spaces where possible, then after underscores
+    (`duration_` / `s`, not `duratio` / `n_s`), else anywhere."""
+    lines: list[str] = []
+    for line in textwrap.wrap(text, width, break_on_hyphens=False, break_long_words=False) or [""]:
+        if len(line) <= width:
+            lines.append(line)
+            continue
+        pieces = [chunk for part in _header_parts(line, units=False) for chunk in textwrap.wrap(part, width)]
+        lines.append("")
+        for piece in pieces:
+            if lines[-1] and len(lines[-1]) + len(piece) > width:
+                lines.append("")
+            lines[-1] += piece
+    return lines
+
+
+def fitted(line: str, width: int | None, indent: str = "  ") -> str:
+    """A long sentence folded to the terminal at word boundaries, continued indented; whole elsewhere
+    (a pipe or a file keeps one line per sentence for grep)."""
+    if width is None:
+        return line
+    return textwrap.fill(line, width, subsequent_indent=indent, break_on_hyphens=False)
 
 
 def _render(headers: Sequence[Sequence[str]], rows: Sequence[Sequence[Sequence[str]]], widths: Sequence[int],
