@@ -154,3 +154,11 @@ def test_a_narrow_text_cell_breaks_after_an_underscore_before_breaking_anywhere(
     cells = [line.split()[0] for line in table.splitlines()[1:]]
     # (textwrap alone: deep_m / lp and test_a / ccurac / y)
     assert cells == ["deep_", "mlp", "test_", "accura", "cy"], table  # `accuracy` alone is wider than 6
+
+
+def test_width_left_over_goes_to_whole_words_before_whole_cells() -> None:
+    # 31 columns: whole cells for type and range would leave the flag 4 wide (--we / ight- / deca / y).
+    table = format_table(["flag", "type", "range"], [["--weight-decay", "int (seed)", "[1e-06, 0.01]"]], width=31)
+    lines = table.splitlines()
+    assert max(len(line) for line in lines) <= 31
+    assert lines[1].split() == ["--weight-decay", "int", "[1e-06,"] and lines[2].split() == ["(seed)", "0.01]"]

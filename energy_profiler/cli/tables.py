@@ -55,7 +55,8 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], width
 
     Fitting, in order, until the table fits: headers break at their underscores, text columns
     fold (at spaces where they can), and then the `optional` columns are left out, last first,
-    with a line that names them. Numbers are never broken.
+    with a line that names them. Numbers are never broken. Width left over goes to whole words
+    first, then to whole cells.
     """
     cells = [[cell_text(value) for value in row] for row in rows]
     numeric = [bool(cells) and all(_is_number(row[column]) for row in cells if row[column] != "-")
@@ -82,13 +83,16 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], width
     widths = {column: minimum(column) for column in shown}
     if _total(list(widths.values())) > width:  # still too wide: text folds down to its header's words
         widths = {column: minimum(column, text_min=1) for column in shown}
+    # The spare columns go first to whole words (a flag or a name unbroken), then to whole cells;
+    # each time to the columns that need the least, so that as many as possible are whole.
+    longest_word = [max([1, *(len(word) for row in cells for word in row[column].split())])
+                    for column in range(len(headers))]
     spare = width - _total(list(widths.values()))
-    for column in sorted((c for c in shown if not numeric[c]), key=lambda c: natural[c] - widths[c]):
-        if spare <= 0:
-            break
-        grow = min(spare, natural[column] - widths[column])
-        widths[column] += grow
-        spare -= grow
+    for wanted in ([min(w, n) for w, n in zip(longest_word, natural, strict=True)], natural):
+        for column in sorted((c for c in shown if not numeric[c]), key=lambda c: wanted[c] - widths[c]):
+            grow = max(0, min(spare, wanted[column] - widths[column]))
+            widths[column] += grow
+            spare -= grow
     header_lines = [_wrap_header(headers[c], widths[c]) for c in shown]
     body = [[[row[c]] if numeric[c] else _fold(row[c], widths[c]) for c in shown] for row in cells]
     text = _render(header_lines, body, [widths[c] for c in shown], [numeric[c] for c in shown])
