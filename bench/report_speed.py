@@ -121,7 +121,7 @@ def main() -> None:
                    for label, extra in (("tables", ["--no-plots"]), ("plots", []))}
         print(f"the same report on {SMALL_ROWS:,} rows: {small_s['tables']:.2f} s tables only, "
               f"{small_s['plots']:.2f} s with plots ({figures} figures: "
-              f"{small_s['plots'] - small_s['tables']:.2f} s for the figures whatever the rows)")
+              f"{small_s['plots'] - small_s['tables']:.2f} s of them)")
         print(f"what the {arguments.rows:,} rows add: {wall_s['tables only (--no-plots)'] - small_s['tables']:.2f} s "
               f"to the tables, {wall_s['tables and plots'] - small_s['plots']:.2f} s to the whole report")
 
