@@ -30,6 +30,8 @@ from energy_profiler.energy.selection import (
 )
 from energy_profiler.execution.slurm_jobs import describe_cluster
 
+REASON_INDENT = "    "
+"""A folded sentence's continuation, deeper than the two spaces a problem line starts with."""
 
 @click.command("doctor")
 @click.argument("settings_file", required=False, type=click.Path(path_type=Path, readable=False))
@@ -69,19 +71,19 @@ def doctor_command(settings_file: Path | None) -> None:
     click.echo(format_table(["device", "backend", "usable", "why"], rows, width))
     click.echo("")
     for line in choice.describe():
-        click.echo(fitted(line, width))
+        click.echo(fitted(line, width, REASON_INDENT))
     for line in describe_cluster():
-        click.echo(fitted(line, width))
+        click.echo(fitted(line, width, REASON_INDENT))
     if isinstance(executor, SlurmOptions):  # what each trial's job would be submitted with
         arguments = " ".join(shlex.quote(argument) for argument in executor.sbatch_options(None))
         click.echo(fitted(f"the trials would be submitted as one job array: sbatch --array=INDICES%"
-                           f"{executor.max_parallel} {arguments} RUN_DIR/slurm/array_1.sh (task N runs trial N's "
-                           "slurm_job.sh; its node chooses the energy backends: the lines above are this machine's)",
-                           width))
+                          f"{executor.max_parallel} {arguments} RUN_DIR/slurm/array_1.sh (task N runs trial N's "
+                          "slurm_job.sh; its node chooses the energy backends: the lines above are this machine's)",
+                          width, REASON_INDENT))
     if problems:
         click.echo("a campaign with these settings would not start:")
         for problem in problems:
-            click.echo(fitted(f"  {problem}", width))
+            click.echo(fitted(f"  {problem}", width, REASON_INDENT))
         sys.exit(EXIT_CONFIG)
     click.echo(f"a campaign would use: cpu={choice.cpu}, gpu={choice.gpu}")
 
