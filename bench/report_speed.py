@@ -90,6 +90,15 @@ def timed(command: list[str]) -> tuple[float, float]:
     return wall_s, usage.ru_maxrss / 1024
 
 
+SMALL_ROWS = 1000
+"""The table that draws the same figures as the large one: what it costs is what any size costs."""
+
+
+def report(table: Path, output: Path, extra: list[str]) -> list[str]:
+    """The `mutation.py report` command line for `table`, written to `output`."""
+    return [sys.executable, str(PROJECT / "mutation.py"), "report", str(table), "-o", str(output), *extra]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
@@ -125,12 +134,6 @@ def main() -> None:
         print(f"what the {arguments.rows:,} rows add: {wall_s['tables only (--no-plots)'] - small_s['tables']:.2f} s "
               f"to the tables, {wall_s['tables and plots'] - small_s['plots']:.2f} s to the whole report")
 
-
-SMALL_ROWS = 1000
-
-
-def report(table: Path, output: Path, extra: list[str]) -> list[str]:
-    return [sys.executable, str(PROJECT / "mutation.py"), "report", str(table), "-o", str(output), *extra]
 
 if __name__ == "__main__":
     main()

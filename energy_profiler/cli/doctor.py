@@ -33,6 +33,7 @@ from energy_profiler.execution.slurm_jobs import describe_cluster
 REASON_INDENT = "    "
 """A folded sentence's continuation, deeper than the two spaces a problem line starts with."""
 
+
 @click.command("doctor")
 @click.argument("settings_file", required=False, type=click.Path(path_type=Path, readable=False))
 @global_options

@@ -122,12 +122,17 @@ def _header_parts(header: str, units: bool = True) -> list[str]:
 
 
 def _wrap_header(header: str, width: int) -> list[str]:
-    lines = [""]
     parts = _header_parts(header)
-    for part in parts if max(len(p) for p in parts) <= width else _header_parts(header, units=False):
-        if lines[-1] and len(lines[-1]) + len(part) > width:
+    return _joined(parts if max(len(p) for p in parts) <= width else _header_parts(header, units=False), width)
+
+
+def _joined(pieces: Sequence[str], width: int) -> list[str]:
+    """Pieces run together into lines of at most `width` (a piece wider than that on its own line)."""
+    lines = [""]
+    for piece in pieces:
+        if lines[-1] and len(lines[-1]) + len(piece) > width:
             lines.append("")
-        lines[-1] += part
+        lines[-1] += piece
     return lines
 
 
@@ -139,12 +144,8 @@ def _fold(text: str, width: int) -> list[str]:
         if len(line) <= width:
             lines.append(line)
             continue
-        pieces = [chunk for part in _header_parts(line, units=False) for chunk in textwrap.wrap(part, width)]
-        lines.append("")
-        for piece in pieces:
-            if lines[-1] and len(lines[-1]) + len(piece) > width:
-                lines.append("")
-            lines[-1] += piece
+        lines += _joined([chunk for part in _header_parts(line, units=False) for chunk in textwrap.wrap(part, width)],
+                         width)
     return lines
 
 
