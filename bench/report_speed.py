@@ -120,7 +120,6 @@ def main() -> None:
             wall_s[label], peak_mb = timed(report(table, folder / "report", extra))
             verdict = "meets" if wall_s[label] <= 2 and peak_mb <= 300 else "misses"
             print(f"report, {label}: {wall_s[label]:.2f} s, peak {peak_mb:.0f} MB ({verdict} <= 2 s and <= 300 MB)")
-        figures = len(list((folder / "report").glob("*.png")))
         # The same report on a table of SMALL_ROWS trials draws the same figures: what it costs is what
         # the command costs whatever the rows (start-up, imports, drawing each figure).
         small = folder / "small" / "summary_all.csv"
@@ -128,6 +127,7 @@ def main() -> None:
         generate(SMALL_ROWS, small)
         small_s = {label: timed(report(small, small.parent / "report", extra))[0]
                    for label, extra in (("tables", ["--no-plots"]), ("plots", []))}
+        figures = len(list((small.parent / "report").glob("*.png")))
         print(f"the same report on {SMALL_ROWS:,} rows: {small_s['tables']:.2f} s tables only, "
               f"{small_s['plots']:.2f} s with plots ({figures} figures: "
               f"{small_s['plots'] - small_s['tables']:.2f} s of them)")
