@@ -167,10 +167,13 @@ def test_quiet_hides_training_output_but_not_the_summary(
     assert "1 of 1 trials recorded: 1 success" in result.stdout
 
 
-def test_run_folders_are_never_reused(tmp_path: Path) -> None:
+def test_run_folders_are_never_reused_and_carry_the_experiment_name(tmp_path: Path) -> None:
     moment = datetime(2026, 1, 2, 3, 4, 5)
-    first, second = create_run_dir(tmp_path, moment), create_run_dir(tmp_path, moment)
-    assert (first.name, second.name) == ("run_20260102_030405", "run_20260102_030405_2")
+    first, second = create_run_dir(tmp_path, "lr_study", now=moment), create_run_dir(tmp_path, "lr_study", now=moment)
+    assert (first.name, second.name) == ("run_20260102_030405_lr_study", "run_20260102_030405_lr_study_2")
+    # An ad-hoc name made from registry keys: nothing but a plain file name reaches the folder.
+    hostile = create_run_dir(tmp_path, "adhoc_$(rm -rf ~);\nx/..", now=moment)
+    assert hostile.name == "run_20260102_030405_adhoc___rm_-rf_____x_" and hostile.parent == tmp_path
 
 
 def test_an_ad_hoc_run_records_the_settings_it_stands_for(tmp_path: Path, fake_registry: Callable[..., Path]) -> None:

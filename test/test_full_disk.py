@@ -55,9 +55,10 @@ def test_a_full_disk_stops_the_campaign_with_one_line_and_whole_rows(
     assert result.exit_code == 1, result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "No space left on device: the campaign stopped" in errors[0], result.stderr
-    assert errors[0].endswith(f"mutation.py run {settings} --resume")
     assert "Traceback" not in result.output
     run_dir = next((small_disk / "results").glob("run_*"))
+    # The command to continue, on a line of its own (to be copied whole), names the run folder.
+    assert result.stderr.rstrip().endswith(f"\nmutation.py run {settings} --resume {run_dir}")
     with open(run_dir / "summary.csv", newline="") as table:
         rows = list(csv.reader(table))
     assert len(rows) >= 2 and all(len(row) == len(rows[0]) for row in rows)  # the header and whole rows only

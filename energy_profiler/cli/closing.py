@@ -7,7 +7,6 @@ every cell is whole. A trial is named by the values that differ from the registr
 
 from __future__ import annotations
 
-import shlex
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
@@ -17,7 +16,6 @@ import click
 from energy_profiler.cli.display import duration
 from energy_profiler.cli.tables import fitted, format_table, terminal_width
 from energy_profiler.config.registry import Registry
-from energy_profiler.config.settings import Settings
 from energy_profiler.energy.base import Kind
 from energy_profiler.energy.recorder import EnergyPlan
 from energy_profiler.execution.session import SessionResult
@@ -29,12 +27,16 @@ Defaults = Callable[[str, str], Mapping[str, str]]
 """The canonical default of each hyperparameter of (repo, model); empty where unknown."""
 
 
-def print_outcome(result: SessionResult, settings: Settings, registry: Registry) -> NoReturn:
-    """The closing table, the line that says how to continue an unfinished campaign, and the exit."""
+def print_outcome(result: SessionResult, registry: Registry, resume_line: str) -> NoReturn:
+    """The closing table, the line that says how to continue an unfinished campaign, and the exit.
+
+    `resume_line` is printed whole on a line of its own, however narrow the terminal: it is meant
+    to be copied.
+    """
     click.echo(summary_text(result, terminal_width(), defaults_of(registry)))
     if result.stopped_by is not None or len(result.records) < result.planned:
-        click.echo(f"to continue: mutation.py run {shlex.quote(str(settings.file))} --resume "
-                   f"{shlex.quote(str(result.run_dir))}")
+        click.echo("to continue:")
+        click.echo(resume_line)
     sys.exit(result.exit_code)
 
 

@@ -52,6 +52,8 @@ class AppContext:
 
     results_dir: Path = field(default_factory=default_results)
     registry_file: Path = field(default_factory=default_registry)
+    registry_given: bool = False
+    """--registry was named on the command line (a resume then compares it with the recorded one)."""
     quiet: bool = False
     verbose: bool = False
     energy_overrides: dict[str, Any] = field(default_factory=dict)
@@ -97,6 +99,7 @@ def global_options(function: F) -> F:
             app.results_dir = results_dir
         if registry_file is not None:
             app.registry_file = registry_file
+            app.registry_given = True
         if quiet:
             app.quiet = True
         if verbose:

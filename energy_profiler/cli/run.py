@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import signal
@@ -27,6 +26,7 @@ from energy_profiler.cli.context import (
     resolve_seed,
 )
 from energy_profiler.cli.display import LiveProgress, PlainStream, timestamped
+from energy_profiler.cli.resume import RunOptions, resume_hint, resume_run
 from energy_profiler.config.energy_settings import EnergySettings
 from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.executor import LOCAL, SlurmOptions
@@ -40,7 +40,7 @@ from energy_profiler.execution.session import run_session
 from energy_profiler.fs import NO_ROOM
 from energy_profiler.planning.plan import Plan, build_plan
 from energy_profiler.results.global_table import GLOBAL_TABLE, foreign_table
-from energy_profiler.results.rundir import RunDirBusy, latest_run_of
+from energy_profiler.results.rundir import RunDirBusy, run_dirs
 from energy_profiler.system import governor
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -54,52 +54,28 @@ HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
               help="Where the trials run, over the settings' `executor`: here, or each as an exclusive Slurm job.")
 @click.option("--detach", is_flag=True,
               help="Slurm: submit the trials and exit; `status RUN_DIR` shows them, `--resume` writes their rows.")
+@click.option("--override-options", is_flag=True,
+              help="With --resume: options given here replace those the run folder started with (else a "
+                   "difference is refused).")
 @global_options
 @energy_options
-def run_command(settings_file: Path, resume: str | None, executor: str | None, detach: bool) -> None:
+def run_command(settings_file: Path, resume: str | None, executor: str | None, detach: bool,
+                override_options: bool) -> None:
     """Run every experiment of SETTINGS_FILE (the same as `-ec SETTINGS_FILE`)."""
     app = click.get_current_context().ensure_object(AppContext)
     app.executor = executor
     app.detach = detach
     if resume is None:
+        if override_options:
+            raise click.UsageError("--override-options is for --resume: a new campaign takes the options it is given")
         run_settings_file(app, settings_file)
     else:
-        resume_run(app, settings_file, Path(resume) if resume else None)
-
-
-def resume_run(app: AppContext, settings_file: Path, run_dir: Path | None) -> None:
-    """Continue a run folder with the plan and settings it was started with."""
-    run_dir = run_dir or latest_run_of(app.results_dir, settings_file)
-    if run_dir is not None and run_dir.is_dir() and any(run_dir.glob("run_*/plan.json")):
-        latest = latest_run_of(run_dir, settings_file)
-        example = f"; the latest made from {settings_file} is {latest}" if latest else ""
-        click.echo(f"error: {run_dir} is a results folder (it holds run folders), not a run folder: give one of "
-                   f"its run_* folders to --resume{example}", err=True)
-        sys.exit(EXIT_CONFIG)
-    if run_dir is not None and run_dir.is_dir() and not (run_dir / "plan.json").is_file():
-        click.echo(f"error: {run_dir} has no plan.json: its campaign was stopped before the plan was written, so no "
-                   f"trial ran in it. Remove that folder and run {settings_file} again.", err=True)
-        sys.exit(EXIT_CONFIG)
-    if run_dir is None or not (run_dir / "plan.json").is_file():
-        where = run_dir or app.results_dir
-        click.echo(f"error: nothing to resume: no run folder made from {settings_file} in {where}", err=True)
-        sys.exit(EXIT_CONFIG)
-    copy = run_dir / "settings.json"
-    try:
-        registry = app.registry()
-        settings = settings_from_document(json.loads(copy.read_text()), copy, registry)
-    except ConfigError as error:
-        fail_config(error)
-    if settings_file.is_file() and settings_file.read_bytes() != copy.read_bytes():
-        click.echo(f"warning: {settings_file} changed since {run_dir.name} began; its own copy is what resumes",
-                   err=True)
-    plan = Plan.from_json(json.loads((run_dir / "plan.json").read_text()))
-    execute(app, registry, settings, plan, settings_bytes=None, resume_dir=run_dir)
+        resume_run(app, settings_file, resume or None, override=override_options)
 
 
 def run_settings_file(app: AppContext, settings_file: Path) -> None:
     registry, settings, plan = load_and_plan(app, settings_file)
-    execute(app, registry, settings, plan, settings_bytes=settings_file.read_bytes())
+    execute(app, registry, settings, plan, settings_bytes=settings_file.read_bytes(), settings_file=settings_file)
 
 
 def run_ad_hoc(app: AppContext, *, repo: str, model: str, mutate: str, runs: int,
@@ -124,9 +100,18 @@ def run_ad_hoc(app: AppContext, *, repo: str, model: str, mutate: str, runs: int
 
 
 def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan, *,
-            settings_bytes: bytes | None, resume_dir: Path | None = None) -> None:
-    """Run the session with signal handling, print the outcome, and exit with its code."""
-    if foreign := foreign_table(app.results_dir / GLOBAL_TABLE):  # before anything is started or written
+            settings_bytes: bytes | None, resume_dir: Path | None = None, settings_file: Path | None = None,
+            options: RunOptions | None = None) -> None:
+    """Run the session with signal handling, print the outcome, and exit with its code.
+
+    `settings_file` is the file the user named (the resume line names it again); `options` are
+    those a resumed run folder runs with (else this command line's, recorded in plan.json).
+    """
+    options = options or RunOptions.of(app)
+    settings_file = settings_file or settings.file
+    # A resumed run writes its rows to the results folder it is in, whatever --results-dir says now.
+    results_root = resume_dir.parent if resume_dir is not None else app.results_dir
+    if foreign := foreign_table(results_root / GLOBAL_TABLE):  # before anything is started or written
         click.echo(f"error: {foreign}", err=True)
         sys.exit(EXIT_CONFIG)
     executor = settings.executor if app.executor is None else LOCAL if app.executor == LOCAL else \
@@ -135,7 +120,7 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
         from energy_profiler.cli.slurm_run import execute_on_slurm  # noqa: PLC0415 - it imports this module
 
         execute_on_slurm(app, registry, settings, plan, executor, settings_bytes=settings_bytes, resume_dir=resume_dir,
-                         detach=app.detach)
+                         detach=app.detach, settings_file=settings_file, run_options=options)
         return
     if app.detach:
         click.echo(f"error: {settings.file}: --detach is for the Slurm executor (a local campaign runs in this "
@@ -152,10 +137,12 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
     energy = energy_plan(replace(settings.energy, **app.energy_overrides), settings.file)
     stop = StopRequest()
     output = _output(app)
+    earlier = set(run_dirs(results_root))  # a full disk: the resume line names the folder this campaign made
     with stop_on_signals(stop):
         try:
-            result = run_session(settings, registry, plan, results_root=app.results_dir, output=output, stop=stop,
-                                 settings_bytes=settings_bytes, energy=energy, resume_dir=resume_dir)
+            result = run_session(settings, registry, plan, results_root=results_root, output=output, stop=stop,
+                                 settings_bytes=settings_bytes, energy=energy, resume_dir=resume_dir,
+                                 options=options.to_json(), notes=options_notes(options, resume_dir))
         except RunDirBusy as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(EXIT_CONFIG)
@@ -163,17 +150,26 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
             if error.errno not in NO_ROOM:
                 raise
             # Everything was ended and restored on the way out; the rows written are whole.
-            where = error.filename or app.results_dir
+            where = error.filename or results_root
+            made = [folder for folder in run_dirs(results_root) if folder not in earlier]
+            run_dir = resume_dir or (made[-1] if made else None)
+            resume = resume_hint(settings_file, run_dir, options) if run_dir else \
+                f"mutation.py run {shlex.quote(str(settings_file))}"
             click.echo(f"error: {where}: {error.strerror}: the campaign stopped. The trials recorded so far are "
-                       f"intact; free space (or make the folder writable), then continue with: mutation.py run "
-                       f"{shlex.quote(str(settings.file))} --resume", err=True)
+                       f"intact; free space (or make the folder writable), then continue with:\n{resume}", err=True)
             sys.exit(1)
         except governor.GovernorError as error:  # checked above, yet refused now: every CPU was restored
             click.echo(f"error: {error} (every CPU's previous governor was written back)", err=True)
             sys.exit(1)
         finally:
             output.progress.close()
-    print_outcome(result, settings, registry)
+    print_outcome(result, registry, resume_hint(settings_file, result.run_dir, options))
+
+
+def options_notes(options: RunOptions, resume_dir: Path | None) -> list[str]:
+    """What the session log and console say of the options: those a resume runs with."""
+    shown = options.shown()
+    return [f"options this run folder runs with: {shown}"] if resume_dir is not None and shown else []
 
 
 def _output(app: AppContext) -> Output:

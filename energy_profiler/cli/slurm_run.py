@@ -12,7 +12,8 @@ import energy_profiler
 from energy_profiler.cli.closing import print_outcome
 from energy_profiler.cli.context import EXIT_CONFIG, AppContext, energy_arguments
 from energy_profiler.cli.display import timestamped
-from energy_profiler.cli.run import stop_on_signals
+from energy_profiler.cli.resume import RunOptions, resume_hint
+from energy_profiler.cli.run import options_notes, stop_on_signals
 from energy_profiler.config.executor import SlurmOptions
 from energy_profiler.config.registry import Registry
 from energy_profiler.config.settings import Settings
@@ -44,7 +45,8 @@ def tool_files() -> list[tuple[str, Path]]:
 
 
 def execute_on_slurm(app: AppContext, registry: Registry, settings: Settings, plan: Plan, options: SlurmOptions, *,
-                     settings_bytes: bytes | None, resume_dir: Path | None = None, detach: bool = False) -> None:
+                     settings_bytes: bytes | None, settings_file: Path, run_options: RunOptions,
+                     resume_dir: Path | None = None, detach: bool = False) -> None:
     """Submit and follow the campaign's jobs, print the closing table, exit with the session's code;
     with `detach`, submit them as one job array and exit 0."""
     try:
@@ -81,17 +83,19 @@ def execute_on_slurm(app: AppContext, registry: Registry, settings: Settings, pl
             result = run_slurm_session(settings, registry, plan, options=options, command_for=command_for,
                                        results_root=results, output=output, stop=stop,
                                        settings_bytes=settings_bytes, resume_dir=resume_dir, tools=tools,
-                                       detach=detach)
+                                       detach=detach, run_options=run_options.to_json(),
+                                       notes=options_notes(run_options, resume_dir))
         except (SlurmError, RunDirBusy) as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(EXIT_CONFIG)
+    resume_line = resume_hint(settings_file, result.run_dir, run_options)
     if detach and result.stopped_by is None:
-        run_dir, settings_file = shlex.quote(str(result.run_dir)), shlex.quote(str(settings.file))
-        click.echo(f"detached: the jobs run without this process. What they do: mutation.py status {run_dir}\n"
-                   f"their rows (in summary.csv and {GLOBAL_TABLE}), once they have ended or to follow them: "
-                   f"mutation.py run {settings_file} --resume {run_dir}")
+        click.echo(f"detached: the jobs run without this process. What they do: mutation.py status "
+                   f"{shlex.quote(str(result.run_dir))}\n"
+                   f"their rows (in summary.csv and {GLOBAL_TABLE}), once they have ended or to follow them:\n"
+                   f"{resume_line}")
         sys.exit(0)
-    print_outcome(result, settings, registry)
+    print_outcome(result, registry, resume_line)
 
 
 def _check_shared_files(tools: SlurmTools, options: SlurmOptions, settings: Settings, *, results: Path,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -72,18 +72,21 @@ def run_session(
     settings_bytes: bytes | None = None,
     energy: EnergyPlan | None = None,
     resume_dir: Path | None = None,
+    options: Mapping[str, object] | None = None,
+    notes: Sequence[str] = (),
 ) -> SessionResult:
     """Run every trial of `plan`, writing the run folder as it goes; returns what happened.
 
     With `resume_dir`, continue that run folder: trials with a final record are kept as they are,
     summary.csv is rebuilt from their experiment.json (so it holds each trial once), and the others
     run again in a fresh attempt folder. Raises RunDirBusy if another campaign holds the folder.
+    `options` (the command line's, as JSON) go into plan.json; `notes` are said after the header.
     """
     started = time.monotonic()
     resumed = resume_dir is not None
     with ExitStack() as cleanup:
         opened = open_run(cleanup, settings, registry, plan, results_root=results_root, output=output,
-                          settings_bytes=settings_bytes, resume_dir=resume_dir)
+                          settings_bytes=settings_bytes, resume_dir=resume_dir, options=options, notes=notes)
         run_dir, finished, summary, say, result = opened
         result.energy = energy
         host = {**host_facts(), **(gpu_host_facts(energy) if energy else {})}
@@ -131,19 +134,24 @@ OpenedRun = tuple[Path, dict[str, Record], SummaryTable, Callable[[str], None], 
 
 
 def open_run(cleanup: ExitStack, settings: Settings, registry: Registry, plan: Plan, *, results_root: Path,
-             output: Output, settings_bytes: bytes | None, resume_dir: Path | None) -> OpenedRun:
+             output: Output, settings_bytes: bytes | None, resume_dir: Path | None,
+             options: Mapping[str, object] | None = None, notes: Sequence[str] = ()) -> OpenedRun:
     """A new run folder (or `resume_dir`) locked, its plan written, summary.csv open, the campaign announced.
 
     Every executor starts a campaign this way: the local loop and the Slurm submitter.
     """
     resumed = resume_dir is not None
-    run_dir = resume_dir or create_run_dir(results_root)
+    run_dir = resume_dir or create_run_dir(results_root, settings.experiment_name)
     cleanup.enter_context(run_dir_lock(run_dir))
     if not resumed:
-        write_plan(run_dir, settings, plan, settings_bytes)
+        write_plan(run_dir, settings, plan, settings_bytes, options)
+    elif options is not None:
+        _record_options(run_dir, options)
     finished, summary = open_summary(run_dir, plan, registry, resumed=resumed)
     say = console_and_log(cleanup, run_dir, output)
     announce(say, settings, plan, run_dir, len(finished) if resumed else None)
+    for note in notes:
+        say(note)
     if resumed:
         _catch_up_global_table(results_root / GLOBAL_TABLE, finished.values(), say)
     result = SessionResult(run_dir=run_dir, records=list(finished.values()), planned=len(plan.trials),
@@ -230,7 +238,8 @@ def prepare_machine(cleanup: ExitStack, settings: Settings, *, results_root: Pat
     return energy, run_as
 
 
-def write_plan(run_dir: Path, settings: Settings, plan: Plan, settings_bytes: bytes | None) -> None:
+def write_plan(run_dir: Path, settings: Settings, plan: Plan, settings_bytes: bytes | None,
+               options: Mapping[str, object] | None = None) -> None:
     atomic_write_bytes(run_dir / "settings.json", settings_bytes or _document_bytes(settings))
     atomic_write_json(run_dir / "plan.json", {
         "schema_version": 1,
@@ -238,8 +247,21 @@ def write_plan(run_dir: Path, settings: Settings, plan: Plan, settings_bytes: by
         "experiment_name": settings.experiment_name,
         "created_utc": datetime.now(UTC).isoformat(),
         "tool_version": __version__,
+        **({"options": dict(options)} if options is not None else {}),
         **plan.to_json(),
     })
+
+
+def _record_options(run_dir: Path, options: Mapping[str, object]) -> None:
+    """A resume that changed the options (`--override-options`): plan.json says which are in force
+    now, and keeps the earlier ones with the time they were replaced."""
+    document = json.loads((run_dir / "plan.json").read_text())
+    if document.get("options") == dict(options):
+        return
+    replaced = {"until_utc": datetime.now(UTC).isoformat(), "options": document.get("options")}
+    document["options_replaced"] = [*document.get("options_replaced", []), replaced]
+    document["options"] = dict(options)
+    atomic_write_json(run_dir / "plan.json", document)
 
 
 def finished_records(run_dir: Path, plan: Plan) -> dict[str, Record]:

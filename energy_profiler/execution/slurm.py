@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -107,16 +107,18 @@ class _Job:
 def run_slurm_session(settings: Settings, registry: Registry, plan: Plan, *, options: SlurmOptions,
                       command_for: Callable[[Path, Trial], list[str]], results_root: Path, output: Output,
                       stop: StopRequest, settings_bytes: bytes | None = None, resume_dir: Path | None = None,
-                      tools: SlurmTools | None = None, detach: bool = False) -> SessionResult:
+                      tools: SlurmTools | None = None, detach: bool = False,
+                      run_options: Mapping[str, object] | None = None, notes: Sequence[str] = ()) -> SessionResult:
     """Run `plan` as Slurm jobs and follow them to the end (or, with `detach`, only submit them);
-    the session's result, as a local run's."""
+    the session's result, as a local run's. `run_options` and `notes`: as run_session's."""
     tools = tools or SlurmTools.find()
     started = time.monotonic()
     resumed = resume_dir is not None
     with ExitStack() as cleanup:
         run_dir, finished, summary, say, result = open_run(cleanup, settings, registry, plan,
                                                            results_root=results_root, output=output,
-                                                           settings_bytes=settings_bytes, resume_dir=resume_dir)
+                                                           settings_bytes=settings_bytes, resume_dir=resume_dir,
+                                                           options=run_options, notes=notes)
         sinks = record_sinks(run_dir, results_root, summary, resumed=resumed)
         known = read_jobs(run_dir)
         queue = [trial for trial in plan.trials if trial.name not in finished]

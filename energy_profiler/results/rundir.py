@@ -1,10 +1,11 @@
-"""The run folder `results/run_YYYYMMDD_HHMMSS/` and its timestamped session.log."""
+"""The run folder `results/run_YYYYMMDD_HHMMSS_<name>/` and its timestamped session.log."""
 
 from __future__ import annotations
 
 import fcntl
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,9 +17,17 @@ import psutil
 from energy_profiler.fs import make_dirs, own
 
 
-def create_run_dir(results_root: Path, now: datetime | None = None) -> Path:
-    """Make a new run folder; a name already taken gets a suffix (`_2`, `_3`): never reused."""
+RUN_NAME_CHARS = 60
+"""At most this much of the experiment name goes into a run folder's name."""
+
+
+def create_run_dir(results_root: Path, experiment_name: str = "", now: datetime | None = None) -> Path:
+    """Make `run_YYYYMMDD_HHMMSS_<experiment_name>`; a name already taken gets a suffix (`_2`, `_3`):
+    never reused. The name keeps letters, digits, `_`, `-` and `.` (others become `_`)."""
     stamp = (now or datetime.now()).strftime("run_%Y%m%d_%H%M%S")
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", experiment_name)[:RUN_NAME_CHARS].strip(".")
+    if name:
+        stamp += f"_{name}"
     make_dirs(results_root)
     for suffix in ["", *(f"_{n}" for n in range(2, 1000))]:
         candidate = results_root / f"{stamp}{suffix}"
@@ -103,3 +112,19 @@ def latest_run_of(results_root: Path, settings_file: Path) -> Path | None:
         if made_from in wanted or str(Path(made_from).resolve()) in wanted:
             return run_dir
     return None
+
+
+def named_run_dir(results_root: Path, text: str) -> Path | None:
+    """The run folder `text` names: a path, or a folder name alone in `results_root`; None if neither."""
+    as_path = Path(text)
+    if as_path.is_dir():
+        return as_path
+    inside = results_root / text
+    if as_path.name == text and inside.is_dir():
+        return inside
+    return None
+
+
+def run_dirs(results_root: Path) -> list[Path]:
+    """The run folders of `results_root` (those with a plan.json), oldest first."""
+    return sorted(path.parent for path in results_root.glob("run_*/plan.json"))
