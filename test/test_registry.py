@@ -77,6 +77,32 @@ def test_registry_errors_name_the_path(write_json: Callable[[str, Any], Path], d
     assert any(issue.startswith(expected) for issue in issues), issues
 
 
+def test_a_typo_in_a_registry_hides_none_of_its_other_problems(write_json: Callable[[str, Any], Path]) -> None:
+    # Seen by a user: a `distribtion` typo hid `default 50 is outside the range [1, 20]`.
+    repo = fake_repo(models={"tiny": {"hyperparameters": {"learning_rate": {"default": 0.9}, "batch": {}}},
+                             "small": {"timeout_s": -1}}, model_flag="--model")
+    repo["hyperparameters"]["epochs"] = {"flag": "--epochs", "type": "int", "default": 50, "range": [1, 20],
+                                         "distribtion": "uniform"}
+    repo["hyperparameters"]["momentum"] = {"flag": "--momentum", "type": "float", "default": "high", "range": [0, 1]}
+    repo["metrics"]["acc"] = {"pattern": "acc: [0-9.]+", "requried": True}
+    issues = registry_issues(write_json, {"repositories": {"fake": repo, "other": {**fake_repo(), "path": 3}}})
+    expected = [
+        "repositories.fake.hyperparameters.epochs.distribtion: unknown key 'distribtion' (did you mean "
+        "'distribution'?)",
+        "repositories.fake.hyperparameters.epochs.default: default 50 is outside the range [1, 20]",
+        "repositories.fake.hyperparameters.momentum.default: the default of a float must be a number, not 'high'",
+        "repositories.fake.metrics.acc.requried: unknown key 'requried' (did you mean 'required'?)",
+        "repositories.fake.metrics.acc.pattern: needs exactly one capture group, has 0",
+        "repositories.fake.models.tiny.hyperparameters.learning_rate.default: default 0.9 is outside the range",
+        "repositories.fake.models.tiny.hyperparameters.batch: overrides unknown hyperparameter 'batch'",
+        "repositories.fake.models.small.timeout_s: -1 is less than or equal to the minimum of 0",
+        "repositories.other.path: expected a string, got 3",
+    ]
+    for fragment in expected:
+        assert sum(issue.startswith(fragment) for issue in issues) == 1, (fragment, issues)
+    assert len(issues) == len(expected), issues
+
+
 def test_several_models_need_a_model_flag(write_json: Callable[[str, Any], Path]) -> None:
     repo = fake_repo(models={"a": {}, "b": {}})
     del repo["model_flag"]

@@ -127,19 +127,45 @@ def test_every_error_of_a_file_is_reported_not_only_the_first(write_json: Callab
     ))
     result = invoke("validate", file)
     assert result.exit_code == 2
+    # Unknown keys and the registry's cross-checks, all in one pass.
     for fragment in ["cooldown: unknown key 'cooldown' (did you mean 'cooldown_s'?)",
-                     "experiments[2].colour: unknown key 'colour'"]:
+                     "experiments[2].colour: unknown key 'colour'",
+                     "experiments[0].model: unknown model 'mpl'",
+                     "experiments[1].mutate[0]: unknown hyperparameter 'lr'"]:
         assert fragment in result.stderr
-    # Top-level key errors stop before cross-checks; fix them and the registry errors show, all at once.
-    document = json.loads(file.read_text())
-    del document["cooldown"]
-    file.write_text(json.dumps(document))
+    assert result.stderr.startswith("error: 4 problems found")
+
+
+def test_a_schema_error_in_an_experiment_hides_none_of_its_other_problems(
+        write_json: Callable[[str, Any], Path]) -> None:
+    # Seen by a user: `runs_per_config: 0` hid `dropout: 1` outside its range, an unknown repo and model.
+    file = write_json("hidden.json", settings(
+        {**mutation(), "runs_per_config": 0, "hyperparameters": {"dropout": 1}},
+        {"mode": "default", "repo": "exmaples", "model": "mlp", "runs_per_config": 0},
+        {"mode": "default", "repo": "examples", "model": "mpl", "timeout_s": "long"},
+        {"mode": "parallel", "runs_per_config": -1,
+         "foreground": {"repo": "examples", "model": "mlp", "mode": "mutation", "mutate": ["lr"]},
+         "background": {"repo": "examples", "model": "deep", "hyperparameters": {"epochs": 500}}},
+        runs_per_config="two"))
     result = invoke("validate", file)
     assert result.exit_code == 2
-    assert "experiments[0].model: unknown model 'mpl'" in result.stderr
-    assert "experiments[1].mutate[0]: unknown hyperparameter 'lr'" in result.stderr
-    assert "experiments[2].colour: unknown key 'colour'" in result.stderr
-    assert "3 problems found" in result.stderr
+    problems = [line.strip() for line in result.stderr.splitlines()[1:]]
+    expected = [
+        "experiments[0].runs_per_config: 0 is less than the minimum of 1",
+        "experiments[0].hyperparameters.dropout: 1.0 is outside the range [0, 0.5] of 'dropout'",
+        "experiments[1].runs_per_config: 0 is less than the minimum of 1",
+        "experiments[1].repo: unknown repository 'exmaples' (did you mean 'examples'?)",
+        "experiments[2].timeout_s: expected a number, got the string 'long'",
+        "experiments[2].model: unknown model 'mpl' for repository 'examples' (did you mean 'mlp'?)",
+        "experiments[3].runs_per_config: -1 is less than the minimum of 1",
+        "experiments[3].foreground.mutate[0]: unknown hyperparameter 'lr' for examples/mlp",
+        "experiments[3].background.model: unknown model 'deep' for repository 'examples' (did you mean 'deep_mlp'?)",
+        "runs_per_config: expected an integer, got the string 'two'",
+    ]
+    for fragment in expected:
+        assert sum(f"{file}: {fragment}" in line for line in problems) == 1, (fragment, problems)  # once each
+    assert len(problems) == len(expected), problems
+    assert result.stderr.startswith(f"error: {len(expected)} problems found:")
 
 
 def test_annotations_are_allowed(write_json: Callable[[str, Any], Path]) -> None:

@@ -6,7 +6,7 @@ import difflib
 import json
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 JsonPath = Sequence[str | int]
 
@@ -74,6 +74,9 @@ class ConfigIssue:
     message: str
     whole_file: bool = False
     """About the file itself (cannot be read, not JSON, not a regular file): no JSON path is shown."""
+    harmless: bool = field(default=False, compare=False)
+    """An unknown key: the object around it still means what its other keys say, so the checks
+    that read it run as well (a `distribtion` typo must not hide a default outside its range)."""
 
     def __str__(self) -> str:
         if self.whole_file:
@@ -94,3 +97,10 @@ class ConfigError(Exception):
 def file_error(file: str, message: str) -> ConfigError:
     """A ConfigError about a file as a whole (unreadable, the wrong format): no JSON path is shown."""
     return ConfigError([ConfigIssue(file, (), message, whole_file=True)])
+
+
+def broken_under(issues: Iterable[ConfigIssue], path: JsonPath) -> bool:
+    """Whether an issue that changes what the document means lies at `path` or inside it: the
+    checks that read that part are skipped (they would only repeat it, or fail on its shape)."""
+    size = len(path)
+    return any(not issue.harmless and tuple(issue.path[:size]) == tuple(path) for issue in issues)

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from energy_profiler.config.errors import ConfigError, ConfigIssue, did_you_mean, file_error
+from energy_profiler.config.errors import ConfigError, ConfigIssue, broken_under, did_you_mean, file_error
 from energy_profiler.config.hyperparams import DEFAULT_FLOAT_PRECISION, HyperparameterSpec
 from energy_profiler.config.json_file import read_json
-from energy_profiler.config.validation import schema_issues
+from energy_profiler.config.validation import issue_sort_key, schema_issues
 from energy_profiler.model.values import format_value
 
 PYTHON_PLACEHOLDER = "{python}"
@@ -95,25 +95,41 @@ def load_registry(file: Path) -> Registry:
         raise file_error(str(file), "is the older tool's registry format (a top-level 'models'); "
                                     f"convert it with `{command}`")
     issues = schema_issues(document, "registry", str(file))
-    if issues:
-        raise ConfigError(issues)
+    repositories_doc = document.get("repositories") if isinstance(document, dict) else None
+    if not isinstance(repositories_doc, dict):
+        raise ConfigError(issues)  # nothing to check further
+    # Every problem in one pass: the parts the schema found sound are checked as well (a typo in one
+    # key must not hide a default outside its range); the parts it reported are not read again.
+    schema_found = tuple(issues)
     repositories = {}
-    for repo_name, repo_doc in document["repositories"].items():
-        repo, repo_issues = _build_repo(repo_name, repo_doc, str(file), file.resolve().parent)
+    for repo_name, repo_doc in repositories_doc.items():
+        if not isinstance(repo_doc, dict):
+            continue
+        repo, repo_issues = _build_repo(repo_name, repo_doc, str(file), file.resolve().parent, schema_found)
         issues.extend(repo_issues)
         repositories[repo_name] = repo
     if issues:
-        raise ConfigError(issues)
+        raise ConfigError(sorted(issues, key=lambda issue: issue_sort_key(issue.path[:2])))
     return Registry(file=file, repositories=repositories)
 
 
 def _build_repo(
-    name: str, doc: dict[str, Any], file: str, registry_folder: Path
+    name: str, doc: dict[str, Any], file: str, registry_folder: Path, schema_found: tuple[ConfigIssue, ...] = ()
 ) -> tuple[RepoSpec, list[ConfigIssue]]:
+    """The repository and the issues of its parts; a part in `schema_found` is skipped (the RepoSpec
+    is then incomplete, and only its issues count)."""
     base = ("repositories", name)
     issues: list[ConfigIssue] = []
 
-    path = Path(doc["path"])
+    def sound(*path: str | int) -> bool:
+        return not broken_under(schema_found, (*base, *path))
+
+    def of(key: str, kind: type, empty: Any) -> Any:
+        """doc[key] where it is of the right kind, else `empty` (an issue inside it is its parts' concern)."""
+        value = doc.get(key, empty)
+        return value if isinstance(value, kind) else empty
+
+    path = Path(of("path", str, ".") if sound("path") else ".")
     if not path.is_absolute():
         path = (registry_folder / path).resolve()
         if not path.is_relative_to(registry_folder):
@@ -121,29 +137,44 @@ def _build_repo(
                                       f"'{doc['path']}' leads outside the registry's folder {registry_folder} "
                                       "(relative paths are relative to it); give an absolute path for a "
                                       "repository elsewhere"))
-    if "python" in doc and doc["command"][0] != PYTHON_PLACEHOLDER:
+    command = of("command", list, [])
+    if "python" in doc and command and command[0] != PYTHON_PLACEHOLDER:
         issues.append(ConfigIssue(file, (*base, "python"),
                                   f"'python' is set but command does not start with '{PYTHON_PLACEHOLDER}'"))
-    if len(doc["models"]) > 1 and "model_flag" not in doc:
+    models_doc = of("models", dict, {})
+    if len(models_doc) > 1 and "model_flag" not in doc:
         issues.append(ConfigIssue(file, (*base, "model_flag"),
                                   "several models but no model_flag: the training could not tell them apart"))
 
     hyperparameters = {}
-    for hp_name, hp_doc in doc["hyperparameters"].items():
+    for hp_name, hp_doc in of("hyperparameters", dict, {}).items():
+        if not sound("hyperparameters", hp_name):
+            continue
         spec, hp_issues = _build_hyperparameter(hp_name, hp_doc, file, (*base, "hyperparameters", hp_name))
         issues.extend(hp_issues)
         hyperparameters[hp_name] = spec
+    # A model's override of a hyperparameter the schema found wrong is not reported as unknown.
+    reported = set(of("hyperparameters", dict, {})) - set(hyperparameters) if sound("hyperparameters") \
+        else set(doc.get("hyperparameters", {}) if isinstance(doc.get("hyperparameters"), dict) else ())
 
-    metrics = _metrics(doc["metrics"], {}, file, (*base, "metrics"), issues)
-    repo_marker = _pattern(doc.get("success_marker"), file, (*base, "success_marker"), issues)
-    repo_failures = _patterns(doc.get("failure_patterns", []), file, (*base, "failure_patterns"), issues)
+    metrics_doc = of("metrics", dict, {})
+    metrics = _metrics({name: metric for name, metric in metrics_doc.items() if sound("metrics", name)}, {}, file,
+                       (*base, "metrics"), issues)
+    repo_marker = _pattern(of("success_marker", str, None), file, (*base, "success_marker"), issues)
+    repo_failures = _patterns(of("failure_patterns", list, []), file, (*base, "failure_patterns"), issues)
     where: tuple[str | int, ...]
 
     models = {}
-    for model_name, model_doc in doc["models"].items():
+    for model_name, model_doc in models_doc.items():
+        model_base = (*base, "models", model_name)
+        if not isinstance(model_doc, dict):
+            continue
         model_hps = dict(hyperparameters)
-        for hp_name, override in model_doc.get("hyperparameters", {}).items():
-            where = (*base, "models", model_name, "hyperparameters", hp_name)
+        overrides = model_doc.get("hyperparameters", {})
+        for hp_name, override in overrides.items() if isinstance(overrides, dict) else ():
+            where = (*model_base, "hyperparameters", hp_name)
+            if broken_under(schema_found, where) or hp_name in reported:
+                continue
             if hp_name not in hyperparameters:
                 hint = did_you_mean(hp_name, hyperparameters)
                 issues.append(ConfigIssue(file, where, f"overrides unknown hyperparameter '{hp_name}'{hint}"))
@@ -152,9 +183,11 @@ def _build_repo(
             spec, hp_issues = _build_hyperparameter(hp_name, merged, file, where)
             issues.extend(hp_issues)
             model_hps[hp_name] = spec
+        if broken_under(schema_found, model_base):
+            continue  # the rest of this model is not to be read
         timeout = model_doc.get("timeout_s", doc.get("timeout_s"))
-        model_base = (*base, "models", model_name)
-        model_metrics = _metrics(model_doc.get("metrics", {}), doc["metrics"], file, (*model_base, "metrics"), issues)
+        model_metrics = _metrics(model_doc.get("metrics", {}), metrics_doc, file, (*model_base, "metrics"), issues) \
+            if sound("metrics") else {}
         marker = _pattern(model_doc.get("success_marker"), file, (*model_base, "success_marker"), issues)
         failures = _patterns(model_doc.get("failure_patterns", []), file, (*model_base, "failure_patterns"), issues)
         models[model_name] = ModelSpec(
@@ -165,11 +198,11 @@ def _build_repo(
     repo = RepoSpec(
         name=name,
         path=path,
-        command=tuple(doc["command"]),
+        command=tuple(command),
         python=doc.get("python"),
-        env=dict(doc.get("env", {})),
+        env=dict(of("env", dict, {})),
         model_flag=doc.get("model_flag"),
-        required_args=tuple(doc.get("required_args", [])),
+        required_args=tuple(of("required_args", list, [])),
         hyperparameters=hyperparameters,
         models=models,
         metrics=metrics,

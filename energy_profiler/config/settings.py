@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from energy_profiler.config.energy_settings import EnergySettings
-from energy_profiler.config.errors import ConfigError, ConfigIssue, did_you_mean, suggest_name
+from energy_profiler.config.errors import ConfigError, ConfigIssue, broken_under, did_you_mean, suggest_name
 from energy_profiler.config.executor import LOCAL, Executor, executor_from_document
 from energy_profiler.config.json_file import read_json
 from energy_profiler.config.registry import Registry
-from energy_profiler.config.validation import load_schema, schema_issues
+from energy_profiler.config.validation import issue_sort_key, load_schema, schema_issues
 from energy_profiler.model.values import format_value
 
 Mode = Literal["default", "mutation", "parallel"]
@@ -102,32 +102,39 @@ def load_settings(file: Path, registry: Registry) -> Settings:
 
 
 def settings_from_document(document: Any, file: Path, registry: Registry) -> Settings:
-    """Check an already-parsed settings document (a file's, or one built for an ad-hoc run)."""
+    """Check an already-parsed settings document (a file's, or one built for an ad-hoc run).
+
+    Every problem comes in one pass: an experiment the schema finds wrong is still cross-checked
+    with the registry wherever its parts are sound (an unknown model beside a `runs_per_config: 0`),
+    only the parts the schema already reported are skipped, and only sound experiments are built.
+    """
     name = str(file)
     issues = schema_issues(document, "settings", name)
     if not isinstance(document, dict) or not isinstance(document.get("experiments"), list):
         raise ConfigError(issues)  # nothing to check the experiments against
-    broken = {issue.path[1] for issue in issues if len(issue.path) > 1 and issue.path[0] == "experiments"}
+    schema_found = list(issues)
+    broken = {issue.path[1] for issue in issues
+              if len(issue.path) > 1 and issue.path[0] == "experiments" and not issue.harmless}
     # Top-level problems (an unknown key, a bad type) do not stop the experiments being checked in the
     # same pass, so a file is fixed in one round; only what the experiments inherit is guarded.
     top_level = {issue.path[0] for issue in issues if issue.path and issue.path[0] != "experiments"}
-    whole = any(not issue.path or issue.path == ("experiments",) for issue in issues)
-    if whole:
-        raise ConfigError(issues)
-    inherited_ok = not top_level & {"runs_per_config", "timeout_s"}
+    inherited_ok = not broken_under(issues, ("runs_per_config",)) and not broken_under(issues, ("timeout_s",))
     default_runs = document.get("runs_per_config", 1) if inherited_ok else 1
     experiments = []
     for index, entry in enumerate(document["experiments"]):
-        if index in broken or not inherited_ok:
-            continue  # its schema errors are reported; cross-checks would only add noise
+        if not isinstance(entry, dict):
+            continue  # the schema said what it should be
         experiment, entry_issues = _check_experiment(
-            index, entry, default_runs=default_runs, document=document, file=name, registry=registry)
+            index, entry, default_runs=default_runs, document=document, file=name, registry=registry,
+            schema_found=schema_found, build=index not in broken and inherited_ok)
         issues.extend(entry_issues)
         if experiment is not None:
             experiments.append(experiment)
     if issues:
+        issues.sort(key=lambda issue: issue_sort_key(issue.path[:2]))  # by experiment; in file order within one
         # Keys the schema does not know change nothing the settings hold; any other top-level problem might.
-        sound = experiments and top_level <= set(document) - set(load_schema("settings")["properties"])
+        whole = any(not issue.path or issue.path == ("experiments",) for issue in schema_found if not issue.harmless)
+        sound = experiments and not whole and top_level <= set(document) - set(load_schema("settings")["properties"])
         raise SettingsError(issues, _settings(file, document, experiments) if sound else None)
     return _settings(file, document, experiments)
 
@@ -173,28 +180,32 @@ def _value_kind_issue(value: object, value_type: str) -> str | None:
 
 def _check_experiment(
     index: int, entry: dict[str, Any], *, default_runs: int, document: dict[str, Any], file: str,
-    registry: Registry,
+    registry: Registry, schema_found: Sequence[ConfigIssue] = (), build: bool = True,
 ) -> tuple[Experiment | None, list[ConfigIssue]]:
+    """The experiment and its cross-check issues; with `build` false (the schema found it wrong) only
+    the issues, from the parts `schema_found` did not already report."""
     where = ("experiments", index)
-    parallel = entry["mode"] == "parallel"
-    foreground_entry = entry["foreground"] if parallel else entry
+    parallel = entry.get("mode") == "parallel"
+    foreground_entry = entry.get("foreground") if parallel else entry
     foreground_where = (*where, "foreground") if parallel else where
-    checked = _check_workload(foreground_entry, foreground_where, file, registry, may_mutate=True)
+    checked = _check_workload(foreground_entry, foreground_where, file, registry, may_mutate=True,
+                              schema_found=schema_found)
     issues = list(checked.issues)
     background: list[Workload] = []
     if parallel:
-        entries = entry["background"] if isinstance(entry["background"], list) else [entry["background"]]
+        listed = entry.get("background")
+        entries = listed if isinstance(listed, list) else [listed]
         for position, background_entry in enumerate(entries):
-            background_where = (*where, "background", position) if isinstance(entry["background"], list) \
+            background_where = (*where, "background", position) if isinstance(listed, list) \
                 else (*where, "background")
             checked_background = _check_workload(background_entry, background_where, file, registry,
-                                                 may_mutate=False)
+                                                 may_mutate=False, schema_found=schema_found)
             issues.extend(checked_background.issues)
             if checked_background.workload is not None:
                 background.append(checked_background.workload)
-    if checked.workload is None or issues:
+    if checked.workload is None or issues or not build:
         return None, issues
-    foreground_mode = foreground_entry.get("mode", "default")
+    foreground_mode = foreground_entry.get("mode", "default") if isinstance(foreground_entry, dict) else "default"
     if foreground_mode == "mutation" and not checked.mutate:
         mutate_where = (*foreground_where, "mutate")
         return None, [ConfigIssue(file, mutate_where, "nothing left to mutate: every hyperparameter is fixed")]
@@ -222,9 +233,18 @@ class _CheckedWorkload:
     seeds_left_out: tuple[str, ...] = ()
 
 
-def _check_workload(entry: dict[str, Any], where: tuple[str | int, ...], file: str, registry: Registry, *,
-                    may_mutate: bool) -> _CheckedWorkload:
-    """Cross-check one workload (an experiment, a foreground or a background) against the registry."""
+def _check_workload(entry: Any, where: tuple[str | int, ...], file: str, registry: Registry, *,
+                    may_mutate: bool, schema_found: Sequence[ConfigIssue] = ()) -> _CheckedWorkload:
+    """Cross-check one workload (an experiment, a foreground or a background) against the registry.
+
+    A part the schema found wrong (in `schema_found`) is not checked again; a workload with such a
+    part gets its issues but no Workload.
+    """
+    def sound(*path: str | int) -> bool:
+        return not broken_under(schema_found, (*where, *path))
+
+    if not isinstance(entry, dict) or not isinstance(entry.get("repo"), str) or not sound("repo"):
+        return _CheckedWorkload(None, (), [])
     repo = registry.repositories.get(entry["repo"])
     if repo is None:
         hint = did_you_mean(entry["repo"], registry.repositories)
@@ -234,6 +254,8 @@ def _check_workload(entry: dict[str, Any], where: tuple[str | int, ...], file: s
     if not repo.path.is_dir():
         message = f"folder {repo.path} of repository '{repo.name}' does not exist (see {registry.file})"
         return _CheckedWorkload(None, (), [ConfigIssue(file, (*where, "repo"), message)])
+    if not isinstance(entry.get("model"), str) or not sound("model"):
+        return _CheckedWorkload(None, (), [])
     model = repo.models.get(entry["model"])
     if model is None:
         hint = did_you_mean(entry["model"], repo.models)
@@ -246,8 +268,11 @@ def _check_workload(entry: dict[str, Any], where: tuple[str | int, ...], file: s
     label = f"{repo.name}/{model.name}"
     aliases = {name: [spec.flag, "".join(part[:1] for part in name.split("_"))] for name, spec in specs.items()}
     fixed = {}
-    for hp_name, value in entry.get("hyperparameters", {}).items():
+    given = entry.get("hyperparameters", {})
+    for hp_name, value in (given.items() if isinstance(given, dict) and sound("hyperparameters") else ()):
         hp_where = (*where, "hyperparameters", hp_name)
+        if not sound("hyperparameters", hp_name):
+            continue
         spec = specs.get(hp_name)
         if spec is None:
             hint = suggest_name(hp_name, aliases)
@@ -272,10 +297,13 @@ def _check_workload(entry: dict[str, Any], where: tuple[str | int, ...], file: s
 
     mutate: list[str] = []
     seeds_left_out: list[str] = []
-    for position, hp_name in enumerate(entry.get("mutate", []) if may_mutate else []):
+    listed = entry.get("mutate", []) if may_mutate and sound("mutate") else []
+    for position, hp_name in enumerate(listed if isinstance(listed, list) else []):
         mutate_where = (*where, "mutate", position)
+        if not isinstance(hp_name, str) or not sound("mutate", position):
+            continue
         if hp_name == MUTATE_ALL:
-            if len(entry["mutate"]) > 1:
+            if len(listed) > 1:
                 issues.append(ConfigIssue(file, mutate_where, "'all' must be the only item of mutate"))
             # A seed drawn beside the others would add run-to-run noise to every other effect.
             mutate.extend(name for name in specs if name not in fixed and not specs[name].seed)
@@ -290,6 +318,8 @@ def _check_workload(entry: dict[str, Any], where: tuple[str | int, ...], file: s
         else:
             mutate.append(hp_name)
 
+    if broken_under(schema_found, where):
+        return _CheckedWorkload(None, tuple(mutate), issues)  # its other fields are not to be read
     env = dict(entry.get("env", {}))
     if "gpus" in entry:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in entry["gpus"])

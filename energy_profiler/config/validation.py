@@ -115,7 +115,7 @@ def _describe(error: ValidationError, file: str, document: Any, schema_name: str
                 hint = f" ({quoted(key)} is a key of other parts of a {schema_name} file, not of this one)"
             else:
                 hint = did_you_mean(key, [k for k in known if k not in ANNOTATION_KEYS])
-            issues.append(ConfigIssue(file, (*path, key), f"unknown key {quoted(key)}{hint}"))
+            issues.append(ConfigIssue(file, (*path, key), f"unknown key {quoted(key)}{hint}", harmless=True))
         if issues:
             return issues
     if "propertyNames" in error.relative_schema_path:
