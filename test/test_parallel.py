@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import signal
@@ -76,21 +77,55 @@ def test_a_background_ignoring_sigterm_is_killed_after_the_grace_period(
     assert 0.5 <= float(row["bg_teardown_s"]) < 1.5
 
 
-def test_a_background_that_crashes_every_run_keeps_looping(
+def test_a_background_that_fails_at_once_backs_off_gives_up_and_fails_the_trial(
         fake_registry: Registry, write_json: WriteJson, tmp_path: Path) -> None:
-    registry = fake_registry(fg=busy(1.5), bg=background_repo("fail"))
-    settings = parallel_settings(write_json, {"repo": "bg", "model": "tiny", "restart_delay_s": 0.1})
-    result, run_dir, row, _ = run(registry, settings, tmp_path / "results")
-    assert result.exit_code == 0, result.output
-    failed = int(row["bg_iterations_failed"])
-    assert failed >= 3 and row["bg_iterations_completed"] == "0"
-    assert int(row["bg_iterations_started"]) in (failed, failed + 1)
+    # Seen by a user: a background whose command exits 1 at once ran 684 times in 3 s (685 logs)
+    # inside the measured window, and the foreground's row said success.
+    registry = fake_registry(fg=busy(9.0), bg=background_repo("fail"))
+    result, run_dir, row, record = run(registry, parallel_settings(write_json), tmp_path / "results")
+    assert result.exit_code == 1, result.output
+    assert row["status"] == "background_failed", row
+    assert row["status_reason"].startswith("background 1 (bg/tiny) gave up after run 5: 5 runs in a row failed "
+                                           "within 30 s of starting (last exit code 4)")
+    assert (row["bg_iterations_started"], row["bg_iterations_failed"], row["bg_iterations_completed"]) == \
+        ("5", "5", "0")
     logs = run_dir / row["trial"] / "attempt_1" / "background_logs"
     with open(logs / "iterations.csv", newline="") as table:
         iterations = list(csv.DictReader(table))
-    assert [line["exit_code"] for line in iterations] == ["4"] * failed
-    assert [line["iteration"] for line in iterations] == [str(i) for i in range(1, failed + 1)]
+    assert [line["exit_code"] for line in iterations] == ["4"] * 5
+    # The pauses between failures doubled: 0.5, 1, 2 and 4 s (whole seconds in the table).
+    starts = [datetime.fromisoformat(line["start_utc"].replace("Z", "+00:00")) for line in iterations]
+    gaps_s = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(starts)]
+    assert gaps_s[-1] >= 4 and gaps_s[-1] > gaps_s[0], gaps_s
     assert "Traceback: something broke" in (logs / "bg1_run_2.log").read_text()
+    assert record["background"][0]["gave_up"].startswith("gave up after run 5")
+
+
+def test_a_background_failing_at_once_beside_a_short_foreground_fails_the_trial_too(
+        fake_registry: Registry, write_json: WriteJson, tmp_path: Path) -> None:
+    registry = fake_registry(fg=busy(1.2), bg=background_repo("fail"))
+    result, _, row, record = run(registry, parallel_settings(write_json), tmp_path / "results")
+    assert result.exit_code == 1, result.output
+    failed = int(row["bg_iterations_failed"])
+    assert row["status"] == "background_failed" and 1 <= failed < 5, row  # not given up yet, every run failed
+    assert row["status_reason"] == (f"background 1 (bg/tiny) failed each of its {failed} run(s) within seconds of "
+                                    "starting; see its background_logs")
+    assert record["background"][0]["gave_up"] is None
+
+
+def test_a_background_whose_runs_are_short_keeps_the_first_and_last_logs(
+        fake_registry: Registry, write_json: WriteJson, tmp_path: Path) -> None:
+    registry = fake_registry(fg=busy(2.5), bg=background_repo("ok"))
+    result, run_dir, row, record = run(registry, parallel_settings(write_json), tmp_path / "results")
+    assert result.exit_code == 0, result.output
+    started = int(row["bg_iterations_started"])
+    assert started > 12, row  # a short training: many runs while the foreground trains
+    logs = run_dir / row["trial"] / "attempt_1" / "background_logs"
+    kept = sorted(int(log.stem.rsplit("_", 1)[1]) for log in logs.glob("bg1_run_*.log"))
+    assert kept[:5] == [1, 2, 3, 4, 5] and kept[-1] == started and len(kept) <= 11, kept
+    assert record["background"][0]["logs_dropped"] == started - len(kept)
+    with open(logs / "iterations.csv", newline="") as table:
+        assert len(list(csv.DictReader(table))) >= started - 1  # every run that ended is listed
 
 
 def test_several_backgrounds_are_recorded_side_by_side(
@@ -152,7 +187,7 @@ def test_an_out_of_memory_foreground_and_background_are_named(
                                  "sys.exit(1)"]
     registry = fake_registry(fg=fake_repo(command=oom, required_args=[]), bg=fake_repo(command=oom, required_args=[]))
     settings = parallel_settings(write_json, {"repo": "bg", "model": "tiny", "restart_delay_s": 0.05},
-                                 experiment={"warmup_s": 0.5})
+                                 experiment={"warmup_s": 1.2})  # two background runs: 0.5 s apart after a failure
     result, _, row, _ = run(registry, settings, tmp_path / "results")
     assert result.exit_code == 1
     assert row["status"] == "oom" and row["status_reason"] == "'CUDA out of memory' in the log (exit code 1)"

@@ -38,7 +38,7 @@ from energy_profiler.system.host import git_state
 from energy_profiler.system.sudo import InvokingUser
 
 NOT_RETRIED = ("success", "interrupted", "skipped_memory")
-"""Every other status (failed, timeout, metrics_missing, oom, energy_missing) is retried."""
+"""Every other status (failed, timeout, metrics_missing, oom, energy_missing, background_failed) is retried."""
 
 
 @dataclass
@@ -165,6 +165,8 @@ def _attempt(trial: Trial, number: int, *, settings: Settings, model: ModelSpec,
                 if outcome.ended_by != "not_started" else LogFindings(dict.fromkeys(model.metrics), False))
     found = findings.metrics
     status, reason = classify(outcome, findings, model, log_path, stop.first_signal)
+    if status == "success" and (failure := background_failure(background)) is not None:
+        status, reason = "background_failed", failure
     if status == "success" and energy is not None:
         status, reason = _required_energy(energy, energy_fields)
     attempt = Attempt(
@@ -208,13 +210,37 @@ def _required_energy(energy: EnergyPlan, fields: EnergyFields) -> tuple[str, str
     return "success", None
 
 
+def background_failure(results: list[BackgroundResult]) -> str | None:
+    """Why the foreground was not measured beside working backgrounds, or None.
+
+    A background whose command fails at once (a typo, a missing file) is no company at all: the
+    loop gave up, or every run of it that ended failed within seconds of starting. A background
+    that fails after training a while (an OOM beside the foreground) is a finding, and its bg_*
+    columns say so.
+    """
+    reasons = []
+    for result in results:
+        name = f"background {result.index} ({result.repo}/{result.model})"
+        if result.gave_up:
+            reasons.append(f"{name} {result.gave_up}")
+        elif result.iterations_failed and not result.iterations_completed \
+                and result.iterations_failed_quickly == result.iterations_failed:
+            reasons.append(f"{name} failed each of its {result.iterations_failed} run(s) within seconds of "
+                           "starting")
+    if not reasons:
+        return None
+    return "; ".join(reasons) + "; see its background_logs"
+
+
 def _report_backgrounds(trial: Trial, results: list[BackgroundResult], say: Callable[[str], None]) -> None:
     for result in results:
         survivors = f", {result.survivors} SURVIVED" if result.survivors else ""
         say(f"[{trial.index}] background {result.index} {result.repo}/{result.model}: "
             f"{result.iterations_started} runs started, {result.iterations_completed} completed, "
             f"{result.iterations_failed} failed; ended by {result.signal or 'itself'} in {result.teardown_s:.2f} s"
-            f"{survivors}")
+            f"{survivors}" + (f"; it stopped itself: {result.gave_up}" if result.gave_up else "")
+            + (f"; {result.logs_dropped} middle run logs removed (iterations.csv lists every run)"
+               if result.logs_dropped else ""))
 
 
 def memory_shortfall(trial: Trial, energy: EnergyPlan | None) -> str | None:

@@ -13,7 +13,7 @@ from energy_profiler.model.values import canonical_to_json, json_to_canonical
 SCHEMA_VERSION = 1
 
 STATUSES = ("success", "failed", "timeout", "metrics_missing", "interrupted", "oom", "skipped_memory",
-            "energy_missing")
+            "energy_missing", "background_failed")
 
 @dataclass(frozen=True)
 class BackgroundResult:
@@ -40,6 +40,12 @@ class BackgroundResult:
     """The loop's session id (its script's pid): what GPU memory is attributed by."""
     state: str = "exited"
     """How its teardown ended: exited, killed (SIGKILL was needed) or unknown (survivors)."""
+    iterations_failed_quickly: int = 0
+    """Failed runs that ended within a few seconds of starting (the command, not the training, failed)."""
+    gave_up: str | None = None
+    """Why the loop stopped by itself (its runs kept failing at once), or None."""
+    logs_dropped: int = 0
+    """Run logs removed to keep the first and last few (iterations.csv lists every run)."""
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,14 @@
 """Background trainings for parallel mode: a generated `while true` sh script per workload.
 
 The script is saved beside the results so users can read exactly what ran. Every argument and
-environment value passes through shlex.quote. The loop never ends by itself: a failed run is
-logged and the next one starts after `restart_delay_s`. Each run's output goes to
-`background_logs/bg<k>_run_<i>.log`, and one line per finished run to
-`background_logs/iterations.csv`. The script runs in a session and process group of its own (with
+environment value passes through shlex.quote. The loop runs until mutation.py ends it, with one
+exception: a command that keeps failing at once (a typo, a missing file) would otherwise start
+hundreds of runs a second inside the measured window. So after a failed run the loop waits,
+twice as long after each failure in a row (0.5 s, 1 s, 2 s, ... at most 30 s), and after
+GIVE_UP_AFTER failures in a row that each ended within QUICK_FAILURE_S of starting it gives up
+and leaves `bg<k>_gave_up.txt`. Each run's output goes to `background_logs/bg<k>_run_<i>.log`
+(the first and last KEEP_LOGS of a trial are kept; iterations.csv counts them all), and one line
+per finished run to `background_logs/iterations.csv`. The script runs in a session and process group of its own (with
 the parent-death signal set, like every child of mutation.py); its runs share that group, so one
 killpg reaches all of them, and its TERM/INT/HUP trap ends the whole group before exiting.
 """
@@ -24,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from energy_profiler.fs import make_dirs, own
-from energy_profiler.metrics import log_contains
 from energy_profiler.model.record import BackgroundResult
 from energy_profiler.model.values import canonical_to_json
 from energy_profiler.planning.placeholders import WorkloadDirs
@@ -34,8 +37,16 @@ from energy_profiler.process.managed import ManagedGroup, ProcessState
 from energy_profiler.process.spawn import forget, spawn
 from energy_profiler.system.sudo import InvokingUser
 
-ITERATIONS_HEADER = "background,iteration,start_utc,end_utc,exit_code\n"
+ITERATIONS_HEADER = "background,iteration,start_utc,end_utc,exit_code,seconds,oom\n"
 OOM_MARKER = "CUDA out of memory"
+FIRST_BACKOFF_MS = 500
+MAX_BACKOFF_MS = 30_000
+QUICK_FAILURE_S = 30
+"""A failed run that ended within this many seconds of its start failed at once, not while training."""
+GIVE_UP_AFTER = 5
+"""Quick failures in a row after which a loop stops: its command does not work."""
+KEEP_LOGS = 5
+"""The first and the last this many run logs of a loop are kept per attempt."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,11 @@ class BackgroundCounts:
     completed: int
     failed: int
     oom: int
+    failed_quickly: int = 0
+    """Failed runs that ended within QUICK_FAILURE_S of their start."""
+    gave_up: str | None = None
+    """Why the loop stopped by itself (GIVE_UP_AFTER quick failures in a row), or None."""
+    logs_dropped: int = 0
 
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -69,11 +85,15 @@ def script_text(*, index: int, trial: str, argv: Sequence[str], cwd: str, env: M
             raise ValueError(f"not an environment variable name sh accepts: {name!r}")
     exports = "\n".join(f"export {name}={q(value)}" for name, value in env.items())
     delay = f"    sleep {q(f'{restart_delay_s:g}')} & wait $!\n" if restart_delay_s > 0 else ""
+    log = f'"$logs/bg{index}_run_$i.log"'
     return f"""#!/bin/sh
 # Background workload {index} of trial {comment_text(trial)}, written by mutation.py.
-# It runs the training below again and again until mutation.py ends it; a failed run never
-# ends the loop. Run i's output: bg{index}_run_<i>.log; one line per finished run in
-# iterations.csv (background,iteration,start_utc,end_utc,exit_code), both in $logs.
+# It runs the training below again and again until mutation.py ends it. A failed run is followed
+# by a pause that doubles with each failure in a row ({FIRST_BACKOFF_MS} ms, at most {MAX_BACKOFF_MS // 1000} s).
+# After {GIVE_UP_AFTER} failures in a row that each ended within {QUICK_FAILURE_S} s of starting, the command
+# does not work: the loop stops, saying why in bg{index}_gave_up.txt. Run i's output goes to
+# bg{index}_run_<i>.log (the first and last {KEEP_LOGS} are kept), one line per finished run to
+# iterations.csv ({ITERATIONS_HEADER.strip()}), both in $logs.
 cd {q(cwd)} || exit 97
 {exports}
 logs={q(str(logs))}
@@ -88,13 +108,35 @@ finish() {{
 trap finish TERM INT HUP
 
 i=0
+quick=0
+backoff_ms={FIRST_BACKOFF_MS}
 while true; do
     i=$((i + 1))
     start=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-    {" ".join(q(arg) for arg in argv)} < /dev/null > "$logs/bg{index}_run_$i.log" 2>&1 &
+    start_s=$(date +%s)
+    {" ".join(q(arg) for arg in argv)} < /dev/null > {log} 2>&1 &
     wait $!
     code=$?
-    echo "{index},$i,$start,$(date -u +%Y-%m-%dT%H:%M:%SZ),$code" >> "$logs/iterations.csv"
+    seconds=$(($(date +%s) - start_s))
+    oom=0
+    grep -qF {q(OOM_MARKER)} {log} && oom=1
+    echo "{index},$i,$start,$(date -u +%Y-%m-%dT%H:%M:%SZ),$code,$seconds,$oom" >> "$logs/iterations.csv"
+    old=$((i - {KEEP_LOGS}))
+    [ "$old" -gt {KEEP_LOGS} ] && rm -f "$logs/bg{index}_run_$old.log"
+    if [ "$code" -eq 0 ]; then
+        quick=0
+        backoff_ms={FIRST_BACKOFF_MS}
+    else
+        if [ "$seconds" -lt {QUICK_FAILURE_S} ]; then quick=$((quick + 1)); else quick=0; fi
+        if [ "$quick" -ge {GIVE_UP_AFTER} ]; then
+            echo "gave up after run $i: $quick runs in a row failed within {QUICK_FAILURE_S} s of starting" \\
+                "(last exit code $code)" > "$logs/bg{index}_gave_up.txt"
+            exit 0
+        fi
+        sleep "$((backoff_ms / 1000)).$((backoff_ms % 1000 / 100))" & wait $!
+        backoff_ms=$((backoff_ms * 2))
+        [ "$backoff_ms" -gt {MAX_BACKOFF_MS} ] && backoff_ms={MAX_BACKOFF_MS}
+    fi
 {delay}done
 """
 
@@ -128,20 +170,28 @@ def wait_for_first_run(logs: Path, index: int, timeout_s: float, should_stop: Ca
 
 
 def count_runs(logs: Path, index: int) -> BackgroundCounts:
-    """Runs started (log files), completed and failed (iterations.csv), and runs that hit CUDA OOM."""
-    run_logs = sorted(logs.glob(f"bg{index}_run_*.log"))
-    completed = failed = 0
+    """Runs started (the highest run log's number: the middle logs may be gone), and from
+    iterations.csv those completed, failed (quickly) and hit by CUDA OOM; whether the loop gave up."""
+    numbers = [int(log.stem.rsplit("_", 1)[1]) for log in logs.glob(f"bg{index}_run_*.log")
+               if log.stem.rsplit("_", 1)[1].isdigit()]
+    completed = failed = quickly = oom = 0
     table = logs / "iterations.csv"
     if table.exists():
         with open(table, newline="") as file:
             for row in csv.DictReader(file):
-                if row["background"] == str(index) and row["exit_code"]:
-                    if row["exit_code"] == "0":
-                        completed += 1
-                    else:
-                        failed += 1
-    oom = sum(1 for log in run_logs if log_contains(log, OOM_MARKER))
-    return BackgroundCounts(started=len(run_logs), completed=completed, failed=failed, oom=oom)
+                if row["background"] != str(index) or not row["exit_code"]:
+                    continue
+                if row["exit_code"] == "0":
+                    completed += 1
+                else:
+                    failed += 1
+                    quickly += int(row.get("seconds") or 0) < QUICK_FAILURE_S
+                oom += row.get("oom") == "1"
+    gave_up_file = logs / f"bg{index}_gave_up.txt"
+    gave_up = gave_up_file.read_text().strip() if gave_up_file.exists() else None
+    started = max(numbers, default=0)
+    return BackgroundCounts(started=started, completed=completed, failed=failed, oom=oom, failed_quickly=quickly,
+                            gave_up=gave_up, logs_dropped=started - len(numbers))
 
 
 FIRST_RUN_TIMEOUT_S = 60.0
@@ -227,6 +277,8 @@ class Backgrounds:
                 argv=list(run.argv), script=str(self.script_path(run).relative_to(run_dir)),
                 iterations_started=counts.started, iterations_completed=counts.completed,
                 iterations_failed=counts.failed, oom_iterations=counts.oom, signal=teardown.signal,
+                iterations_failed_quickly=counts.failed_quickly, gave_up=counts.gave_up,
+                logs_dropped=counts.logs_dropped,
                 teardown_s=round(teardown.duration_s, 3), survivors=teardown.survivors, state=str(teardown.state),
                 session=self._processes[run.index - 1].pid))
         return results
