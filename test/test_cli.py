@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from energy_profiler.config.executor import SlurmOptions, executor_from_document
-from test.conftest import PROJECT_ROOT, invoke
+from test.conftest import PROJECT_ROOT, fake_repo, invoke
 
 QUICKSTART = PROJECT_ROOT / "settings" / "quickstart.json"
 
@@ -159,7 +159,6 @@ def test_with_no_energy_anywhere_a_narrow_closing_table_keeps_the_metric_and_fol
 
 def test_plan_and_list_print_csv_and_json_for_scripts() -> None:
     import csv as csv_module
-    import json as json_module
 
     quickstart = Path(__file__).resolve().parents[1] / "settings" / "quickstart.json"
     planned = invoke("plan", quickstart, "--format", "csv")
@@ -167,9 +166,44 @@ def test_plan_and_list_print_csv_and_json_for_scripts() -> None:
     trials = list(csv_module.DictReader(planned.stdout.splitlines()))
     assert [row["index"] for row in trials] == [str(i) for i in range(1, 8)]
     assert trials[2]["mutated"] == "learning_rate;batch_size" and trials[2]["learning_rate"] == "0.0042"
-    listed = json_module.loads(invoke("list", "--format", "json").stdout)
-    seed = next(row for row in listed if row["repo"] == "examples" and row["hyperparameter"] == "seed")
-    assert seed["type"] == "int (seed)" and seed["flag"] == "--seed"
+
+
+
+def test_list_for_scripts_gives_each_models_own_typed_values_and_metrics(
+        write_json: Callable[[str, Any], Path]) -> None:
+    # Seen by a user: deep_mlp's learning_rate default 0.02 came out as 0.05, numbers and ranges as
+    # strings, metrics and limits missing.
+    import csv as csv_module
+    import json as json_module
+
+    repo = fake_repo(model_flag="--model", models={"tiny": {}, "big": {
+        "hyperparameters": {"learning_rate": {"default": 0.02}, "epochs": {"limits": [1, 50]}},
+        "metrics": {"top5": {"pattern": "top5: ([0-9.]+)", "required": True}}}})
+    repo["hyperparameters"]["optimizer"] = {"flag": "--opt", "type": "choice", "values": ["adam", 0.5],
+                                            "default": "adam"}
+    registry = write_json("models.json", {"repositories": {"fake": repo}})
+    listed = json_module.loads(invoke("--registry", registry, "list", "--format", "json").stdout)
+    models = {model["name"]: model for model in listed["repositories"][0]["models"]}
+    big = {hp["name"]: hp for hp in models["big"]["hyperparameters"]}
+    tiny = {hp["name"]: hp for hp in models["tiny"]["hyperparameters"]}
+    assert big["learning_rate"]["default"] == 0.02 and tiny["learning_rate"]["default"] == 0.1
+    assert big["learning_rate"]["range"] == [0.001, 0.4] and big["learning_rate"]["distribution"] == "log_uniform"
+    assert big["epochs"] == {"name": "epochs", "flag": "--epochs", "type": "int", "default": 2, "range": [1, 5],
+                             "limits": [1, 50], "values": None, "distribution": "uniform", "zero_probability": 0.0,
+                             "precision": None, "seed": False}
+    assert tiny["epochs"]["limits"] is None
+    assert tiny["optimizer"]["values"] == ["adam", 0.5] and tiny["optimizer"]["range"] is None
+    assert [(m["name"], m["required"]) for m in models["big"]["metrics"]] == [
+        ("accuracy", True), ("loss", False), ("top5", True)]
+    assert [m["name"] for m in models["tiny"]["metrics"]] == ["accuracy", "loss"]
+
+    rows = list(csv_module.DictReader(invoke("--registry", registry, "list", "--format", "csv").stdout.splitlines()))
+    learning_rate = {row["model"]: row for row in rows if row["name"] == "learning_rate"}
+    assert (learning_rate["big"]["default"], learning_rate["tiny"]["default"]) == ("0.02", "0.1")
+    epochs = next(row for row in rows if row["model"] == "big" and row["name"] == "epochs")
+    assert (epochs["low"], epochs["high"], epochs["limit_low"], epochs["limit_high"]) == ("1", "5", "1", "50")
+    top5 = next(row for row in rows if row["name"] == "top5")
+    assert (top5["kind"], top5["pattern"], top5["required"]) == ("metric", "top5: ([0-9.]+)", "true")
 
 
 def slurm_options(document: dict[str, Any]) -> SlurmOptions:

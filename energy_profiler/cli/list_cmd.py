@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -11,14 +12,15 @@ from energy_profiler.cli.tables import emit, format_option, format_table, termin
 from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.hyperparams import HyperparameterSpec
 from energy_profiler.config.registry import Registry
-from energy_profiler.model.values import format_value
+from energy_profiler.model.values import canonical_to_json, format_value
 
 HEADERS = ["hyperparameter", "flag", "type", "default", "range", "distribution", "p(zero)"]
 INDENT = "  "
 
 
 @click.command("list")
-@format_option("one row per repository and hyperparameter")
+@format_option("json: each model with its own hyperparameters (typed) and metrics; csv: a row per model and "
+               "hyperparameter or metric")
 @global_options
 def list_command(output_format: str) -> None:
     """List repositories, models, hyperparameters (flags, defaults, ranges) and metrics."""
@@ -32,10 +34,69 @@ def print_registry(app: AppContext, output_format: str = "table") -> None:
         fail_config(error)
     if output_format == "table":
         click.echo(registry_text(registry, terminal_width()))
-        return
-    rows = [[repo.name, *_row(spec), ";".join(repo.models)] for repo in registry.repositories.values()
-            for spec in repo.hyperparameters.values()]
-    emit(["repo", *HEADERS, "models"], rows, output_format)
+    elif output_format == "json":
+        click.echo(json.dumps(registry_document(registry), indent=1))
+    else:
+        emit(CSV_HEADERS, csv_rows(registry), output_format)
+
+
+def hyperparameter_document(spec: HyperparameterSpec) -> dict[str, Any]:
+    """One hyperparameter as a model has it, with typed values: numbers as numbers, ranges as lists."""
+    numeric = spec.discrete_values is None
+    return {
+        "name": spec.name, "flag": spec.flag, "type": spec.type,
+        "default": canonical_to_json(format_value(spec.default, spec.type)),
+        "range": [_typed(spec.low, spec), _typed(spec.high, spec)] if numeric else None,
+        "limits": [_typed(value, spec) for value in spec.limits] if numeric and spec.limits else None,
+        "values": [canonical_to_json(value) for value in spec.discrete_values or ()] if not numeric else None,
+        "distribution": spec.distribution if numeric else "uniform",
+        "zero_probability": spec.zero_probability if numeric else None,
+        "precision": spec.precision if spec.type == "float" else None,
+        "seed": spec.seed,
+    }
+
+
+def _typed(value: float, spec: HyperparameterSpec) -> int | float:
+    return int(value) if spec.type == "int" else float(value)
+
+
+def registry_document(registry: Registry) -> dict[str, Any]:
+    """The registry as each model sees it (its overrides applied), for scripts."""
+    return {"registry": str(registry.file), "repositories": [{
+        "name": repo.name, "path": str(repo.path), "command": list(repo.command), "python": repo.python,
+        "model_flag": repo.model_flag, "required_args": list(repo.required_args),
+        "pass": "all" if repo.passes_all else "given",
+        "models": [{
+            "name": model.name, "timeout_s": model.timeout_s, "gpu_memory_mib": model.gpu_memory_mib,
+            "hyperparameters": [hyperparameter_document(spec) for spec in model.hyperparameters.values()],
+            "metrics": [{"name": metric.name, "pattern": metric.pattern.pattern, "required": metric.required}
+                        for metric in model.metrics.values()],
+        } for model in repo.models.values()],
+    } for repo in registry.repositories.values()]}
+
+
+CSV_HEADERS = ["repo", "model", "kind", "name", "flag", "type", "default", "low", "high", "limit_low", "limit_high",
+               "values", "distribution", "zero_probability", "precision", "seed", "pattern", "required"]
+"""One row per model and hyperparameter (kind `hyperparameter`) or metric (kind `metric`)."""
+
+
+def csv_rows(registry: Registry) -> list[list[object]]:
+    rows: list[list[object]] = []
+    for repo in registry.repositories.values():
+        for model in repo.models.values():
+            for spec in model.hyperparameters.values():
+                entry = hyperparameter_document(spec)
+                low, high = entry["range"] or (None, None)
+                limit_low, limit_high = entry["limits"] or (None, None)
+                values = ";".join(format_value(value, spec.type) for value in spec.discrete_values or ())
+                rows.append([repo.name, model.name, "hyperparameter", spec.name, spec.flag, spec.type,
+                             format_value(spec.default, spec.type), low, high, limit_low, limit_high, values or None,
+                             entry["distribution"], entry["zero_probability"], entry["precision"],
+                             str(spec.seed).lower(), None, None])
+            for metric in model.metrics.values():
+                rows.append([repo.name, model.name, "metric", metric.name, *[None] * 11, None, metric.pattern.pattern,
+                             str(metric.required).lower()])
+    return rows
 
 
 def _row(spec: HyperparameterSpec) -> list[object]:
