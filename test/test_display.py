@@ -18,7 +18,7 @@ from energy_profiler.cli.display import LiveProgress, PlainStream, log_tail
 from energy_profiler.execution.runtime import WallClockEta
 from energy_profiler.execution.session import SessionResult
 from energy_profiler.model.energy_fields import EnergyFields
-from test.conftest import PROJECT_ROOT, fake_repo
+from test.conftest import PROJECT_ROOT, fake_repo, invoke
 from test.test_results import a_record
 from test.test_terminal_width import in_terminal
 
@@ -105,3 +105,27 @@ def test_the_eta_counts_wall_time_per_trial_not_training_time() -> None:
     assert eta.remaining_s(190.0) == 90.0
     assert eta.remaining_s(200.0) == 80.0  # counting down between trials
     assert eta.remaining_s(10_000.0) == 0.0  # never negative
+
+
+def test_the_eta_counts_the_cooldowns_still_to_come() -> None:
+    # Seen by a user: `cooldown_s: 8` showed "about 0:00 left" while cooling down.
+    eta = WallClockEta(trials_left=3, started_s=0.0, cooldown_s=8.0)
+    eta.trial_ended(2.0)  # a 2 s trial; its cool-down starts now
+    assert eta.remaining_s(2.0) == 20.0  # 2 trials left, each after an 8 s cool-down
+    assert eta.remaining_s(6.0) == 16.0  # cooling down: the clock still counts down, not to 0:00
+    eta.trial_ended(12.0)  # cooled 8 s, trained 2 s
+    assert eta.remaining_s(12.0) == 10.0
+    eta.trial_ended(22.0)
+    assert eta.remaining_s(22.0) == 0.0
+
+
+def test_a_campaign_counts_its_cooldowns_in_the_time_left(
+        write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path) -> None:
+    registry = fake_registry()
+    settings = write_json("s.json", {"experiment_name": "cool", "cooldown_s": 2, "runs_per_config": 2,
+                                     "experiments": [{"mode": "default", "repo": "fake", "model": "tiny"}]})
+    result = invoke("--registry", registry, "--results-dir", tmp_path / "r", "run", settings)
+    assert result.exit_code == 0, result.output
+    first = next(line for line in result.stdout.splitlines() if "[1/2] 001_fake_tiny: success" in line)
+    left = re.search(r"about 0:(\d\d) left$", first)
+    assert left is not None and int(left.group(1)) >= 2, first  # the 2 s cool-down + the next trial (was 0:00)

@@ -95,7 +95,7 @@ def run_session(
                                           energy=energy, say=say, stop=stop)
         sinks = record_sinks(run_dir, results_root, summary, resumed=resumed)
         remaining = [trial for trial in plan.trials if trial.name not in finished]
-        eta = WallClockEta(len(remaining), time.monotonic())
+        eta = WallClockEta(len(remaining), time.monotonic(), settings.cooldown_s)
         for position, trial in enumerate(remaining):
             if stop.requested:
                 break
