@@ -109,3 +109,45 @@ def test_a_closed_terminal_ends_the_campaign_with_129_and_the_trial_recorded(
     with open(next(results.glob("run_*")) / "summary.csv", newline="") as table:
         rows = list(csv.DictReader(table))
     assert [(row["status"], row["status_reason"]) for row in rows] == [("interrupted", "interrupted by SIGHUP")]
+
+
+def test_ctrl_c_says_it_waits_the_grace_period_a_second_ends_it_now_and_both_are_logged(
+        fake_registry: Callable[..., Path], write_json: Callable[[str, Any], Path], tmp_path: Path) -> None:
+    # A training that ignores SIGTERM keeps the campaign waiting for grace_s after a Ctrl-C: the user
+    # must be told so, and that a second Ctrl-C ends it at once; the record covers its whole life.
+    pid_file = tmp_path / "pids"
+    registry = fake_registry(fake=fake_repo("ignore-term", required_args=[
+        "--behaviour", "ignore-term", "--pid-file", str(pid_file)]))
+    settings = write_json("s.json", {"experiment_name": "stop", "grace_s": 30, "experiments": [
+        {"mode": "default", "repo": "fake", "model": "tiny"}]})
+    results = tmp_path / "results"
+    tool = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "mutation.py"), "--registry", str(registry),
+                             "--results-dir", str(results), "run", str(settings)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 20)
+        first = time.monotonic()
+        tool.send_signal(signal.SIGINT)
+        log = next(results.glob("run_*")) / "session.log"
+        assert wait_for(lambda: "SIGINT received at" in log.read_text(), 10)
+        time.sleep(1.0)  # the training ignores SIGTERM: it is in its grace period now
+        assert tool.poll() is None
+        tool.send_signal(signal.SIGINT)
+        output, _ = tool.communicate(timeout=20)
+        second_to_end_s = time.monotonic() - first - 1.0
+    finally:
+        if tool.poll() is None:
+            tool.kill()
+            tool.wait()
+    assert tool.returncode == 130, output
+    assert second_to_end_s < 10  # not the 30 s grace period
+    run_dir = next(results.glob("run_*"))
+    logged = (run_dir / "session.log").read_text()
+    for text in (logged, output):
+        assert "SIGINT received at " in text and "up to 30 s (grace_s) before SIGKILL" in text
+        assert "press Ctrl-C again to end it now" in text
+        assert "a second signal, so no more waiting: SIGKILL now" in text
+    with open(run_dir / "summary.csv", newline="") as table:
+        row = next(csv.DictReader(table))
+    assert row["status"] == "interrupted" and row["exit_code"] == "-9"
+    assert float(row["duration_s"]) >= 1.0  # until SIGKILL ended it, not until the first Ctrl-C was seen

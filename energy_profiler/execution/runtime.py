@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from energy_profiler.process.training import ByteSink
@@ -15,24 +17,60 @@ POLL_S = 0.1
 
 @dataclass
 class StopRequest:
-    """Set by the caller's signal handlers; read by the session. A second request means hurry."""
+    """Set by the caller's signal handlers; read by the session. A second request means hurry.
+
+    The handlers only append; whoever reads the request next (the session's loop, a training's
+    wait, a teardown) says what each new signal does, through `listen`'s `say`: from the main
+    loop or a teardown thread, never from the handler.
+    """
 
     signals: list[int] = field(default_factory=list)
+    received_utc: list[datetime] = field(default_factory=list)
+    _say: Callable[[str], None] | None = None
+    _grace_s: float = 0.0
+    _announced: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def request(self, signum: int) -> None:
         self.signals.append(signum)
+        self.received_utc.append(datetime.now(UTC))
+
+    def listen(self, say: Callable[[str], None], grace_s: float) -> None:
+        """Say (console and session.log) what each signal does, the first time it is read."""
+        self._say, self._grace_s = say, grace_s
 
     @property
     def requested(self) -> bool:
+        self._announce()
         return bool(self.signals)
 
     @property
     def hurry(self) -> bool:
+        self._announce()
         return len(self.signals) >= 2
 
     @property
     def first_signal(self) -> int | None:
         return self.signals[0] if self.signals else None
+
+    def _announce(self) -> None:
+        if self._say is None or self._announced >= len(self.signals):
+            return
+        with self._lock:
+            while self._announced < len(self.signals):
+                number = self._announced
+                self._announced += 1
+                name = signal_name(self.signals[number])
+                at = self.received_utc[number].astimezone().strftime("%H:%M:%S")
+                if number == 0:
+                    message = (f"{name} received at {at}: stopping. A running training is sent SIGTERM and given up "
+                               f"to {self._grace_s:g} s (grace_s) before SIGKILL, then recorded as interrupted; "
+                               "press Ctrl-C again to end it now")
+                elif number == 1:
+                    message = f"{name} received at {at}: a second signal, so no more waiting: SIGKILL now"
+                else:
+                    message = f"{name} received at {at}: already stopping"
+                self._say(message)
 
 
 def clock(seconds: float | None) -> str:

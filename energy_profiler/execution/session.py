@@ -90,6 +90,7 @@ def run_session(
         run_dir, finished, summary, say, result = opened
         result.energy = energy
         host = {**host_facts(), **(gpu_host_facts(energy) if energy else {})}
+        stop.listen(say, settings.grace_s)
         output.progress.campaign_started(len(plan.trials), len(finished))
         energy, run_as = prepare_machine(cleanup, settings, results_root=results_root, run_dir=run_dir,
                                           energy=energy, say=say, stop=stop)

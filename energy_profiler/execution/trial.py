@@ -149,7 +149,7 @@ def _attempt(trial: Trial, number: int, *, settings: Settings, model: ModelSpec,
                 _report_backgrounds(trial, background, output.say)
         energy_fields, energy_details = EnergyFields(), dict[str, Any]()
         if monitors is not None:
-            window = Window(duration_s=outcome.duration_s, cpu_time_s=outcome.cpu_time_s)
+            window = Window(duration_s=outcome.window_s, cpu_time_s=outcome.cpu_time_s)
             energy_fields, energy_details = monitors.finish(window, energy_dir, background=background_power,
                                                             parallel=bool(trial.background),
                                                             foreground_session=outcome.pid)
@@ -284,7 +284,7 @@ def classify(
         name = signal_name(stop_signal) if stop_signal else "a stop request"
         return "interrupted", f"interrupted by {name}"
     if outcome.ended_by == "timeout":
-        return "timeout", f"no exit within the timeout of {outcome.duration_s:.0f} s"
+        return "timeout", f"no exit within the timeout of {outcome.window_s:.0f} s"
     if outcome.exit_code is None:
         return "failed", "the training did not end even after SIGKILL (stuck in the kernel?); see the warning"
     if outcome.exit_code != 0:

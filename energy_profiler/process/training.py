@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, Literal, Protocol
 
@@ -48,7 +48,8 @@ class ProcessOutcome:
     start_utc: datetime
     end_utc: datetime
     duration_s: float
-    """From the start of the process to its end (or to the timeout/interrupt), monotonic clock."""
+    """From the start of the process to its end, monotonic clock: after a timeout or a stop request,
+    its end in the teardown (the grace period it was given included)."""
     teardown: Teardown | None
     error: str | None = None
     """Why the process could not be started, when it could not."""
@@ -56,6 +57,13 @@ class ProcessOutcome:
     """User + system CPU seconds of the training and every descendant it waited for (wait4)."""
     pid: int | None = None
     """The training's pid: also its process group and session id."""
+    measured_s: float | None = None
+    """The measured window: from the start to the exit, the timeout or the stop request (the energy
+    monitors stop then, before the teardown). None: as duration_s."""
+
+    @property
+    def window_s(self) -> float:
+        return self.duration_s if self.measured_s is None else self.measured_s
 
 
 def run_training(
@@ -115,8 +123,7 @@ def run_training(
                 ended_by = "interrupted"
                 break
             child.wait_a_little()
-        duration_s = time.monotonic() - started
-        end_utc = datetime.now(UTC)
+        measured_s = time.monotonic() - started
         on_exit()
         # Also after a normal exit: whatever the training left running in its group must go.
         teardown = end_group(process.pid, grace_s, reap=child.reap, hurry=hurry)
@@ -125,8 +132,12 @@ def run_training(
         exit_code = child.reap_within(REAP_AFTER_KILL_S)
         child.close()
         copier.join(timeout=5)
+        # The process's whole life: a stopped or timed-out training lives on through its grace period.
+        ended_s = child.ended_s if child.ended_s is not None else time.monotonic()
+        duration_s = ended_s - started
+        end_utc = start_utc + timedelta(seconds=duration_s)
         return ProcessOutcome(ended_by, exit_code, start_utc, end_utc, duration_s, teardown,
-                              cpu_time_s=child.cpu_time_s, pid=process.pid)
+                              cpu_time_s=child.cpu_time_s, pid=process.pid, measured_s=measured_s)
 
 
 class _Child:
@@ -140,6 +151,8 @@ class _Child:
         self.process = process
         self.os_calls = os_calls
         self.cpu_time_s: float | None = None
+        self.ended_s: float | None = None
+        """When the exit was reaped (monotonic clock)."""
         self._pidfd = os_calls.pidfd_open(process.pid)
 
     def reap(self, block: bool = False) -> int | None:
@@ -154,6 +167,7 @@ class _Child:
             return None
         self.process.returncode = os.waitstatus_to_exitcode(status)
         self.cpu_time_s = cpu_time_s
+        self.ended_s = self.os_calls.monotonic()
         return self.process.returncode
 
     def reap_within(self, seconds: float) -> int | None:
