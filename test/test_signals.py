@@ -125,7 +125,7 @@ def test_ctrl_c_says_it_waits_the_grace_period_a_second_ends_it_now_and_both_are
                              "--results-dir", str(results), "run", str(settings)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        assert wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 20)
+        assert wait_for(lambda: pid_file.exists() and bool(pid_file.read_text().strip()), 20)
         first = time.monotonic()
         tool.send_signal(signal.SIGINT)
         log = next(results.glob("run_*")) / "session.log"

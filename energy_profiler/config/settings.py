@@ -22,6 +22,7 @@ from energy_profiler.model.values import format_value
 Mode = Literal["default", "mutation", "parallel"]
 MUTATE_ALL = "all"
 DEFAULT_GRACE_S = 10.0
+DEFAULT_STOP_AFTER_START_FAILURES = 3
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,8 @@ class Settings:
     experiments: tuple[Experiment, ...]
     executor: Executor = LOCAL
     """Where the trials run: `"local"`, or each as an exclusive Slurm job (SlurmOptions)."""
+    stop_after_start_failures: int = DEFAULT_STOP_AFTER_START_FAILURES
+    """Trials in a row failing the same way within seconds of starting after which the campaign stops."""
 
 
 def load_settings(file: Path, registry: Registry) -> Settings:
@@ -163,6 +166,7 @@ def _settings(file: Path, document: dict[str, Any], experiments: list[Experiment
         energy=energy_settings(document.get("energy", {})),
         experiments=tuple(experiments),
         executor=executor_from_document(document.get("executor")),
+        stop_after_start_failures=document.get("stop_after_start_failures", DEFAULT_STOP_AFTER_START_FAILURES),
     )
 
 

@@ -97,8 +97,9 @@ def run_session(
         sinks = record_sinks(run_dir, results_root, summary, resumed=resumed)
         remaining = [trial for trial in plan.trials if trial.name not in finished]
         eta = WallClockEta(len(remaining), time.monotonic(), settings.cooldown_s)
+        start_failures = StartFailures(settings.stop_after_start_failures)
         for position, trial in enumerate(remaining):
-            if stop.requested:
+            if stop.requested or start_failures.reached:
                 break
             host["cpu_governor"] = governor.summary(governor.cpufreq_root())  # the one in force now
             record = run_trial(trial, settings=settings, registry=registry, run_dir=run_dir, host=host,
@@ -118,6 +119,9 @@ def run_session(
                 + (f" ({record.status_reason})" if record.status_reason else "")
                 + f" in {record.duration_s:.1f} s"
                 + (f"; about {clock(left_s)} left" if left_s and position < len(remaining) - 1 else ""))
+            if start_failures.count(record):
+                say(start_failures.explanation(len(result.records), len(plan.trials)))
+                break
             if settings.cooldown_s > 0 and position < len(remaining) - 1 and not stop.requested:
                 say(f"cooling down for {settings.cooldown_s:g} s")
                 output.progress.cooldown(settings.cooldown_s)
@@ -128,6 +132,40 @@ def run_session(
             say(f"stopped by {signal_name(result.stopped_by)} after {done} of {len(plan.trials)} trials")
     result.wall_s = time.monotonic() - started
     return result
+
+
+START_FAILURE_S = 10.0
+"""A trial that failed within this many seconds of starting did not get to train."""
+
+
+class StartFailures:
+    """Trials in a row that failed the same way (the same reason) within START_FAILURE_S: a command
+    that cannot run (a missing module, a wrong flag) would fail every trial left, each in seconds."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.reason: str | None = None
+        self.in_a_row = 0
+
+    def count(self, record: Record) -> bool:
+        """Take the next trial's record; whether the limit is reached."""
+        quick = record.status == "failed" and record.duration_s < START_FAILURE_S
+        if not quick:
+            self.reason, self.in_a_row = None, 0
+        elif record.status_reason == self.reason:
+            self.in_a_row += 1
+        else:
+            self.reason, self.in_a_row = record.status_reason, 1
+        return self.reached
+
+    @property
+    def reached(self) -> bool:
+        return self.limit > 0 and self.in_a_row >= self.limit
+
+    def explanation(self, recorded: int, planned: int) -> str:
+        return (f"stopping after {recorded} of {planned} trials: the last {self.in_a_row} failed the same way within "
+                f"{START_FAILURE_S:g} s of starting ({self.reason}), as every trial left would. Fix the training, "
+                "then resume (stop_after_start_failures in the settings sets how many; 0: never stop)")
 
 
 OpenedRun = tuple[Path, dict[str, Record], SummaryTable, Callable[[str], None], SessionResult]
