@@ -58,6 +58,9 @@ def test_the_tables_hold_the_values_of_a_known_input(tmp_path: Path) -> None:
     assert "| r | m | mutation | x | energy (cpu rapl) | 3 | +1.00 (too few for an interval) |" in report
     assert "| r | m | mutation | x | accuracy | 3 | -1.00 (too few for an interval) |" in report
     assert "4 trials: 3 success, 1 failed." in report
+    # The terminal says what the cells are, as the pages do.
+    assert "(cells: median (min–max) over successful trials: what the campaign tried, not run-to-run noise)" \
+        in result.stdout
 
 
 def test_the_plots_are_real_pngs_of_the_expected_size_and_in_both_pages(tmp_path: Path) -> None:
@@ -365,3 +368,53 @@ def test_parallel_trials_are_their_own_energy_series_beside_trials_measured_alon
     assert [text.get_text() for text in legend_of(energy).get_texts()] == ["cpu rapl", "cpu rapl, parallel"]
     trade_off = drawn_figures["energy_vs_accuracy_r_m.png"].axes[0]
     assert len(trade_off.lines) == 2  # a Pareto staircase each: a parallel trial never dominates one alone
+
+
+def pooled_study(path: Path) -> Path:
+    """Seen by a user: weight_decay drawn in 12 short trials (epochs 3); 12 others held it fixed, drew the
+    learning rate and trained 20 epochs, 6x longer. Pooled, weight_decay 'explained' the duration."""
+    columns = ["experiment_id", "run_id", "trial", "mode", "repo", "model", "status", "duration_s", "mutated",
+               "hp_epochs", "hp_learning_rate", "hp_weight_decay", "perf_accuracy", "cpu_energy_j",
+               "cpu_energy_method"]
+    rng = np.random.default_rng(3)
+    rows = []
+    for index in range(24):
+        short = index < 12
+        decay = float(rng.uniform(1e-5, 1e-3)) if short else 0.0001
+        rate = 0.05 if short else float(rng.uniform(0.01, 0.1))
+        seconds = float(rng.uniform(1.0, 1.2)) if short else float(rng.uniform(6.0, 7.0))
+        rows.append([f"e{index}", "run_a", f"{index:03d}", "mutation", "r", "m", "success", seconds,
+                     "weight_decay" if short else "learning_rate", 3 if short else 20, rate, decay, 0.8,
+                     seconds * 10, "rapl"])
+    # The fixed weight_decay is the lowest value of all: pooled, weight_decay and duration rank alike.
+    return write_table(path, rows, columns)
+
+
+def test_statistics_never_pool_trials_that_held_other_settings_differently(
+        tmp_path: Path, drawn_figures: dict[str, Figure]) -> None:
+    result = invoke("report", pooled_study(tmp_path / "t.csv"), "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    report = (tmp_path / "out" / "report.md").read_text()
+    # The per-model cells: one row per setting held fixed, never one median over both.
+    assert "| r | m | mutation | cpu rapl | epochs=3 learning_rate=0.05 weight_decay=* | 12 | 100% | 12 |" in report
+    assert "| r | m | mutation | cpu rapl | epochs=20 learning_rate=* weight_decay=0.0001 | 12 | 100% | 12 |" in report
+    # weight_decay's correlations use only the 12 trials that drew it.
+    decay = [line for line in report.splitlines() if line.startswith("| r | m | mutation | weight_decay |")]
+    assert decay and all("| epochs=3 learning_rate=0.05 | " in line and "| 12 |" in line for line in decay), decay
+    assert "fixed" in report and "(name=value) or drawn (name=*)" in report
+    # The plots likewise: 12 points of weight_decay, 12 of the learning rate.
+    figure = drawn_figures["duration_vs_hp_weight_decay_r_m.png"]
+    assert sum(len(collection.get_offsets()) for collection in figure.axes[0].collections) == 12
+
+
+def test_a_hyperparameter_drawn_under_two_fixed_settings_gets_a_correlation_for_each(tmp_path: Path) -> None:
+    columns = ["experiment_id", "run_id", "trial", "mode", "repo", "model", "status", "duration_s", "mutated",
+               "hp_epochs", "hp_x", "perf_accuracy", "cpu_energy_j", "cpu_energy_method"]
+    rows = [[f"e{i}", "run_a", f"{i:03d}", "mutation", "r", "m", "success", (1 if i < 10 else 5) + i % 10 / 10, "x",
+             3 if i < 10 else 20, i % 10, 0.5, 1.0, "rapl"] for i in range(20)]
+    result = invoke("report", write_table(tmp_path / "t.csv", rows, columns), "-o", tmp_path / "out", "--no-plots")
+    assert result.exit_code == 0, result.output
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "| r | m | mutation | x | epochs=3 | duration_s | 10 | +1.00 [" in report
+    assert "| r | m | mutation | x | epochs=20 | duration_s | 10 | +1.00 [" in report
+    assert "the trials that drew x held other settings differently (epochs=3; epochs=20)" in report

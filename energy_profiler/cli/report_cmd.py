@@ -55,10 +55,19 @@ def report_command(inputs: tuple[Path, ...], *, output: Path | None, metric: str
             if which != "groups":
                 click.echo("")
             emit(tables.headers(which), rows, optional=optional[which])
+            click.echo(fitted(LEGENDS[which], terminal_width()))
     width = terminal_width()
     for note in report.notes:
         click.echo(fitted(f"note: {note}", width))
     click.echo(f"\n{report.rows} trials; {len(report.plots)} plots; {report.html} and {report.markdown.name}")
+
+
+LEGENDS = {
+    "groups": "(cells: median (min–max) over successful trials: what the campaign tried, not run-to-run noise)",
+    "repeats": "(cells: mean ± sd over the repeats of one configuration: the run-to-run noise)",
+    "correlations": "(n pairs, rho and its 95 % interval; an interval that spans 0 is no evidence of an effect)",
+}
+"""What the cells of each table are, printed under it as report.md says above it."""
 
 
 def _default_output(first: Path) -> Path:

@@ -16,7 +16,15 @@ from energy_profiler.fs import atomic_write_bytes
 from energy_profiler.report.frame import ReportInputError as ReportInputError
 from energy_profiler.report.frame import energy_missing_reason, load, trial_dir
 from energy_profiler.report.pages import Page, Section, html_page, markdown
-from energy_profiler.report.tables import KindOf, Tables, add_configurations, axis_kinds, main_metric, summarize
+from energy_profiler.report.tables import (
+    KindOf,
+    Tables,
+    add_configurations,
+    add_contexts,
+    axis_kinds,
+    main_metric,
+    summarize,
+)
 
 DEFAULT_TRACES = 3
 
@@ -38,7 +46,7 @@ def _no_kinds(_repo: str, _model: str, _name: str) -> None:
 def build(inputs: Sequence[Path], folder: Path, *, metric: str | None = None, traces: Sequence[str] = (),
           energy: str = "total", kind_of: KindOf = _no_kinds, plots_wanted: bool = True) -> Report:
     """Read the tables, write the plots, report.md and report.html into `folder`."""
-    table = add_configurations(load(inputs, energy))
+    table = add_contexts(add_configurations(load(inputs, energy)))
     try:
         chosen_metric = main_metric(table, metric)
     except KeyError as error:

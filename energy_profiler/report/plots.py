@@ -33,7 +33,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from energy_profiler.report.frame import mutated_names, mutated_together
 from energy_profiler.report.stats import higher_is_better, pareto_front, staircase
-from energy_profiler.report.tables import Kinds
+from energy_profiler.report.tables import Kinds, context_without
 
 SIZE_IN = (6.4, 4.8)
 DPI = 100
@@ -86,7 +86,7 @@ def drawn(data: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 def plotted(table: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
     """The successful trials, with only the columns a plot reads: each plot copies its rows, and a
     copy of 60 columns of 100,000 rows costs more than drawing the plot."""
-    columns = ["repo", "model", "mode", "mutated", "_config", "duration_s", "energy_j", "energy_method",
+    columns = ["repo", "model", "mode", "mutated", "_config", "_context", "duration_s", "energy_j", "energy_method",
                *([metric] if metric else []), *(column for column in table.columns if column.startswith("hp_"))]
     return table.loc[table["_ok"], columns]
 
@@ -220,7 +220,7 @@ def against_hyperparameters(table: pd.DataFrame, metric: str | None, *, energy: 
                 wanted.append(("energy_j", f"energy (J, {energy})", "_energy_series", measured))
             for y, label, series, rows in wanted:
                 assert y is not None
-                data = rows[rows[column] != ""].copy()
+                data = with_context_series(_drew(rows, name), series, name)
                 data[y] = pd.to_numeric(data[y], errors="coerce")
                 data = data[data[y].notna()]
                 if data.empty:
@@ -232,9 +232,25 @@ def against_hyperparameters(table: pd.DataFrame, metric: str | None, *, energy: 
                           f"{repo}/{model}: {what} against {name}{sampled}")
                 plots.append(Plot(
                     f"{stem}_vs_hp_{safe_name(name)}_{safe_name(repo)}_{safe_name(model)}.png",
-                    partial(_hyperparameter_figure, data, column=column, kind=kind, y=y, series=series, colour=colour,
-                            colour_kind=colour_kind, labels=labels)))
+                    partial(_hyperparameter_figure, data, column=column, kind=kind, y=y, series="_series",
+                            colour=colour, colour_kind=colour_kind, labels=labels)))
     return plots
+
+
+def _drew(rows: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The trials that drew `name`: where it was held fixed its value tells nothing of its effect."""
+    cells = rows["mutated"].astype(str)
+    drew = cells.map({cell: name in cell.split(";") for cell in cells.unique()}).astype(bool)
+    return rows[drew & (rows[f"hp_{name}"] != "")]
+
+
+def with_context_series(rows: pd.DataFrame, series: str, name: str) -> pd.DataFrame:
+    """`rows` (a copy) with `_series`: `series`'s value, and what the trials held fixed where that
+    differs (`epochs=3`), so that trials of different fixed settings are separate series."""
+    labels = rows["_context"].astype(str).map(lambda label: context_without(label, name))
+    base = rows[series].astype(str)
+    series_of = base + " | " + labels if labels.nunique() > 1 else base
+    return rows.assign(_series=series_of)
 
 
 def _hyperparameter_figure(data: pd.DataFrame, *, column: str, kind: str, y: str, series: str, colour: str | None,

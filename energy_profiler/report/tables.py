@@ -43,10 +43,15 @@ class Tables:
     correlations: list[list[object]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
+    fixed: bool = False
+    """Trials of a model differ in what they held fixed: the group and correlation tables say how."""
+
     def headers(self, which: str) -> list[str]:
         metric = self.metric_name
-        return {"groups": [*GROUP_HEADERS, metric], "repeats": [*REPEAT_HEADERS, metric],
-                "correlations": CORRELATION_HEADERS}[which]
+        fixed = ["fixed"] if self.fixed else []
+        return {"groups": [*GROUP_HEADERS[:4], *fixed, *GROUP_HEADERS[4:], metric],
+                "repeats": [*REPEAT_HEADERS, metric],
+                "correlations": [*CORRELATION_HEADERS[:4], *fixed, *CORRELATION_HEADERS[4:]]}[which]
 
     @property
     def metric_name(self) -> str:
@@ -105,14 +110,62 @@ def add_configurations(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+DRAWN = "*"
+"""A hyperparameter's state in `_context` where it was mutated (drawn) in the trial."""
+
+
+def add_contexts(table: pd.DataFrame) -> pd.DataFrame:
+    """`_context`: what a trial held fixed that other trials of its repository and model did not.
+
+    Each hyperparameter's state in a trial is its value, or `*` where the trial mutated it. Those
+    whose state differs between trials of a repository and model (epochs fixed at 3 in one
+    campaign and at 20 in another, or drawn in one experiment and fixed in another) make the
+    label, `epochs=20 weight_decay=*`; where none differs it is empty. Statistics never pool trials
+    of different labels: a duration or a correlation over them would mix fixed settings with the
+    effect they are read for.
+    """
+    hp_columns = [column for column in table.columns if column.startswith("hp_")]
+    labels = np.full(len(table), "", dtype=object)
+    for _, positions in table.groupby(["repo", "model"], sort=False, observed=True).indices.items():
+        group = table.iloc[positions]
+        cells = group["mutated"].astype(str)
+        drawn_sets = {cell: set(cell.split(";")) for cell in cells.unique()}
+        parts = []
+        for column in hp_columns:
+            name = column.removeprefix("hp_")
+            drawn = cells.map({cell: name in names for cell, names in drawn_sets.items()}).to_numpy(dtype=bool)
+            state = np.where(drawn, DRAWN, group[column].astype(str).to_numpy())
+            if len(set(state.tolist())) > 1:
+                parts.append(np.char.add(f"{name}=", state.astype(str)))
+        if parts:
+            label = parts[0]
+            for part in parts[1:]:
+                label = np.char.add(np.char.add(label, " "), part)
+            labels[positions] = label
+    table["_context"] = pd.Categorical(labels)
+    return table
+
+
+def context_without(label: str, name: str) -> str:
+    """The label with `name=*` left out: in a row about `name`, that it was drawn goes without saying."""
+    return " ".join(part for part in label.split(" ") if part and part != f"{name}={DRAWN}")
+
+
 def summarize(table: pd.DataFrame, metric: str | None, kinds: Kinds) -> Tables:
     tables = Tables(metric)
-    narrow = table[[*GROUP_KEYS, "_ok", "_config", "duration_s", "energy_j", *([metric] if metric else [])]]
-    for key, group in narrow.groupby(GROUP_KEYS, sort=False, observed=True):
+    tables.fixed = bool((table["_context"].astype(str) != "").any())
+    keys = [*GROUP_KEYS, "_context"]
+    narrow = table[[*keys, "_ok", "_config", "duration_s", "energy_j", *([metric] if metric else [])]]
+    for key, group in narrow.groupby(keys, sort=False, observed=True):
         good = group[group["_ok"]]
-        tables.groups.append([*key, len(group), f"{len(good) / len(group):.0%}", group["_config"].nunique(),
+        *named, context = key
+        tables.groups.append([*named, *([context or "-"] if tables.fixed else []), len(group),
+                              f"{len(good) / len(group):.0%}", group["_config"].nunique(),
                               spread(good["duration_s"]), spread(good["energy_j"]),
                               spread(good[metric]) if metric else "missing"])
+    if tables.fixed:
+        tables.notes.append("'fixed' names what differs between the trials of a model: values held fixed "
+                            "(name=value) or drawn (name=*); trials that differ there are never pooled")
     ok = table[table["_ok"]]
     tables.repeats, more = _repeats(ok, metric)
     if more:
@@ -123,14 +176,17 @@ def summarize(table: pd.DataFrame, metric: str | None, kinds: Kinds) -> Tables:
 
 def _correlations(tables: Tables, ok: pd.DataFrame, metric: str | None, kinds: Kinds) -> None:
     """Spearman's rho of each numeric mutated hyperparameter against duration, the metric and the energy
-    of each method, per repository, model and mode. Positions and numpy arrays in the loop: a pandas
-    lookup per pair costs more than the correlation of 25,000 trials."""
+    of each method, per repository, model and mode, over the trials that drew it and held everything
+    else alike (one row per `_context`). Positions and numpy arrays in the loop: a pandas lookup per
+    pair costs more than the correlation of 25,000 trials."""
     numeric = {f"hp_{name}" for (_, _, name), kind in kinds.items() if kind != "categorical"}
     numbers = {column: as_numbers(ok[column]).to_numpy() for column in numeric}
     duration = ok["duration_s"].to_numpy(dtype=float, na_value=np.nan)
     metric_values = ok[metric].to_numpy(dtype=float, na_value=np.nan) if metric else None
     energy = ok["energy_j"].to_numpy(dtype=float, na_value=np.nan)
     methods = ok["energy_method"].astype(str).to_numpy()
+    contexts = ok["_context"].astype(str).to_numpy()
+    cells = ok["mutated"].astype(str).to_numpy()
     by_mode = ok[["repo", "model", "mode", "mutated"]]
     indices = by_mode.groupby(["repo", "model", "mode"], sort=False, observed=True).indices
     for key, positions in indices.items():
@@ -140,12 +196,6 @@ def _correlations(tables: Tables, ok: pd.DataFrame, metric: str | None, kinds: K
         if len(together) > 1:
             tables.notes.append(f"{repo}/{model} ({mode}): {', '.join(together)} were mutated together, so each "
                                 "correlation mixes their effects")
-        targets = [("duration_s", duration, positions)]  # (name, values, the rows they are taken from)
-        if metric_values is not None:
-            targets.append((tables.metric_name, metric_values, positions))
-        measured = positions[~np.isnan(energy[positions])]
-        for method in dict.fromkeys(methods[measured]):
-            targets.append((f"energy ({method})", energy, measured[methods[measured] == method]))
         for name in mutated_names(group):
             column, kind = f"hp_{name}", kinds.get((str(repo), str(model), name))
             if kind is None:  # not a column of these tables
@@ -154,11 +204,36 @@ def _correlations(tables: Tables, ok: pd.DataFrame, metric: str | None, kinds: K
                 tables.notes.append(f"{repo}/{model} ({mode}): {name} is categorical: no rank correlation, see "
                                     "its plots")
                 continue
-            for against, values, rows in targets:
-                x, target = numbers[column][rows], values[rows]
-                tables.correlations.append([repo, model, mode, name, against,
-                                            int((~np.isnan(x) & ~np.isnan(target)).sum()),
-                                            _rho(spearman(x, target))])
+            # Only the trials that drew it: where it was fixed, its value says nothing of its effect.
+            drawn = np.array([name in cell.split(";") for cell in cells[positions]], dtype=bool)
+            drew: np.ndarray = np.asarray(positions)[drawn]
+            strata = list(dict.fromkeys(contexts[drew]))
+            if len(strata) > 1:
+                shown = "; ".join(context_without(label, name) or "-" for label in strata)
+                tables.notes.append(f"{repo}/{model} ({mode}): the trials that drew {name} held other settings "
+                                    f"differently ({shown}): each set has its own correlations, never pooled")
+            for label in strata:
+                rows = drew[contexts[drew] == label]
+                fixed = [context_without(label, name) or "-"] if tables.fixed else []
+                targets = _targets(tables, rows, duration=duration, metric_values=metric_values, energy=energy,
+                                   methods=methods)
+                for against, values, taken in targets:
+                    x, target = numbers[column][taken], values[taken]
+                    tables.correlations.append([repo, model, mode, name, *fixed, against,
+                                                int((~np.isnan(x) & ~np.isnan(target)).sum()),
+                                                _rho(spearman(x, target))])
+
+
+def _targets(tables: Tables, rows: np.ndarray, *, duration: np.ndarray, metric_values: np.ndarray | None,
+             energy: np.ndarray, methods: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(what, its values, the rows they are taken from): duration, the metric, the energy of each method."""
+    targets = [("duration_s", duration, rows)]
+    if metric_values is not None:
+        targets.append((tables.metric_name, metric_values, rows))
+    measured = rows[~np.isnan(energy[rows])]
+    for method in dict.fromkeys(methods[measured]):
+        targets.append((f"energy ({method})", energy, measured[methods[measured] == method]))
+    return targets
 
 
 def _repeats(ok: pd.DataFrame, metric: str | None) -> tuple[list[list[object]], int]:
