@@ -404,13 +404,14 @@ def test_statistics_never_pool_trials_that_held_other_settings_differently(
     assert "fixed" in report and "(name=value) or drawn (name=*)" in report
     # The plots likewise: 12 points of weight_decay, 12 of the learning rate.
     figure = drawn_figures["duration_vs_hp_weight_decay_r_m.png"]
-    assert sum(len(collection.get_offsets()) for collection in figure.axes[0].collections) == 12
+    assert sum(np.asarray(collection.get_offsets()).shape[0] for collection in figure.axes[0].collections) == 12
 
 
 def test_a_hyperparameter_drawn_under_two_fixed_settings_gets_a_correlation_for_each(tmp_path: Path) -> None:
     columns = ["experiment_id", "run_id", "trial", "mode", "repo", "model", "status", "duration_s", "mutated",
                "hp_epochs", "hp_x", "perf_accuracy", "cpu_energy_j", "cpu_energy_method"]
-    rows = [[f"e{i}", "run_a", f"{i:03d}", "mutation", "r", "m", "success", (1 if i < 10 else 5) + i % 10 / 10, "x",
+    rows: list[list[object]] = [
+            [f"e{i}", "run_a", f"{i:03d}", "mutation", "r", "m", "success", (1 if i < 10 else 5) + i % 10 / 10, "x",
              3 if i < 10 else 20, i % 10, 0.5, 1.0, "rapl"] for i in range(20)]
     result = invoke("report", write_table(tmp_path / "t.csv", rows, columns), "-o", tmp_path / "out", "--no-plots")
     assert result.exit_code == 0, result.output

@@ -113,3 +113,31 @@ def test_a_resume_names_the_settings_file_of_its_campaign_and_an_existing_folder
     by_name = invoke("--registry", registry, "--results-dir", results, "-q", "run", settings, "--resume", run_dir.name)
     assert by_name.exit_code == 0, by_name.output
     assert not list(results.glob("run_*/run_*"))
+
+
+def test_status_counts_agree_shows_reasons_and_finds_the_run_by_name_or_as_the_latest(
+        write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path,
+        monkeypatch: Any) -> None:
+    registry = fake_registry(fake=fake_repo("fail"))
+    settings = write_json("s.json", {"experiment_name": "st", "runs_per_config": 3, "stop_after_start_failures": 0,
+                                     "experiments": [{"mode": "default", "repo": "fake", "model": "tiny"}]})
+    results = tmp_path / "results"
+    assert invoke("--registry", registry, "--results-dir", results, "-q", "run", settings).exit_code == 1
+    run_dir = next(results.glob("run_*"))
+    record_path = run_dir / "003_fake_tiny" / "experiment.json"
+    record = json.loads(record_path.read_text())
+    record["status"], record["status_reason"] = "interrupted", "interrupted by SIGINT"
+    record_path.write_text(json.dumps(record))  # as a Ctrl-C leaves it: a record and a row
+
+    monkeypatch.chdir(tmp_path)  # another working folder: the run is found in --results-dir by its name
+    for named in (["status", run_dir.name], ["status"]):  # by name, and the latest without one
+        shown = invoke("--results-dir", results, *named, "--format", "csv")
+        assert shown.exit_code == 0, shown.output
+        table = list(csv.DictReader(shown.stdout.splitlines()))
+        assert list(table[0]) == ["trial", "record", "in_summary", "reason"]  # no Slurm columns on a local run
+        assert [(row["record"], row["reason"]) for row in table] == [
+            ("failed", "exit code 4: Traceback: something broke")] * 2 + [("interrupted", "interrupted by SIGINT")]
+    text = invoke("--results-dir", results, "status").stdout
+    # Every count from the same rows: 3 recorded, of which 1 interrupted and so still to run; 3 rows.
+    assert "3 trials: 3 recorded (2 failed, 1 interrupted), 1 still to run, 3 in summary.csv" in text
+    assert invoke("--results-dir", tmp_path / "empty", "status").exit_code == 2

@@ -16,49 +16,79 @@ from pathlib import Path
 
 import click
 
-from energy_profiler.cli.context import EXIT_CONFIG, global_options
+from energy_profiler.cli.context import EXIT_CONFIG, AppContext, global_options
 from energy_profiler.cli.tables import emit, format_option
 from energy_profiler.execution.slurm_jobs import JobState, SlurmError, SlurmTools, job_states, read_jobs
 from energy_profiler.planning.plan import Plan
+from energy_profiler.results.rundir import named_run_dir, run_dirs
 
-HEADERS = ["trial", "record", "in_summary", "job", "job_state", "node", "reason"]
+LOCAL_HEADERS = ["trial", "record", "in_summary", "reason"]
+SLURM_HEADERS = ["trial", "record", "in_summary", "job", "job_state", "node", "reason"]
 
 
 @click.command("status")
-@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("run_dir", required=False)
 @format_option("one row per planned trial")
 @global_options
-def status_command(run_dir: Path, output_format: str) -> None:
-    """What each trial of RUN_DIR has come to: recorded (and its status), in summary.csv, its Slurm job."""
+def status_command(run_dir: str | None, output_format: str) -> None:
+    """What each trial of RUN_DIR has come to: recorded (and its status), in summary.csv, its Slurm job.
+
+    RUN_DIR is a run folder, or its name in the results folder; without it, the latest run folder.
+    """
+    app = click.get_current_context().ensure_object(AppContext)
+    folder = _run_dir(app, run_dir)
     try:
-        plan_document = json.loads((run_dir / "plan.json").read_text())
+        plan_document = json.loads((folder / "plan.json").read_text())
         plan = Plan.from_json(plan_document)
     except (OSError, ValueError, KeyError) as error:
-        click.echo(f"error: {run_dir}: not a run folder with a readable plan.json ({error})", err=True)
+        click.echo(f"error: {folder}: not a run folder with a readable plan.json ({error})", err=True)
         sys.exit(EXIT_CONFIG)
-    jobs = read_jobs(run_dir)
+    jobs = read_jobs(folder)
     states, unreachable = _states(jobs)
-    in_summary = _summary_trials(run_dir / "summary.csv")
+    in_summary = _summary_trials(folder / "summary.csv")
     rows = []
     for trial in plan.trials:
-        job_id = jobs.get(trial.name)
-        state = states.get(job_id) if job_id else None
-        rows.append([trial.name, _record_status(run_dir / trial.name / "experiment.json"),
-                     "yes" if trial.name in in_summary else "no", job_id, state.state if state else None,
-                     state.node if state else None, state.shown_reason if state else None])
-    emit(HEADERS, rows, output_format)
+        status, reason = _record(folder / trial.name / "experiment.json")
+        shown = [trial.name, status, "yes" if trial.name in in_summary else "no"]
+        if jobs:
+            job_id = jobs.get(trial.name)
+            state = states.get(job_id) if job_id else None
+            shown += [job_id, state.state if state else None, state.node if state else None]
+            reason = reason or (state.shown_reason if state else None)
+        rows.append([*shown, reason])
+    emit(SLURM_HEADERS if jobs else LOCAL_HEADERS, rows, output_format)
     if output_format != "table":
         return
-    recorded = [row for row in rows if row[1] not in (None, "interrupted")]
-    active = Counter(str(row[4]).lower() for row in rows if row[4] in ("PENDING", "RUNNING", "COMPLETING"))
-    click.echo(f"{len(plan.trials)} trials: {len(recorded)} recorded, {len(in_summary)} in summary.csv"
+    statuses = Counter(str(row[1]) for row in rows if row[1] is not None)
+    final = sum(count for status, count in statuses.items() if status != "interrupted")
+    active = Counter(str(row[4]).lower() for row in rows if jobs and row[4] in ("PENDING", "RUNNING", "COMPLETING"))
+    tally = ", ".join(f"{count} {status}" for status, count in statuses.items())
+    click.echo(f"{len(plan.trials)} trials: {sum(statuses.values())} recorded ({tally or 'none yet'}), "
+               f"{len(plan.trials) - final} still to run, {len(in_summary)} in summary.csv"
                + "".join(f", {count} {state}" for state, count in sorted(active.items())))
     if unreachable:
         click.echo(f"Slurm: {unreachable}")
-    if any(row[2] == "no" for row in recorded) or (jobs and len(recorded) < len(plan.trials) and not active):
-        settings_file = plan_document.get("settings_file", str(run_dir / "settings.json"))
+    missing_rows = any(row[1] not in (None, "interrupted") and row[2] == "no" for row in rows)
+    if missing_rows or (final < len(plan.trials) and not active):
+        settings_file = plan_document.get("settings_file", str(folder / "settings.json"))
         click.echo(f"to write their rows (and run what is left): mutation.py run {shlex.quote(settings_file)} --resume "
-                   f"{shlex.quote(str(run_dir))}")
+                   f"{shlex.quote(str(folder.absolute()))}")
+
+
+def _run_dir(app: AppContext, text: str | None) -> Path:
+    """The run folder named (a path, or a name in the results folder), else the latest one."""
+    if text is None:
+        folders = run_dirs(app.results_dir)
+        if not folders:
+            click.echo(f"error: no run folder in {app.results_dir} (name one, or the results folder with "
+                       "--results-dir)", err=True)
+            sys.exit(EXIT_CONFIG)
+        return folders[-1]
+    folder = named_run_dir(app.results_dir, text)
+    if folder is None:
+        click.echo(f"error: {text}: no such run folder (looked for it as a path and in {app.results_dir})", err=True)
+        sys.exit(EXIT_CONFIG)
+    return folder
 
 
 def _states(jobs: dict[str, str]) -> tuple[dict[str, JobState], str | None]:
@@ -75,11 +105,13 @@ def _states(jobs: dict[str, str]) -> tuple[dict[str, JobState], str | None]:
     return states, None
 
 
-def _record_status(document: Path) -> str | None:
+def _record(document: Path) -> tuple[str | None, str | None]:
+    """The record's status and reason, (None, None) while the trial has none."""
     try:
-        return str(json.loads(document.read_text())["status"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+        record = json.loads(document.read_text())
+        return str(record["status"]), record.get("status_reason")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None, None
 
 
 def _summary_trials(path: Path) -> set[str]:
