@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from energy_profiler.results.rundir import run_dir_lock
 from test.conftest import PROJECT_ROOT, fake_repo, invoke, wait_for
 
 
@@ -141,3 +142,29 @@ def test_status_counts_agree_shows_reasons_and_finds_the_run_by_name_or_as_the_l
     # Every count from the same rows: 3 recorded, of which 1 interrupted and so still to run; 3 rows.
     assert "3 trials: 3 recorded (2 failed, 1 interrupted), 1 still to run, 3 in summary.csv" in text
     assert invoke("--results-dir", tmp_path / "empty", "status").exit_code == 2
+
+
+def test_runs_lists_each_run_folder_with_its_state_and_counts(
+        write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path) -> None:
+    registry, settings = sleepy_campaign(write_json, fake_registry, seconds=0.01)
+    results = tmp_path / "results"
+    assert invoke("--registry", registry, "--results-dir", results, "-q", "run", settings).exit_code == 0
+    assert invoke("--registry", registry, "--results-dir", results, "-q", "run", settings).exit_code == 0
+    first, second = sorted(results.glob("run_*"))
+    record_path = second / "004_fake_tiny" / "experiment.json"
+    record = json.loads(record_path.read_text())
+    record["status"] = "interrupted"
+    record_path.write_text(json.dumps(record))
+    listed = invoke("--results-dir", results, "runs", "--format", "json")
+    assert listed.exit_code == 0, listed.output
+    runs = {row["run"]: row for row in json.loads(listed.stdout)}
+    assert (runs[first.name]["experiment"], runs[first.name]["state"], runs[first.name]["trials"],
+            runs[first.name]["recorded"], runs[first.name]["success"]) == ("tdp", "finished", 4, 4, 4)
+    assert (runs[second.name]["state"], runs[second.name]["recorded"]) == ("incomplete", 3)
+    assert runs[first.name]["size_mib"] >= 0 and runs[first.name]["started_utc"].startswith("20")
+    with run_dir_lock(second):  # a campaign holds it
+        assert json.loads(invoke("--results-dir", results, "runs", "--format", "json").stdout)[1]["state"] == \
+            "running"
+    text = invoke("--results-dir", results, "runs").stdout
+    assert first.name in text and f"2 run folder(s) in {results}" in text
+    assert invoke("--results-dir", tmp_path / "none", "runs").stdout == f"no run folder in {tmp_path / 'none'}\n"

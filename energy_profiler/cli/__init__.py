@@ -23,7 +23,8 @@ COMMANDS = {  # name -> module of energy_profiler.cli, attribute
     "plan": ("plan_cmd", "plan_command"), "doctor": ("doctor", "doctor_command"),
     "cleanup": ("cleanup", "cleanup_command"), "merge": ("merge_cmd", "merge_command"),
     "report": ("report_cmd", "report_command"), "migrate": ("migrate_cmd", "migrate_command"),
-    "status": ("status_cmd", "status_command"), "run-trial": ("run_trial", "run_trial_command"),
+    "status": ("status_cmd", "status_command"), "runs": ("runs_cmd", "runs_command"),
+    "run-trial": ("run_trial", "run_trial_command"),
 }
 
 

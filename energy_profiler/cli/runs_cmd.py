@@ -1,0 +1,86 @@
+"""`runs`: the run folders of the results folder, oldest first, with their state, trial counts and size.
+
+Read-only, like `status`: a running campaign's folder is seen as running (its lock is held), and
+nothing is written or locked for longer than the test of its lock takes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+import click
+
+from energy_profiler.cli.context import AppContext, global_options
+from energy_profiler.cli.tables import emit, format_option
+from energy_profiler.results.rundir import run_dirs
+
+HEADERS = ["run", "experiment", "state", "trials", "recorded", "success", "not_success", "size_mib", "started_utc"]
+
+
+@click.command("runs")
+@format_option("one row per run folder")
+@global_options
+def runs_command(output_format: str) -> None:
+    """List the run folders of the results folder: state (running, finished, incomplete), trials, size."""
+    app = click.get_current_context().ensure_object(AppContext)
+    folders = run_dirs(app.results_dir)
+    rows = [_row(folder) for folder in folders]
+    if output_format != "table":
+        emit(HEADERS, rows, output_format)
+    elif rows:
+        emit(HEADERS, rows, optional=["started_utc", "size_mib", "not_success"])
+        click.echo(f"{len(rows)} run folder(s) in {app.results_dir}; `mutation.py status RUN` shows one trial by trial")
+    else:
+        click.echo(f"no run folder in {app.results_dir}")
+
+
+def _row(folder: Path) -> list[object]:
+    try:
+        plan = json.loads((folder / "plan.json").read_text())
+        planned = [trial["name"] for trial in plan["trials"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return [folder.name, None, "unreadable", None, None, None, None, _size_mib(folder), None]
+    statuses = Counter(status for name in planned if (status := _final_status(folder / name)) is not None)
+    recorded = sum(statuses.values())
+    state = "running" if is_running(folder) else "finished" if recorded == len(planned) else "incomplete"
+    return [folder.name, plan.get("experiment_name"), state, len(planned), recorded, statuses.get("success", 0),
+            recorded - statuses.get("success", 0), _size_mib(folder), plan.get("created_utc", "")[:19] or None]
+
+
+def _final_status(trial_dir: Path) -> str | None:
+    """The status of the trial's record, None while it has none or an interrupted one (it runs again)."""
+    try:
+        status = json.loads((trial_dir / "experiment.json").read_text())["status"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return None if status == "interrupted" else str(status)
+
+
+def is_running(folder: Path) -> bool:
+    """Whether a campaign holds the run folder's lock now (tested without waiting, released at once)."""
+    try:
+        descriptor = os.open(folder / ".lock", os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(descriptor)  # closing releases a lock this test took
+    return False
+
+
+def _size_mib(folder: Path) -> float:
+    total = 0
+    for directory, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += Path(directory, name).lstat().st_size
+            except OSError:
+                continue
+    return round(total / 2**20, 1)
