@@ -221,3 +221,44 @@ def test_fixed_choices_and_switches_are_checked_by_kind(tmp_path: Path) -> None:
         tmp_path / "c.json", registry)
     trial = build_plan(fixed, registry, 1).trials[0]
     assert trial.argv[trial.argv.index("--optimizer") + 1] == "0.5" and "--tied" in trial.argv
+
+
+def test_a_settings_range_narrows_the_draws_without_editing_the_registry(tmp_path: Path) -> None:
+    plan = plan_of(mutation("learning_rate", "epochs", runs=30,
+                            ranges={"learning_rate": [0.001, 0.01], "epochs": [2, 4]}))
+    values = [dict(trial.hyperparameters) for trial in plan.trials]
+    assert all(0.001 <= float(v["learning_rate"]) <= 0.01 for v in values), values
+    assert {v["epochs"] for v in values} == {"2", "3", "4"}
+    with pytest.raises(ConfigError, match=r"only 3 exist"):  # the narrowed space is what is counted
+        plan_of(mutation("epochs", runs=4, ranges={"epochs": [2, 4]}))
+    registry = choice_registry(tmp_path)
+    chosen = settings_from_document({"experiment_name": "c", "experiments": [
+        {"mode": "mutation", "repo": "examples", "model": "mlp", "mutate": ["optimizer"], "runs_per_config": 2,
+         "ranges": {"optimizer": ["sgd", 0.5]}}]}, tmp_path / "c.json", registry)
+    drawn = {dict(trial.hyperparameters)["optimizer"] for trial in build_plan(chosen, registry, 1).trials}
+    assert drawn == {"sgd", "0.5"}  # adam is the default: never drawn, and not asked for here
+
+
+def test_a_range_that_widens_misses_or_names_nothing_drawn_is_refused_at_its_path(
+        write_json: Any) -> None:
+    file = write_json("r.json", {"experiment_name": "r", "experiments": [
+        mutation("learning_rate", "epochs", "batch_size", "dropout",
+                 ranges={"learning_rate": [0.001, 0.9], "epochs": [5, 2], "batch_size": [8.5, 16],
+                         "dropout": ["a", 1], "weight_decay": [0, 0.001], "lr": [0.1, 0.2]}),
+        {"mode": "parallel", "ranges": {"epochs": [1, 2]},
+         "foreground": {"repo": "examples", "model": "mlp", "mode": "mutation", "mutate": ["epochs"],
+                        "ranges": {"epochs": [1, 99]}},
+         "background": {"repo": "examples", "model": "mlp"}}]})
+    result = invoke("validate", file)
+    assert result.exit_code == 2
+    for fragment in [
+        "experiments[0].ranges.learning_rate: [0.001, 0.9] is not inside the range [0.001, 0.3] of the registry",
+        "experiments[0].ranges.epochs: low end 5 is above high end 2",
+        "experiments[0].ranges.batch_size: [8.5, 16] are not integers",
+        'experiments[0].ranges.dropout: expected [low, high], two numbers, got ["a", 1]',
+        "experiments[0].ranges.weight_decay: 'weight_decay' is not drawn in this experiment",
+        "experiments[0].ranges.lr: unknown hyperparameter 'lr' for examples/mlp (did you mean 'learning_rate'?)",
+        "experiments[1].ranges: 'ranges' is not allowed with mode 'parallel'",
+        "experiments[1].foreground.ranges.epochs: [1, 99] is not inside the range [1, 20]",
+    ]:
+        assert fragment in result.stderr, (fragment, result.stderr)

@@ -7,9 +7,10 @@ is what makes `12`, `12.0` and `"12"` the same value, and `6.36e-05` stay `6.36e
 
 from __future__ import annotations
 
+import json
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from energy_profiler.model.values import SWITCH_VALUES, ValueType, format_value
@@ -84,6 +85,43 @@ class HyperparameterSpec:
         if self.limits is None:
             return f"the range [{low:g}, {high:g}]"
         return f"the limits [{low:g}, {high:g}] (mutation range [{self.low:g}, {self.high:g}])"
+
+
+def narrowed(spec: HyperparameterSpec, bounds: list[object]) -> HyperparameterSpec | str:
+    """`spec` drawing only from `bounds` (a settings file's `ranges`), or why that cannot be.
+
+    Numbers: `[low, high]` inside the registry's range (a campaign may narrow it, never widen it);
+    a choice: the values to draw from, each one of the registry's.
+    """
+    if spec.type == "switch":
+        return "a switch has only false and true: to keep one, fix it in hyperparameters"
+    if spec.type == "choice":
+        chosen = []
+        for value in bounds:
+            try:
+                text = format_value(value, "choice")  # type: ignore[arg-type]
+            except ValueError as error:
+                return str(error)
+            if text not in spec.values:
+                return f"{text!r} is not one of {spec.bounds_text()}"
+            chosen.append(text)
+        return replace(spec, values=tuple(dict.fromkeys(chosen)))
+    numbers = [value for value in bounds if isinstance(value, int | float) and not isinstance(value, bool)]
+    if len(bounds) != 2 or len(numbers) != 2:
+        return f"expected [low, high], two numbers, got {json.dumps(bounds)}"
+    low, high = numbers
+    if low > high:
+        return f"low end {low:g} is above high end {high:g}"
+    if spec.type == "int" and (low != int(low) or high != int(high)):
+        return f"[{low:g}, {high:g}] are not integers"
+    if not spec.low <= low <= high <= spec.high:
+        return (f"[{low:g}, {high:g}] is not inside the range [{spec.low:g}, {spec.high:g}] of the registry "
+                "(a campaign narrows a range, never widens it)")
+    if spec.distribution == "log_uniform" and low <= 0:
+        return "log_uniform needs a range above 0"
+    if spec.type == "int":
+        return replace(spec, low=int(low), high=int(high))
+    return replace(spec, low=float(low), high=float(high))
 
 
 def round_significant(value: float, digits: int) -> float:

@@ -7,13 +7,14 @@ ConfigError listing every problem with its JSON path. Nothing is started or writ
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from energy_profiler.config.energy_settings import EnergySettings
 from energy_profiler.config.errors import ConfigError, ConfigIssue, broken_under, did_you_mean, suggest_name
 from energy_profiler.config.executor import LOCAL, Executor, executor_from_document
+from energy_profiler.config.hyperparams import HyperparameterSpec, narrowed
 from energy_profiler.config.json_file import read_json
 from energy_profiler.config.registry import Registry
 from energy_profiler.config.validation import issue_sort_key, load_schema, schema_issues
@@ -39,6 +40,8 @@ class Workload:
     """GPU memory it needs (settings, else registry), or None if unknown."""
     restart_delay_s: float = 0.0
     """Background workloads only: the pause between two runs of the loop."""
+    ranges: Mapping[str, HyperparameterSpec] = field(default_factory=dict)
+    """Mutated hyperparameters whose draws this campaign narrows (settings `ranges`), as narrowed specs."""
 
 
 @dataclass(frozen=True)
@@ -322,6 +325,9 @@ def _check_workload(entry: Any, where: tuple[str | int, ...], file: str, registr
         else:
             mutate.append(hp_name)
 
+    ranges = _check_ranges(entry, where, file=file, specs=specs, mutate=mutate, label=label,
+                           schema_found=schema_found) if may_mutate else ({}, [])
+    issues += ranges[1]
     if broken_under(schema_found, where):
         return _CheckedWorkload(None, tuple(mutate), issues)  # its other fields are not to be read
     env = dict(entry.get("env", {}))
@@ -329,8 +335,35 @@ def _check_workload(entry: Any, where: tuple[str | int, ...], file: str, registr
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(gpu) for gpu in entry["gpus"])
     workload = Workload(repo=repo.name, model=model.name, fixed=fixed, env=env,
                         gpu_memory_mib=entry.get("gpu_memory_mib", model.gpu_memory_mib),
-                        restart_delay_s=float(entry.get("restart_delay_s", 0.0)))
+                        restart_delay_s=float(entry.get("restart_delay_s", 0.0)), ranges=ranges[0])
     return _CheckedWorkload(workload, tuple(mutate), issues, tuple(seeds_left_out))
+
+
+def _check_ranges(entry: dict[str, Any], where: tuple[str | int, ...], *, file: str,
+                  specs: Mapping[str, HyperparameterSpec], mutate: list[str], label: str,
+                  schema_found: Sequence[ConfigIssue]) -> tuple[dict[str, HyperparameterSpec], list[ConfigIssue]]:
+    """`ranges`: narrower draws for mutated hyperparameters, inside the registry's; and their issues."""
+    given = entry.get("ranges", {})
+    if not isinstance(given, dict) or broken_under(schema_found, (*where, "ranges")):
+        return {}, []
+    narrowed_specs: dict[str, HyperparameterSpec] = {}
+    issues = []
+    for hp_name, bounds in given.items():
+        range_where = (*where, "ranges", hp_name)
+        spec = specs.get(hp_name)
+        if spec is None:
+            aliases = {name: [other.flag] for name, other in specs.items()}
+            issues.append(ConfigIssue(file, range_where, f"unknown hyperparameter '{hp_name}' for {label}"
+                                                         f"{suggest_name(hp_name, aliases)}"))
+        elif hp_name not in mutate:
+            issues.append(ConfigIssue(file, range_where, f"'{hp_name}' is not drawn in this experiment: a range "
+                                                         "narrows what mutate draws (name it in mutate, or leave "
+                                                         "its range out)"))
+        elif isinstance(result := narrowed(spec, bounds), str):
+            issues.append(ConfigIssue(file, range_where, result))
+        else:
+            narrowed_specs[hp_name] = result
+    return narrowed_specs, issues
 
 
 def energy_settings(block: dict[str, Any]) -> EnergySettings:

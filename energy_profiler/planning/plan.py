@@ -168,7 +168,7 @@ def build_plan(settings: Settings, registry: Registry, seed: int, python: str = 
     skipped_per_table: dict[int, int] = {}
     for experiment in settings.experiments:
         repo = registry.repositories[experiment.repo]
-        specs = repo.models[experiment.model].hyperparameters
+        specs = {**repo.models[experiment.model].hyperparameters, **experiment.foreground.ranges}
         base = _configuration(specs, experiment.fixed, passes_all=repo.passes_all)
         background = tuple(_background_run(position, workload, registry, python)
                            for position, workload in enumerate(experiment.background, start=1))
