@@ -155,19 +155,19 @@ def test_the_estimate_uses_the_trainings_cpu_time(
 
 
 @pytest.mark.parametrize(("energy", "options", "message"), [
-    ({"require": ["cpu"]}, (), "energy.require: cpu energy would be not measured"),
-    ({"cpu": "rapl"}, (), "energy.cpu: rapl is not available: There is no powercap interface at"),
+    ({"require": ["cpu"]}, (), "{file}: energy.require: cpu energy would be not measured"),
+    ({"cpu": "rapl"}, (), "{file}: energy.cpu: rapl is not available: There is no powercap interface at"),
+    # A value of the command line names its option, not the settings file that does not hold it.
     ({}, ("--cpu-energy", "perf"),
-     "energy.cpu: perf is not available: The kernel offers no energy-pkg or energy-psys power event"),
-    ({"cpu": "estimate", "cpu_tdp_w": 65}, ("--require", "cpu"), "cpu energy would be only estimated"),
+     "--cpu-energy perf: perf is not available: The kernel offers no energy-pkg or energy-psys power event"),
+    ({"cpu": "estimate", "cpu_tdp_w": 65}, ("--require", "cpu"), "--require cpu: cpu energy would be only estimated"),
 ])
 def test_energy_that_cannot_be_had_stops_the_campaign_before_it_starts(
         energy: dict[str, Any], options: tuple[str, ...], message: str, *,
         write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path) -> None:
     result, run_dir = run_campaign(write_json, fake_registry, tmp_path, energy, None, *options)
     assert result.exit_code == 2
-    assert message in result.stderr
-    assert f"error: {tmp_path / 's.json'}: energy." in result.stderr  # the file and the JSON path
+    assert "error: " + message.format(file=tmp_path / "s.json") in result.stderr
     assert run_dir is None  # nothing written
 
 

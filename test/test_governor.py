@@ -83,6 +83,10 @@ def test_a_governor_that_cannot_be_set_stops_the_campaign_before_it_starts(
     monkeypatch.setenv("MUTATION_CPUFREQ_ROOT", str(tmp_path / "none"))
     result = invoke("--registry", fake_registry(), "--results-dir", tmp_path / "r", "run", settings(write_json))
     assert result.exit_code == 2 and "no cpufreq governors under" in result.stderr
+    given = invoke("--registry", fake_registry(), "--results-dir", tmp_path / "r", "-g", "turbo", "run",
+                   write_json("plain.json", {"experiment_name": "g", "experiments": [
+                       {"mode": "default", "repo": "fake", "model": "tiny"}]}))
+    assert given.exit_code == 2 and given.stderr.startswith("error: -g/--governor turbo: no cpufreq governors under")
 
 
 def test_cleanup_restores_the_governor_a_dead_campaign_left_changed(cpufreq: Path, tmp_path: Path) -> None:

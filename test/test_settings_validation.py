@@ -185,6 +185,22 @@ def test_invalid_json_names_line_and_column(tmp_path: Path) -> None:
     assert f"{file}: not valid JSON: Expecting value at line 3, column 19" in result.stderr
 
 
+@pytest.mark.parametrize(("text", "hint"), [
+    ('{"experiment_name": "t",}', "(a trailing comma before '}': JSON allows none after the last item)"),
+    ('{"experiments": [1, 2,]}', "(a trailing comma before ']'"),
+    ('{\n  // my campaign\n  "experiment_name": "t"}', "(a comment: JSON has none; write a note as a key starting "
+                                                      "with '_', or as \"comment\": \"...\")"),
+    ("{'experiment_name': 't'}", "(single quotes: JSON strings and keys take double quotes)"),
+    ('{"run_as_root": True}', "(True is Python: JSON writes true, false and null)"),
+])
+def test_a_json_syntax_error_names_its_usual_cause(tmp_path: Path, text: str, hint: str) -> None:
+    file = tmp_path / "s.json"
+    file.write_text(text)
+    result = invoke("validate", file)
+    assert result.exit_code == 2
+    assert hint in result.stderr and f"{file}: not valid JSON: " in result.stderr
+
+
 def test_missing_settings_file_exits_2(tmp_path: Path) -> None:
     result = invoke("--results-dir", tmp_path / "r", "-ec", tmp_path / "nope.json")
     assert result.exit_code == 2

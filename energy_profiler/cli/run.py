@@ -6,7 +6,7 @@ import os
 import shlex
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +17,7 @@ from rich.console import Console
 
 from energy_profiler.cli.closing import print_outcome
 from energy_profiler.cli.context import (
+    ENERGY_FLAGS,
     EXIT_CONFIG,
     AppContext,
     energy_options,
@@ -134,10 +135,11 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
         try:
             governor.check(governor.cpufreq_root(), settings.governor)
         except governor.GovernorError as error:
-            click.echo(f"error: {settings.file}: governor: {error}", err=True)
+            given = f"-g/--governor {app.governor}" if app.governor is not None else f"{settings.file}: governor"
+            click.echo(f"error: {given}: {error}", err=True)
             sys.exit(EXIT_CONFIG)
     _check_startable(settings, registry, plan)
-    energy = energy_plan(replace(settings.energy, **app.energy_overrides), settings.file)
+    energy = energy_plan(replace(settings.energy, **app.energy_overrides), settings.file, app.energy_overrides)
     stop = StopRequest()
     output = _output(app)
     earlier = set(run_dirs(results_root))  # a full disk: the resume line names the folder this campaign made
@@ -153,12 +155,12 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
             if error.errno not in NO_ROOM:
                 raise
             # Everything was ended and restored on the way out; the rows written are whole.
-            where = error.filename or results_root
+            full = error.filename or results_root
             made = [folder for folder in run_dirs(results_root) if folder not in earlier]
             run_dir = resume_dir or (made[-1] if made else None)
             resume = resume_hint(settings_file, run_dir, options) if run_dir else \
                 f"mutation.py run {shlex.quote(str(settings_file))}"
-            click.echo(f"error: {where}: {error.strerror}: the campaign stopped. The trials recorded so far are "
+            click.echo(f"error: {full}: {error.strerror}: the campaign stopped. The trials recorded so far are "
                        f"intact; free space (or make the folder writable), then continue with:\n{resume}", err=True)
             sys.exit(1)
         except governor.GovernorError as error:  # checked above, yet refused now: every CPU was restored
@@ -202,17 +204,31 @@ def _output(app: AppContext) -> Output:
                   training=PlainStream(sys.stdout.buffer))
 
 
-def energy_plan(settings: EnergySettings, source: Path) -> EnergyPlan:
-    """The backends this campaign will use, or exit 2 (nothing written) if the settings cannot be met."""
+def energy_plan(settings: EnergySettings, source: Path, given: Mapping[str, Any] | None = None) -> EnergyPlan:
+    """The backends this campaign will use, or exit 2 (nothing written) if the settings cannot be met.
+
+    A problem with a value the command line gave (`given`, as energy overrides) names that option,
+    not the settings file, which does not hold it.
+    """
     hardware = Hardware()
     try:
         choice = choose(settings, hardware)
     except EnergySetupError as error:
         for problem in error.problems:
-            click.echo(f"error: {source}: {problem}", err=True)
+            click.echo(f"error: {_energy_problem_source(problem, source, given or {})}", err=True)
         sys.exit(EXIT_CONFIG)
     spare = PerfSpare(hardware.perf, hardware.perf_events) if choice.cpu == "perf" else None
     return EnergyPlan(choice=choice, settings=settings, hardware=hardware, perf_spare=spare)
+
+
+def _energy_problem_source(problem: str, source: Path, given: Mapping[str, Any]) -> str:
+    """`--cpu-energy rapl: ...` for a problem of a command-line value, else `FILE: energy.cpu: ...`."""
+    key, _, message = problem.partition(": ")
+    name = key.removeprefix("energy.")
+    if name not in given:
+        return f"{source}: {problem}"
+    values = given[name] if isinstance(given[name], tuple) else (given[name],)
+    return f"{' '.join(f'{ENERGY_FLAGS[name]} {value}' for value in values)}: {message}"
 
 
 @contextmanager

@@ -46,7 +46,7 @@ def run_trial_command(run_dir: Path, trial: str) -> None:
     if app.governor is not None:
         settings = replace(settings, governor=app.governor)
     settings = replace(settings, energy=replace(settings.energy, **app.energy_overrides))
-    energy = energy_plan(settings.energy, copy)
+    energy = energy_plan(settings.energy, copy, app.energy_overrides)
     say = timestamped(click.echo)
     stop = StopRequest()
     with stop_on_signals(stop):  # scancel sends SIGTERM: the trial is ended and recorded as interrupted

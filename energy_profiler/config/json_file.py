@@ -62,7 +62,8 @@ def read_json(path: Path) -> Any:
         document = json.loads(text, object_pairs_hook=_object, parse_constant=_constant, parse_int=_integer,
                               parse_float=_float)
     except json.JSONDecodeError as error:
-        raise file_error(file, f"not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}") from None
+        raise file_error(file, f"not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}"
+                               f"{syntax_hint(text, error.pos)}") from None
     except _Refused as error:
         where = _where_constant(text) if isinstance(error, _BareConstant) else ""
         raise file_error(file, f"{error}{where}") from None
@@ -72,6 +73,25 @@ def read_json(path: Path) -> Any:
     if issues:
         raise ConfigError(issues)
     return document
+
+
+def syntax_hint(text: str, position: int) -> str:
+    """`: <the usual cause>` of a JSON syntax error at `position`, where it is one people often make."""
+    rest = text[position:]
+    before = text[:position].rstrip()
+    if rest[:1] in ("}", "]") and before.endswith(","):
+        return f" (a trailing comma before '{rest[0]}': JSON allows none after the last item)"
+    if rest.startswith(("//", "/*", "#")):
+        return (" (a comment: JSON has none; write a note as a key starting with '_', or as "
+                "\"comment\": \"...\")")
+    if rest[:1] == "'":
+        return " (single quotes: JSON strings and keys take double quotes)"
+    word = re.match(r"[A-Za-z]+", rest)
+    if word and word.group() in ("True", "False", "None"):
+        return f" ({word.group()} is Python: JSON writes true, false and null)"
+    if word:
+        return " (a key or a string without its double quotes?)"
+    return ""
 
 
 def _read_bytes(path: Path) -> bytes:
