@@ -105,3 +105,14 @@ def test_without_a_registry_the_command_says_where_it_looked(installed: Path, tm
     result = run_installed(installed, ["list"], tmp_path)
     assert result.returncode == 2
     assert str(tmp_path / "repos" / "models.json") in result.stderr and "Traceback" not in result.stderr
+
+
+def test_mutation_py_without_its_dependencies_says_how_to_run_it_in_one_line() -> None:
+    # `python3 mutation.py` (or `sudo python3 ...`) with an interpreter that lacks the packages:
+    # -S leaves out every site-packages folder, as a bare system Python has none of them.
+    result = subprocess.run([sys.executable, "-S", str(PROJECT_ROOT / "mutation.py"), "list"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2 and result.stdout == ""
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "lacks its dependencies (no module 'click')" in result.stderr
+    assert f"{PROJECT_ROOT / '.venv' / 'bin' / 'python'}" in result.stderr
