@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -133,13 +134,39 @@ def test_energy_overrides_are_bounded_like_the_settings(option: str, value: str,
     assert not (tmp_path / "r").exists()
 
 
-def test_doctor_without_slurm_says_it_is_needed_only_for_the_slurm_executor(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_doctor_speaks_of_slurm_only_for_settings_that_use_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_json: Callable[[str, Any], Path]) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
     result = invoke("doctor")
     assert result.exit_code == 0, result.output
+    assert "slurm" not in result.stdout.lower()  # a local campaign needs none of it
+    settings = write_json("s.json", {"experiment_name": "s", "executor": {"slurm": {}},
+                                     "experiments": [{"mode": "default", "repo": "examples", "model": "mlp"}]})
+    result = invoke("doctor", settings)
     assert ("slurm: sbatch, squeue, scancel, scontrol not found on PATH: run this on a Slurm login node (or put "
             "Slurm's commands on PATH) (needed only for executor slurm)") in result.stdout
+
+
+def test_doctor_puts_the_fix_that_works_here_first_and_says_when_nothing_would_be_measured(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A virtual machine: the hypervisor flag, no RAPL, no perf power events, no known TDP, no GPU.
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\n"
+                       "flags\t\t: fpu vme sse2 hypervisor avx2\n")
+    monkeypatch.setenv("MUTATION_CPUINFO", str(cpuinfo))
+    lines = invoke("doctor").stdout.splitlines()
+    assert lines[0] == ("cpu: the fix that works here: set energy.cpu_tdp_w (or --cpu-tdp-w) to the CPU's TDP in "
+                        "watts, from its datasheet (estimate)")  # not `modprobe`, which cannot work on a VM
+    assert "a campaign would measure no energy at all, only durations and metrics (--require cpu turns that into " \
+           "an error)" in lines
+    scaling = next(line for line in lines if line.startswith("this is a virtual machine:"))
+    assert f"divides it over the {os.cpu_count()} logical cores visible here" in scaling
+    assert lines.index(scaling) < next(i for i, line in enumerate(lines) if line.startswith("device"))
+    with_tdp = invoke("doctor", "--cpu-tdp-w", "5").stdout.splitlines()
+    assert "cpu: a labelled estimate (CPU time x TDP) is the best this machine allows" in with_tdp
+    assert not any("no energy at all" in line for line in with_tdp)
+    cpuinfo.write_text("flags\t\t: fpu vme sse2\n")  # bare metal: loading the RAPL driver may work
+    assert invoke("doctor").stdout.splitlines()[0].startswith("cpu: the fix that works here: load the driver")
 
 
 def test_with_no_energy_anywhere_a_narrow_closing_table_keeps_the_metric_and_folds_the_energy_line(

@@ -20,6 +20,7 @@ from energy_profiler.config.energy_settings import EnergySettings
 from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.executor import LOCAL, Executor, SlurmOptions
 from energy_profiler.config.settings import load_settings
+from energy_profiler.energy.advice import advice
 from energy_profiler.energy.selection import (
     CPU_CHAIN,
     GPU_CHAIN,
@@ -69,13 +70,18 @@ def doctor_command(settings_file: Path | None) -> None:
             if availability.fix and not availability.available:
                 rows.append([" ", " ", " ", f"fix: {availability.fix}"])  # a continuation, not missing values
     width = terminal_width()
+    if first := advice(choice, hardware):  # the fix that works here before the list of every backend's
+        for line in first:
+            click.echo(fitted(line, width, REASON_INDENT))
+        click.echo("")
     click.echo(format_table(["device", "backend", "usable", "why"], rows, width))
     click.echo("")
     for line in choice.describe():
         click.echo(fitted(line, width, REASON_INDENT))
-    for line in describe_cluster():
-        click.echo(fitted(line, width, REASON_INDENT))
-    if isinstance(executor, SlurmOptions):  # what each trial's job would be submitted with
+    if isinstance(executor, SlurmOptions):  # Slurm's state matters only to a campaign that uses it
+        for line in describe_cluster():
+            click.echo(fitted(line, width, REASON_INDENT))
+        # what each trial's job would be submitted with
         arguments = " ".join(shlex.quote(argument) for argument in executor.sbatch_options(None))
         click.echo(fitted(f"the trials would be submitted as one job array: sbatch --array=INDICES%"
                           f"{executor.max_parallel} {arguments} RUN_DIR/slurm/array_1.sh (task N runs trial N's "

@@ -70,6 +70,15 @@ def lookup(model_name: str) -> float | None:
     return None
 
 
+def is_virtual_machine(cpuinfo: Path = CPUINFO) -> bool:
+    """Whether the kernel runs under a hypervisor (the `hypervisor` CPU flag in /proc/cpuinfo)."""
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return False
+    return any(line.startswith("flags") and "hypervisor" in line.split() for line in text.splitlines())
+
+
 def cpu_model_and_sockets(cpuinfo: Path = CPUINFO) -> tuple[str | None, int]:
     """The first `model name` and the number of distinct `physical id`s (sockets, at least 1)."""
     try:
