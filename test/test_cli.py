@@ -177,11 +177,15 @@ def test_with_no_energy_anywhere_a_narrow_closing_table_keeps_the_metric_and_fol
 
     records = [a_record(trial_index=i, hyperparameters=(("learning_rate", "0.000123"),), mutated=("learning_rate",))
                for i in range(1, 3)]
-    text = summary_text(SessionResult(tmp_path, records, planned=2, stopped_by=None), width=48)
+    text = summary_text(SessionResult(tmp_path, records, planned=2, stopped_by=None), width=52)
     lines = text.splitlines()
     assert "accuracy" in lines[1] and "energy_j" not in lines[1]  # all "-" columns go first, the metric stays
     assert "method, energy_j;" in " ".join(lines)
-    assert all(len(line) <= 48 for line in lines if not line.startswith("summary: "))
+    assert all(len(line) <= 52 for line in lines if not line.startswith("summary: "))
+    # Narrower: the metric goes too, before a value is cut in two (learning_rate=0.0 / 00123 misreads).
+    narrow = summary_text(SessionResult(tmp_path, records, planned=2, stopped_by=None), width=44).splitlines()
+    assert narrow[2].split() == ["1", "tiny", "success", "learning_rate=0.000123"], narrow
+    assert "accuracy, duration_s," in " ".join(narrow)
 
 
 def test_plan_and_list_print_csv_and_json_for_scripts() -> None:

@@ -162,3 +162,15 @@ def test_width_left_over_goes_to_whole_words_before_whole_cells() -> None:
     lines = table.splitlines()
     assert max(len(line) for line in lines) <= 31
     assert lines[1].split() == ["--weight-decay", "int", "[1e-06,"] and lines[2].split() == ["(seed)", "0.01]"]
+
+
+def test_a_column_is_left_out_before_an_identifier_is_broken() -> None:
+    headers = ["model", "values", "accuracy", "duration_s"]
+    rows = [["deep_mlp", "learning_rate=0.0272 weight_decay=1e-05", 0.91, 12.5]]
+    table = format_table(headers, rows, width=40, optional=["accuracy", "duration_s"])
+    lines = table.splitlines()
+    assert any("learning_rate=0.0272" in line for line in lines)  # whole, not learning_rat / e=0.0272
+    assert any("weight_decay=1e-05" in line for line in lines)
+    assert "(not shown at this width: duration_s" in table and all(len(line) <= 40 for line in lines)
+    # With nothing left to leave out, words fold as before.
+    assert "learning_rate=0.0272" not in format_table(headers[:2], [rows[0][:2]], width=20)

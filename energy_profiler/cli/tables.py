@@ -67,6 +67,8 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], width
                        natural, numeric)
     shown = list(range(len(headers)))
     left_out: list[str] = []
+    longest_word = [max([1, *(len(word) for row in cells for word in row[column].split())])
+                    for column in range(len(headers))]
 
     def minimum(column: int, text_min: int = TEXT_MIN) -> int:
         header_part = max(len(part) for part in _header_parts(headers[column], units=text_min > 1))
@@ -74,19 +76,25 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], width
             return max(header_part, *(len(row[column]) for row in cells))
         return max(header_part, min(natural[column], text_min))
 
+    def whole_words(column: int) -> int:
+        """The narrowest a column shows every word (an identifier, a flag) unbroken."""
+        return max(minimum(column), min(natural[column], longest_word[column]))
+
+    # Optional columns go before any identifier is broken: a name cut in two is misread, a column
+    # left out is named below the table.
     for name in reversed(optional):
-        if _total([minimum(c) for c in shown]) <= width:
+        if _total([whole_words(c) for c in shown]) <= width:
             break
         if name in headers:
             shown.remove(headers.index(name))
             left_out.insert(0, name)
-    widths = {column: minimum(column) for column in shown}
+    widths = {column: whole_words(column) for column in shown}
+    if _total(list(widths.values())) > width:  # nothing left to leave out: words fold
+        widths = {column: minimum(column) for column in shown}
     if _total(list(widths.values())) > width:  # still too wide: text folds down to its header's words
         widths = {column: minimum(column, text_min=1) for column in shown}
     # The spare columns go first to whole words (a flag or a name unbroken), then to whole cells;
     # each time to the columns that need the least, so that as many as possible are whole.
-    longest_word = [max([1, *(len(word) for row in cells for word in row[column].split())])
-                    for column in range(len(headers))]
     spare = width - _total(list(widths.values()))
     for wanted in ([min(w, n) for w, n in zip(longest_word, natural, strict=True)], natural):
         for column in sorted((c for c in shown if not numeric[c]), key=lambda c: wanted[c] - widths[c]):
