@@ -129,3 +129,18 @@ def test_a_campaign_counts_its_cooldowns_in_the_time_left(
     first = next(line for line in result.stdout.splitlines() if "[1/2] 001_fake_tiny: success" in line)
     left = re.search(r"about 0:(\d\d) left$", first)
     assert left is not None and int(left.group(1)) >= 2, first  # the 2 s cool-down + the next trial (was 0:00)
+
+
+def test_the_live_panel_shows_what_each_background_has_done(
+        write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path) -> None:
+    registry = fake_registry(fg=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "3"]),
+                             bg=fake_repo("sleep", required_args=["--behaviour", "sleep", "--seconds", "0.3"]))
+    settings = write_json("p.json", {"experiment_name": "panel", "experiments": [
+        {"mode": "parallel", "foreground": {"repo": "fg", "model": "tiny"},
+         "background": {"repo": "bg", "model": "tiny"}}]})
+    code, seen = in_terminal(["--registry", str(registry), "--results-dir", str(tmp_path / "r"), "run",
+                              str(settings)], 100)
+    assert code == 0, seen.decode(errors="replace")
+    shown = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", seen).decode(errors="replace")
+    counts = [int(count) for count in re.findall(r"background 1 bg/tiny: (\d+) runs completed, 0 failed", shown)]
+    assert counts and max(counts) >= 2, shown[-2000:]  # redrawn as the loop goes

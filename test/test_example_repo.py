@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from test.conftest import PROJECT_ROOT
 
@@ -30,3 +31,17 @@ def test_a_diverging_loss_exits_non_zero_with_advice() -> None:
     assert result.returncode == 3
     assert "error: training diverged at epoch 1" in result.stderr and "smaller --lr" in result.stderr
     assert "test_accuracy" not in result.stdout
+
+
+def test_the_parallel_example_shows_the_background_looping(tmp_path: Path) -> None:
+    import csv
+
+    result = subprocess.run([sys.executable, str(PROJECT_ROOT / "mutation.py"), "--results-dir", str(tmp_path), "-q",
+                             "run", str(PROJECT_ROOT / "settings" / "parallel_example.json")],
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    with open(next(tmp_path.glob("run_*")) / "summary.csv", newline="") as table:
+        rows = list(csv.DictReader(table))
+    # The background finished runs while each measured foreground trained: it loops, not starts once.
+    assert len(rows) == 2 and all(int(row["bg_iterations_completed"]) >= 2 for row in rows), rows
+    assert all(row["bg_iterations_failed"] == "0" for row in rows)

@@ -86,6 +86,7 @@ class LiveProgress(Progress):
         self.power: Callable[[], dict[str, float | None]] = dict
         self.attempt_started_at: float | None = None
         self.cooldown_until: float | None = None
+        self.backgrounds: Callable[[], list[str]] | None = None
         self.running = False
         # Last: Live renders once as it is made, and render() needs every field above.
         self.live = Live(console=console, refresh_per_second=2, transient=True, get_renderable=self.render)
@@ -103,11 +104,16 @@ class LiveProgress(Progress):
         self.label, self.log, self.power = label, log, power_w
         self.attempt_started_at = time.monotonic()
         self.cooldown_until = None
+        self.backgrounds = None
+
+    def backgrounds_running(self, described: Callable[[], list[str]]) -> None:
+        self.backgrounds = described
 
     def trial_finished(self, status: str, duration_s: float, eta: WallClockEta) -> None:
         self.done += 1
         self.eta = eta
         self.attempt_started_at = None
+        self.backgrounds = None
 
     def cooldown(self, seconds: float) -> None:
         self.cooldown_until = time.monotonic() + seconds
@@ -116,6 +122,14 @@ class LiveProgress(Progress):
         if self.running:
             self.live.stop()
             self.running = False
+
+    def _background_lines(self) -> list[str]:
+        """What the background loops have done, read from their files; nothing if they cannot be read
+        (the panel must never stop a campaign)."""
+        try:
+            return self.backgrounds() if self.backgrounds is not None else []
+        except (OSError, ValueError, KeyError):
+            return []
 
     def render(self) -> RenderableType:
         now = time.monotonic()
@@ -132,6 +146,7 @@ class LiveProgress(Progress):
             shown = "  ".join(f"{device} {watts:.0f} W" for device, watts in power.items() if watts is not None)
             parts.append(Text(f"now: {self.label}  {duration(now - self.attempt_started_at)}"
                               + (f"  power: {shown}" if shown else "")))
+            parts += [Text(line) for line in self._background_lines()]
             parts.append(Panel(Text(log_tail(self.log)), title=self.log.name if self.log else "log",
                                title_align="left", height=TAIL_LINES + 2))
         return Group(*parts)

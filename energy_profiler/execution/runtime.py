@@ -125,6 +125,9 @@ class Progress:
     def attempt_started(self, label: str, log: Path, power_w: Callable[[], dict[str, float | None]]) -> None:
         """A training started: what it is, its log, and how to read live power (W by device)."""
 
+    def backgrounds_running(self, described: Callable[[], list[str]]) -> None:
+        """Background loops run beside the attempt; `described()` says what each has done so far."""
+
     def trial_finished(self, status: str, duration_s: float, eta: WallClockEta) -> None:
         """A trial has its record; `eta` says how long the rest will take."""
 

@@ -134,6 +134,7 @@ def _attempt(trial: Trial, number: int, *, settings: Settings, model: ModelSpec,
             if backgrounds is not None:
                 for warning in backgrounds.start(lambda: stop.requested):
                     output.say(f"[{trial.index}] warning: {warning}")
+                output.progress.backgrounds_running(backgrounds.described)
                 background_power = _settle(trial, energy, env, stop, folder=energy_dir / "background",
                                            say=output.say)
             outcome = run_training(

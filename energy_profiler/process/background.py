@@ -245,6 +245,18 @@ class Backgrounds:
                 warnings.append(f"background {run.index} did not start a run within {FIRST_RUN_TIMEOUT_S:g} s")
         return warnings
 
+    def described(self) -> list[str]:
+        """What each loop has done so far, for the live panel: runs completed and failed, the one running."""
+        lines = []
+        for run in self.runs[:len(self._processes)]:
+            counts = count_runs(self.logs, run.index)
+            ended = counts.completed + counts.failed
+            running = f", run {counts.started} running" if counts.started > ended and not counts.gave_up else ""
+            stopped = "; gave up" if counts.gave_up else ""
+            lines.append(f"background {run.index} {run.repo}/{run.model}: {counts.completed} runs completed, "
+                         f"{counts.failed} failed{running}{stopped}")
+        return lines
+
     def stop(self, grace_s: float, hurry: Callable[[], bool], run_dir: Path) -> list[BackgroundResult]:
         """End every loop at once (each in its own thread, so graces overlap) and count their runs."""
         teardowns: dict[int, Teardown] = {}
