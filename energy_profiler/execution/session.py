@@ -28,6 +28,7 @@ from energy_profiler.execution.runtime import (
     sleep_unless_stopped,
 )
 from energy_profiler.execution.sinks import record_sinks
+from energy_profiler.execution.start_failures import StartFailures
 from energy_profiler.execution.trial import run_trial
 from energy_profiler.fs import atomic_write_bytes, atomic_write_json
 from energy_profiler.model.record import Attempt, Record, summary_columns
@@ -132,40 +133,6 @@ def run_session(
             say(f"stopped by {signal_name(result.stopped_by)} after {done} of {len(plan.trials)} trials")
     result.wall_s = time.monotonic() - started
     return result
-
-
-START_FAILURE_S = 10.0
-"""A trial that failed within this many seconds of starting did not get to train."""
-
-
-class StartFailures:
-    """Trials in a row that failed the same way (the same reason) within START_FAILURE_S: a command
-    that cannot run (a missing module, a wrong flag) would fail every trial left, each in seconds."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.reason: str | None = None
-        self.in_a_row = 0
-
-    def count(self, record: Record) -> bool:
-        """Take the next trial's record; whether the limit is reached."""
-        quick = record.status == "failed" and record.duration_s < START_FAILURE_S
-        if not quick:
-            self.reason, self.in_a_row = None, 0
-        elif record.status_reason == self.reason:
-            self.in_a_row += 1
-        else:
-            self.reason, self.in_a_row = record.status_reason, 1
-        return self.reached
-
-    @property
-    def reached(self) -> bool:
-        return self.limit > 0 and self.in_a_row >= self.limit
-
-    def explanation(self, recorded: int, planned: int) -> str:
-        return (f"stopping after {recorded} of {planned} trials: the last {self.in_a_row} failed the same way within "
-                f"{START_FAILURE_S:g} s of starting ({self.reason}), as every trial left would. Fix the training, "
-                "then resume (stop_after_start_failures in the settings sets how many; 0: never stop)")
 
 
 OpenedRun = tuple[Path, dict[str, Record], SummaryTable, Callable[[str], None], SessionResult]
