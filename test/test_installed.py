@@ -116,3 +116,24 @@ def test_mutation_py_without_its_dependencies_says_how_to_run_it_in_one_line() -
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "lacks its dependencies (no module 'click')" in result.stderr
     assert f"{PROJECT_ROOT / '.venv' / 'bin' / 'python'}" in result.stderr
+
+
+def test_a_python_with_only_some_dependencies_gets_one_line_from_any_command(tmp_path: Path) -> None:
+    # Seen: a system python3 with click (and jsonschema) but not psutil ran `list`, then `runs` and
+    # `doctor` ended in a 30-line traceback.
+    site = Path(sysconfig.get_paths()["purelib"])
+    partial = tmp_path / "partial-site"
+    partial.mkdir()
+    for entry in site.iterdir():  # every installed package but psutil
+        if not entry.name.startswith("psutil"):
+            (partial / entry.name).symlink_to(entry)
+    environment = {**os.environ, "PYTHONPATH": str(partial)}
+    listed = subprocess.run([sys.executable, "-S", str(PROJECT_ROOT / "mutation.py"), "list"], env=environment,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert listed.returncode == 0, listed.stderr  # what needs no psutil works
+    for command in (["runs"], ["doctor"]):
+        result = subprocess.run([sys.executable, "-S", str(PROJECT_ROOT / "mutation.py"), *command], env=environment,
+                                capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert "lacks its dependencies (no module 'psutil')" in result.stderr

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from energy_profiler.cli.context import energy_arguments
 from energy_profiler.results.rundir import run_dir_lock
 from test.conftest import PROJECT_ROOT, fake_repo, invoke, wait_for
 
@@ -51,7 +52,7 @@ def test_a_resume_keeps_the_energy_options_its_campaign_started_with(
     run_dir = next(results.glob("run_*"))
     hint = output.rstrip().splitlines()[-1]
     assert output.rstrip().splitlines()[-2] == "to continue:"
-    assert hint == f"mutation.py run {settings} --resume {run_dir} --cpu-tdp-w 100", hint
+    assert hint == f"{sys.executable} {PROJECT_ROOT / 'mutation.py'} run {settings} --resume {run_dir} --cpu-tdp-w 100"
     recorded = json.loads((run_dir / "plan.json").read_text())["options"]
     assert recorded["energy"] == {"cpu_tdp_w": 100.0} and recorded["registry"] == str(registry)
 
@@ -66,7 +67,7 @@ def test_a_resume_keeps_the_energy_options_its_campaign_started_with(
     assert (run_dir / "summary.csv").read_bytes() == before and not (run_dir / "003_fake_tiny").exists()
 
     # The line without its option (as a user would shorten it) still resumes with the campaign's options.
-    words = shlex.split(hint)[1:]
+    words = shlex.split(hint)[2:]  # after the interpreter and mutation.py
     resumed = invoke("--registry", registry, *words[: words.index("--cpu-tdp-w")])
     assert resumed.exit_code == 0, resumed.output
     assert "options this run folder runs with: --cpu-tdp-w 100" in resumed.stdout
@@ -160,7 +161,10 @@ def test_runs_lists_each_run_folder_with_its_state_and_counts(
     runs = {row["run"]: row for row in json.loads(listed.stdout)}
     assert (runs[first.name]["experiment"], runs[first.name]["state"], runs[first.name]["trials"],
             runs[first.name]["recorded"], runs[first.name]["success"]) == ("tdp", "finished", 4, 4, 4)
-    assert (runs[second.name]["state"], runs[second.name]["recorded"]) == ("incomplete", 3)
+    # As status counts: 4 records (one interrupted), 1 still to run.
+    assert (runs[second.name]["state"], runs[second.name]["recorded"], runs[second.name]["to_run"]) == \
+        ("incomplete", 4, 1)
+    assert energy_arguments({"cpu_tdp_w": 5.12, "require": ("cpu",)}) == ["--cpu-tdp-w", "5.12", "--require", "cpu"]
     assert runs[first.name]["size_mib"] >= 0 and runs[first.name]["started_utc"].startswith("20")
     with run_dir_lock(second):  # a campaign holds it
         assert json.loads(invoke("--results-dir", results, "runs", "--format", "json").stdout)[1]["state"] == \

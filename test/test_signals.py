@@ -62,7 +62,10 @@ def test_a_signal_mid_trial_records_it_as_interrupted_and_ends_the_training(
     record = json.loads((run_dir / rows[0]["trial"] / "experiment.json").read_text())
     assert record["status"] == "interrupted"
     assert f"stopped by {signal.Signals(signum).name} after 1 of 2 trials" in output
-    assert output.rstrip().endswith(f"to continue:\nmutation.py run {settings} --resume {run_dir}")
+    # The command to paste, whole on its own line: the interpreter that has the dependencies, the checkout's
+    # mutation.py and the run folder, all absolute (it works from any folder).
+    assert output.rstrip().endswith(f"to continue:\n{sys.executable} {PROJECT_ROOT / 'mutation.py'} run {settings} "
+                                    f"--resume {run_dir}")
 
 
 def test_a_closed_terminal_ends_the_campaign_with_129_and_the_trial_recorded(

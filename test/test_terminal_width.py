@@ -127,7 +127,8 @@ def test_after_ctrl_c_the_screen_keeps_no_progress_bar_and_says_how_to_resume(
     run_dir = next((tmp_path / "r").glob("run_*"))
     # The last thing on screen (a long line wraps at 80 columns, so compare with spaces collapsed):
     flat = re.sub(r"\s+", " ", "".join(screen.display)).strip()
-    assert flat.endswith(f"to continue: mutation.py run {settings} --resume {run_dir}"), shown[-6:]
+    assert flat.endswith(f"to continue: {sys.executable} {PROJECT_ROOT / 'mutation.py'} run {settings} --resume "
+                         f"{run_dir}"), shown[-6:]
 
 
 def test_a_report_without_energy_at_60_columns_leaves_the_energy_columns_out_first_and_folds_its_notes(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import sys
 from pathlib import Path
 
 import click
@@ -16,6 +17,7 @@ from energy_profiler.cli.context import (
     global_options,
 )
 from energy_profiler.fs import give_files_to
+from energy_profiler.missing import is_missing_dependency, missing_dependency_message
 from energy_profiler.system.sudo import invoking_user
 
 COMMANDS = {  # name -> module of energy_profiler.cli, attribute
@@ -114,4 +116,10 @@ def main(project: Path | None = None) -> None:
     """Entry point of the `mutation` console script (defaults in the working folder) and of a
     checkout's mutation.py (`project`: the checkout, wherever it is run from)."""
     app = AppContext(results_dir=default_results(project), registry_file=default_registry(project))
-    cli(prog_name="mutation.py", obj=app)
+    try:
+        cli(prog_name="mutation.py", obj=app)
+    except ModuleNotFoundError as error:  # a command imports what it needs when it runs: psutil, pandas...
+        if not is_missing_dependency(error):
+            raise
+        click.echo(missing_dependency_message(error, project), err=True)
+        sys.exit(2)

@@ -192,12 +192,31 @@ ENERGY_FLAGS = {"cpu": "--cpu-energy", "gpu": "--gpu-energy", "interval_s": "--i
 
 
 def energy_arguments(overrides: dict[str, Any]) -> list[str]:
-    """The energy options that give `overrides` again: how a Slurm job gets the submitter's command line."""
+    """The energy options that give `overrides` again: how a Slurm job gets the submitter's command line.
+
+    A float is written as its shortest exact form (`5.12`, never `5.1200000000000001`)."""
     arguments: list[str] = []
     for name, value in overrides.items():
         for item in value if name == "require" else (value,):
-            arguments += [ENERGY_FLAGS[name], f"{item:.17g}" if isinstance(item, float) else str(item)]
+            text = repr(item).removesuffix(".0") if isinstance(item, float) else str(item)  # reads back exactly
+            arguments += [ENERGY_FLAGS[name], text]
     return arguments
+
+
+def invocation() -> list[str]:
+    """The words that start this tool as it was started, for a command the user is told to paste:
+    `/path/.venv/bin/python /path/mutation.py` (absolute, so it works from any folder, with the
+    interpreter that has the dependencies), `mutation` when installed, `sudo` first under sudo."""
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("mutation.py")
+    if script.name == "mutation.py" and script.exists():
+        words = [sys.executable, str(script.resolve())]
+    elif script.name == "mutation":
+        words = ["mutation"]
+    elif script.name == "__main__.py" and script.parent.name == "energy_profiler":
+        words = [sys.executable, "-m", "energy_profiler"]
+    else:
+        words = ["mutation.py"]  # started some other way (a test runner): the plain name
+    return (["sudo"] if os.environ.get("SUDO_UID") and os.geteuid() == 0 else []) + words
 
 
 def energy_options(function: F) -> F:

@@ -25,6 +25,7 @@ from energy_profiler.cli.context import (
     AppContext,
     energy_arguments,
     fail_config,
+    invocation,
 )
 from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.settings import settings_from_document
@@ -124,7 +125,8 @@ def resume_hint(settings_file: Path, run_dir: Path, options: RunOptions) -> str:
     """The command that continues `run_dir`: the options it runs with are in it, so that it reads
     whole, and its run folder absolute, so that it works from any folder."""
     before, after = options.arguments()
-    return shlex.join(["mutation.py", *before, "run", str(settings_file), "--resume", str(run_dir.absolute()), *after])
+    return shlex.join([*invocation(), *before, "run", str(settings_file), "--resume", str(run_dir.absolute()),
+                       *after])
 
 
 def resume_run(app: AppContext, settings_file: Path, run_dir_text: str | None, *, override: bool) -> None:

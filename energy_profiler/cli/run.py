@@ -23,6 +23,7 @@ from energy_profiler.cli.context import (
     energy_options,
     fail_config,
     global_options,
+    invocation,
     load_and_plan,
     resolve_seed,
 )
@@ -159,7 +160,7 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
             made = [folder for folder in run_dirs(results_root) if folder not in earlier]
             run_dir = resume_dir or (made[-1] if made else None)
             resume = resume_hint(settings_file, run_dir, options) if run_dir else \
-                f"mutation.py run {shlex.quote(str(settings_file))}"
+                shlex.join([*invocation(), "run", str(settings_file)])
             click.echo(f"error: {full}: {error.strerror}: the campaign stopped. The trials recorded so far are "
                        f"intact; free space (or make the folder writable), then continue with:\n{resume}", err=True)
             sys.exit(1)

@@ -18,7 +18,9 @@ from energy_profiler.cli.context import AppContext, global_options
 from energy_profiler.cli.tables import emit, format_option
 from energy_profiler.results.rundir import run_dirs
 
-HEADERS = ["run", "experiment", "state", "trials", "recorded", "success", "not_success", "size_mib", "started_utc"]
+HEADERS = ["run", "state", "trials", "recorded", "success", "to_run", "experiment", "size_mib", "started_utc"]
+"""`recorded` counts every record (an interrupted one too), `to_run` the trials without a final one:
+the same counts as `status` and a campaign's closing line."""
 
 
 @click.command("runs")
@@ -32,7 +34,8 @@ def runs_command(output_format: str) -> None:
     if output_format != "table":
         emit(HEADERS, rows, output_format)
     elif rows:
-        emit(HEADERS, rows, optional=["started_utc", "size_mib", "not_success"])
+        # The run's name is what one copies: other columns go first in a narrow terminal.
+        emit(HEADERS, rows, optional=["to_run", "experiment", "started_utc", "size_mib"])
         click.echo(f"{len(rows)} run folder(s) in {app.results_dir}; `mutation.py status RUN` shows one trial by trial")
     else:
         click.echo(f"no run folder in {app.results_dir}")
@@ -43,21 +46,21 @@ def _row(folder: Path) -> list[object]:
         plan = json.loads((folder / "plan.json").read_text())
         planned = [trial["name"] for trial in plan["trials"]]
     except (OSError, ValueError, KeyError, TypeError):
-        return [folder.name, None, "unreadable", None, None, None, None, _size_mib(folder), None]
-    statuses = Counter(status for name in planned if (status := _final_status(folder / name)) is not None)
-    recorded = sum(statuses.values())
-    state = "running" if is_running(folder) else "finished" if recorded == len(planned) else "incomplete"
-    return [folder.name, plan.get("experiment_name"), state, len(planned), recorded, statuses.get("success", 0),
-            recorded - statuses.get("success", 0), _size_mib(folder), plan.get("created_utc", "")[:19] or None]
+        return [folder.name, "unreadable", None, None, None, None, None, _size_mib(folder), None]
+    statuses = Counter(status for name in planned if (status := _status(folder / name)) is not None)
+    final = sum(count for status, count in statuses.items() if status != "interrupted")
+    state = "running" if is_running(folder) else "finished" if final == len(planned) else "incomplete"
+    return [folder.name, state, len(planned), sum(statuses.values()), statuses.get("success", 0),
+            len(planned) - final, plan.get("experiment_name"), _size_mib(folder),
+            plan.get("created_utc", "")[:19] or None]
 
 
-def _final_status(trial_dir: Path) -> str | None:
-    """The status of the trial's record, None while it has none or an interrupted one (it runs again)."""
+def _status(trial_dir: Path) -> str | None:
+    """The status of the trial's record, None while it has none (an interrupted one runs again)."""
     try:
-        status = json.loads((trial_dir / "experiment.json").read_text())["status"]
+        return str(json.loads((trial_dir / "experiment.json").read_text())["status"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return None if status == "interrupted" else str(status)
 
 
 def is_running(folder: Path) -> bool:

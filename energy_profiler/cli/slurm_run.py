@@ -10,7 +10,7 @@ import click
 
 import energy_profiler
 from energy_profiler.cli.closing import print_outcome
-from energy_profiler.cli.context import EXIT_CONFIG, AppContext, energy_arguments
+from energy_profiler.cli.context import EXIT_CONFIG, AppContext, energy_arguments, invocation
 from energy_profiler.cli.display import timestamped
 from energy_profiler.cli.resume import RunOptions, resume_hint
 from energy_profiler.cli.run import options_notes, stop_on_signals
@@ -90,8 +90,8 @@ def execute_on_slurm(app: AppContext, registry: Registry, settings: Settings, pl
             sys.exit(EXIT_CONFIG)
     resume_line = resume_hint(settings_file, result.run_dir, run_options)
     if detach and result.stopped_by is None:
-        click.echo(f"detached: the jobs run without this process. What they do: mutation.py status "
-                   f"{shlex.quote(str(result.run_dir))}\n"
+        click.echo(f"detached: the jobs run without this process. What they do:\n"
+                   f"{shlex.join([*invocation(), 'status', str(result.run_dir)])}\n"
                    f"their rows (in summary.csv and {GLOBAL_TABLE}), once they have ended or to follow them:\n"
                    f"{resume_line}")
         sys.exit(0)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from energy_profiler.cli.context import EXIT_CONFIG, AppContext, global_options
+from energy_profiler.cli.context import EXIT_CONFIG, AppContext, global_options, invocation
 from energy_profiler.cli.tables import emit, format_option
 from energy_profiler.execution.slurm_jobs import JobState, SlurmError, SlurmTools, job_states, read_jobs
 from energy_profiler.planning.plan import Plan
@@ -71,8 +71,8 @@ def status_command(run_dir: str | None, output_format: str) -> None:
     missing_rows = any(row[1] not in (None, "interrupted") and row[2] == "no" for row in rows)
     if missing_rows or (final < len(plan.trials) and not active):
         settings_file = plan_document.get("settings_file", str(folder / "settings.json"))
-        click.echo(f"to write their rows (and run what is left): mutation.py run {shlex.quote(settings_file)} --resume "
-                   f"{shlex.quote(str(folder.absolute()))}")
+        command = shlex.join([*invocation(), "run", settings_file, "--resume", str(folder.absolute())])
+        click.echo(f"to write their rows (and run what is left):\n{command}")
 
 
 def _run_dir(app: AppContext, text: str | None) -> Path:
