@@ -186,8 +186,9 @@ def test_invalid_json_names_line_and_column(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("text", "hint"), [
-    ('{"experiment_name": "t",}', "(a trailing comma before '}': JSON allows none after the last item)"),
-    ('{"experiments": [1, 2,]}', "(a trailing comma before ']'"),
+    ('{"experiment_name": "t",}', "(a trailing comma at line 1, column 24, before '}': JSON allows none after the "
+                                  "last item)"),
+    ('{"experiments": [1,\n 2,\n]}', "at line 3, column 1 (a trailing comma at line 2, column 3, before ']'"),
     ('{\n  // my campaign\n  "experiment_name": "t"}', "(a comment: JSON has none; write a note as a key starting "
                                                       "with '_', or as \"comment\": \"...\")"),
     ("{'experiment_name': 't'}", "(single quotes: JSON strings and keys take double quotes)"),

@@ -23,10 +23,16 @@ def test_a_typo_in_the_script_name_is_refused_before_anything_is_written(
     settings = write_json("s.json", SETTINGS)
     result = invoke("--registry", registry, "--results-dir", tmp_path / "results", "run", settings)
     assert result.exit_code == 2, result.output
-    assert f"error: {settings}: a training of this campaign cannot be started" in result.stderr
-    assert f"fake/tiny: {Path(sys.executable).name} would be given the script 'fake_trian.py', which does not " \
-           f"exist in {FAKE_TRAIN.parent}" in result.stderr
+    message = (f"{registry}: repositories.fake.command: fake/tiny of {settings} cannot be started: "
+               f"{Path(sys.executable).name} would be given the script 'fake_trian.py', which does not exist in "
+               f"{FAKE_TRAIN.parent}")
+    assert message in result.stderr
     assert not (tmp_path / "results").exists()
+    # validate and doctor say the same: the campaign would not start.
+    validated = invoke("--registry", registry, "validate", settings)
+    assert validated.exit_code == 2 and message in validated.stderr
+    doctor = invoke("--registry", registry, "doctor", settings)
+    assert doctor.exit_code == 2 and message in " ".join(doctor.stdout.split())
 
 
 def test_a_program_that_is_missing_or_not_executable_is_refused(
@@ -39,8 +45,10 @@ def test_a_program_that_is_missing_or_not_executable_is_refused(
         {"mode": "default", "repo": "fake", "model": "tiny"}, {"mode": "default", "repo": "other", "model": "tiny"}]})
     result = invoke("--registry", registry, "--results-dir", tmp_path / "results", "run", settings)
     assert result.exit_code == 2, result.output
-    assert f"fake/tiny: {program} is not executable by" in result.stderr
-    assert "other/tiny: 'no-such-trainer$(x)' is not on the training's PATH" in result.stderr
+    assert f"repositories.fake.command: fake/tiny of {settings} cannot be started: {program} is not executable by" \
+        in result.stderr
+    assert "repositories.other.command: other/tiny of" in result.stderr
+    assert "cannot be started: 'no-such-trainer$(x)' is not on the training's PATH" in result.stderr
     assert not (tmp_path / "results").exists()
 
 

@@ -15,12 +15,15 @@ from typing import Any, NoReturn, TypeVar, cast
 import click
 
 from energy_profiler.config.errors import ConfigError, ConfigIssue, file_error
+from energy_profiler.config.executor import SlurmOptions
 from energy_profiler.config.registry import Registry, load_registry
 from energy_profiler.config.settings import Settings, SettingsError, load_settings
 from energy_profiler.config.validation import issue_sort_key, load_schema
 from energy_profiler.planning.history import History, load_history
 from energy_profiler.planning.plan import Plan, build_plan
+from energy_profiler.process.startable import plan_problems
 from energy_profiler.results.global_table import GLOBAL_TABLE
+from energy_profiler.system.sudo import invoking_user
 
 EXIT_CONFIG = 2
 F = TypeVar("F", bound=Callable[..., Any])
@@ -151,6 +154,18 @@ def settings_and_plan(app: AppContext, registry: Registry, settings_file: Path) 
 
 def _plan(app: AppContext, registry: Registry, settings: Settings) -> Plan:
     return build_plan(settings, registry, resolve_seed(settings), history=history_for(settings, registry, app))
+
+
+def startable_issues(settings: Settings, registry: Registry, plan: Plan) -> list[ConfigIssue]:
+    """A training of the plan that could not even be started (every trial and retry would fail at
+    once), as an issue of the registry's command; none for Slurm, whose nodes start the trainings."""
+    if isinstance(settings.executor, SlurmOptions):
+        return []
+    run_as = None if settings.run_as_root else invoking_user()
+    uid, gids = (run_as.uid, run_as.popen_options()["extra_groups"]) if run_as else (None, ())
+    return [ConfigIssue(str(registry.file), ("repositories", repo, "command"),
+                        f"{repo}/{model} of {settings.file} cannot be started: {problem}")
+            for repo, model, problem in plan_problems(plan.trials, uid, gids)]
 
 
 def history_for(settings: Settings, registry: Registry, app: AppContext) -> History | None:

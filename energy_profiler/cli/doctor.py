@@ -14,12 +14,19 @@ from pathlib import Path
 
 import click
 
-from energy_profiler.cli.context import EXIT_CONFIG, AppContext, energy_options, fail_config, global_options
+from energy_profiler.cli.context import (
+    EXIT_CONFIG,
+    AppContext,
+    energy_options,
+    fail_config,
+    global_options,
+    settings_and_plan,
+    startable_issues,
+)
 from energy_profiler.cli.tables import fitted, format_table, terminal_width
 from energy_profiler.config.energy_settings import EnergySettings
 from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.executor import LOCAL, Executor, SlurmOptions
-from energy_profiler.config.settings import load_settings
 from energy_profiler.energy.advice import advice
 from energy_profiler.energy.selection import (
     CPU_CHAIN,
@@ -48,12 +55,15 @@ def doctor_command(settings_file: Path | None) -> None:
     app = click.get_current_context().ensure_object(AppContext)
     settings = EnergySettings()
     executor: Executor = LOCAL
+    cannot_start: list[str] = []
     if settings_file is not None:
         try:
-            loaded = load_settings(settings_file, app.registry())
+            registry = app.registry()
+            loaded, plan = settings_and_plan(app, registry, settings_file)
         except ConfigError as error:
             fail_config(error)
         settings, executor = loaded.energy, loaded.executor
+        cannot_start = [str(issue) for issue in startable_issues(loaded, registry, plan)]
     settings = replace(settings, **app.energy_overrides)
     hardware = Hardware()
     problems: list[str] = []
@@ -87,6 +97,7 @@ def doctor_command(settings_file: Path | None) -> None:
                           f"{executor.max_parallel} {arguments} RUN_DIR/slurm/array_1.sh (task N runs trial N's "
                           "slurm_job.sh; its node chooses the energy backends: the lines above are this machine's)",
                           width, REASON_INDENT))
+    problems += cannot_start
     if problems:
         click.echo("a campaign with these settings would not start:")
         for problem in problems:

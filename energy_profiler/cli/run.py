@@ -26,6 +26,7 @@ from energy_profiler.cli.context import (
     invocation,
     load_and_plan,
     resolve_seed,
+    startable_issues,
 )
 from energy_profiler.cli.display import LiveProgress, PlainStream, timestamped
 from energy_profiler.cli.resume import RunOptions, resume_hint, resume_run
@@ -41,11 +42,9 @@ from energy_profiler.execution.runtime import Output, StopRequest
 from energy_profiler.execution.session import run_session
 from energy_profiler.fs import NO_ROOM
 from energy_profiler.planning.plan import Plan, build_plan
-from energy_profiler.process.startable import plan_problems
 from energy_profiler.results.global_table import GLOBAL_TABLE, foreign_table
 from energy_profiler.results.rundir import RunDirBusy, run_dirs
 from energy_profiler.system import governor
-from energy_profiler.system.sudo import invoking_user
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -173,17 +172,9 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
 
 
 def _check_startable(settings: Settings, registry: Registry, plan: Plan) -> None:
-    """Exit 2, before anything is written, when a training of the plan could not even be started
-    (every trial and retry would fail in a fraction of a second)."""
-    run_as = None if settings.run_as_root else invoking_user()
-    uid, gids = (run_as.uid, run_as.popen_options()["extra_groups"]) if run_as else (None, ())
-    problems = plan_problems(plan.trials, uid, gids)
-    if problems:
-        click.echo(f"error: {settings.file}: a training of this campaign cannot be started, so each of its trials "
-                   f"would fail at once (fix the repository's command in {registry.file}):", err=True)
-        for problem in problems:
-            click.echo(f"  {problem}", err=True)
-        sys.exit(EXIT_CONFIG)
+    """Exit 2, before anything is written, when a training of the plan could not even be started."""
+    if issues := startable_issues(settings, registry, plan):
+        fail_config(ConfigError(issues))
 
 
 def options_notes(options: RunOptions, resume_dir: Path | None) -> list[str]:

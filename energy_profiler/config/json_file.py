@@ -80,7 +80,9 @@ def syntax_hint(text: str, position: int) -> str:
     rest = text[position:]
     before = text[:position].rstrip()
     if rest[:1] in ("}", "]") and before.endswith(","):
-        return f" (a trailing comma before '{rest[0]}': JSON allows none after the last item)"
+        line, column = _position(before[:-1])
+        return (f" (a trailing comma at line {line}, column {column}, before '{rest[0]}': JSON allows none after "
+                "the last item)")
     if rest.startswith(("//", "/*", "#")):
         return (" (a comment: JSON has none; write a note as a key starting with '_', or as "
                 "\"comment\": \"...\")")

@@ -34,5 +34,8 @@ class StartFailures:
 
     def explanation(self, recorded: int, planned: int) -> str:
         return (f"stopping after {recorded} of {planned} trials: the last {self.in_a_row} failed the same way within "
-                f"{START_FAILURE_S:g} s of starting ({self.reason}), as every trial left would. Fix the training, "
-                "then resume (stop_after_start_failures in the settings sets how many; 0: never stop)")
+                f"{START_FAILURE_S:g} s of starting ({self.reason}), as every trial left would. If what the training "
+                "needs is missing (a module, a file, a variable), provide it and resume: the trials left run with the "
+                "command lines in plan.json, and these stay recorded as failed. If the command itself is wrong "
+                "(the registry's command or arguments), fix the registry and run the settings file again as a new "
+                "campaign. (stop_after_start_failures in the settings sets how many in a row; 0: never stop)")

@@ -253,8 +253,8 @@ class Backgrounds:
             ended = counts.completed + counts.failed
             running = f", run {counts.started} running" if counts.started > ended and not counts.gave_up else ""
             stopped = "; gave up" if counts.gave_up else ""
-            lines.append(f"background {run.index} {run.repo}/{run.model}: {counts.completed} runs completed, "
-                         f"{counts.failed} failed{running}{stopped}")
+            lines.append(f"background {run.index} {run.repo}/{run.model}: runs completed {counts.completed}, "
+                         f"failed {counts.failed}{running}{stopped}")
         return lines
 
     def stop(self, grace_s: float, hurry: Callable[[], bool], run_dir: Path) -> list[BackgroundResult]:

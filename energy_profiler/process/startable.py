@@ -78,18 +78,18 @@ def _script_argument(arguments: Sequence[str]) -> str | None:
     return None
 
 
-def plan_problems(trials: Sequence[Trial], uid: int | None = None, gids: Sequence[int] = ()) -> list[str]:
-    """`repo/model: why` for each distinct workload of the plan (foregrounds and backgrounds) that
-    could not be started."""
-    problems: dict[str, str] = {}
+def plan_problems(trials: Sequence[Trial], uid: int | None = None,
+                  gids: Sequence[int] = ()) -> list[tuple[str, str, str]]:
+    """(repository, model, why) for each distinct workload of the plan (foregrounds and backgrounds)
+    that could not be started."""
+    problems: dict[tuple[str, str], str] = {}
     for trial in trials:
         workloads = [(trial.repo, trial.model, trial.argv, trial.cwd, trial.env)]
         workloads += [(run.repo, run.model, run.argv, run.cwd, run.env) for run in trial.background]
         for repo, model, argv, cwd, env in workloads:
-            label = f"{repo}/{model}"
-            if label in problems:
+            if (repo, model) in problems:
                 continue
             environment = {**os.environ, **dict(env)}
             if (problem := start_problem(argv, Path(cwd), environment, uid, gids)) is not None:
-                problems[label] = problem
-    return [f"{label}: {problem}" for label, problem in problems.items()]
+                problems[(repo, model)] = problem
+    return [(repo, model, problem) for (repo, model), problem in problems.items()]
