@@ -402,6 +402,9 @@ def test_statistics_never_pool_trials_that_held_other_settings_differently(
     decay = [line for line in report.splitlines() if line.startswith("| r | m | mutation | weight_decay |")]
     assert decay and all("| epochs=3 learning_rate=0.05 | " in line and "| 12 |" in line for line in decay), decay
     assert "fixed" in report and "(name=value) or drawn (name=*)" in report
+    # The terminal keys the labels (F1, F2...) and spells them out below the tables.
+    assert "fixed F1: epochs=3 learning_rate=0.05 weight_decay=*" in result.stdout
+    assert "fixed F2: epochs=20 learning_rate=* weight_decay=0.0001" in result.stdout
     # The plots likewise: 12 points of weight_decay, 12 of the learning rate.
     figure = drawn_figures["duration_vs_hp_weight_decay_r_m.png"]
     assert sum(np.asarray(collection.get_offsets()).shape[0] for collection in figure.axes[0].collections) == 12

@@ -15,6 +15,7 @@ from typing import Any
 from energy_profiler.cli.context import energy_arguments
 from energy_profiler.results.rundir import run_dir_lock
 from test.conftest import PROJECT_ROOT, fake_repo, invoke, wait_for
+from test.test_terminal_width import in_terminal, lines_of
 
 
 def rows(run_dir: Path) -> list[dict[str, str]]:
@@ -172,3 +173,6 @@ def test_runs_lists_each_run_folder_with_its_state_and_counts(
     text = invoke("--results-dir", results, "runs").stdout
     assert first.name in text and f"2 run folder(s) in {results}" in text
     assert invoke("--results-dir", tmp_path / "none", "runs").stdout == f"no run folder in {tmp_path / 'none'}\n"
+    # In a 60-column terminal the run's name, what one copies, stays whole: other columns go first.
+    code, seen = in_terminal(["--results-dir", str(results), "runs"], 60)
+    assert code == 0 and any(line.startswith(f"{first.name} ") for line in lines_of(seen)), seen

@@ -151,10 +151,25 @@ def test_a_report_without_energy_at_60_columns_leaves_the_energy_columns_out_fir
 
 
 def test_a_narrow_text_cell_breaks_after_an_underscore_before_breaking_anywhere() -> None:
-    table = format_table(["model", "rho"], [["deep_mlp", "x"], ["test_accuracy", "y"]], width=11)
+    table = format_table(["model", "rho"], [["deep_mlp_with_a_long_name", "x"], ["test_accuracy_of_5", "y"]],
+                         width=17)
     cells = [line.split()[0] for line in table.splitlines()[1:]]
-    # (textwrap alone: deep_m / lp and test_a / ccurac / y)
-    assert cells == ["deep_", "mlp", "test_", "accura", "cy"], table  # `accuracy` alone is wider than 6
+    # (textwrap alone: deep_mlp_wit / h_a_long_nam / e)
+    assert cells == ["deep_mlp_", "with_a_long_", "name", "test_", "accuracy_of_", "5"], table
+
+
+def test_a_table_too_narrow_for_its_columns_becomes_blocks_of_named_values() -> None:
+    # Rather than names cut into pieces of 4 letters (exam / ples, estima / te): every column kept.
+    table = format_table(["repo", "model", "energy", "energy_j"],
+                         [["examples", "deep_mlp", "cpu estimate (process_tree)", "2.768 (2.747–2.793)"],
+                          ["examples", "mlp", "cpu rapl (system)", "1.2"]], width=40)
+    assert table.splitlines() == [
+        "repo: examples  model: deep_mlp",
+        "energy: cpu estimate (process_tree)",
+        "energy_j: 2.768 (2.747–2.793)",
+        "",
+        "repo: examples  model: mlp",
+        "energy: cpu rapl (system)  energy_j: 1.2"]
 
 
 def test_width_left_over_goes_to_whole_words_before_whole_cells() -> None:

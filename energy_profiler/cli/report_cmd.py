@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,6 +13,9 @@ from energy_profiler.cli.context import EXIT_CONFIG, AppContext, global_options
 from energy_profiler.cli.tables import emit, fitted, format_option, terminal_width
 from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.registry import Registry
+
+if TYPE_CHECKING:  # pandas: imported when the report is built, not when the CLI loads
+    from energy_profiler.report.tables import Tables
 
 
 @click.command("report")
@@ -50,12 +54,19 @@ def report_command(inputs: tuple[Path, ...], *, output: Path | None, metric: str
     method = tables.headers("groups").index("energy")
     if all(row[method] == "none" for row in tables.groups):  # all 'missing': the note says why
         optional["groups"] += ["energy_j", "energy"]
+    keys = fixed_keys(tables)
     for which, rows in (("groups", tables.groups), ("repeats", tables.repeats), ("correlations", tables.correlations)):
         if rows:
             if which != "groups":
                 click.echo("")
-            emit(tables.headers(which), rows, optional=optional[which])
+            headers = tables.headers(which)
+            if "fixed" in headers:  # a short key in the table, the settings below it
+                column = headers.index("fixed")
+                rows = [[*row[:column], keys.get(str(row[column]), row[column]), *row[column + 1:]] for row in rows]
+            emit(headers, rows, optional=optional[which])
             click.echo(fitted(LEGENDS[which], terminal_width()))
+    for label, key in keys.items():
+        click.echo(fitted(f"fixed {key}: {label}", terminal_width(), "    "))
     width = terminal_width()
     for note in report.notes:
         click.echo(fitted(f"note: {note}", width))
@@ -68,6 +79,18 @@ LEGENDS = {
     "correlations": "(n pairs, rho and its 95 % interval; an interval that spans 0 is no evidence of an effect)",
 }
 """What the cells of each table are, printed under it as report.md says above it."""
+
+
+def fixed_keys(tables: Tables) -> dict[str, str]:
+    """`F1`, `F2`... for the `fixed` labels of the terminal's tables (one can hold several settings,
+    too wide for a column); report.md and report.html show them whole."""
+    if not tables.fixed:
+        return {}
+    labels: dict[str, None] = {}
+    for which, rows in (("groups", tables.groups), ("correlations", tables.correlations)):
+        column = tables.headers(which).index("fixed")
+        labels.update((str(row[column]), None) for row in rows if row[column] not in (None, "-"))
+    return {label: f"F{number}" for number, label in enumerate(labels, start=1)}
 
 
 def _default_output(first: Path) -> Path:

@@ -19,6 +19,7 @@ from energy_profiler.cli.tables import emit, format_option
 from energy_profiler.results.rundir import run_dirs
 
 HEADERS = ["run", "state", "trials", "recorded", "success", "to_run", "experiment", "size_mib", "started_utc"]
+TABLE_HEADERS = ["run", "state", "recorded", "success", "to_run", "experiment", "size_mib", "started_utc"]
 """`recorded` counts every record (an interrupted one too), `to_run` the trials without a final one:
 the same counts as `status` and a campaign's closing line."""
 
@@ -34,8 +35,11 @@ def runs_command(output_format: str) -> None:
     if output_format != "table":
         emit(HEADERS, rows, output_format)
     elif rows:
-        # The run's name is what one copies: other columns go first in a narrow terminal.
-        emit(HEADERS, rows, optional=["to_run", "experiment", "started_utc", "size_mib"])
+        # The run's name is what one copies: whole, with the other columns going first in a narrow
+        # terminal; `recorded` as `6 of 7` (csv and json have the numbers apart).
+        shown = [[name, state, f"{recorded} of {trials}" if trials is not None else None, success, to_run, *rest]
+                 for name, state, trials, recorded, success, to_run, *rest in rows]
+        emit(TABLE_HEADERS, shown, optional=["success", "to_run", "experiment", "started_utc", "size_mib"])
         click.echo(f"{len(rows)} run folder(s) in {app.results_dir}; `mutation.py status RUN` shows one trial by trial")
     else:
         click.echo(f"no run folder in {app.results_dir}")

@@ -54,9 +54,10 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], width
     """The table as text: plain columns as wide as their cells, or fitted to `width` when given.
 
     Fitting, in order, until the table fits: headers break at their underscores, text columns
-    fold (at spaces where they can), and then the `optional` columns are left out, last first,
-    with a line that names them. Numbers are never broken. Width left over goes to whole words
-    first, then to whole cells.
+    fold at spaces (never inside a word), and then the `optional` columns are left out, last first,
+    with a line that names them. Where even that is too wide, each row becomes a block of
+    `header: value` pairs, every column kept. Numbers are never broken. Width left over goes to
+    whole words first, then to whole cells.
     """
     cells = [[cell_text(value) for value in row] for row in rows]
     numeric = [bool(cells) and all(_is_number(row[column]) for row in cells if row[column] != "-")
@@ -78,7 +79,10 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], width
 
     def whole_words(column: int) -> int:
         """The narrowest a column shows every word (an identifier, a flag) unbroken."""
-        return max(minimum(column), min(natural[column], longest_word[column]))
+        if numeric[column]:
+            return minimum(column)
+        header_part = max(len(part) for part in _header_parts(headers[column]))
+        return max(header_part, min(natural[column], longest_word[column]))
 
     # Optional columns go before any identifier is broken: a name cut in two is misread, a column
     # left out is named below the table.
@@ -89,10 +93,12 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], width
             shown.remove(headers.index(name))
             left_out.insert(0, name)
     widths = {column: whole_words(column) for column in shown}
-    if _total(list(widths.values())) > width:  # nothing left to leave out: words fold
+    if _total(list(widths.values())) > width:  # nothing left to leave out: long words fold
         widths = {column: minimum(column) for column in shown}
-    if _total(list(widths.values())) > width:  # still too wide: text folds down to its header's words
-        widths = {column: minimum(column, text_min=1) for column in shown}
+    if _total(list(widths.values())) > width:
+        # Columns cannot fit without cutting names into pieces of a few letters: each row becomes
+        # a block of `header: value` pairs instead, every column kept.
+        return _records(headers, cells, width)
     # The spare columns go first to whole words (a flag or a name unbroken), then to whole cells;
     # each time to the columns that need the least, so that as many as possible are whole.
     spare = width - _total(list(widths.values()))
@@ -108,6 +114,22 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], width
         note = f"(not shown at this width: {', '.join(left_out)}; --format csv or a wider terminal has them)"
         text += "\n" + textwrap.fill(note, width)
     return text
+
+
+def _records(headers: Sequence[str], cells: Sequence[Sequence[str]], width: int) -> str:
+    """Each row as a block of `header: value` pairs, as many to a line as fit (a pair wider than the
+    terminal folds at its words), blocks apart by a blank line."""
+    blocks = []
+    for row in cells:
+        pairs = [f"{header}: {value}" for header, value in zip(headers, row, strict=True)]
+        lines: list[str] = []
+        for pair in pairs:
+            if lines and len(lines[-1]) + len(GAP) + len(pair) <= width:
+                lines[-1] += GAP + pair
+            else:
+                lines += textwrap.wrap(pair, width, subsequent_indent="  ", break_on_hyphens=False) or [pair]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 UNIT_CHARS = 2
