@@ -16,7 +16,7 @@ PACKAGE = PROJECT_ROOT / "energy_profiler"
 RANK = {"model": 0, "config": 1, "planning": 2, "energy": 3, "process": 3, "results": 3, "report": 3,
         "metrics": 3, "migrate": 3, "execution": 4, "cli": 5, "__main__": 6}
 """`python -m energy_profiler` (__main__) is an entry point above the command line it calls."""
-UTILITIES = {"system", "fs", ""}
+UTILITIES = {"system", "fs", "missing", ""}
 """Usable from every layer; "" is the package itself (its __version__)."""
 SIBLINGS = {("energy", "process"), ("process", "metrics")}
 """Imports between layers of one rank that are allowed, in this direction only: the energy

@@ -19,11 +19,15 @@ OLDER = Path(__file__).parent / "fixtures" / "older"
 
 @pytest.fixture
 def older_project(tmp_path: Path) -> Path:
-    """A copy of the older project's layout, with the repository folders its registry names."""
+    """A copy of the older project's layout, with the repository folders its registry names, each with
+    the executable training script the registry starts (`./train.sh`, as in the real project)."""
     project = tmp_path / "Green-deep-learning"
     shutil.copytree(OLDER, project)
     for repo in json.loads((OLDER / "mutation" / "models_config.json").read_text())["models"].values():
         (project / repo["path"]).mkdir(parents=True)
+        script = project / repo["path"] / repo["train_script"]
+        script.write_text("#!/bin/sh\necho 'a stand-in for the repository\'s training'\n")
+        script.chmod(0o755)
     return project
 
 

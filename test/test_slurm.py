@@ -159,7 +159,7 @@ def test_sigint_of_the_submitter_cancels_its_jobs_and_records_them(
     table = rows(only_run_dir(results))
     # Two ran (one per node), the third waited in the array: every one is recorded as interrupted.
     assert [row["status"] for row in table] == ["interrupted"] * 3
-    assert "to continue:\nmutation.py run" in output
+    assert "to continue:\n" in output and f"mutation.py run {settings} --resume" in output
     assert not list(tmp_path.rglob("HACKED")) and not (Path.cwd() / "HACKED").exists()
 
 

@@ -163,9 +163,13 @@ def startable_issues(settings: Settings, registry: Registry, plan: Plan) -> list
         return []
     run_as = None if settings.run_as_root else invoking_user()
     uid, gids = (run_as.uid, run_as.popen_options()["extra_groups"]) if run_as else (None, ())
+    models: dict[tuple[str, str], list[str]] = {}  # one issue per repository and problem, naming its models
+    for repo, model, problem in plan_problems(plan.trials, uid, gids):
+        models.setdefault((repo, problem), []).append(model)
     return [ConfigIssue(str(registry.file), ("repositories", repo, "command"),
-                        f"{repo}/{model} of {settings.file} cannot be started: {problem}")
-            for repo, model, problem in plan_problems(plan.trials, uid, gids)]
+                        f"{', '.join(f'{repo}/{model}' for model in names)} of {settings.file} cannot be started: "
+                        f"{problem}")
+            for (repo, problem), names in models.items()]
 
 
 def history_for(settings: Settings, registry: Registry, app: AppContext) -> History | None:
