@@ -103,6 +103,20 @@ def test_a_typo_in_a_registry_hides_none_of_its_other_problems(write_json: Calla
     assert len(issues) == len(expected), issues
 
 
+def test_a_broken_hyperparameter_hides_neither_the_overrides_of_the_others(
+        write_json: Callable[[str, Any], Path]) -> None:
+    overrides = {"learning_rate": {"default": 0.9}, "epochs": {"default": 3}}
+    repo = fake_repo(models={"tiny": {"hyperparameters": overrides}})
+    repo["hyperparameters"]["epochs"]["type"] = "integer"  # not a type the schema knows: epochs is broken
+    issues = registry_issues(write_json, {"repositories": {"fake": repo}})
+    assert any(issue.startswith("repositories.fake.hyperparameters.epochs.type: 'integer' is not one of")
+               for issue in issues), issues
+    # learning_rate is sound: its model override is still checked; epochs' override is not reported again.
+    assert any(issue.startswith("repositories.fake.models.tiny.hyperparameters.learning_rate.default: default 0.9")
+               for issue in issues), issues
+    assert not any("models.tiny.hyperparameters.epochs" in issue for issue in issues), issues
+
+
 def test_several_models_need_a_model_flag(write_json: Callable[[str, Any], Path]) -> None:
     repo = fake_repo(models={"a": {}, "b": {}})
     del repo["model_flag"]

@@ -217,9 +217,13 @@ def energy_arguments(overrides: dict[str, Any]) -> list[str]:
     arguments: list[str] = []
     for name, value in overrides.items():
         for item in value if name == "require" else (value,):
-            text = repr(item).removesuffix(".0") if isinstance(item, float) else str(item)  # reads back exactly
-            arguments += [ENERGY_FLAGS[name], text]
+            arguments += [ENERGY_FLAGS[name], option_text(item)]
     return arguments
+
+
+def option_text(value: object) -> str:
+    """An option's value as the command line gives it; a float in its shortest form that reads back exactly."""
+    return repr(value).removesuffix(".0") if isinstance(value, float) else str(value)
 
 
 def invocation() -> list[str]:

@@ -54,7 +54,7 @@ def report_command(inputs: tuple[Path, ...], *, output: Path | None, metric: str
     method = tables.headers("groups").index("energy")
     if all(row[method] == "none" for row in tables.groups):  # all 'missing': the note says why
         optional["groups"] += ["energy_j", "energy"]
-    keys = fixed_keys(tables)
+    keys, width = fixed_keys(tables), terminal_width()
     for which, rows in (("groups", tables.groups), ("repeats", tables.repeats), ("correlations", tables.correlations)):
         if rows:
             if which != "groups":
@@ -64,10 +64,9 @@ def report_command(inputs: tuple[Path, ...], *, output: Path | None, metric: str
                 column = headers.index("fixed")
                 rows = [[*row[:column], keys.get(str(row[column]), row[column]), *row[column + 1:]] for row in rows]
             emit(headers, rows, optional=optional[which])
-            click.echo(fitted(LEGENDS[which], terminal_width()))
+            click.echo(fitted(LEGENDS[which], width))
     for label, key in keys.items():
-        click.echo(fitted(f"fixed {key}: {label}", terminal_width(), "    "))
-    width = terminal_width()
+        click.echo(fitted(f"fixed {key}: {label}", width, "    "))
     for note in report.notes:
         click.echo(fitted(f"note: {note}", width))
     click.echo(f"\n{report.rows} trials; {len(report.plots)} plots; {report.html} and {report.markdown.name}")

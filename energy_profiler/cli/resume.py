@@ -12,7 +12,7 @@ import json
 import os
 import shlex
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -26,6 +26,7 @@ from energy_profiler.cli.context import (
     energy_arguments,
     fail_config,
     invocation,
+    option_text,
 )
 from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.settings import settings_from_document
@@ -78,9 +79,8 @@ class RunOptions:
 
 def _given(app: AppContext) -> RunOptions:
     """The options this command line names itself (the registry only when named)."""
-    named_registry = app.registry_given or bool(os.environ.get(REGISTRY_VARIABLE))
-    return RunOptions(energy=dict(app.energy_overrides), governor=app.governor, executor=app.executor,
-                      registry=str(app.registry_file.resolve()) if named_registry else None)
+    options = RunOptions.of(app)
+    return options if app.registry_given or os.environ.get(REGISTRY_VARIABLE) else replace(options, registry=None)
 
 
 def differences(recorded: RunOptions, given: RunOptions) -> list[str]:
@@ -101,8 +101,7 @@ def differences(recorded: RunOptions, given: RunOptions) -> list[str]:
 
 
 def _words(value: Any) -> list[str]:
-    items = value if isinstance(value, tuple) else (value,)
-    return [f"{item:g}" if isinstance(item, float) else str(item) for item in items]
+    return [option_text(item) for item in (value if isinstance(value, tuple) else (value,))]
 
 
 def merged(recorded: RunOptions, given: RunOptions) -> RunOptions:

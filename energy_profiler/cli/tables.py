@@ -71,18 +71,16 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], width
     longest_word = [max([1, *(len(word) for row in cells for word in row[column].split())])
                     for column in range(len(headers))]
 
-    def minimum(column: int, text_min: int = TEXT_MIN) -> int:
-        header_part = max(len(part) for part in _header_parts(headers[column], units=text_min > 1))
+    def minimum(column: int, text_width: int = TEXT_MIN) -> int:
+        """The narrowest a column may be when its text folds to `text_width` (numbers never fold)."""
+        header_part = max(len(part) for part in _header_parts(headers[column]))
         if numeric[column]:
             return max(header_part, *(len(row[column]) for row in cells))
-        return max(header_part, min(natural[column], text_min))
+        return max(header_part, min(natural[column], text_width))
 
     def whole_words(column: int) -> int:
         """The narrowest a column shows every word (an identifier, a flag) unbroken."""
-        if numeric[column]:
-            return minimum(column)
-        header_part = max(len(part) for part in _header_parts(headers[column]))
-        return max(header_part, min(natural[column], longest_word[column]))
+        return minimum(column, longest_word[column])
 
     # Optional columns go before any identifier is broken: a name cut in two is misread, a column
     # left out is named below the table.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -87,7 +88,7 @@ class HyperparameterSpec:
         return f"the limits [{low:g}, {high:g}] (mutation range [{self.low:g}, {self.high:g}])"
 
 
-def narrowed(spec: HyperparameterSpec, bounds: list[object]) -> HyperparameterSpec | str:
+def narrowed(spec: HyperparameterSpec, bounds: Sequence[float | str | bool]) -> HyperparameterSpec | str:
     """`spec` drawing only from `bounds` (a settings file's `ranges`), or why that cannot be.
 
     Numbers: `[low, high]` inside the registry's range (a campaign may narrow it, never widen it);
@@ -99,7 +100,7 @@ def narrowed(spec: HyperparameterSpec, bounds: list[object]) -> HyperparameterSp
         chosen = []
         for value in bounds:
             try:
-                text = format_value(value, "choice")  # type: ignore[arg-type]
+                text = format_value(value, "choice")
             except ValueError as error:
                 return str(error)
             if text not in spec.values:
@@ -108,7 +109,7 @@ def narrowed(spec: HyperparameterSpec, bounds: list[object]) -> HyperparameterSp
         return replace(spec, values=tuple(dict.fromkeys(chosen)))
     numbers = [value for value in bounds if isinstance(value, int | float) and not isinstance(value, bool)]
     if len(bounds) != 2 or len(numbers) != 2:
-        return f"expected [low, high], two numbers, got {json.dumps(bounds)}"
+        return f"expected [low, high], two numbers, got {json.dumps(list(bounds))}"
     low, high = numbers
     if low > high:
         return f"low end {low:g} is above high end {high:g}"

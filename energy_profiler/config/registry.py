@@ -154,8 +154,7 @@ def _build_repo(
         issues.extend(hp_issues)
         hyperparameters[hp_name] = spec
     # A model's override of a hyperparameter the schema found wrong is not reported as unknown.
-    reported = set(of("hyperparameters", dict, {})) - set(hyperparameters) if sound("hyperparameters") \
-        else set(doc.get("hyperparameters", {}) if isinstance(doc.get("hyperparameters"), dict) else ())
+    reported = set(of("hyperparameters", dict, {})) - set(hyperparameters)
 
     metrics_doc = of("metrics", dict, {})
     metrics = _metrics({name: metric for name, metric in metrics_doc.items() if sound("metrics", name)}, {}, file,

@@ -119,12 +119,10 @@ def settings_from_document(document: Any, file: Path, registry: Registry) -> Set
     if not isinstance(document, dict) or not isinstance(document.get("experiments"), list):
         raise ConfigError(issues)  # nothing to check the experiments against
     schema_found = list(issues)
-    broken = {issue.path[1] for issue in issues
-              if len(issue.path) > 1 and issue.path[0] == "experiments" and not issue.harmless}
     # Top-level problems (an unknown key, a bad type) do not stop the experiments being checked in the
     # same pass, so a file is fixed in one round; only what the experiments inherit is guarded.
     top_level = {issue.path[0] for issue in issues if issue.path and issue.path[0] != "experiments"}
-    inherited_ok = not broken_under(issues, ("runs_per_config",)) and not broken_under(issues, ("timeout_s",))
+    inherited_ok = not any(broken_under(schema_found, (key,)) for key in ("runs_per_config", "timeout_s"))
     default_runs = document.get("runs_per_config", 1) if inherited_ok else 1
     experiments = []
     for index, entry in enumerate(document["experiments"]):
@@ -132,7 +130,7 @@ def settings_from_document(document: Any, file: Path, registry: Registry) -> Set
             continue  # the schema said what it should be
         experiment, entry_issues = _check_experiment(
             index, entry, default_runs=default_runs, document=document, file=name, registry=registry,
-            schema_found=schema_found, build=index not in broken and inherited_ok)
+            schema_found=schema_found, build=inherited_ok and not broken_under(schema_found, ("experiments", index)))
         issues.extend(entry_issues)
         if experiment is not None:
             experiments.append(experiment)

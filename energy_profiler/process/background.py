@@ -8,9 +8,10 @@ twice as long after each failure in a row (0.5 s, 1 s, 2 s, ... at most 30 s), a
 GIVE_UP_AFTER failures in a row that each ended within QUICK_FAILURE_S of starting it gives up
 and leaves `bg<k>_gave_up.txt`. Each run's output goes to `background_logs/bg<k>_run_<i>.log`
 (the first and last KEEP_LOGS of a trial are kept; iterations.csv counts them all), and one line
-per finished run to `background_logs/iterations.csv`. The script runs in a session and process group of its own (with
-the parent-death signal set, like every child of mutation.py); its runs share that group, so one
-killpg reaches all of them, and its TERM/INT/HUP trap ends the whole group before exiting.
+per finished run to `background_logs/iterations.csv`. The script runs in a session and process
+group of its own (with the parent-death signal set, like every child of mutation.py); its runs
+share that group, so one killpg reaches all of them, and its TERM/INT/HUP trap ends the whole
+group before exiting.
 """
 
 from __future__ import annotations
