@@ -126,13 +126,18 @@ def test_a_repository_that_passes_only_what_is_given_leaves_the_rest_to_the_scri
     assert "hp_seed" not in rows[0] and rows[0]["hp_epochs"] == ""  # no value is claimed for what was not passed
     mutated = json.loads((run_dir / rows[1]["trial"] / "experiment.json").read_text())
     assert mutated["argv"][-2:] == ["--epochs", rows[1]["hp_epochs"]] and "--seed" not in mutated["argv"]
-    # These rows are history that compares: a second campaign skips what the first measured.
+    # These rows are history that compares: a second campaign skips what the first measured, and never
+    # draws the default (epochs 2 spelt out is the baseline's training again): 20 - 4 - 1 = 15 are left.
     again = write_json("g2.json", {"experiment_name": "g", "seed": 2, "dedup": True, "experiments": [
-        {"mode": "mutation", "repo": "fake", "model": "tiny", "mutate": ["epochs"], "runs_per_config": 16}]})
+        {"mode": "mutation", "repo": "fake", "model": "tiny", "mutate": ["epochs"], "runs_per_config": 15}]})
     plan = invoke("--registry", registry, "--results-dir", results, "plan", again)
     assert plan.exit_code == 0, plan.output
-    drawn = {line.split()[4].rstrip("*") for line in plan.stdout.splitlines()[1:17]}
-    assert not drawn & {r["hp_epochs"] for r in rows[1:]} and len(drawn) == 16
+    drawn = {line.split()[4].rstrip("*") for line in plan.stdout.splitlines()[1:16]}
+    assert not drawn & {r["hp_epochs"] for r in rows[1:]} and len(drawn) == 15 and "2" not in drawn
+    one_more = write_json("g3.json", {**json.loads(again.read_text()), "experiments": [
+        {"mode": "mutation", "repo": "fake", "model": "tiny", "mutate": ["epochs"], "runs_per_config": 16}]})
+    refused = invoke("--registry", registry, "--results-dir", results, "plan", one_more)
+    assert refused.exit_code == 2 and "only 15 exist besides the defaults" in refused.stderr
 
 
 def test_a_history_table_that_compares_with_nothing_is_an_error_that_says_why(

@@ -112,9 +112,16 @@ def cli(ctx: click.Context, *, experiment_config: Path | None, repo: str | None,
         click.echo(ctx.get_help())
 
 
+def is_project(folder: Path) -> bool:
+    """A project folder: it has its own registry, `repos/models.json` (a migrated project has one)."""
+    return (folder / "repos" / "models.json").is_file()
+
+
 def main(project: Path | None = None) -> None:
     """Entry point of the `mutation` console script (defaults in the working folder) and of a
-    checkout's mutation.py (`project`: the checkout, wherever it is run from)."""
+    checkout's mutation.py (`project`: the checkout, used unless the working folder is a project
+    of its own, such as one `migrate` wrote)."""
+    project = None if project is None or is_project(Path.cwd()) else project
     app = AppContext(results_dir=default_results(project), registry_file=default_registry(project))
     try:
         cli(prog_name="mutation.py", obj=app)

@@ -152,6 +152,17 @@ def settings_and_plan(app: AppContext, registry: Registry, settings_file: Path) 
     return settings, _plan(app, registry, settings)
 
 
+def checked_plan(app: AppContext, registry: Registry, settings_file: Path) -> tuple[Plan | None, list[ConfigIssue]]:
+    """What `validate` says of one file: its plan, or every problem `run` would refuse it for."""
+    try:
+        settings, plan = settings_and_plan(app, registry, settings_file)
+    except ConfigError as error:
+        return None, list(error.issues)
+    if startable := startable_issues(settings, registry, plan):
+        return None, startable
+    return plan, []
+
+
 def _plan(app: AppContext, registry: Registry, settings: Settings) -> Plan:
     return build_plan(settings, registry, resolve_seed(settings), history=history_for(settings, registry, app))
 

@@ -6,19 +6,22 @@ registry has passed the same checks `mutation.py --registry OUT` will make.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
 
-from energy_profiler.cli.context import AppContext, fail_config, global_options
-from energy_profiler.config.errors import ConfigError, file_error
+from energy_profiler.cli.context import AppContext, checked_plan, fail_config, global_options, invocation
+from energy_profiler.config.errors import ConfigError, ConfigIssue, file_error
 from energy_profiler.config.json_file import read_json
-from energy_profiler.config.registry import load_registry
+from energy_profiler.config.registry import Registry, load_registry
 from energy_profiler.fs import atomic_write_bytes, atomic_write_json, make_dirs
 from energy_profiler.migrate.history import convert_table, table_notes
-from energy_profiler.migrate.project import migrate_project, read_as_the_older_tool
-from energy_profiler.migrate.registry import OLDER_FILE, convert_registry, is_older_registry, widen_limits
+from energy_profiler.migrate.migration_text import migration_text, summary_lines
+from energy_profiler.migrate.project import GLOBAL_TABLE, REGISTRY, migrate_project, read_as_the_older_tool
+from energy_profiler.migrate.registry import OLDER_FILE, convert_registry, is_older_registry
 from energy_profiler.migrate.settings import convert_settings
+from energy_profiler.planning.plan import Plan
 
 
 class _ProjectByDefault(click.Group):
@@ -43,9 +46,9 @@ def migrate_command() -> None:
 @migrate_command.command("project")
 @click.argument("older_project", type=click.Path(file_okay=False, path_type=Path, readable=False))
 @click.option("--to", "target", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="An empty or new folder for models.json, settings/ and MIGRATION.md.")
+              help="An empty or new folder: it becomes a project (repos/models.json, settings/, history/).")
 def migrate_project_command(older_project: Path, target: Path) -> None:
-    """Convert OLDER_PROJECT's registry and settings into TARGET, with MIGRATION.md."""
+    """Convert OLDER_PROJECT into a project at TARGET that runs from there, with MIGRATION.md."""
     if not (older_project / OLDER_FILE).is_file():
         fail_config(file_error(str(older_project), f"has no {OLDER_FILE}: give the folder of "
                                              "the older project (the one that holds mutation/ and settings/)"))
@@ -53,16 +56,29 @@ def migrate_project_command(older_project: Path, target: Path) -> None:
         raise click.UsageError(f"{target} is not empty: give a new or empty folder (nothing is overwritten)")
     if target.resolve().is_relative_to(older_project.resolve()):
         raise click.UsageError("the target lies inside the older project; migrate never writes there")
+    target = target.resolve()
+    # Each converted file is checked as `validate` run from TARGET checks it: TARGET's registry and results.
+    app = AppContext(results_dir=target / GLOBAL_TABLE.parent, registry_file=target / REGISTRY)
+    registries: list[Registry] = []
+
+    def check(settings_file: Path) -> tuple[Plan | None, list[ConfigIssue]]:
+        if not registries:
+            registries.append(app.registry())
+        return checked_plan(app, registries[0], settings_file)
+
     try:
-        report = migrate_project(older_project, target)
+        report = migrate_project(older_project, target, check)
     except ConfigError as error:
         fail_config(error)
-    agree = sum(1 for file in report.files if file.older_trials is not None
-                and file.older_trials == file.planned_trials)
-    refused = sum(1 for file in report.files if file.refused)
-    click.echo(f"{target}: models.json, {len(report.files)} settings files, MIGRATION.md")
-    click.echo(f"  {agree} of {len(report.files)} files plan the trainings the older runner would start; "
-               f"{refused} would be refused as they are; see {target / 'MIGRATION.md'}")
+    tool = [word for word in invocation() if word != "sudo"]
+    atomic_write_bytes(target / "MIGRATION.md", migration_text(older_project, report, tool).encode())
+    click.echo(f"{target}: {REGISTRY}, {len(report.files)} settings files, "
+               f"{len(report.tables)} history table(s), MIGRATION.md")
+    for line in summary_lines(report):
+        click.echo(f"  {line}")
+    attention = sum(1 for file in report.files if file.attention or file.refused)
+    click.echo(f"  {attention} file(s) need attention: see {target / 'MIGRATION.md'}")
+    click.echo(f"next: cd {shlex.quote(str(target))} && {shlex.join(tool)} validate settings/...")
 
 
 @migrate_command.command("registry")
@@ -126,22 +142,19 @@ def migrate_settings_command(older_files: tuple[Path, ...], folder: Path, older_
         except (OSError, ValueError) as error:
             fail_config(file_error(str(older_file), f"cannot be read as the older runner "
                                                  f"read it: {error}"))
-        if not isinstance(document, dict):
+        if not isinstance(document, dict | list):
             fail_config(file_error(str(older_file), "is not a settings object"))
-        converted = convert_settings(document, registry_document)
-        # A fresh conversion per file: each file's notes name the limits it needs itself.
-        registry_copy = convert_registry(registry_document, registry_file.resolve().parent.parent)
-        needed = widen_limits(registry_copy.document, converted.fixed_values, older_file.name)
+        converted = convert_settings(document, registry_document, older_file.name)
         if converted.document.get("_use_deduplication"):
-            converted.notes.append("use_deduplication: dedup is off here; convert the tables with `migrate history` "
-                                   "and set \"dedup\": {\"history\": [...]}")
+            converted.warn("use_deduplication: dedup is off here; convert the tables with `migrate history` and set "
+                           "\"dedup\": {\"history\": [...]}", "dedup off")
         destination = folder / older_file.name
         make_dirs(folder)
         atomic_write_json(destination, converted.document)
         click.echo(f"{destination}: from {older_file}; the older runner would start {converted.older_trials} "
                    "training(s)")
         for note in [*(["keys given twice: the last of each kept, as the older runner did"] if repeated else []),
-                     *converted.notes, *(f"{line}: give the registry those limits" for line in needed)]:
+                     *converted.notes]:
             click.echo(f"  note: {note}")
 
 

@@ -23,7 +23,8 @@ if TYPE_CHECKING:  # pandas: imported when the report is built, not when the CLI
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for report.md, report.html and the plots [default: report/ inside the first input's "
                    "folder].")
-@click.option("--metric", help="The metric to compare with energy [default: the first one in the tables].")
+@click.option("--metric", help="The metric to compare with energy [default: each repository's first metric "
+                                "that has numbers, in the registry's order].")
 @click.option("--energy", type=click.Choice(["total", "above-idle", "above-background"]), default="total",
               show_default=True, help="Energy to report: as measured, or above the idle or background baseline.")
 @click.option("--trace", "traces", multiple=True, help="Trial (e.g. 003_examples_mlp) to plot power over time "
@@ -40,8 +41,9 @@ def report_command(inputs: tuple[Path, ...], *, output: Path | None, metric: str
     app = click.get_current_context().ensure_object(AppContext)
     folder = output if output is not None else _default_output(inputs[0])
     try:
-        report = build(inputs, folder, metric=metric, traces=traces, energy=energy, kind_of=_kinds(app),
-                       plots_wanted=not no_plots)
+        registry = _registry(app)
+        report = build(inputs, folder, metric=metric, traces=traces, energy=energy, kind_of=_kinds(registry),
+                       metric_order=_metric_order(registry), plots_wanted=not no_plots)
     except ReportInputError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(EXIT_CONFIG)
@@ -97,12 +99,24 @@ def _default_output(first: Path) -> Path:
     return (first if first.is_dir() else first.parent) / "report"
 
 
-def _kinds(app: AppContext) -> Callable[[str, str, str], str | None]:
-    """The registry's axis kind of each hyperparameter; without a readable registry, the values decide."""
+def _registry(app: AppContext) -> Registry | None:
+    """The registry, where one can be read: it knows axis kinds and metric order; without it the values decide."""
     try:
-        registry: Registry | None = app.registry()
+        return app.registry()
     except (ConfigError, OSError):
-        registry = None
+        return None
+
+
+def _metric_order(registry: Registry | None) -> Callable[[str], tuple[str, ...]]:
+    def order_of(repo: str) -> tuple[str, ...]:
+        known = registry.repositories.get(repo) if registry is not None else None
+        return tuple(known.metrics) if known is not None else ()
+
+    return order_of
+
+
+def _kinds(registry: Registry | None) -> Callable[[str, str, str], str | None]:
+    """The registry's axis kind of each hyperparameter; without a registry, the values decide."""
 
     def kind_of(repo: str, model: str, name: str) -> str | None:
         if registry is None or repo not in registry.repositories:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from energy_profiler.cli.context import AppContext, fail_config, global_options, settings_and_plan, startable_issues
+from energy_profiler.cli.context import AppContext, checked_plan, fail_config, global_options
 from energy_profiler.config.errors import ConfigError
 
 
@@ -22,13 +22,9 @@ def validate_command(settings_files: tuple[Path, ...]) -> None:
         fail_config(error)
     issues = []
     for settings_file in settings_files:
-        try:
-            settings, plan = settings_and_plan(app, registry, settings_file)
-        except ConfigError as error:
-            issues.extend(error.issues)
-            continue
-        if startable := startable_issues(settings, registry, plan):  # what `run` would refuse
-            issues.extend(startable)
+        plan, problems = checked_plan(app, registry, settings_file)  # what `run` would refuse
+        if plan is None:
+            issues.extend(problems)
             continue
         click.echo(f"ok: {settings_file} ({len(plan.trials)} trials)")
     if issues:

@@ -6,6 +6,7 @@ ConfigError listing every problem with its JSON path. Nothing is started or writ
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,10 +15,12 @@ from typing import Any, Literal
 from energy_profiler.config.energy_settings import EnergySettings
 from energy_profiler.config.errors import ConfigError, ConfigIssue, broken_under, did_you_mean, suggest_name
 from energy_profiler.config.executor import LOCAL, Executor, executor_from_document
-from energy_profiler.config.hyperparams import HyperparameterSpec, narrowed
+from energy_profiler.config.hyperparams import HyperparameterSpec
 from energy_profiler.config.json_file import read_json
+from energy_profiler.config.older_format import older_settings_markers
 from energy_profiler.config.registry import Registry
 from energy_profiler.config.validation import issue_sort_key, load_schema, schema_issues
+from energy_profiler.config.workload_bounds import check_ranges, with_limits
 from energy_profiler.model.values import format_value
 
 Mode = Literal["default", "mutation", "parallel"]
@@ -116,6 +119,10 @@ def settings_from_document(document: Any, file: Path, registry: Registry) -> Set
     """
     name = str(file)
     issues = schema_issues(document, "settings", name)
+    if issues and (markers := older_settings_markers(document)):
+        command = f"mutation.py migrate settings {shlex.quote(name)} -o settings/"
+        raise ConfigError([ConfigIssue(name, (), f"is the older tool's settings format ({', '.join(markers)}); "
+                                                 f"convert it with `{command}`", whole_file=True)])
     if not isinstance(document, dict) or not isinstance(document.get("experiments"), list):
         raise ConfigError(issues)  # nothing to check the experiments against
     schema_found = list(issues)
@@ -268,9 +275,10 @@ def _check_workload(entry: Any, where: tuple[str | int, ...], file: str, registr
         message = f"unknown model '{entry['model']}' for repository '{repo.name}'{hint}; it has: {known}"
         return _CheckedWorkload(None, (), [ConfigIssue(file, (*where, "model"), message)])
 
-    issues = []
-    specs = model.hyperparameters
     label = f"{repo.name}/{model.name}"
+    # The workload's own `limits` widen what its fixed values may be; draws keep the registry's ranges.
+    specs, issues = with_limits(entry, where, file=file, specs=model.hyperparameters, label=label,
+                                schema_found=schema_found)
     aliases = {name: [spec.flag, "".join(part[:1] for part in name.split("_"))] for name, spec in specs.items()}
     fixed = {}
     given = entry.get("hyperparameters", {})
@@ -323,7 +331,7 @@ def _check_workload(entry: Any, where: tuple[str | int, ...], file: str, registr
         else:
             mutate.append(hp_name)
 
-    ranges = _check_ranges(entry, where, file=file, specs=specs, mutate=mutate, label=label,
+    ranges = check_ranges(entry, where, file=file, specs=model.hyperparameters, mutate=mutate, label=label,
                            schema_found=schema_found) if may_mutate else ({}, [])
     issues += ranges[1]
     if broken_under(schema_found, where):
@@ -335,33 +343,6 @@ def _check_workload(entry: Any, where: tuple[str | int, ...], file: str, registr
                         gpu_memory_mib=entry.get("gpu_memory_mib", model.gpu_memory_mib),
                         restart_delay_s=float(entry.get("restart_delay_s", 0.0)), ranges=ranges[0])
     return _CheckedWorkload(workload, tuple(mutate), issues, tuple(seeds_left_out))
-
-
-def _check_ranges(entry: dict[str, Any], where: tuple[str | int, ...], *, file: str,
-                  specs: Mapping[str, HyperparameterSpec], mutate: list[str], label: str,
-                  schema_found: Sequence[ConfigIssue]) -> tuple[dict[str, HyperparameterSpec], list[ConfigIssue]]:
-    """`ranges`: narrower draws for mutated hyperparameters, inside the registry's; and their issues."""
-    given = entry.get("ranges", {})
-    if not isinstance(given, dict) or broken_under(schema_found, (*where, "ranges")):
-        return {}, []
-    narrowed_specs: dict[str, HyperparameterSpec] = {}
-    issues = []
-    for hp_name, bounds in given.items():
-        range_where = (*where, "ranges", hp_name)
-        spec = specs.get(hp_name)
-        if spec is None:
-            aliases = {name: [other.flag] for name, other in specs.items()}
-            issues.append(ConfigIssue(file, range_where, f"unknown hyperparameter '{hp_name}' for {label}"
-                                                         f"{suggest_name(hp_name, aliases)}"))
-        elif hp_name not in mutate:
-            issues.append(ConfigIssue(file, range_where, f"'{hp_name}' is not drawn in this experiment: a range "
-                                                         "narrows what mutate draws (name it in mutate, or leave "
-                                                         "its range out)"))
-        elif isinstance(result := narrowed(spec, bounds), str):
-            issues.append(ConfigIssue(file, range_where, result))
-        else:
-            narrowed_specs[hp_name] = result
-    return narrowed_specs, issues
 
 
 def energy_settings(block: dict[str, Any]) -> EnergySettings:

@@ -85,7 +85,7 @@ def _hyperparameter(repo: str, name: str, spec: dict[str, Any], notes: list[str]
     low, high = spec["range"]
     default = spec["default"]
     if not low <= default <= high:
-        converted["limits"] = [min(low, default), max(high, default)]
+        converted["limits"] = registry_limits(spec)
         notes.append(f"{shown(repo)}.{shown(name)}: its default {default:g} lies outside its range "
                      f"[{low:g}, {high:g}]; the range stays what mutation draws from, and `limits` "
                      f"{converted['limits']} let the default (and fixed values) lie outside it.")
@@ -96,21 +96,8 @@ def _hyperparameter(repo: str, name: str, spec: dict[str, Any], notes: list[str]
     return converted
 
 
-def widen_limits(document: dict[str, Any], fixed: list[tuple[str, str, str, Any]], source: str) -> list[str]:
-    """Let every fixed value the older settings used lie within its hyperparameter's limits.
-
-    The older tool passed fixed values unchecked (1-epoch quick runs, boundary tests below a range);
-    here a fixed value must lie inside `limits`, so they are widened to hold them, one note each.
-    """
-    notes = []
-    for repo, _model, name, value in fixed:
-        spec = document["repositories"].get(repo, {}).get("hyperparameters", {}).get(name)
-        if spec is None or not isinstance(value, int | float) or isinstance(value, bool):
-            continue
-        low, high = spec.get("limits", spec["range"])
-        if low <= value <= high:
-            continue
-        spec["limits"] = [min(low, value), max(high, value)]
-        notes.append(f"{source}: {shown(repo)}.{shown(name)} is fixed at {value:g}, outside [{low:g}, {high:g}]: "
-                     f"it needs limits {spec['limits']} (mutation still draws from {spec['range']})")
-    return notes
+def registry_limits(spec: dict[str, Any]) -> list[Any]:
+    """The limits the converted registry gives an older hyperparameter: its range, stretched to hold
+    its default (fixed values outside them get `limits` in their own experiment, not here)."""
+    low, high = spec["range"]
+    return [min(low, spec["default"]), max(high, spec["default"])]

@@ -15,12 +15,18 @@ Keys this tool does not know are kept as `_`-annotations. Every surprise is a no
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any
 
 from energy_profiler.config.validation import load_schema
-from energy_profiler.migrate.registry import shown
+from energy_profiler.migrate.registry import registry_limits, shown
 
+NAME = re.compile(r"[A-Za-z0-9_.-]+")
+"""What this tool's experiment_name may hold."""
+LEFT_OUT = "experiments that ran nothing in the older tool, left out"
+NOT_PASSED = "experiments whose hyperparameters the older runner never passed (kept as annotations)"
 OLDER_MAX_RETRIES = 2
 OLDER_RUN_SLEEP_S = 60
 OLDER_DEFAULT_MODE = "mutation"
@@ -34,10 +40,21 @@ class ConvertedSettings:
     """Trainings the older runner would have started (before its retries; fewer if a space ran out)."""
     older_runs: list[tuple[str, int]] = field(default_factory=list)
     """(what, trainings) per converted experiment, in the converted file's order, for MIGRATION.md."""
-    fixed_values: list[tuple[str, str, str, Any]] = field(default_factory=list)
-    """(repo, model, hyperparameter, value) of every fixed value, for the registry's limits."""
     annotated: dict[str, int] = field(default_factory=dict)
     """Keys kept as `_`-annotations, with how often each was met."""
+    attention: list[str] = field(default_factory=list)
+    """What a user must act on or check, a few words each (the whole note is in `notes`): what ran is
+    not what the file says. Repeated words are counted in MIGRATION.md's short list."""
+
+    def warn(self, note: str, short: str) -> None:
+        self.notes.append(note)
+        self.attention.append(short)
+
+
+def campaign_name(file_name: str) -> str:
+    """The file's stem as an experiment_name: other characters become `_`; `migrated` if none is left."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", PurePath(file_name).stem).strip("_.")
+    return name or "migrated"
 
 
 def _schema_keys(definition: str | None) -> set[str]:
@@ -58,13 +75,23 @@ def _annotated(document: dict[str, Any], known: set[str], converted: ConvertedSe
     return kept
 
 
-def convert_settings(document: dict[str, Any], older_registry: dict[str, Any]) -> ConvertedSettings:
-    """One older settings document; `older_registry` is the older models_config.json it ran against."""
+def convert_settings(document: dict[str, Any] | list[Any], older_registry: dict[str, Any],
+                     file_name: str = "") -> ConvertedSettings:
+    """One older settings document (of the file `file_name`); `older_registry` is the older
+    models_config.json it ran against."""
     converted = ConvertedSettings({})
     notes = converted.notes
+    if isinstance(document, list):  # the older runner crashed on it; its author's intent is plain
+        converted.warn(f"the file is a JSON list of {len(document)} experiments, which the older runner could not "
+                     "read (it crashed): converted into a settings object with the same experiments",
+                       "a JSON list: converted into a settings object")
+        document = {"experiments": document}
     runs_default = document.get("runs_per_config", 1)
     mode_default = document.get("mode", OLDER_DEFAULT_MODE)
-    name = document.get("experiment_name", "unnamed")
+    name = document.get("experiment_name")
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        name = campaign_name(file_name)
+        notes.append(f"the file: no experiment_name: named {name!r} after the file")
     top = {key: value for key, value in document.items()
            if key not in ("experiments", "mode", "runs_per_config", "max_retries", "use_deduplication",
                           "historical_csvs", "experiment_name")}
@@ -117,9 +144,11 @@ def _experiment(experiment: dict[str, Any], where: str, mode_default: str, runs_
         return _parallel(experiment, where, runs_default, registry, converted)
     repo, model = experiment.get("repo"), experiment.get("model")
     if (why := _model_known(repo, model, registry)) is not None:
-        hint = " — did you mean 'repo'?" if "repository" in experiment and "repo" not in experiment else ""
-        notes.append(f"{where}: ran 0 trainings in the older tool: {why}{hint}; left out "
-                     "(kept under _not_run_by_the_older_tool)")
+        if "repository" in experiment and "repo" not in experiment:
+            why = ("it says 'repository' where the older runner read 'repo' (the older runner failed on it: "
+                   "KeyError)")
+        converted.warn(f"{where}: ran 0 trainings in the older tool: {why}; left out "
+                     "(kept under _not_run_by_the_older_tool)", LEFT_OUT)
         return None
     supported = registry["models"][repo]["supported_hyperparams"]
     known = _schema_keys("experiment")
@@ -142,9 +171,9 @@ def _experiment(experiment: dict[str, Any], where: str, mode_default: str, runs_
                      + (" (its name for one training at a time)" if mode == "nonparallel" else "; check it was meant"))
     if experiment.get("hyperparameters"):
         out["_hyperparameters_not_passed_by_the_older_tool"] = experiment["hyperparameters"]
-        notes.append(f"{where}: its hyperparameters were never passed in mutation mode by the older runner; "
-                     "kept as an annotation — make it a default-mode experiment if they were meant")
-    mutate = _mutate(experiment.get("mutate"), supported, where, notes,
+        converted.warn(f"{where}: its hyperparameters were never passed in mutation mode by the older runner; "
+                     "kept as an annotation — make it a default-mode experiment if they were meant", NOT_PASSED)
+    mutate = _mutate(experiment.get("mutate"), supported, where, converted,
                      ignored_alias="mutate_params" in experiment)
     if mutate is None:
         return None
@@ -154,9 +183,10 @@ def _experiment(experiment: dict[str, Any], where: str, mode_default: str, runs_
     return out
 
 
-def _mutate(mutate: Any, supported: dict[str, Any], where: str, notes: list[str], *,
+def _mutate(mutate: Any, supported: dict[str, Any], where: str, converted: ConvertedSettings, *,
             ignored_alias: bool) -> list[str] | None:
     """The older runner's mutate list: `all` when absent; names the registry lacks dropped."""
+    notes = converted.notes
     if mutate is None:
         alias = " (its 'mutate_params' was never read)" if ignored_alias else ""
         notes.append(f"{where}: no 'mutate'{alias}: the older runner mutated every hyperparameter — "
@@ -170,13 +200,14 @@ def _mutate(mutate: Any, supported: dict[str, Any], where: str, notes: list[str]
         notes.append(f"{where}: mutate lists {', '.join(shown(str(name)) for name in dropped)}, which the "
                      "registry lacks; the older runner dropped them silently")
     if not valid:
-        notes.append(f"{where}: ran 0 trainings in the older tool: nothing valid to mutate; left out")
+        converted.warn(f"{where}: ran 0 trainings in the older tool: nothing valid to mutate; left out", LEFT_OUT)
         return None
     return valid
 
 
 def _fixed(workload: dict[str, Any], supported: dict[str, Any], where: str, converted: ConvertedSettings) -> None:
-    """Keep the fixed values the older runner passed (those the registry knows), recording each."""
+    """Keep the fixed values the older runner passed (those the registry knows); a value outside the
+    older limits (it passed them unchecked: 1-epoch quick runs) gets `limits` on this workload only."""
     values = workload.get("hyperparameters")
     if not isinstance(values, dict):
         return
@@ -188,20 +219,27 @@ def _fixed(workload: dict[str, Any], supported: dict[str, Any], where: str, conv
     if not workload["hyperparameters"]:
         del workload["hyperparameters"]
     for name, value in workload.get("hyperparameters", {}).items():
-        converted.fixed_values.append((workload["repo"], workload["model"], name, value))
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            continue
+        low, high = registry_limits(supported[name])
+        if not low <= value <= high:
+            workload.setdefault("limits", {})[name] = [min(low, value), max(high, value)]
+            converted.notes.append(
+                f"{where}: {shown(workload['repo'])}.{shown(name)} is fixed at {value:g}, outside [{low:g}, {high:g}] "
+                f"(the older runner passed it unchecked): `limits` {workload['limits'][name]} written on this "
+                "experiment only; the registry keeps its limits")
 
 
 def _parallel(experiment: dict[str, Any], where: str, runs_default: int, registry: dict[str, Any],
               converted: ConvertedSettings) -> dict[str, Any] | None:
-    notes = converted.notes
     foreground, background = experiment.get("foreground") or {}, experiment.get("background") or {}
     if not foreground or not background:
-        notes.append(f"{where}: a parallel experiment without foreground and background: the older runner skipped "
-                     "it; left out")
+        converted.warn(f"{where}: a parallel experiment without foreground and background: the older runner skipped "
+                     "it; left out", LEFT_OUT)
         return None
     for role, workload in (("foreground", foreground), ("background", background)):
         if (why := _model_known(workload.get("repo"), workload.get("model"), registry)) is not None:
-            notes.append(f"{where}: ran 0 trainings in the older tool: its {role}: {why}; left out")
+            converted.warn(f"{where}: ran 0 trainings in the older tool: its {role}: {why}; left out", LEFT_OUT)
             return None
     runs = experiment.get("runs_per_config", foreground.get("runs_per_config", runs_default))
     rest = {key: value for key, value in experiment.items()
@@ -213,15 +251,15 @@ def _parallel(experiment: dict[str, Any], where: str, runs_default: int, registr
                if key not in ("mode", "mutate", "runs_per_config", "hyperparameters")}
     fg = {**_annotated(fg_rest, _schema_keys("foreground"), converted)}
     if foreground.get("mode", "mutation") == "mutation":
-        mutate = _mutate(foreground.get("mutate"), fg_supported, f"{where}.foreground", notes,
+        mutate = _mutate(foreground.get("mutate"), fg_supported, f"{where}.foreground", converted,
                          ignored_alias="mutate_params" in foreground)
         if mutate is None:
             return None
         fg.update(mode="mutation", mutate=mutate)
         if foreground.get("hyperparameters"):
             fg["_hyperparameters_not_passed_by_the_older_tool"] = foreground["hyperparameters"]
-            notes.append(f"{where}.foreground: its hyperparameters were never passed in mutation mode by the older "
-                         "runner; kept as an annotation")
+            converted.warn(f"{where}.foreground: its hyperparameters were never passed in mutation mode by the older "
+                         "runner; kept as an annotation", NOT_PASSED)
     else:
         fg.update(mode="default", hyperparameters=foreground.get("hyperparameters", {}))
         _fixed(fg, fg_supported, f"{where}.foreground", converted)

@@ -268,8 +268,12 @@ def _draw_unique(
     history: key -> the table that has it) and from each other; and the draws each table rejected."""
     where = ("experiments", experiment.index)
     names = experiment.mutate
-    excluded = {tuple(base.values())} | {key for key in seen | measured.keys()
-                                         if _same_fixed_part(key, base, names, specs)}
+    # The defaults' combination is the base run; under `pass: "given"` the base passes no value, and
+    # drawing every mutated one at its default would repeat that training with the values spelt out.
+    spelt_out = {**base, **{name: format_value(specs[name].default, specs[name].type)
+                            for name in names if base[name] == NOT_PASSED}}
+    excluded = {tuple(base.values()), tuple(spelt_out.values())} | {key for key in seen | measured.keys()
+                                                                    if _same_fixed_part(key, base, names, specs)}
     counts = [value_count(specs[name]) for name in names]
     if all(count is not None for count in counts):
         drawable = [key for key in excluded if _drawable(key, names, specs)]

@@ -15,6 +15,7 @@ import pandas as pd
 from energy_profiler.fs import atomic_write_bytes
 from energy_profiler.report.frame import ReportInputError as ReportInputError
 from energy_profiler.report.frame import energy_missing_reason, load, trial_dir
+from energy_profiler.report.metric import METRIC, MetricOrder, main_metrics, with_metric
 from energy_profiler.report.pages import Page, Section, html_page, markdown
 from energy_profiler.report.tables import (
     KindOf,
@@ -22,7 +23,6 @@ from energy_profiler.report.tables import (
     add_configurations,
     add_contexts,
     axis_kinds,
-    main_metric,
     summarize,
 )
 
@@ -43,19 +43,27 @@ def _no_kinds(_repo: str, _model: str, _name: str) -> None:
     return None
 
 
+def _no_order(_repo: str) -> tuple[str, ...]:
+    return ()
+
+
 def build(inputs: Sequence[Path], folder: Path, *, metric: str | None = None, traces: Sequence[str] = (),
-          energy: str = "total", kind_of: KindOf = _no_kinds, plots_wanted: bool = True) -> Report:
+          energy: str = "total", kind_of: KindOf = _no_kinds, metric_order: MetricOrder = _no_order,
+          plots_wanted: bool = True) -> Report:
     """Read the tables, write the plots, report.md and report.html into `folder`."""
     table = add_contexts(add_configurations(load(inputs, energy)))
     try:
-        chosen_metric = main_metric(table, metric)
+        metrics = main_metrics(table, metric, metric_order)
     except KeyError as error:
         raise ReportInputError(str(error.args[0])) from None
+    table = with_metric(table, metrics)
+    chosen_metric = METRIC if metrics else None
     traced = _trace_rows(table, traces)
     folder.mkdir(parents=True, exist_ok=True)
     kinds = axis_kinds(table[table["_ok"]], kind_of)
-    tables = summarize(table, chosen_metric, kinds)
-    notes = list(tables.notes)
+    tables = summarize(table, chosen_metric, kinds, {repo: column.removeprefix("perf_")
+                                                     for repo, column in metrics.items()})
+    notes = [*table.attrs.get("notes", []), *tables.notes]
     if missing := energy_missing_reason(table, energy):
         notes.insert(0, f"No energy plots: {missing}.")
     if chosen_metric is None:

@@ -19,7 +19,7 @@ ENERGY_COLUMNS = {
     "above-idle": ("cpu_energy_above_idle_j", "gpu_energy_above_idle_j"),
     "above-background": ("cpu_energy_above_background_j", "gpu_energy_above_background_j"),
 }
-TEXT_COLUMNS = ("experiment_id", "run_id", "trial", "mode", "repo", "model", "status", "mutated",
+TEXT_COLUMNS = ("experiment_id", "run_id", "trial", "mode", "repo", "model", "status", "mutated", "not_passed",
                 "cpu_energy_method", "cpu_energy_scope", "cpu_energy_reason", "gpu_energy_method",
                 "gpu_energy_reason", "cpu_baseline_reason", "gpu_baseline_reason")
 NUMBER_COLUMNS = ("duration_s", *(column for pair in ENERGY_COLUMNS.values() for column in pair),
@@ -104,13 +104,12 @@ def trial_dir(row: pd.Series) -> Path | None:
 def load(paths: Iterable[Path], energy: str = "total") -> pd.DataFrame:
     """All rows of all tables (union of columns), each `experiment_id` once, with `energy_j` and
     `energy_method` for the energy chosen (`total`, `above-idle`, `above-background`)."""
-    frames = [read_table(locate(path)) for path in paths]
+    sources = [locate(path) for path in paths]
+    frames, notes = _once_per_trial([read_table(source) for source in sources], sources)
     table = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     if table.empty:
         names = ", ".join(str(path) for path in paths)
         raise ReportInputError(f"{names}: no trial recorded yet (the table has only its header)")
-    if "experiment_id" in table.columns:
-        table = table.drop_duplicates("experiment_id", keep="first").reset_index(drop=True)
     for column in (*TEXT_COLUMNS, *(c for c in table.columns if c.startswith("hp_"))):
         if column not in table.columns:
             table[column] = ""
@@ -127,7 +126,38 @@ def load(paths: Iterable[Path], energy: str = "total") -> pd.DataFrame:
     table["_ok"] = table["status"] == "success"
     table["energy_method"] = method_labels(table)
     table["energy_j"] = chosen_energy(table, energy)
+    table.attrs["notes"] = notes
     return table
+
+
+def _once_per_trial(frames: list[pd.DataFrame], sources: list[Source]) -> tuple[list[pd.DataFrame], list[str]]:
+    """The frames with each trial once, and a note for every row set aside or kept twice.
+
+    A run folder and the results folder holding it both list its trials: a row whose experiment_id an
+    earlier input has is the same trial, read twice, and is left out (counted in a note). Within one
+    table ids are unique in this tool's tables; where they repeat (a table of other origin) every row
+    is kept, and the note says how many rows share an id.
+    """
+    seen: set[str] = set()
+    kept: list[pd.DataFrame] = []
+    notes: list[str] = []
+    for frame, source in zip(frames, sources, strict=True):
+        if "experiment_id" not in frame.columns:
+            kept.append(frame)
+            continue
+        ids = frame["experiment_id"].astype(str)
+        earlier = ids.isin(seen) & (ids != "")
+        if earlier.any():
+            notes.append(f"{source.table}: {int(earlier.sum())} row(s) are trials an earlier input already has "
+                         "(same experiment_id): each counted once")
+        repeated = ids[~earlier & (ids != "")].duplicated(keep=False)
+        if repeated.any():
+            notes.append(f"{source.table}: {int(repeated.sum())} rows share {ids[~earlier][repeated].nunique()} "
+                         "experiment_id(s): every row counted as a trial of its own (check the table: this tool's "
+                         "ids are unique)")
+        seen.update(ids)
+        kept.append(frame[~earlier.to_numpy()].reset_index(drop=True))
+    return kept, notes
 
 
 def as_numbers(values: pd.Series) -> pd.Series:

@@ -32,6 +32,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from energy_profiler.report.frame import mutated_names, mutated_together
+from energy_profiler.report.metric import METRIC_NAME
 from energy_profiler.report.stats import higher_is_better, pareto_front, staircase
 from energy_profiler.report.tables import Kinds, context_without
 
@@ -87,7 +88,8 @@ def plotted(table: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
     """The successful trials, with only the columns a plot reads: each plot copies its rows, and a
     copy of 60 columns of 100,000 rows costs more than drawing the plot."""
     columns = ["repo", "model", "mode", "mutated", "_config", "_context", "duration_s", "energy_j", "energy_method",
-               *([metric] if metric else []), *(column for column in table.columns if column.startswith("hp_"))]
+               *([metric, METRIC_NAME] if metric else []),
+               *(column for column in table.columns if column.startswith("hp_"))]
     return table.loc[table["_ok"], columns]
 
 
@@ -214,7 +216,7 @@ def against_hyperparameters(table: pd.DataFrame, metric: str | None, *, energy: 
             colour = _colour_by(group, name)
             colour_kind = kinds.get((str(repo), str(model), colour), "linear") if colour else "linear"
             measured = with_energy_series(group[group["energy_j"].notna()])
-            wanted = [(metric, metric.removeprefix("perf_") if metric else "", "mode", group)] if metric else []
+            wanted = [(metric, _metric_label(group), "mode", group)] if metric else []
             wanted.append(("duration_s", "duration (s)", "mode", group))
             if not measured.empty:  # the legend names each series' method (and mode where that matters)
                 wanted.append(("energy_j", f"energy (J, {energy})", "_energy_series", measured))
@@ -270,15 +272,20 @@ def energy_vs_metric(table: pd.DataFrame, metric: str, energy: str) -> list[Plot
     ok = ok[ok["energy_j"].notna()].copy()
     ok[metric] = pd.to_numeric(ok[metric], errors="coerce")
     ok = ok[ok[metric].notna()]
-    return [Plot(f"energy_vs_{safe_name(metric.removeprefix('perf_'))}_{safe_name(repo)}_{safe_name(model)}.png",
-                 partial(_trade_off_figure, with_energy_series(group), metric=metric, energy=energy,
-                         title=f"{repo}/{model}: trade-off (steps: best reachable)"))
+    return [Plot(f"energy_vs_{safe_name(_metric_label(group))}_{safe_name(repo)}_{safe_name(model)}.png",
+                 partial(_trade_off_figure, with_energy_series(group), metric=metric, name=_metric_label(group),
+                         energy=energy, title=f"{repo}/{model}: trade-off (steps: best reachable)"))
             for (repo, model), group in ok.groupby(["repo", "model"], sort=False, observed=True)]
 
 
-def _trade_off_figure(group: pd.DataFrame, *, metric: str, energy: str, title: str) -> Figure:
+def _metric_label(rows: pd.DataFrame) -> str:
+    """The main metric's name in `rows` (one repository's): `_metric_name` where the report set it."""
+    return str(rows[METRIC_NAME].iloc[0]) if METRIC_NAME in rows.columns and len(rows) else "metric"
+
+
+def _trade_off_figure(group: pd.DataFrame, *, metric: str, name: str, energy: str, title: str) -> Figure:
     figure, axes = new_figure()
-    higher = higher_is_better(metric)
+    higher = higher_is_better(name)
     methods = list(group["_energy_series"].unique())
     for index, (method, points) in enumerate(group.groupby("_energy_series", sort=False)):
         energy_j, values = points["energy_j"].to_numpy(), points[metric].to_numpy()
@@ -295,7 +302,7 @@ def _trade_off_figure(group: pd.DataFrame, *, metric: str, energy: str, title: s
         xs, ys = staircase(list(energy_j[front]), list(values[front]), float(energy_j.max()))
         axes.plot(xs, ys, color=colour, linewidth=1.2)
     axes.set(xlabel=energy_axis(energy, methods),
-             ylabel=f"{metric.removeprefix('perf_')} ({'higher' if higher else 'lower'} is better)", title=title)
+             ylabel=f"{name} ({'higher' if higher else 'lower'} is better)", title=title)
     legend(axes, len(group))
     return figure
 

@@ -45,6 +45,8 @@ class Tables:
 
     fixed: bool = False
     """Trials of a model differ in what they held fixed: the group and correlation tables say how."""
+    metric_names: dict[str, str] = field(default_factory=dict)
+    """Each repository's main metric (`metric` is then the `_metric` column that holds its values)."""
 
     def headers(self, which: str) -> list[str]:
         metric = self.metric_name
@@ -55,22 +57,15 @@ class Tables:
 
     @property
     def metric_name(self) -> str:
-        return self.metric.removeprefix("perf_") if self.metric else "metric"
+        """The metric column's header: its name when every repository has the same, else `metric`."""
+        names = set(self.metric_names.values())
+        return names.pop() if len(names) == 1 else "metric"
 
-
-def main_metric(table: pd.DataFrame, requested: str | None = None) -> str | None:
-    """`perf_<requested>`, else the first perf_ column that has numbers."""
-    if requested:
-        column = requested if requested.startswith("perf_") else f"perf_{requested}"
-        if column not in table.columns:
-            raise KeyError(f"no metric {requested!r}; the tables have: "
-                           + (", ".join(c.removeprefix("perf_") for c in table.columns if c.startswith("perf_"))
-                              or "no metric at all"))
-        return column
-    for column in table.columns:
-        if column.startswith("perf_") and pd.to_numeric(table[column], errors="coerce").notna().any():
-            return str(column)
-    return None
+    def metric_cell(self, repo: str, text: str) -> str:
+        """A metric cell; prefixed with the repository's metric name where repositories differ in it."""
+        if self.metric_name != "metric" or text == "missing" or repo not in self.metric_names:
+            return text
+        return f"{self.metric_names[repo]}: {text}"
 
 
 def axis_kind(values: pd.Series, numbers: pd.Series, registry_kind: AxisKind | None) -> AxisKind:
@@ -130,11 +125,16 @@ def add_contexts(table: pd.DataFrame) -> pd.DataFrame:
         group = table.iloc[positions]
         cells = group["mutated"].astype(str)
         drawn_sets = {cell: set(cell.split(";")) for cell in cells.unique()}
+        unpassed = group["not_passed"].astype(str)
+        unpassed_sets = {cell: set(cell.split(";")) for cell in unpassed.unique()}
         parts = []
         for column in hp_columns:
             name = column.removeprefix("hp_")
             drawn = cells.map({cell: name in names for cell, names in drawn_sets.items()}).to_numpy(dtype=bool)
-            state = np.where(drawn, DRAWN, group[column].astype(str).to_numpy())
+            # Not passed: the script's own default, whether or not a value was written beside it (the
+            # older tool wrote the registry's default; this tool leaves the cell empty).
+            left = unpassed.map({cell: name in names for cell, names in unpassed_sets.items()}).to_numpy(dtype=bool)
+            state = np.where(drawn, DRAWN, np.where(left, "", group[column].astype(str).to_numpy()))
             if len(set(state.tolist())) > 1:
                 parts.append(np.char.add(f"{name}=", state.astype(str)))
         if parts:
@@ -151,8 +151,9 @@ def context_without(label: str, name: str) -> str:
     return " ".join(part for part in label.split(" ") if part and part != f"{name}={DRAWN}")
 
 
-def summarize(table: pd.DataFrame, metric: str | None, kinds: Kinds) -> Tables:
-    tables = Tables(metric)
+def summarize(table: pd.DataFrame, metric: str | None, kinds: Kinds,
+              metric_names: dict[str, str] | None = None) -> Tables:
+    tables = Tables(metric, metric_names=dict(metric_names or {}))
     tables.fixed = bool((table["_context"].astype(str) != "").any())
     keys = [*GROUP_KEYS, "_context"]
     narrow = table[[*keys, "_ok", "_config", "duration_s", "energy_j", *([metric] if metric else [])]]
@@ -162,12 +163,12 @@ def summarize(table: pd.DataFrame, metric: str | None, kinds: Kinds) -> Tables:
         tables.groups.append([*named, *([context or "-"] if tables.fixed else []), len(group),
                               f"{len(good) / len(group):.0%}", group["_config"].nunique(),
                               spread(good["duration_s"]), spread(good["energy_j"]),
-                              spread(good[metric]) if metric else "missing"])
+                              tables.metric_cell(str(named[0]), spread(good[metric])) if metric else "missing"])
     if tables.fixed:
         tables.notes.append("'fixed' names what differs between the trials of a model: values held fixed "
                             "(name=value) or drawn (name=*); trials that differ there are never pooled")
     ok = table[table["_ok"]]
-    tables.repeats, more = _repeats(ok, metric)
+    tables.repeats, more = _repeats(ok, metric, tables)
     if more:
         tables.notes.append(f"{more} more repeated configurations are not listed (the {MAX_REPEATS} most repeated are)")
     _correlations(tables, ok, metric, kinds)
@@ -215,8 +216,8 @@ def _correlations(tables: Tables, ok: pd.DataFrame, metric: str | None, kinds: K
             for label in strata:
                 rows = drew[contexts[drew] == label]
                 fixed = [context_without(label, name) or "-"] if tables.fixed else []
-                targets = _targets(tables, rows, duration=duration, metric_values=metric_values, energy=energy,
-                                   methods=methods)
+                targets = _targets(tables.metric_names.get(str(repo), "metric"), rows, duration=duration,
+                                   metric_values=metric_values, energy=energy, methods=methods)
                 for against, values, taken in targets:
                     x, target = numbers[column][taken], values[taken]
                     tables.correlations.append([repo, model, mode, name, *fixed, against,
@@ -224,19 +225,19 @@ def _correlations(tables: Tables, ok: pd.DataFrame, metric: str | None, kinds: K
                                                 _rho(spearman(x, target))])
 
 
-def _targets(tables: Tables, rows: np.ndarray, *, duration: np.ndarray, metric_values: np.ndarray | None,
+def _targets(metric_name: str, rows: np.ndarray, *, duration: np.ndarray, metric_values: np.ndarray | None,
              energy: np.ndarray, methods: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(what, its values, the rows they are taken from): duration, the metric, the energy of each method."""
     targets = [("duration_s", duration, rows)]
     if metric_values is not None:
-        targets.append((tables.metric_name, metric_values, rows))
+        targets.append((metric_name, metric_values, rows))
     measured = rows[~np.isnan(energy[rows])]
     for method in dict.fromkeys(methods[measured]):
         targets.append((f"energy ({method})", energy, measured[methods[measured] == method]))
     return targets
 
 
-def _repeats(ok: pd.DataFrame, metric: str | None) -> tuple[list[list[object]], int]:
+def _repeats(ok: pd.DataFrame, metric: str | None, tables: Tables) -> tuple[list[list[object]], int]:
     """Configurations measured more than once (same method): mean ± sd of each over its repeats, the most
     repeated first; and how many more there were than MAX_REPEATS."""
     keys = [*GROUP_KEYS, "_config"]
@@ -261,9 +262,11 @@ def _repeats(ok: pd.DataFrame, metric: str | None) -> tuple[list[list[object]], 
     for position, (repo, model, mode, method, _) in enumerate(shown.index):
         label = " ".join(f"{c.removeprefix('hp_')}={first_values[c][position]}"
                          for c in varying.get((repo, model), [])) or "(one)"
-        rows.append([repo, model, mode, method, label, int(repeat_counts[position]),
-                     *(_mean_sd(cells[(c, "count")][position], cells[(c, "mean")][position],
-                                cells[(c, "std")][position]) for c in columns),
+        stats_cells = [_mean_sd(cells[(c, "count")][position], cells[(c, "mean")][position],
+                                cells[(c, "std")][position]) for c in columns]
+        if metric:
+            stats_cells[-1] = tables.metric_cell(str(repo), stats_cells[-1])
+        rows.append([repo, model, mode, method, label, int(repeat_counts[position]), *stats_cells,
                      *([] if metric else ["missing"])])
     return rows, max(0, len(stats) - MAX_REPEATS)
 
