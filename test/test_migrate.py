@@ -5,10 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.registry import load_registry
 from energy_profiler.config.settings import settings_from_document
 from energy_profiler.planning.plan import build_plan
@@ -112,60 +115,131 @@ def test_the_older_project_migrates_to_files_that_plan_what_its_runner_ran(older
     result = invoke("migrate", older_project, "--to", target)  # `migrate OLD --to DIR`, no subcommand name
     assert result.exit_code == 0, result.output
     assert {path: path.read_bytes() for path in older_project.rglob("*") if path.is_file()} == before
-    assert result.stdout.splitlines() == [
-        f"{target}: models.json, 5 settings files, MIGRATION.md",
-        f"  4 of 5 files plan the trainings the older runner would start; 1 would be refused as they are; "
-        f"see {target / 'MIGRATION.md'}"]
+    assert result.stdout.splitlines()[:3] == [
+        f"{target}: repos/models.json, 7 settings files, 1 history table(s), MIGRATION.md",
+        "  7 settings files converted: 6 validate and plan here (5 exactly the trainings the older runner would "
+        "start, 1 fewer: the history leaves fewer unique draws), 1 refused (they ran nothing in the older tool "
+        "either)",
+        f"  3 file(s) need attention: see {target / 'MIGRATION.md'}"]
     migration = (target / "MIGRATION.md").read_text()
+    summary, attention = migration.split("## Needs attention")[0], migration.split("## Needs attention")[1]
+    assert "- history: data/raw_data.csv: 28 of 28 rows converted; 28 with CPU energy, 28 with GPU energy; " \
+           "2 out of memory" in summary
+    attention = attention.split("## Next")[0]
+    assert attention.strip().splitlines() == [
+        "- `settings/archived/mutation_validation_minimal.json`: refused by validate (1 problem(s), see below); "
+        "experiments that ran nothing in the older tool, left out: 3",
+        "- `settings/phase7_final_completion.json`: runs_per_config lowered where the history leaves fewer unique "
+        "draws",
+        "- `settings/補齊实验_non_parallel.json`: a JSON list: converted into a settings object"]
 
     def section(name: str) -> str:
-        return migration.split(f"### settings/{name}\n", 1)[1].split("\n### ", 1)[0]
+        """A file's detail: its own section where it needs attention, else its folded block."""
+        for opening in (f"### settings/{name}\n", f"<summary>settings/{name}: "):
+            if opening in migration:
+                return migration.split(opening, 1)[1].split("\n### ", 1)[0].split("</details>", 1)[0]
+        raise AssertionError(f"no section for {name}")
 
     quick = section("archived/11_models_quick_validation_1epoch.json")
     assert "- trainings the older runner would start: 22; trials this tool plans: 22" in quick
-    assert ("MRT-OAST.epochs is fixed at 1, outside [5, 15]: it needs limits [1, 15] (mutation still draws "
-            "from [5, 15]); models.json has them") in quick
+    assert ("experiments[0]: MRT-OAST.epochs is fixed at 1, outside [5, 15] (the older runner passed it unchecked): "
+            "`limits` [1, 15] written on this experiment only; the registry keeps its limits") in quick
     assert "| experiments[0] default MRT-OAST/default | 1 | 1 |" in quick  # each experiment, both tools
     stage9 = section("archived/redundant_stages_20251207/stage9_nonparallel_hrnet18.json")
     assert "mode nonparallel ran as mutation in the older tool" in stage9
     assert ("no 'mutate' (its 'mutate_params' was never read): the older runner mutated every hyperparameter"
             in stage9)
     minimal = section("archived/mutation_validation_minimal.json")
-    assert "trainings the older runner would start: 0" in minimal and "it has no 'repo'" in minimal
+    assert "trainings the older runner would start: 0" in minimal
+    assert "it says 'repository' where the older runner read 'repo'" in minimal and "did you mean" not in minimal
     assert "keys given twice in one object (comment)" in section("archived/stage1_supplement.json")
     stage2 = section("stage2_optimized_nonparallel_and_fast_parallel.json")
     assert "- trainings the older runner would start: 65; trials this tool plans: 65" in stage2
-    assert "use_deduplication with data/raw_data.csv: dedup.history is the converted table(s)" in stage2
-    assert "- data/raw_data.csv: 16 of 16 rows converted" in migration
-    assert "- data/raw_data.csv: 6 row(s): a parallel row's background taken to have run with no given values" \
-        in migration
+    assert ("use_deduplication with data/raw_data.csv: dedup.history is history/data__raw_data.csv and this "
+            "project's results/summary_all.csv") in stage2
+    # The history exhausts kfold (9 values, the default never drawn, 7 measured): lowered to the 1 left.
+    phase7 = section("phase7_final_completion.json")
+    assert ("experiments[5] mutation bug-localization-by-dnn-and-rvsm/default mutating kfold: asked for 5 unique "
+            "draws; the converted history leaves 1 (the older runner ran the draws it could make): runs_per_config "
+            "lowered to 1") in phase7
 
-    # The history holds what the older runner passed: nothing for a default run, the mutated value only.
-    with open(target / "history" / "data__raw_data.csv", newline="") as table:
-        rows = {row["experiment_id"]: row for row in csv.DictReader(table)}
-    baseline = rows["default__MRT-OAST_default_001"]
-    assert (baseline["mode"], baseline["not_passed"]) == ("default", "epochs;learning_rate;seed;dropout;weight_decay")
-    mutated = rows["mutation_1x__examples_mnist_007"]
-    assert mutated["mode"] == "mutation" and mutated["not_passed"] == "learning_rate;batch_size;seed"
-    assert mutated["hp_epochs"] != "" and mutated["status"] == "success"
+    # The registry keeps its limits; the quick run's exception is on its own experiment.
+    registry = json.loads((target / "repos" / "models.json").read_text())
+    assert "limits" not in registry["repositories"]["MRT-OAST"]["hyperparameters"]["epochs"]
+    quick_file = json.loads((target / "settings/archived/11_models_quick_validation_1epoch.json").read_text())
+    assert quick_file["experiments"][0]["limits"] == {"epochs": [1, 15]}
+    listed = json.loads((target / "settings" / "補齊实验_non_parallel.json").read_text())
+    assert listed["experiment_name"] == "non_parallel" and len(listed["experiments"]) == 6
     stage2_settings = json.loads((target / "settings" / "stage2_optimized_nonparallel_and_fast_parallel.json")
                                  .read_text())
-    assert stage2_settings["dedup"] == {"history": [str((target / "history" / "data__raw_data.csv").resolve())]}
-    planned = invoke("--registry", target / "models.json", "plan",
-                     target / "settings" / "stage2_optimized_nonparallel_and_fast_parallel.json")
-    assert planned.exit_code == 0, planned.output
-    assert "data__raw_data.csv: 16 rows read, 16 comparable" in planned.stdout  # history that compares
+    assert stage2_settings["dedup"] == {"history": [str(target / "history" / "data__raw_data.csv"),
+                                                    str(target / "results" / "summary_all.csv")]}
 
-    # The converted files are ordinary settings: they validate against the converted registry.
+    # migrate's count is validate's, file for file, run from the project with no flag.
     converted = sorted((target / "settings").rglob("*.json"))
-    assert len(converted) == 5
-    checked = invoke("--registry", target / "models.json", "validate", *converted)
-    assert checked.stdout.count("ok: ") == 4
-    assert "experiments: [] should be non-empty" in checked.stderr  # the file that ran nothing
+    checked = subprocess.run([sys.executable, str(PROJECT_ROOT / "mutation.py"), "validate",
+                              *(str(path.relative_to(target)) for path in converted)],
+                             cwd=target, capture_output=True, text=True)
+    assert checked.stdout.count("ok: ") == 6, checked.stdout + checked.stderr
+    assert "settings/archived/mutation_validation_minimal.json: experiments: [] should be non-empty" in checked.stderr
+    assert "ok: settings/phase7_final_completion.json (48 trials)" in checked.stdout.splitlines()
     stage9_file = json.loads((target / "settings/archived/redundant_stages_20251207/stage9_nonparallel_hrnet18.json")
                              .read_text())
     assert [e["mutate"] for e in stage9_file["experiments"]] == [["all"]] * 4
     assert stage9_file["experiments"][0]["_mutate_params"] == ["epochs"] and stage9_file["max_retries"] == 2
+    assert stage9_file["experiment_name"] == "stage9_nonparallel_hrnet18"  # the file had none
+
+
+def test_the_history_keeps_every_measurement_under_this_tools_columns(older_project: Path, tmp_path: Path) -> None:
+    target = tmp_path / "migrated"
+    assert invoke("migrate", older_project, "--to", target).exit_code == 0
+    with open(target / "history" / "data__raw_data.csv", newline="") as table:
+        rows = list(csv.DictReader(table))
+    by_id = {row["experiment_id"]: row for row in rows}
+    assert len(rows) == 28 and len(by_id) == 28  # ids unique, every row kept
+    # The older id repeats (a rerun stage reused it): each row its own id, the older one kept.
+    repeated = [row for row in rows if row["source_id"] == "bug-localization-by-dnn-and-rvsm_default_002"]
+    assert [row["experiment_id"] for row in repeated] == ["bug-localization-by-dnn-and-rvsm_default_002#1",
+                                                          "bug-localization-by-dnn-and-rvsm_default_002#2"]
+    baseline = by_id["default__MRT-OAST_default_001"]
+    assert (baseline["mode"], baseline["not_passed"]) == ("default", "epochs;learning_rate;seed;dropout;weight_decay")
+    # Recorded values are kept, also where they equal the defaults; which were passed is `not_passed`.
+    assert (baseline["hp_epochs"], baseline["hp_dropout"]) == ("10", "0.2")
+    assert baseline["duration_s"] == "1267.3227665424347" and baseline["end_local"] == "2025-11-18T20:37:37.187907"
+    assert (baseline["cpu_energy_j"], baseline["cpu_energy_pkg_j"], baseline["cpu_energy_dram_j"]) == (
+        "39987.66", "37083.15", "2904.51")
+    assert (baseline["cpu_energy_method"], baseline["cpu_energy_scope"]) == ("perf (older tool)", "system")
+    assert baseline["gpu_energy_method"] == "nvidia_smi (older tool)" and float(baseline["gpu_energy_j"]) > 0
+    assert baseline["perf_precision"] == "0.9834" and baseline["perf_accuracy"] == ""  # as the older row has them
+    assert baseline["status"] == "success" and baseline["attempts"] == "1"
+    mutated = by_id["mutation_1x__examples_mnist_007"]
+    assert mutated["mode"] == "mutation" and mutated["not_passed"] == "learning_rate;batch_size;seed"
+    assert mutated["mutated"] == "epochs" and mutated["hp_epochs"] == "5" and mutated["perf_test_accuracy"] == "99.0"
+    parallel = by_id["default__VulBERTa_mlp_013_parallel"]  # an early parallel row: its foreground in fg_*
+    assert (parallel["repo"], parallel["mode"], parallel["bg_hyperparameters"]) == ("VulBERTa", "parallel", "{}")
+    assert parallel["duration_s"] == "3765.577875137329" and parallel["cpu_energy_j"] != ""
+    oom = [row for row in rows if row["status"] == "oom"]
+    assert len(oom) == 2 and all(row["status_reason"] == "Error pattern found: CUDA out of memory" for row in oom)
+    assert all(row["attempts"] == "4" for row in oom)  # 3 retries
+
+
+def test_a_pass_given_mutation_never_draws_the_defaults_combination(older_project: Path, tmp_path: Path) -> None:
+    # kfold has 9 values, its default 10: under `pass: "given"` a draw of 10 is the baseline's training
+    # with the value spelt out. Asked for 9, the plan refuses; asked for 8, none of them is 10.
+    target = tmp_path / "migrated"
+    assert invoke("migrate", older_project, "--to", target).exit_code == 0
+    registry = load_registry(target / "repos" / "models.json")
+    experiment = {"mode": "mutation", "repo": "bug-localization-by-dnn-and-rvsm", "model": "default",
+                  "mutate": ["kfold"]}
+    for runs, planned in ((8, True), (9, False)):
+        document = {"experiment_name": "k", "experiments": [{**experiment, "runs_per_config": runs}]}
+        settings = settings_from_document(document, tmp_path / "k.json", registry)
+        if planned:
+            plan = build_plan(settings, registry, 3)
+            assert sorted(int(dict(trial.hyperparameters)["kfold"]) for trial in plan.trials) == list(range(2, 10))
+        else:
+            with pytest.raises(ConfigError, match="only 8 exist besides the defaults"):
+                build_plan(settings, registry, 3)
 
 
 def test_migrate_never_writes_into_a_folder_that_is_not_empty(older_project: Path, tmp_path: Path) -> None:
@@ -184,19 +258,21 @@ def test_the_single_file_forms_convert_one_settings_file_and_one_table(older_pro
     lines = result.stdout.splitlines()
     assert lines[0] == (f"{tmp_path / 'one' / older_file.name}: from {older_file}; the older runner would start 22 "
                         "training(s)")  # its registry found in the older project above it
-    assert ("  note: 11_models_quick_validation_1epoch.json: MRT-OAST.epochs is fixed at 1, outside [5, 15]: it needs "
-            "limits [1, 15] (mutation still draws from [5, 15]): give the registry those limits") in lines
-    assert json.loads((tmp_path / "one" / older_file.name).read_text())["max_retries"] == 2
+    assert ("  note: experiments[0]: MRT-OAST.epochs is fixed at 1, outside [5, 15] (the older runner passed it "
+            "unchecked): `limits` [1, 15] written on this experiment only; the registry keeps its limits") in lines
+    one = json.loads((tmp_path / "one" / older_file.name).read_text())
+    assert one["max_retries"] == 2 and one["experiments"][0]["limits"] == {"epochs": [1, 15]}
 
     migrated = tmp_path / "migrated"
     assert invoke("migrate", older_project, "--to", migrated).exit_code == 0
-    table = invoke("--registry", migrated / "models.json", "migrate", "history",
+    table = invoke("--registry", migrated / "repos" / "models.json", "migrate", "history",
                    older_project / "data" / "raw_data.csv", "-o", tmp_path / "tables")
     assert table.exit_code == 0, table.output
-    assert "  note: raw_data.csv: 16 of 16 rows converted" in table.stdout.splitlines()
-    converted = (migrated / "history" / "data__raw_data.csv").read_text()
+    assert ("  note: raw_data.csv: 28 of 28 rows converted; 28 with CPU energy, 28 with GPU energy; 2 out of memory"
+            in table.stdout.splitlines())
+    converted = (migrated / "history" / "data__raw_data.csv").read_text().replace("data/raw_data.csv", "raw_data.csv")
     assert (tmp_path / "tables" / "raw_data.csv").read_text() == converted  # the same rules as the project form
-    refused = invoke("--registry", migrated / "models.json", "migrate", "history",
+    refused = invoke("--registry", migrated / "repos" / "models.json", "migrate", "history",
                      migrated / "history" / "data__raw_data.csv", "-o", tmp_path / "again")
     assert refused.exit_code == 2 and "is not the older tool's table format" in refused.stderr
 

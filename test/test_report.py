@@ -422,3 +422,41 @@ def test_a_hyperparameter_drawn_under_two_fixed_settings_gets_a_correlation_for_
     assert "| r | m | mutation | x | epochs=3 | duration_s | 10 | +1.00 [" in report
     assert "| r | m | mutation | x | epochs=20 | duration_s | 10 | +1.00 [" in report
     assert "the trials that drew x held other settings differently (epochs=3; epochs=20)" in report
+
+
+def test_each_repository_is_compared_on_its_own_metric(tmp_path: Path) -> None:
+    # VulBERTa reports a loss, a ResNet an accuracy: one metric for both left the other `missing`.
+    columns = [*COLUMNS[:10], "perf_eval_loss", "perf_test_accuracy", *COLUMNS[11:]]
+    table = write_table(tmp_path / "summary.csv", [
+        ["v1", "", "", "mutation", "VulBERTa", "mlp", "success", 1.0, "x", 1, 0.5, "", 10, "rapl", "", "none"],
+        ["v2", "", "", "mutation", "VulBERTa", "mlp", "success", 2.0, "x", 2, 0.4, "", 20, "rapl", "", "none"],
+        ["r1", "", "", "mutation", "resnet", "r20", "success", 1.0, "x", 1, "", 91.0, 10, "rapl", "", "none"],
+        ["r2", "", "", "mutation", "resnet", "r20", "success", 2.0, "x", 2, "", 92.0, 20, "rapl", "", "none"],
+    ], columns)
+    result = invoke("report", table, "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "| VulBERTa | mlp | mutation | cpu rapl | 2 | 100% | 2 | 1.5 (1–2) | 15 (10–20) | eval_loss: 0.45 (0.4–0.5) |" \
+        in report
+    assert "| resnet | r20 | mutation | cpu rapl | 2 | 100% | 2 | 1.5 (1–2) | 15 (10–20) | test_accuracy: 91.5 (91–92) |" \
+        in report
+    plotted = sorted(path.name for path in (tmp_path / "out").glob("*.png"))
+    assert {"energy_vs_eval_loss_VulBERTa_mlp.png", "energy_vs_test_accuracy_resnet_r20.png",
+            "eval_loss_vs_hp_x_VulBERTa_mlp.png", "test_accuracy_vs_hp_x_resnet_r20.png"} <= set(plotted)
+
+
+def test_rows_are_never_dropped_silently_for_their_id(tmp_path: Path) -> None:
+    run = known_run(tmp_path / "results")
+    # The results folder's table holds the run's rows again (the same trials): counted once, said so.
+    write_table(tmp_path / "results" / "summary_all.csv", list(csv.reader(open(run / "summary.csv")))[1:])
+    again = invoke("report", run, tmp_path / "results", "-o", tmp_path / "out")
+    assert again.exit_code == 0, again.output
+    assert "\n4 trials;" in again.stdout
+    assert "4 row(s) are trials an earlier input already has (same experiment_id): each counted once" in again.stdout
+    # One table whose rows share an id (a table of other origin): every row is a trial of its own.
+    shared = write_table(tmp_path / "shared.csv", [
+        ["same", "", "", "mutation", "r", "m", "success", 1.0, "x", 1, 0.9, 10, "rapl", "", "none"],
+        ["same", "", "", "mutation", "r", "m", "success", 2.0, "x", 2, 0.8, 20, "rapl", "", "none"]])
+    both = invoke("report", shared, "-o", tmp_path / "out2")
+    assert both.exit_code == 0 and "\n2 trials;" in both.stdout
+    assert "2 rows share 1 experiment_id(s): every row counted as a trial of its own" in both.stdout

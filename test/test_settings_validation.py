@@ -102,6 +102,17 @@ BAD_FILES: list[tuple[dict[str, Any], list[str]]] = [
       "not of this one)"]),
     (settings({**GOOD_EXPERIMENT, "time\nout": 5}),
      ['experiments[0]["time\\nout"]: unknown key "time\\nout"']),
+    # `limits`: only for this experiment's fixed numbers, and only [low, high].
+    (settings({**GOOD_EXPERIMENT, "limits": {"epochs": [1, 30]}}),
+     ["experiments[0].limits.epochs: 'epochs' has no fixed value in this experiment: limits only let a fixed value "
+      "(in hyperparameters) lie outside the registry's"]),
+    (settings({**GOOD_EXPERIMENT, "hyperparameters": {"epochs": 30}, "limits": {"epochs": [40, 30]}}),
+     ["experiments[0].limits.epochs: expected [low, high], two numbers with low <= high",
+      "experiments[0].hyperparameters.epochs: 30 is outside the range [1, 20] of 'epochs'"]),
+    (settings({**GOOD_EXPERIMENT, "hyperparameters": {"epochs": 30}, "limits": {"epoch": [1, 30]}}),
+     ["experiments[0].limits.epoch: unknown hyperparameter 'epoch' for examples/mlp (did you mean 'epochs'?)"]),
+    (settings({**GOOD_EXPERIMENT, "hyperparameters": {"epochs": 30}, "limits": {"epochs": [1, 25]}}),
+     ["experiments[0].hyperparameters.epochs: 30 is outside the limits [1, 25] (mutation range [1, 20]) of 'epochs'"]),
 ]
 
 
@@ -166,6 +177,31 @@ def test_a_schema_error_in_an_experiment_hides_none_of_its_other_problems(
         assert sum(f"{file}: {fragment}" in line for line in problems) == 1, (fragment, problems)  # once each
     assert len(problems) == len(expected), problems
     assert result.stderr.startswith(f"error: {len(expected)} problems found:")
+
+
+def test_an_experiments_limits_let_its_fixed_values_lie_outside_the_registrys_for_it_alone(
+        write_json: Callable[[str, Any], Path]) -> None:
+    quick = {**GOOD_EXPERIMENT, "hyperparameters": {"epochs": 30}, "limits": {"epochs": [1, 30]}}
+    ok = invoke("validate", write_json("quick.json", settings(quick)))
+    assert ok.exit_code == 0, ok.output
+    other = invoke("validate", write_json("other.json", settings(quick, {**GOOD_EXPERIMENT,
+                                                                        "hyperparameters": {"epochs": 30}})))
+    assert other.exit_code == 2 and "experiments[1].hyperparameters.epochs: 30 is outside" in other.stderr
+
+
+def test_an_older_tools_settings_file_gets_one_line_that_names_the_command_converting_it(
+        write_json: Callable[[str, Any], Path]) -> None:
+    older = write_json("stage.json", {"use_deduplication": True, "historical_csvs": ["data/raw_data.csv"],
+                                      "experiments": [{"repo": "examples", "model": "mlp", "mode": "nonparallel",
+                                                       "mutate_params": ["epochs"]}]})
+    result = invoke("validate", older)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "error: 1 problem found:",
+        f"  {older}: is the older tool's settings format (use_deduplication, historical_csvs, no experiment_name, "
+        f"mutate_params, mode nonparallel); convert it with `mutation.py migrate settings {older} -o settings/`"]
+    listed = write_json("list.json", [GOOD_EXPERIMENT])
+    assert "is the older tool's settings format (a JSON list of experiments)" in invoke("validate", listed).stderr
 
 
 def test_annotations_are_allowed(write_json: Callable[[str, Any], Path]) -> None:

@@ -185,6 +185,11 @@ def _row(row: Mapping[str, str], registry: Registry, table: ConvertedTable) -> d
     if passed is None:
         return "a passed hyperparameter without its value"
     fg_mutated = mode == "mutation" or (mode == "parallel" and row.get("num_mutated_params") not in ("0", ""))
+    if mode == "parallel" and not row.get("num_mutated_params") and passed:
+        # Later parallel rows name no count: values off the defaults were drawn (fixed values were rare).
+        fg_mutated = True
+        table.inferred["a parallel foreground taken as mutated: its values differ from the defaults, the row "
+                       "names no count"] += 1
     out = {"repo": repo.name, "model": model.name, "mode": mode,
            **_outcome(row, prefix), "end_local": row.get("timestamp", ""),
            "mutated": ";".join(passed) if fg_mutated else "",
