@@ -436,10 +436,10 @@ def test_each_repository_is_compared_on_its_own_metric(tmp_path: Path) -> None:
     result = invoke("report", table, "-o", tmp_path / "out")
     assert result.exit_code == 0, result.output
     report = (tmp_path / "out" / "report.md").read_text()
-    assert "| VulBERTa | mlp | mutation | cpu rapl | 2 | 100% | 2 | 1.5 (1–2) | 15 (10–20) | eval_loss: 0.45 (0.4–0.5) |" \
-        in report
-    assert "| resnet | r20 | mutation | cpu rapl | 2 | 100% | 2 | 1.5 (1–2) | 15 (10–20) | test_accuracy: 91.5 (91–92) |" \
-        in report
+    assert ("| VulBERTa | mlp | mutation | cpu rapl | 2 | 100% | 2 | 1.5 (1–2) | 15 (10–20) | "
+            "eval_loss: 0.45 (0.4–0.5) |") in report
+    assert ("| resnet | r20 | mutation | cpu rapl | 2 | 100% | 2 | 1.5 (1–2) | 15 (10–20) | "
+            "test_accuracy: 91.5 (91–92) |") in report
     plotted = sorted(path.name for path in (tmp_path / "out").glob("*.png"))
     assert {"energy_vs_eval_loss_VulBERTa_mlp.png", "energy_vs_test_accuracy_resnet_r20.png",
             "eval_loss_vs_hp_x_VulBERTa_mlp.png", "test_accuracy_vs_hp_x_resnet_r20.png"} <= set(plotted)
@@ -448,7 +448,7 @@ def test_each_repository_is_compared_on_its_own_metric(tmp_path: Path) -> None:
 def test_rows_are_never_dropped_silently_for_their_id(tmp_path: Path) -> None:
     run = known_run(tmp_path / "results")
     # The results folder's table holds the run's rows again (the same trials): counted once, said so.
-    write_table(tmp_path / "results" / "summary_all.csv", list(csv.reader(open(run / "summary.csv")))[1:])
+    (tmp_path / "results" / "summary_all.csv").write_bytes((run / "summary.csv").read_bytes())
     again = invoke("report", run, tmp_path / "results", "-o", tmp_path / "out")
     assert again.exit_code == 0, again.output
     assert "\n4 trials;" in again.stdout

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from energy_profiler.cli.context import AppContext, checked_plan, fail_config, global_options, invocation
+from energy_profiler.cli.tables import fitted, terminal_width
 from energy_profiler.config.errors import ConfigError, ConfigIssue, file_error
 from energy_profiler.config.json_file import read_json
 from energy_profiler.config.registry import Registry, load_registry
@@ -72,13 +73,15 @@ def migrate_project_command(older_project: Path, target: Path) -> None:
         fail_config(error)
     tool = [word for word in invocation() if word != "sudo"]
     atomic_write_bytes(target / "MIGRATION.md", migration_text(older_project, report, tool).encode())
-    click.echo(f"{target}: {REGISTRY}, {len(report.files)} settings files, "
-               f"{len(report.tables)} history table(s), MIGRATION.md")
+    width = terminal_width()  # sentences folded in a narrow terminal; whole lines in a pipe, for grep
+    click.echo(fitted(f"{target}: {REGISTRY}, {len(report.files)} settings files, "
+                      f"{len(report.tables)} history table(s), MIGRATION.md", width))
     for line in summary_lines(report):
-        click.echo(f"  {line}")
+        click.echo(fitted(f"  {line}", width, "    "))
     attention = sum(1 for file in report.files if file.attention or file.refused)
-    click.echo(f"  {attention} file(s) need attention: see {target / 'MIGRATION.md'}")
-    click.echo(f"next: cd {shlex.quote(str(target))} && {shlex.join(tool)} validate settings/...")
+    click.echo(fitted(f"  {attention} file(s) need attention: see {target / 'MIGRATION.md'}", width, "    "))
+    click.echo("next, the commands under 'Next' in MIGRATION.md, from the new project:")
+    click.echo(f"  cd {shlex.quote(str(target))}")
 
 
 @migrate_command.command("registry")

@@ -71,8 +71,17 @@ def read_json(path: Path) -> Any:
         raise file_error(file, f"not usable JSON: nested deeper than {MAX_DEPTH} levels") from None
     issues = _structure_issues(document, file)
     if issues:
-        raise ConfigError(issues)
+        raise StructureError(issues, document)
     return document
+
+
+class StructureError(ConfigError):
+    """Keys given twice or nesting too deep; `document` is what was read (the last of repeated keys),
+    for a caller that must know what kind of file it is (the older tool's files repeat keys)."""
+
+    def __init__(self, issues: list[ConfigIssue], document: Any):
+        super().__init__(issues)
+        self.document = document
 
 
 def syntax_hint(text: str, position: int) -> str:

@@ -7,14 +7,20 @@ more than the dozen errors. Only keys and values no file of this tool can hold c
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+OLDER_REGISTRY = Path("mutation") / "models_config.json"
+"""The older tool's registry, in its project: a settings file below it belongs to that tool."""
 
 TOP_LEVEL_MARKERS = ("use_deduplication", "historical_csvs")
 EXPERIMENT_MARKERS = ("mutate_params", "num_mutations", "repository")
 
 
-def older_settings_markers(document: Any) -> list[str]:
-    """What marks `document` as the older tool's settings (empty when nothing does)."""
+def older_settings_markers(document: Any, file: Path | None = None) -> list[str]:
+    """What marks `document` (of `file`) as the older tool's settings (empty when nothing does)."""
+    if file is not None and (project := older_project_above(file)) is not None:
+        return [f"in the older project {project}"]
     if isinstance(document, list):
         return ["a JSON list of experiments"]
     if not isinstance(document, dict):
@@ -33,3 +39,12 @@ def older_settings_markers(document: Any) -> list[str]:
             markers.append("repo beside foreground")
     # One marker alone may be a slip in a file of this tool: it keeps its own precise error.
     return markers if len(markers) > 1 else []
+
+
+def older_project_above(file: Path) -> Path | None:
+    """The older project a file lies in (a folder above it holds mutation/models_config.json)."""
+    try:
+        folders = file.resolve().parents
+    except (OSError, RuntimeError):
+        return None
+    return next((folder for folder in folders if (folder / OLDER_REGISTRY).is_file()), None)

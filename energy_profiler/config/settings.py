@@ -16,8 +16,8 @@ from energy_profiler.config.energy_settings import EnergySettings
 from energy_profiler.config.errors import ConfigError, ConfigIssue, broken_under, did_you_mean, suggest_name
 from energy_profiler.config.executor import LOCAL, Executor, executor_from_document
 from energy_profiler.config.hyperparams import HyperparameterSpec
-from energy_profiler.config.json_file import read_json
-from energy_profiler.config.older_format import older_settings_markers
+from energy_profiler.config.json_file import StructureError, read_json
+from energy_profiler.config.older_format import older_project_above, older_settings_markers
 from energy_profiler.config.registry import Registry
 from energy_profiler.config.validation import issue_sort_key, load_schema, schema_issues
 from energy_profiler.config.workload_bounds import check_ranges, with_limits
@@ -107,7 +107,27 @@ class Settings:
 
 def load_settings(file: Path, registry: Registry) -> Settings:
     """Read a settings file; raise ConfigError with every issue found."""
-    return settings_from_document(read_json(file), file, registry)
+    try:
+        document = read_json(file)
+    except StructureError as error:  # the older tool's files repeat keys: say what the file is first
+        older_format_pointer(error.document, str(file))
+        raise
+    try:
+        return settings_from_document(document, file, registry)
+    except ConfigError:  # a file of the older tool is not to be fixed line by line: it is to be converted
+        older_format_pointer(document, str(file))
+        raise
+
+
+def older_format_pointer(document: Any, name: str) -> None:
+    """Raise one ConfigError line naming `migrate` when `document` is the older tool's format."""
+    if markers := older_settings_markers(document, Path(name)):
+        command = f"mutation.py migrate settings {shlex.quote(name)} -o settings/"
+        project = older_project_above(Path(name))
+        whole = (f" (or the whole project: `mutation.py migrate {shlex.quote(str(project))} --to DIR`)"
+                 if project else "")
+        raise ConfigError([ConfigIssue(name, (), f"is the older tool's settings format ({', '.join(markers)}); "
+                                                 f"convert it with `{command}`{whole}", whole_file=True)])
 
 
 def settings_from_document(document: Any, file: Path, registry: Registry) -> Settings:
@@ -119,10 +139,6 @@ def settings_from_document(document: Any, file: Path, registry: Registry) -> Set
     """
     name = str(file)
     issues = schema_issues(document, "settings", name)
-    if issues and (markers := older_settings_markers(document)):
-        command = f"mutation.py migrate settings {shlex.quote(name)} -o settings/"
-        raise ConfigError([ConfigIssue(name, (), f"is the older tool's settings format ({', '.join(markers)}); "
-                                                 f"convert it with `{command}`", whole_file=True)])
     if not isinstance(document, dict) or not isinstance(document.get("experiments"), list):
         raise ConfigError(issues)  # nothing to check the experiments against
     schema_found = list(issues)

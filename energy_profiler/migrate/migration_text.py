@@ -6,6 +6,8 @@ the short list of files that need them, and the per-file detail of the others st
 
 from __future__ import annotations
 
+import json
+import re
 import shlex
 from collections import Counter
 from pathlib import Path
@@ -13,6 +15,9 @@ from pathlib import Path
 from energy_profiler.migrate.history import history_name
 from energy_profiler.migrate.project import GLOBAL_TABLE, REGISTRY, FileReport, MigrationReport
 from energy_profiler.migrate.registry import OLDER_FILE
+
+PLAIN_PATH = re.compile(r"[\w./-]+")
+"""A path shown as it is; any other (a newline, a quote, `$(`) is shown as a JSON string."""
 
 
 def summary_lines(report: MigrationReport) -> list[str]:
@@ -40,9 +45,11 @@ def migration_text(older: Path, report: MigrationReport, tool: list[str]) -> str
     lines += [f"- {line}" for line in summary_lines(report)]
     attention = [file for file in report.files if file.attention or file.refused]
     lines += ["", "## Needs attention", ""]
-    lines += [f"- `settings/{file.relative}`: {_short(file)}" for file in attention] or ["- nothing"]
-    current = [file.relative for file in report.valid if not file.relative.startswith("archived/")]
-    first = next(iter(current or [file.relative for file in report.valid]), "FILE.json")
+    lines += [f"- `{_name(file)}`: {_short(file)}" for file in attention] or ["- nothing"]
+    # The example is a file one can type: plain name, current (not archived) where there is one.
+    plain = [file.relative for file in report.valid if PLAIN_PATH.fullmatch(file.relative)]
+    current = [relative for relative in plain if not relative.startswith("archived/")]
+    first = next(iter(current or plain), "FILE.json")
     lines += ["", f"## Next, from `{target}`", "",
               f"    cd {shlex.quote(str(target))}",
               f"    find settings -name '*.json' -print0 | xargs -0 {command} validate",
@@ -60,6 +67,12 @@ def migration_text(older: Path, report: MigrationReport, tool: list[str]) -> str
     for file in report.files:
         lines += _file_section(file)
     return "\n".join(lines) + "\n"
+
+
+def _name(file: FileReport) -> str:
+    """`settings/<relative>`, JSON-quoted where it holds a newline, a quote or another odd character."""
+    name = f"settings/{file.relative}"
+    return name if PLAIN_PATH.fullmatch(name) else json.dumps(name, ensure_ascii=False)
 
 
 def _short(file: FileReport) -> str:
@@ -82,7 +95,7 @@ def _file_section(file: FileReport) -> list[str]:
         body += [f"| {what.replace('|', '/')} | {runs} | {'-' if planned is None else planned} |"
                  for what, runs, planned in file.experiments]
     if file.attention or file.refused:
-        return [f"### settings/{file.relative}", "", *body, ""]
+        return [f"### {_name(file)}", "", *body, ""]
     # Nothing to act on: folded, one line to see, the detail a click away.
-    return ["<details>", f"<summary>settings/{file.relative}: {file.planned_trials} trial(s), as the older runner"
+    return ["<details>", f"<summary>{_name(file)}: {file.planned_trials} trial(s), as the older runner"
             "</summary>", "", *body, "", "</details>", ""]
