@@ -12,6 +12,16 @@ from energy_profiler.config.registry import MetricSpec
 
 REASON_LINE_CHARS = 200
 """How much of a log line a status reason quotes."""
+ESCAPES = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()*+][0-~]|\x1b[@-_]|\x1b")
+"""CSI sequences (colours, cursor moves), charset switches like ESC ( B, other two-byte escapes."""
+TEXT_ESCAPES = re.compile(ESCAPES.pattern.decode())
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def quoted_line(line: str) -> str:
+    """A log line as a status reason quotes it: colours and other escape codes removed, any other
+    control character dropped (a reason reaches terminals, CSV cells and session.log), shortened."""
+    return _CONTROLS.sub("", TEXT_ESCAPES.sub("", line)).strip()[:REASON_LINE_CHARS]
 
 
 @dataclass(frozen=True)
@@ -51,7 +61,7 @@ def scan_log(log_path: Path, metrics: Mapping[str, MetricSpec], success_marker: 
             if failure is None:
                 hit = next((pattern for pattern in failure_patterns if pattern.search(line)), None)
                 if hit is not None:
-                    failure = (hit.pattern, line.strip()[:REASON_LINE_CHARS])
+                    failure = (hit.pattern, quoted_line(line))
     return LogFindings(found, marker_seen, failure)
 
 

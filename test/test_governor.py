@@ -83,6 +83,9 @@ def test_a_governor_that_cannot_be_set_stops_the_campaign_before_it_starts(
     monkeypatch.setenv("MUTATION_CPUFREQ_ROOT", str(tmp_path / "none"))
     result = invoke("--registry", fake_registry(), "--results-dir", tmp_path / "r", "run", settings(write_json))
     assert result.exit_code == 2 and "no cpufreq governors under" in result.stderr
+    # The file asked for it: the line says how to run without it (a migrated file keeps the older one's).
+    assert result.stderr.rstrip().endswith('to run with the governor as it is, remove "governor" from the settings '
+                                           'file')
     given = invoke("--registry", fake_registry(), "--results-dir", tmp_path / "r", "-g", "turbo", "run",
                    write_json("plain.json", {"experiment_name": "g", "experiments": [
                        {"mode": "default", "repo": "fake", "model": "tiny"}]}))

@@ -117,9 +117,9 @@ def test_the_older_project_migrates_to_files_that_plan_what_its_runner_ran(older
     assert {path: path.read_bytes() for path in older_project.rglob("*") if path.is_file()} == before
     assert result.stdout.splitlines()[:3] == [
         f"{target}: repos/models.json, 7 settings files, 1 history table(s), MIGRATION.md",
-        "  7 settings files converted: 6 validate and plan here (5 exactly the trainings the older runner would "
-        "start, 1 fewer: the history leaves fewer unique draws), 1 refused (they ran nothing in the older tool "
-        "either)",
+        "  7 settings files converted: 6 in settings/ validate and plan here (5 exactly the trainings the older "
+        "runner would start, 1 fewer: the history leaves fewer unique draws); 1 ran nothing in the older tool and "
+        "are kept in not_run/",
         f"  3 file(s) need attention: see {target / 'MIGRATION.md'}"]
     migration = (target / "MIGRATION.md").read_text()
     summary, attention = migration.split("## Needs attention")[0], migration.split("## Needs attention")[1]
@@ -127,8 +127,8 @@ def test_the_older_project_migrates_to_files_that_plan_what_its_runner_ran(older
            "2 out of memory" in summary
     attention = attention.split("## Next")[0]
     assert attention.strip().splitlines() == [
-        "- `settings/archived/mutation_validation_minimal.json`: refused by validate (1 problem(s), see below); "
-        "experiments that ran nothing in the older tool, left out: 3",
+        "- `not_run/archived/mutation_validation_minimal.json`: in not_run/: the older runner ran none of its 3 "
+        "experiment(s)",
         "- `settings/phase7_final_completion.json`: runs_per_config lowered where the history leaves fewer unique "
         "draws",
         "- `settings/補齊实验_non_parallel.json`: a JSON list: converted into a settings object"]
@@ -149,7 +149,7 @@ def test_the_older_project_migrates_to_files_that_plan_what_its_runner_ran(older
     assert "mode nonparallel ran as mutation in the older tool" in stage9
     assert ("no 'mutate' (its 'mutate_params' was never read): the older runner mutated every hyperparameter"
             in stage9)
-    minimal = section("archived/mutation_validation_minimal.json")
+    minimal = migration.split("### not_run/archived/mutation_validation_minimal.json\n")[1].split("\n### ")[0]
     assert "trainings the older runner would start: 0" in minimal
     assert "it says 'repository' where the older runner read 'repo'" in minimal and "did you mean" not in minimal
     assert "keys given twice in one object (comment)" in section("archived/stage1_supplement.json")
@@ -177,11 +177,13 @@ def test_the_older_project_migrates_to_files_that_plan_what_its_runner_ran(older
 
     # migrate's count is validate's, file for file, run from the project with no flag.
     converted = sorted((target / "settings").rglob("*.json"))
+    assert len(converted) == 6
     checked = subprocess.run([sys.executable, str(PROJECT_ROOT / "mutation.py"), "validate",
                               *(str(path.relative_to(target)) for path in converted)],
                              cwd=target, capture_output=True, text=True, check=False)
-    assert checked.stdout.count("ok: ") == 6, checked.stdout + checked.stderr
-    assert "settings/archived/mutation_validation_minimal.json: experiments: [] should be non-empty" in checked.stderr
+    assert checked.stdout.count("ok: ") == 6 and checked.returncode == 0, checked.stdout + checked.stderr
+    # The file whose every experiment ran nothing is kept for reading, out of settings/.
+    assert json.loads((target / "not_run/archived/mutation_validation_minimal.json").read_text())["experiments"] == []
     assert "ok: settings/phase7_final_completion.json (48 trials)" in checked.stdout.splitlines()
     stage9_file = json.loads((target / "settings/archived/redundant_stages_20251207/stage9_nonparallel_hrnet18.json")
                              .read_text())
@@ -262,6 +264,11 @@ def test_the_single_file_forms_convert_one_settings_file_and_one_table(older_pro
             "unchecked): `limits` [1, 15] written on this experiment only; the registry keeps its limits") in lines
     one = json.loads((tmp_path / "one" / older_file.name).read_text())
     assert one["max_retries"] == 2 and one["experiments"][0]["limits"] == {"epochs": [1, 15]}
+    # Run again into the same folder: the converted file (maybe edited, with its dedup) is never replaced.
+    before = (tmp_path / "one" / older_file.name).read_bytes()
+    again = invoke("migrate", "settings", older_file, "-o", tmp_path / "one")
+    assert again.exit_code == 2 and "exists already: migrate never overwrites" in again.stderr
+    assert (tmp_path / "one" / older_file.name).read_bytes() == before
 
     migrated = tmp_path / "migrated"
     assert invoke("migrate", older_project, "--to", migrated).exit_code == 0

@@ -460,3 +460,18 @@ def test_rows_are_never_dropped_silently_for_their_id(tmp_path: Path) -> None:
     both = invoke("report", shared, "-o", tmp_path / "out2")
     assert both.exit_code == 0 and "\n2 trials;" in both.stdout
     assert "2 rows share 1 experiment_id(s): every row counted as a trial of its own" in both.stdout
+
+
+def test_older_rows_that_measured_nothing_are_not_pooled_with_this_tools(tmp_path: Path) -> None:
+    # A converted history row without energy (the older tool recorded none) and a new row measured with
+    # `none`: both unmeasured, but trainings of two tools; one duration spread over both would mix them.
+    columns = [*COLUMNS, "source_table"]
+    table = write_table(tmp_path / "both.csv", [
+        ["old", "", "", "mutation", "r", "m", "success", 3000.0, "x", 1, 0.9, "", "none", "", "none",
+         "data/raw_data.csv"],
+        ["new", "", "", "mutation", "r", "m", "success", 4.0, "x", 2, 0.8, "", "none", "", "none", ""]], columns)
+    result = invoke("report", table, "-o", tmp_path / "out", "--no-plots")
+    assert result.exit_code == 0, result.output
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "| r | m | mutation | none (older tool) | 1 | 100% | 1 | 3000 | missing |" in report
+    assert "| r | m | mutation | none | 1 | 100% | 1 | 4 | missing |" in report

@@ -89,3 +89,25 @@ def test_trials_failing_the_same_way_at_once_stop_the_campaign(
     result = invoke("--registry", registry, "--results-dir", tmp_path / "again", "-q", "run", never)
     with open(only_run_dir(tmp_path / "again") / "summary.csv", newline="") as table:
         assert len(list(csv.DictReader(table))) == 6
+
+
+def test_a_campaign_stopped_for_start_failures_runs_again_with_its_draws_free_and_no_escape_codes(
+        write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path) -> None:
+    # Seen by a user: a script that fails at once in colour (`\e[0;31m[ERROR]\e[0m No suitable Python
+    # found`); the stop message said to fix the registry and run again as a new campaign, and that
+    # run was refused: dedup counted the three failures as measured and the space had run out.
+    coloured = ["/bin/sh", "-c", r"printf '\033[0;31m[ERROR]\033[0m No suitable Python found\n'; exit 1"]
+    registry = fake_registry(fake=fake_repo(command=coloured, required_args=[]))
+    settings = write_json("d.json", {"experiment_name": "d", "dedup": True, "experiments": [
+        {"mode": "mutation", "repo": "fake", "model": "tiny", "mutate": ["epochs"], "runs_per_config": 4}]})
+    results = tmp_path / "results"
+    stopped = invoke("--registry", registry, "--results-dir", results, "run", settings)
+    assert stopped.exit_code == 1 and "run the settings file again as a new campaign" in stopped.output
+    with open(results / "summary_all.csv", newline="") as table:
+        reasons = [row["status_reason"] for row in csv.DictReader(table)]
+    assert reasons == ["exit code 1: [ERROR] No suitable Python found"] * 3  # no escape code in a cell
+    assert "\x1b" not in stopped.output + (only_run_dir(results) / "session.log").read_text()
+    fixed = fake_registry(fake=fake_repo())  # the registry fixed, the same settings file, a new campaign
+    again = invoke("--registry", fixed, "--results-dir", results, "plan", settings)
+    assert again.exit_code == 0, again.output
+    assert "3 rows read, 0 comparable" in again.stdout

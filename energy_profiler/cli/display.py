@@ -10,7 +10,6 @@ a timestamp, and the training's output is copied with escape codes removed and c
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -25,10 +24,8 @@ from rich.table import Table
 from rich.text import Text
 
 from energy_profiler.execution.runtime import Progress, WallClockEta, clock
+from energy_profiler.metrics import ESCAPES, TEXT_ESCAPES
 
-# CSI sequences (colours, cursor moves), charset switches like ESC ( B, other two-byte escapes.
-ESCAPES = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()*+][0-~]|\x1b[@-_]|\x1b")
-TEXT_ESCAPES = re.compile(ESCAPES.pattern.decode())
 TAIL_LINES = 8
 TAIL_BYTES = 8192
 

@@ -54,7 +54,8 @@ def migrate_project_command(older_project: Path, target: Path) -> None:
         fail_config(file_error(str(older_project), f"has no {OLDER_FILE}: give the folder of "
                                              "the older project (the one that holds mutation/ and settings/)"))
     if target.exists() and any(target.iterdir()):
-        raise click.UsageError(f"{target} is not empty: give a new or empty folder (nothing is overwritten)")
+        fail_config(file_error(str(target), "is not empty: give a new or empty folder, e.g. --to "
+                                            f"{shlex.quote(str(target) + '-2')} (migrate never overwrites)"))
     if target.resolve().is_relative_to(older_project.resolve()):
         raise click.UsageError("the target lies inside the older project; migrate never writes there")
     target = target.resolve()
@@ -78,7 +79,7 @@ def migrate_project_command(older_project: Path, target: Path) -> None:
                       f"{len(report.tables)} history table(s), MIGRATION.md", width))
     for line in summary_lines(report):
         click.echo(fitted(f"  {line}", width, "    "))
-    attention = sum(1 for file in report.files if file.attention or file.refused)
+    attention = sum(1 for file in report.files if file.attention or file.refused or file.aside)
     click.echo(fitted(f"  {attention} file(s) need attention: see {target / 'MIGRATION.md'}", width, "    "))
     click.echo("next, the commands under 'Next' in MIGRATION.md, from the new project:")
     click.echo(f"  cd {shlex.quote(str(target))}")
@@ -132,6 +133,10 @@ def read_json_or_exit(path: Path) -> object:
               help=f"The older project's {OLDER_FILE} the files ran against [default: found above each file].")
 def migrate_settings_command(older_files: tuple[Path, ...], folder: Path, older_registry: Path | None) -> None:
     """Convert OLDER_FILES (older settings) into FOLDER, each meaning what the older runner did with it."""
+    taken = [folder / older_file.name for older_file in older_files if (folder / older_file.name).exists()]
+    if taken:  # a converted project's file holds its dedup history and lowered runs: never replaced
+        fail_config(ConfigError([ConfigIssue(str(path), (), "exists already: migrate never overwrites; give another "
+                                                            "-o folder", whole_file=True) for path in taken]))
     registries: dict[Path, object] = {}  # files of one older project share its registry: read it once
     for older_file in older_files:
         registry_file = older_registry or _older_registry_above(older_file)

@@ -54,7 +54,7 @@ def report_command(inputs: tuple[Path, ...], *, output: Path | None, metric: str
     # Left out first, last first, where the terminal is too narrow (report.html has every column).
     optional = {"groups": ["duration_s", "configs", "success"], "repeats": ["duration_s"], "correlations": []}
     method = tables.headers("groups").index("energy")
-    if all(row[method] == "none" for row in tables.groups):  # all 'missing': the note says why
+    if all(str(row[method]).startswith("none") for row in tables.groups):  # all 'missing': the note says why
         optional["groups"] += ["energy_j", "energy"]
     keys, width = fixed_keys(tables), terminal_width()
     for which, rows in (("groups", tables.groups), ("repeats", tables.repeats), ("correlations", tables.correlations)):

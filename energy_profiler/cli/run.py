@@ -136,7 +136,9 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
             governor.check(governor.cpufreq_root(), settings.governor)
         except governor.GovernorError as error:
             given = f"-g/--governor {app.governor}" if app.governor is not None else f"{settings.file}: governor"
-            click.echo(f"error: {given}: {error}", err=True)
+            fix = ("" if app.governor is not None else
+                   "; to run with the governor as it is, remove \"governor\" from the settings file")
+            click.echo(f"error: {given}: {error}{fix}", err=True)
             sys.exit(EXIT_CONFIG)
     _check_startable(settings, registry, plan)
     energy = energy_plan(replace(settings.energy, **app.energy_overrides), settings.file, app.energy_overrides)

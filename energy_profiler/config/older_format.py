@@ -22,9 +22,9 @@ def older_settings_markers(document: Any, file: Path | None = None) -> list[str]
     if file is not None and (project := older_project_above(file)) is not None:
         return [f"in the older project {project}"]
     if isinstance(document, list):
-        experiments = bool(document) and all(isinstance(item, dict) and ("repo" in item or "foreground" in item)
-                                             for item in document)
-        return ["a JSON list of experiments"] if experiments else []
+        listed = bool(document) and all(isinstance(item, dict) and ("repo" in item or "foreground" in item)
+                                        for item in document)
+        return ["a JSON list of experiments"] if listed else []
     if not isinstance(document, dict):
         return []
     markers = [key for key in TOP_LEVEL_MARKERS if key in document]

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from energy_profiler.model.record import Record
-
-START_FAILURE_S = 10.0
-"""A trial that failed within this many seconds of starting did not get to train."""
+from energy_profiler.model.record import START_FAILURE_S, Record
 
 
 class StartFailures:

@@ -27,7 +27,7 @@ from energy_profiler.energy.nvml import free_memory_mib, load_pynvml
 from energy_profiler.energy.recorder import EnergyPlan, TrialEnergy, measure_power
 from energy_profiler.energy.selection import NONE
 from energy_profiler.execution.runtime import Output, StopRequest, signal_name, sleep_unless_stopped
-from energy_profiler.metrics import REASON_LINE_CHARS, LogFindings, log_contains, scan_log
+from energy_profiler.metrics import LogFindings, log_contains, quoted_line, scan_log
 from energy_profiler.model.energy_fields import EnergyFields
 from energy_profiler.model.record import Attempt, BackgroundResult, Record
 from energy_profiler.planning.placeholders import WorkloadDirs
@@ -314,5 +314,4 @@ def _last_line(log_path: Path) -> str:
         log.seek(0, os.SEEK_END)
         log.seek(max(0, log.tell() - 4096))
         lines = [line.strip() for line in log.read().decode("utf-8", "replace").splitlines()]
-    last = next((line for line in reversed(lines) if line), "")
-    return last[:REASON_LINE_CHARS]
+    return next((quoted for line in reversed(lines) if (quoted := quoted_line(line))), "")

@@ -13,8 +13,9 @@ from collections import Counter
 from pathlib import Path
 
 from energy_profiler.migrate.history import history_name
-from energy_profiler.migrate.project import GLOBAL_TABLE, REGISTRY, FileReport, MigrationReport
+from energy_profiler.migrate.project import GLOBAL_TABLE, NOT_RUN, REGISTRY, FileReport, MigrationReport
 from energy_profiler.migrate.registry import OLDER_FILE
+from energy_profiler.migrate.settings import LEFT_OUT
 
 PLAIN_PATH = re.compile(r"[\w./-]+")
 """A path shown as it is; any other (a newline, a quote, `$(`) is shown as a JSON string."""
@@ -22,13 +23,13 @@ PLAIN_PATH = re.compile(r"[\w./-]+")
 
 def summary_lines(report: MigrationReport) -> list[str]:
     """The settings outcome in a few lines: what migrate prints, and MIGRATION.md's summary."""
-    valid, refused = report.valid, report.refused
+    valid, refused, aside = report.valid, report.refused, report.aside
     same = [file for file in valid if file.planned_trials == file.older_trials]
-    lines = [f"{len(report.files)} settings files converted: {len(valid)} validate and plan here "
+    lines = [f"{len(report.files)} settings files converted: {len(valid)} in settings/ validate and plan here "
              f"({len(same)} exactly the trainings the older runner would start, {len(valid) - len(same)} fewer: "
-             f"the history leaves fewer unique draws), {len(refused)} refused"
-             + (" (they ran nothing in the older tool either)" if refused and all(f.older_trials == 0 for f in refused)
-                else "")]
+             f"the history leaves fewer unique draws)"
+             + (f", {len(refused)} refused" if refused else "")
+             + (f"; {len(aside)} ran nothing in the older tool and are kept in {NOT_RUN}/" if aside else "")]
     lines += [f"not converted: {reason}" for reason in report.not_converted]
     return lines
 
@@ -43,7 +44,7 @@ def migration_text(older: Path, report: MigrationReport, tool: list[str]) -> str
     lines += [f"- registry: `{REGISTRY}`, from `{OLDER_FILE}` ({len(report.registry_notes)} note(s) below)"]
     lines += [f"- history: {note}" for note in report.history_notes if "rows converted" in note]
     lines += [f"- {line}" for line in summary_lines(report)]
-    attention = [file for file in report.files if file.attention or file.refused]
+    attention = [file for file in report.files if file.attention or file.refused or file.aside]
     lines += ["", "## Needs attention", ""]
     lines += [f"- `{_name(file)}`: {_short(file)}" for file in attention] or ["- nothing"]
     # The example is a file one can type: plain name, current (not archived) where there is one.
@@ -70,8 +71,8 @@ def migration_text(older: Path, report: MigrationReport, tool: list[str]) -> str
 
 
 def _name(file: FileReport) -> str:
-    """`settings/<relative>`, JSON-quoted where it holds a newline, a quote or another odd character."""
-    name = f"settings/{file.relative}"
+    """`settings/<relative>` (or not_run/), JSON-quoted where it holds a newline, a quote or another odd character."""
+    name = f"{NOT_RUN if file.aside else 'settings'}/{file.relative}"
     return name if PLAIN_PATH.fullmatch(name) else json.dumps(name, ensure_ascii=False)
 
 
@@ -81,11 +82,14 @@ def _short(file: FileReport) -> str:
     words = [f"{what}: {count}" if what.startswith("experiments") else what for what, count in counts.items()]
     if file.refused:
         words.insert(0, f"refused by validate ({len(file.refused)} problem(s), see below)")
+    if file.aside:  # the count of experiments left out says the same again
+        words = [f"in {NOT_RUN}/: the older runner ran none of its {counts[LEFT_OUT]} experiment(s)"]
     return "; ".join(words)
 
 
 def _file_section(file: FileReport) -> list[str]:
     ours = (str(file.planned_trials) if file.planned_trials is not None
+            else "none: nothing is left to run" if file.aside
             else f"none: this tool refuses the file ({len(file.refused)} problem(s) below)")
     body = [f"- trainings the older runner would start: {file.older_trials}; trials this tool plans: {ours}"]
     body += [f"- {note}" for note in file.notes]
@@ -94,7 +98,7 @@ def _file_section(file: FileReport) -> list[str]:
         body += ["", "| experiment (older index) | the older runner | this tool |", "| --- | --: | --: |"]
         body += [f"| {what.replace('|', '/')} | {runs} | {'-' if planned is None else planned} |"
                  for what, runs, planned in file.experiments]
-    if file.attention or file.refused:
+    if file.attention or file.refused or file.aside:
         return [f"### {_name(file)}", "", *body, ""]
     # Nothing to act on: folded, one line to see, the detail a click away.
     return ["<details>", f"<summary>{_name(file)}: {file.planned_trials} trial(s), as the older runner"

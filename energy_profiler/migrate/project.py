@@ -31,6 +31,8 @@ from energy_profiler.planning.plan import Plan
 
 REGISTRY = Path("repos") / "models.json"
 """Where DIR's registry is: where every command looks for it when run from DIR."""
+NOT_RUN = Path("not_run")
+"""Where converted files that hold no experiment the older runner ran are kept, out of settings/."""
 GLOBAL_TABLE = Path("results") / "summary_all.csv"
 """DIR's own results table, which later campaigns append to (dedup counts it too)."""
 
@@ -50,6 +52,8 @@ class FileReport:
     """Why this tool would not run the converted file (each a problem line), if it would not."""
     experiments: list[tuple[str, int, int | None]] = field(default_factory=list)
     """(what, trainings the older runner would start, trials planned here) per converted experiment."""
+    aside: bool = False
+    """The older runner ran none of its experiments: written to not_run/, not settings/."""
 
     def warn(self, note: str, short: str) -> None:
         self.notes.append(note)
@@ -73,7 +77,11 @@ class MigrationReport:
 
     @property
     def refused(self) -> list[FileReport]:
-        return [file for file in self.files if file.planned_trials is None]
+        return [file for file in self.files if file.planned_trials is None and not file.aside]
+
+    @property
+    def aside(self) -> list[FileReport]:
+        return [file for file in self.files if file.aside]
 
 
 def _convert_history(older: Path, target: Path, registry: Registry) -> tuple[dict[str, Path], list[str]]:
@@ -145,10 +153,18 @@ def migrate_project(older: Path, target: Path, check: Checker) -> MigrationRepor
                                  "runner (Python's json) kept the last of each, and so does the converted file")
         if settings.document.get("_use_deduplication"):
             _add_dedup(settings.document, tables, target, file)
+        report.files.append(file)
+        if not settings.document["experiments"]:
+            # Nothing the older runner ran: kept for reading, out of settings/ (which all validates).
+            file.aside = True
+            destination = target / NOT_RUN / relative
+            make_dirs(destination.parent)
+            atomic_write_json(destination, settings.document)
+            file.experiments = [(what, runs, None) for what, runs in settings.older_runs]
+            continue
         destination = target / "settings" / relative
         make_dirs(destination.parent)
         _check(settings, destination, check, file)
-        report.files.append(file)
     return report
 
 

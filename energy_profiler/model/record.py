@@ -12,6 +12,10 @@ from energy_profiler.model.values import canonical_to_json, json_to_canonical
 
 SCHEMA_VERSION = 1
 
+START_FAILURE_S = 10.0
+"""A trial that failed within this many seconds of starting did not get to train: it measured nothing
+of its configuration (a command that cannot run), and a campaign stops after a few in a row."""
+
 STATUSES = ("success", "failed", "timeout", "metrics_missing", "interrupted", "oom", "skipped_memory",
             "energy_missing", "background_failed")
 

@@ -1,6 +1,8 @@
 """Earlier measurements, read from summary tables, so that mutation does not draw them again.
 
-A row counts when it was measured: any status but `interrupted` and `skipped_memory`. Its key is
+A row counts when it was measured: any status but `interrupted` and `skipped_memory`, and not a
+trial that failed within START_FAILURE_S of starting (it never got to train: a campaign stopped
+for such failures is run again once the command is fixed, and must find its draws free). Its key is
 (repo, model, mode, company) and the canonical string of every hyperparameter of that model, so
 that `12`, `12.0` and `12.000000` in a CSV cell all mean the same value. Rows of unknown
 repositories or models, or missing a hyperparameter the model has now, cannot be compared and
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from energy_profiler.config.registry import Registry
+from energy_profiler.model.record import START_FAILURE_S
 from energy_profiler.model.values import NOT_PASSED, format_value, json_to_canonical
 
 NOT_MEASURED = ("interrupted", "skipped_memory")
@@ -45,6 +48,8 @@ class HistoryTable:
         """Why a table with rows has none that compares (a sentence), or None when it is of use."""
         if self.rows_read == 0 or self.rows_compared > 0:
             return None
+        if all(reason.startswith("not measured") for reason in self.reasons):
+            return None  # a table of this tool whose rows measured nothing yet: nothing to skip, nothing wrong
         older = "repository" in self.columns or any(column.startswith("hyperparam_") for column in self.columns)
         if older:
             return (f"none of its {self.rows_read} rows can be compared: it is the older tool's table format "
@@ -103,6 +108,8 @@ def _row_key(row: dict[str, str], registry: Registry) -> tuple[Space, tuple[str,
     """The row's space and configuration key, or why it cannot be compared."""
     if row.get("status") in NOT_MEASURED:
         return "not measured (interrupted or skipped)"
+    if row.get("status") == "failed" and _seconds(row.get("duration_s")) < START_FAILURE_S:
+        return f"not measured (failed within {START_FAILURE_S:g} s of starting: it did not get to train)"
     repo = registry.repositories.get(row.get("repo") or "")
     model = repo.models.get(row.get("model") or "") if repo else None
     if repo is None or model is None:
@@ -116,6 +123,14 @@ def _row_key(row: dict[str, str], registry: Registry) -> tuple[Space, tuple[str,
     except (TypeError, ValueError):
         return "with an empty or unreadable hyperparameter value"
     return (repo.name, model.name, row.get("mode") or "", _company_from_row(row)), key
+
+
+def _seconds(cell: str | None) -> float:
+    """A duration cell as seconds; an empty or unreadable one as no time at all (never a quick failure)."""
+    try:
+        return float(cell or "inf")
+    except ValueError:
+        return float("inf")
 
 
 def _company_from_row(row: dict[str, str]) -> str:

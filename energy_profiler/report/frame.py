@@ -21,7 +21,7 @@ ENERGY_COLUMNS = {
 }
 TEXT_COLUMNS = ("experiment_id", "run_id", "trial", "mode", "repo", "model", "status", "mutated", "not_passed",
                 "cpu_energy_method", "cpu_energy_scope", "cpu_energy_reason", "gpu_energy_method",
-                "gpu_energy_reason", "cpu_baseline_reason", "gpu_baseline_reason")
+                "gpu_energy_reason", "cpu_baseline_reason", "gpu_baseline_reason", "source_table")
 NUMBER_COLUMNS = ("duration_s", *(column for pair in ENERGY_COLUMNS.values() for column in pair),
                   "cpu_idle_w", "gpu_idle_w", "cpu_background_w", "gpu_background_w")
 REQUIRED = ("repo", "model", "status")
@@ -30,6 +30,8 @@ CATEGORY_COLUMNS = ("mode", "repo", "model", "status", "mutated", "cpu_energy_me
 """Text columns the report groups by, made categories (with the hp_* columns): grouping on codes, not
 on 100,000 strings. The rest (ids, reasons) stay strings: a reason is read only when energy is missing."""
 NO_ENERGY = "none"
+OLDER_NO_ENERGY = "none (older tool)"
+"""The method label of a converted older row that measured nothing: never pooled with this tool's."""
 
 
 class ReportInputError(Exception):
@@ -177,21 +179,27 @@ def method_labels(table: pd.DataFrame) -> pd.Series:
     """
     cpu_measured = table["cpu_energy_j"].notna() & ~table["cpu_energy_method"].isin(["", NO_ENERGY])
     gpu_measured = table["gpu_energy_j"].notna() & ~table["gpu_energy_method"].isin(["", NO_ENERGY])
+    # A converted table's rows (source_table: the older tool's) that measured nothing stay apart from
+    # this tool's unmeasured rows too: their durations are other trainings, of another tool.
+    older = table["source_table"].astype(str) != ""
     keys = pd.DataFrame({"cpu": table["cpu_energy_method"], "scope": table["cpu_energy_scope"],
-                         "cpu_measured": cpu_measured, "gpu": table["gpu_energy_method"], "gpu_measured": gpu_measured})
+                         "cpu_measured": cpu_measured, "gpu": table["gpu_energy_method"], "gpu_measured": gpu_measured,
+                         "older": older})
     ids = keys.groupby(list(keys.columns), sort=False, observed=True).ngroup().to_numpy()
     firsts = keys[~pd.Series(ids).duplicated().to_numpy()]  # one row per combination, in the order of `ids`
-    labels = np.array([_label(*combination) for combination in firsts.itertuples(index=False)], dtype=object)
+    labels = np.array([_label(*combination[:5], older=bool(combination[5]))
+                       for combination in firsts.itertuples(index=False)], dtype=object)
     return pd.Series(labels[ids], index=table.index).astype("category")
 
 
-def _label(cpu_method: str, scope: str, cpu_measured: bool, gpu_method: str, gpu_measured: bool) -> str:
+def _label(cpu_method: str, scope: str, cpu_measured: bool, gpu_method: str, gpu_measured: bool, *,
+           older: bool = False) -> str:
     parts = []
     if cpu_measured:
         parts.append(f"cpu {cpu_method}" + (f" ({scope})" if scope else ""))
     if gpu_measured:
         parts.append(f"gpu {gpu_method}")
-    return " + ".join(parts) or NO_ENERGY
+    return " + ".join(parts) or (OLDER_NO_ENERGY if older else NO_ENERGY)
 
 
 def chosen_energy(table: pd.DataFrame, energy: str) -> pd.Series:
@@ -212,7 +220,7 @@ def energy_missing_reason(table: pd.DataFrame, energy: str) -> str | None:
     ok = table[table["_ok"]]
     if ok.empty or ok["energy_j"].notna().any():
         return None
-    if energy != "total" and ok["energy_method"].ne(NO_ENERGY).any():
+    if energy != "total" and (~ok["energy_method"].isin([NO_ENERGY, OLDER_NO_ENERGY])).any():
         reasons = _common(ok, ("cpu_baseline_reason", "gpu_baseline_reason"))
         return f"no trial has energy {energy}: {reasons or 'no baseline was measured'}"
     reasons = _common(ok, ("cpu_energy_reason", "gpu_energy_reason"))
