@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -327,3 +328,17 @@ def test_any_older_settings_file_in_its_project_points_at_migrate_in_one_line(ol
         f"  {older_file}: is the older tool's settings format (in the older project {older_project}); convert it "
         f"with `mutation.py migrate settings {older_file} -o settings/` (or the whole project: `mutation.py "
         f"migrate {older_project} --to DIR`)"]
+
+
+def test_the_command_an_older_file_is_pointed_to_works_when_pasted(older_project: Path, tmp_path: Path) -> None:
+    older_file = older_project / "settings" / "stage2_optimized_nonparallel_and_fast_parallel.json"
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    told = subprocess.run([sys.executable, str(PROJECT_ROOT / "mutation.py"), "validate", str(older_file)],
+                          cwd=folder, capture_output=True, text=True, check=False)
+    assert told.returncode == 2
+    command = told.stderr.split("convert it with `", 1)[1].split("`", 1)[0]
+    assert command.startswith(f"{sys.executable} {PROJECT_ROOT / 'mutation.py'} migrate settings ")  # not bare
+    pasted = subprocess.run(shlex.split(command), cwd=folder, capture_output=True, text=True, check=False)
+    assert pasted.returncode == 0, pasted.stderr
+    assert json.loads((folder / "settings" / older_file.name).read_text())["max_retries"] == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import secrets
+import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -116,8 +117,10 @@ def fail_config(error: ConfigError) -> NoReturn:
     """Print every issue to stderr and exit 2."""
     count = len(error.issues)
     click.echo(f"error: {count} problem{'s' if count != 1 else ''} found:", err=True)
+    tool = shlex.join(invocation())
     for issue in error.issues:
-        click.echo(f"  {issue}", err=True)
+        # A command in a message (`mutation.py migrate ...`) is pasted as printed: spelt as this tool was started.
+        click.echo(f"  {issue}".replace("`mutation.py ", f"`{tool} "), err=True)
     sys.exit(EXIT_CONFIG)
 
 
