@@ -55,8 +55,8 @@ def test_the_tables_hold_the_values_of_a_known_input(tmp_path: Path) -> None:
     # The failed trial (1000 J) is counted in trials and success rate, never part of a figure.
     assert "| r | m | mutation | cpu rapl | 4 | 75% | 4 | 2 (1–3) | 20 (10–30) | 0.8 (0.7–0.9) |" in report
     # Three points: rho is exact, and n says how little that means; no interval is claimed from 3.
-    assert "| r | m | mutation | x | energy (cpu rapl) | 3 | +1.00 (too few for an interval) |" in report
-    assert "| r | m | mutation | x | accuracy | 3 | -1.00 (too few for an interval) |" in report
+    assert "| r | m | mutation | x | energy (cpu rapl) | 3 | +1.00 |" in report
+    assert "| r | m | mutation | x | accuracy | 3 | -1.00 |" in report
     assert "4 trials: 3 success, 1 failed." in report
     # The terminal says what the cells are, as the pages do.
     assert "(cells: median (min–max) over successful trials: what the campaign tried, not run-to-run noise)" \
@@ -207,6 +207,9 @@ def test_rank_correlations_carry_n_and_an_interval_that_shrinks_with_n() -> None
     few = spearman(pd.Series([1.0, 2.0, 3.0]), pd.Series([3.0, 2.0, 1.0]))
     # -1.00 from 3 points proves nothing; a bootstrap of 3 points would claim [-1, -1].
     assert few is not None and few.rho == -1 and few.n == 3 and few.low is None and few.high is None
+    # 2 and 3 pairs read alike: rho and n, no interval (the legend says so once); 2 was a bare '-'.
+    two = spearman(pd.Series([1.0, 2.0]), pd.Series([2.0, 1.0]))
+    assert two is not None and two.text() == "-1.00" and few.text() == "-1.00" and two.n == 2
     x = pd.Series(generator.normal(size=60))
     many = spearman(x, x * 2 + pd.Series(generator.normal(size=60)))
     assert many is not None and many.n == 60 and many.method == "bootstrap"
@@ -475,3 +478,12 @@ def test_older_rows_that_measured_nothing_are_not_pooled_with_this_tools(tmp_pat
     report = (tmp_path / "out" / "report.md").read_text()
     assert "| r | m | mutation | none (older tool) | 1 | 100% | 1 | 3000 | missing |" in report
     assert "| r | m | mutation | none | 1 | 100% | 1 | 4 | missing |" in report
+
+
+def test_a_traced_trial_without_power_samples_says_so(tmp_path: Path) -> None:
+    run = known_run(tmp_path)  # its trials have rows but no energy/ folders: nothing was sampled
+    result = invoke("report", run, "-o", tmp_path / "out", "--trace", "002_r_m")
+    assert result.exit_code == 0, result.output
+    assert (f"--trace {run.name}/002_r_m: no power samples recorded for it (energy method cpu rapl): nothing to draw"
+            in result.stdout.replace("\n", " ").replace("  ", " "))
+    assert not list((tmp_path / "out").glob("power_*.png"))

@@ -77,7 +77,8 @@ def report_command(inputs: tuple[Path, ...], *, output: Path | None, metric: str
 LEGENDS = {
     "groups": "(cells: median (min–max) over successful trials: what the campaign tried, not run-to-run noise)",
     "repeats": "(cells: mean ± sd over the repeats of one configuration: the run-to-run noise)",
-    "correlations": "(n pairs, rho and its 95 % interval; an interval that spans 0 is no evidence of an effect)",
+    "correlations": "(n pairs, rho and its 95 % interval, none below 10 pairs; an interval that spans 0 is no "
+                    "evidence of an effect)",
 }
 """What the cells of each table are, printed under it as report.md says above it."""
 

@@ -78,8 +78,13 @@ def build(inputs: Sequence[Path], folder: Path, *, metric: str | None = None, tr
         if chosen_metric:
             wanted += plots.energy_vs_metric(table, chosen_metric, energy)
         wanted += plots.parallel_vs_alone(table, energy)
-        wanted += [power_plot(directory, row) for directory, row in traced]
-        made = plots.render(wanted, folder)
+        power = [power_plot(directory, row) for directory, row in traced]
+        made = plots.render(wanted + power, folder)
+        if traces:  # asked for by name: one that draws nothing says so
+            drawn = {path.name for path in made}
+            notes += [f"--trace {directory.parent.name}/{directory.name}: no power samples recorded for it "
+                      f"(energy method {row.get('energy_method')}): nothing to draw"
+                      for (directory, row), plot in zip(traced, power, strict=True) if plot.name not in drawn]
     page = _page(inputs, table, tables, notes=notes, made=made, energy=energy)
     markdown_path, html_path = folder / "report.md", folder / "report.html"
     atomic_write_bytes(markdown_path, markdown(page, folder).encode())

@@ -36,7 +36,7 @@ class Correlation:
 
     def text(self) -> str:
         if self.low is None or self.high is None:
-            return f"{self.rho:+.2f} (too few for an interval)"
+            return f"{self.rho:+.2f}"  # the table's legend says once: no interval below 10 pairs
         return f"{self.rho:+.2f} [{self.low:+.2f}, {self.high:+.2f}]"
 
 
@@ -88,10 +88,11 @@ def _resampled_ranks(values: np.ndarray, picks: np.ndarray) -> np.ndarray:
 
 def spearman(x: pd.Series | np.ndarray, y: pd.Series | np.ndarray) -> Correlation | None:
     """Spearman's rho over the rows where both are numbers (two numeric series or arrays of the same
-    rows), with n and a 95 % interval; None if fewer than 3 pairs or either side is constant."""
+    rows), with n and a 95 % interval from MIN_PAIRS_FOR_INTERVAL pairs; None below 2 pairs or where
+    either side is constant. 2 and 3 pairs are shown alike (rho and n, no interval)."""
     xs, ys = _numeric_pairs(x, y)
     n = len(xs)
-    if n < 3 or xs.min() == xs.max() or ys.min() == ys.max():
+    if n < 2 or xs.min() == xs.max() or ys.min() == ys.max():
         return None
     rho = float(_pearson_rows(_ranks(xs), _ranks(ys))[0])
     if n < MIN_PAIRS_FOR_INTERVAL:
