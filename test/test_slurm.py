@@ -273,6 +273,11 @@ def test_doctor_says_whether_slurm_answers_and_what_a_trial_is_submitted_as(
     assert "; 2 node(s): n1 idle, n2 idle" in result.stdout
     assert ("the trials would be submitted as one job array: sbatch --array=INDICES%2 --exclusive --nodes=1 "
             "--ntasks=1 --partition=test '--comment=a b' RUN_DIR/slurm/array_1.sh") in " ".join(result.stdout.split())
+    # A partition Slurm rejects: doctor says so as `run` would (it passed doctor and failed run).
+    rejected = invoke("--registry", registry, "doctor", settings_for(write_json, 1, partition="no-such-partition"))
+    assert rejected.exit_code == 2, rejected.output
+    assert "a campaign with these settings would not start:" in rejected.stdout
+    assert "executor slurm: Slurm would not take a trial's job" in " ".join(rejected.stdout.split())
 
 
 def test_a_parallel_trials_backgrounds_run_in_its_job_on_its_node_with_the_submitters_options(

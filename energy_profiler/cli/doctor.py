@@ -23,6 +23,7 @@ from energy_profiler.cli.context import (
     settings_and_plan,
     startable_issues,
 )
+from energy_profiler.cli.slurm_run import slurm_accepts
 from energy_profiler.cli.tables import fitted, format_table, terminal_width
 from energy_profiler.config.energy_settings import EnergySettings
 from energy_profiler.config.errors import ConfigError
@@ -36,7 +37,7 @@ from energy_profiler.energy.selection import (
     choose,
     probe,
 )
-from energy_profiler.execution.slurm_jobs import describe_cluster
+from energy_profiler.execution.slurm_jobs import SlurmError, describe_cluster
 
 REASON_INDENT = "    "
 """A folded sentence's continuation, deeper than the two spaces a problem line starts with."""
@@ -64,6 +65,11 @@ def doctor_command(settings_file: Path | None) -> None:
             fail_config(error)
         settings, executor = loaded.energy, loaded.executor
         cannot_start = [str(issue) for issue in startable_issues(loaded, registry, plan)]
+        if isinstance(executor, SlurmOptions):  # the check `run` makes before it writes anything
+            try:
+                slurm_accepts(executor, plan)
+            except SlurmError as error:
+                cannot_start.append(f"{settings_file}: executor slurm: {error}")
     settings = replace(settings, **app.energy_overrides)
     hardware = Hardware()
     problems: list[str] = []

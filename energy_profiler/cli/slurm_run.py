@@ -44,16 +44,22 @@ def tool_files() -> list[tuple[str, Path]]:
             ("the tool", _checkout_script() or Path(energy_profiler.__file__))]
 
 
+def slurm_accepts(options: SlurmOptions, plan: Plan) -> SlurmTools:
+    """Slurm's tools, once `sbatch --test-only` took a trial's job for every timeout of the plan (a
+    partition, account or option it rejects); SlurmError with its words. `run` and `doctor` both ask."""
+    tools = SlurmTools.find()
+    for timeout_s in sorted({trial.timeout_s for trial in plan.trials}, key=lambda t: t or 0):
+        check_options(tools, options, timeout_s)
+    return tools
+
+
 def execute_on_slurm(app: AppContext, registry: Registry, settings: Settings, plan: Plan, options: SlurmOptions, *,
                      settings_bytes: bytes | None, settings_file: Path, run_options: RunOptions,
                      resume_dir: Path | None = None, detach: bool = False) -> None:
     """Submit and follow the campaign's jobs, print the closing table, exit with the session's code;
     with `detach`, submit them as one job array and exit 0."""
     try:
-        tools = SlurmTools.find()
-        # Before anything is written: a partition, account or option Slurm rejects is an error now.
-        for timeout_s in sorted({trial.timeout_s for trial in plan.trials}, key=lambda t: t or 0):
-            check_options(tools, options, timeout_s)
+        tools = slurm_accepts(options, plan)  # before anything is written: a rejected option is an error now
         if detach and not fits_one_array(plan, limit := max_array_size(tools)):
             raise SlurmError(f"--detach submits the campaign as one job array, and its {len(plan.trials)} trials "
                              f"do not fit this cluster's MaxArraySize ({limit}): run it attached "
