@@ -163,6 +163,64 @@ def test_sigint_of_the_submitter_cancels_its_jobs_and_records_them(
     assert not list(tmp_path.rglob("HACKED")) and not (Path.cwd() / "HACKED").exists()
 
 
+def test_ctrl_c_then_the_printed_resume_line_runs_the_cancelled_trials_again(
+        slurm: SlurmCluster, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
+        tmp_path: Path) -> None:
+    # Seen on the cluster: the submitter recorded both cancelled trials `interrupted`, then each node
+    # wrote its own record (`failed | killed by SIGTERM`) over it, and the resume ran nothing again.
+    registry = fake_registry(fake=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "6"]))
+    settings = settings_for(write_json, 2)
+    results = tmp_path / "results"
+    tool = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "mutation.py"), "--registry", str(registry),
+                             "--results-dir", str(results), "run", str(settings)], env=slurm.environment,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert wait_for(lambda: len(list(results.glob("run_*/*/attempt_1/training.log"))) >= 2, 60)  # both training
+    tool.send_signal(signal.SIGINT)
+    output, _ = tool.communicate(timeout=120)
+    assert tool.returncode == 128 + signal.SIGINT, output
+    run_dir = only_run_dir(results)
+
+    def node_records() -> list[str]:
+        """The records as they stand once each node has written its own (its node.log's last line says so)."""
+        logs = sorted(run_dir.glob("*/node.log"))
+        done = [log for log in logs if f"{log.parent.name}: " in log.read_text()]
+        return [json.loads((log.parent / "experiment.json").read_text())["status"] for log in done]
+
+    assert wait_for(lambda: len(node_records()) == 2, 30), node_records()  # each node has had its say
+    assert node_records() == ["interrupted", "interrupted"]
+    resumed = subprocess.run(shlex.split(output.rstrip().splitlines()[-1]), env=slurm.environment,
+                             capture_output=True, text=True, timeout=180, check=False)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert resumed.stdout.count("submitted as job") == 2  # both run again, as docs/slurm.md says
+    assert [row["status"] for row in rows(run_dir)] == ["success", "success"]
+
+
+def test_a_detached_job_cancelled_by_scancel_is_interrupted_and_a_resume_runs_it_again(
+        slurm: SlurmCluster, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
+        tmp_path: Path) -> None:
+    # Seen on the cluster: `scancel` of a detached campaign's job became a permanent `failed`.
+    registry = fake_registry(fake=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "4"]))
+    settings = settings_for(write_json, 1)
+    results = tmp_path / "results"
+    assert invoke("--registry", registry, "--results-dir", results, "run", settings, "--detach").exit_code == 0
+    run_dir = only_run_dir(results)
+    (job_id,) = json.loads((run_dir / "slurm_jobs.json").read_text()).values()
+    assert wait_for((run_dir / "001_fake_tiny" / "attempt_1" / "training.log").exists, 60)
+    subprocess.run(["scancel", job_id], env=slurm.environment, check=True)
+    record = run_dir / "001_fake_tiny" / "experiment.json"
+    assert wait_for(record.exists, 30)
+    assert json.loads(record.read_text())["status"] == "interrupted"
+
+    def gone() -> bool:  # Slurm done with it (a job still COMPLETING is followed, not submitted again)
+        return not subprocess.run(["squeue", "--noheader", "--array", "--format=%i", f"--jobs={job_id}"],
+                                  env=slurm.environment, capture_output=True, text=True, check=False).stdout.strip()
+
+    assert wait_for(gone, 60)
+    resumed = invoke("--registry", registry, "--results-dir", results, "run", settings, "--resume", run_dir)
+    assert resumed.exit_code == 0, resumed.output
+    assert "submitted as job" in resumed.stdout and [row["status"] for row in rows(run_dir)] == ["success"]
+
+
 def test_sigkill_of_the_submitter_then_resume_follows_its_jobs_and_submits_none_twice(
         slurm: SlurmCluster, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
         tmp_path: Path) -> None:

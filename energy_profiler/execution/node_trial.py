@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import tempfile
 from collections.abc import Mapping
 from contextlib import ExitStack
@@ -62,6 +63,22 @@ def slurm_job_id() -> str | None:
     return f"{array_id}_{task}" if array_id and task else os.environ.get("SLURM_JOB_ID")
 
 
+def cancelled(record: Record, stop: StopRequest) -> Record:
+    """The record as a cancelled job's: `interrupted` when this process was told to stop (scancel, the
+    submitter's Ctrl-C, a time limit: Slurm sends SIGTERM to every process of the job at once).
+
+    The training, signalled too, often ends first, and its own end reads "killed by SIGTERM": recorded
+    as `failed`, a resume would keep it as an outcome instead of running the trial again. The
+    submitter turns a time limit's `interrupted` into `timeout` (Slurm's state says which it was).
+    """
+    if stop.first_signal is None or record.status in ("success", "interrupted"):
+        return record
+    name = signal.Signals(stop.first_signal).name
+    return replace(record, status="interrupted",
+                   status_reason=f"the job was stopped ({name} to this trial's process); the training: "
+                                 f"{record.status_reason}")
+
+
 def run_planned_trial(run_dir: Path, trial_name: str, registry: Registry, settings: Settings, *, output: Output,
                       stop: StopRequest, energy: EnergyPlan | None) -> Record:
     """Run `trial_name` of `run_dir`'s plan once more (a fresh attempt folder) and write its experiment.json.
@@ -97,6 +114,7 @@ def run_planned_trial(run_dir: Path, trial_name: str, registry: Registry, settin
                            output=replace(output, say=say), stop=stop, energy=energy,
                            first_attempt=next_attempt(trial_dir), run_as=run_as,
                            earlier_attempts=earlier_attempts(trial_dir))
+        record = cancelled(record, stop)
         ExperimentFile(run_dir).write(record)
         say(f"{trial.name}: {record.status}" + (f" ({record.status_reason})" if record.status_reason else ""))
         return record
