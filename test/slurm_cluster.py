@@ -60,6 +60,24 @@ class SlurmCluster:
             time.sleep(0.3)
         raise RuntimeError(f"the Slurm nodes did not come up: sinfo says {states}; logs in {self.root / 'log'}")
 
+    def kill_node(self, name: str) -> None:
+        """SIGKILL the node's slurmd (its jobs' slurmstepd go on): a node that stops answering."""
+        os.kill(int((self.root / "run" / f"slurmd-{name}.pid").read_text().strip()), signal.SIGKILL)
+
+    def restart_node(self, name: str) -> None:
+        """Start the node's slurmd again and wait until Slurm has it back (ReturnToService=2)."""
+        pid_file = self.root / "run" / f"slurmd-{name}.pid"
+        pid_file.unlink(missing_ok=True)
+        self._daemon(["slurmd", "-f", str(self.config), "-N", name], pid_file)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            state = subprocess.run(["sinfo", "--noheader", "--Node", "--format=%t", f"--nodes={name}"],
+                                   env=self.environment, capture_output=True, text=True, check=False).stdout.strip()
+            if state in ("idle", "alloc", "mix"):
+                return
+            time.sleep(0.3)
+        raise RuntimeError(f"slurmd of {name} did not come back")
+
     def _start_munge(self) -> None:
         self.socket.parent.mkdir(parents=True, exist_ok=True)
         key = self.root / "munge.key"

@@ -221,6 +221,35 @@ def test_a_detached_job_cancelled_by_scancel_is_interrupted_and_a_resume_runs_it
     assert "submitted as job" in resumed.stdout and [row["status"] for row in rows(run_dir)] == ["success"]
 
 
+def test_a_node_that_stops_answering_does_not_hold_back_a_finished_trials_row(
+        slurm: SlurmCluster, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
+        tmp_path: Path) -> None:
+    # Seen on the cluster: slurmd killed mid-job; the training finished and its node wrote `success`,
+    # but the submitter said only "job completing" for 7.5 minutes, until Slurm marked the node DOWN.
+    registry = fake_registry(fake=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "3"]))
+    settings = settings_for(write_json, 1)
+    results = tmp_path / "results"
+    tool = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "mutation.py"), "--registry", str(registry),
+                             "--results-dir", str(results), "run", str(settings)], env=slurm.environment,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    node = ""
+    try:
+        assert wait_for(lambda: any(results.glob("run_*/001_fake_tiny/attempt_1/training.log")), 60)
+        run_dir = only_run_dir(results)
+        (job_id,) = json.loads((run_dir / "slurm_jobs.json").read_text()).values()
+        node = job_info(slurm, job_id)["NodeList"]
+        slurm.kill_node(node)
+        output, _ = tool.communicate(timeout=60)  # was: minutes, until Slurm gave the node up
+    finally:
+        if tool.poll() is None:
+            tool.kill()
+            tool.wait()
+        if node:
+            slurm.restart_node(node)
+    assert tool.returncode == 0, output
+    assert [row["status"] for row in rows(run_dir)] == ["success"]
+
+
 def test_sigkill_of_the_submitter_then_resume_follows_its_jobs_and_submits_none_twice(
         slurm: SlurmCluster, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
         tmp_path: Path) -> None:
@@ -438,3 +467,20 @@ def test_a_hostile_results_folder_reaches_slurm_and_the_scripts_literally(
         assert (run_dir / trial / f"slurm-{job_id}.out").is_file()
     assert not list(tmp_path.rglob("HACKED")) and not list(tmp_path.rglob("TICKED"))
     assert not (Path.cwd() / "HACKED").exists() and not Path("/HACKED").exists()
+
+
+def test_a_job_completing_too_long_is_said_once_and_its_record_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No cluster needed: what the submitter says of a job whose node stopped answering.
+    from energy_profiler.execution import slurm as session
+    from energy_profiler.execution.slurm_jobs import JobState
+    from energy_profiler.planning.plan import Trial
+
+    monkeypatch.setattr(session, "NODE_SILENT_S", 0.0)
+    trial = Trial(index=1, experiment_index=0, run=1, mode="default", repo="fake", model="tiny", hyperparameters=(),
+                  mutated=(), argv=("./train.sh",), cwd="/", env=(), timeout_s=None)
+    job, said = session._Job(trial, "7_1", 1, node="n1"), list[str]()
+    completing = JobState("7_1", "COMPLETING", "n1", "None")
+    assert not session._take_now(job, completing, None, said.append)  # no record yet: nothing to take
+    assert not session._take_now(job, completing, None, said.append)
+    assert said == [f"{trial.name}: job 7_1 has been completing for 0 s: n1 may have stopped answering "
+                    "(`scontrol show node n1`); the trial's record is taken once it is there"]

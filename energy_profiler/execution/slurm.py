@@ -44,6 +44,8 @@ from energy_profiler.model.record import Record
 from energy_profiler.planning.plan import Plan, Trial
 
 POLL_S = 1.0
+NODE_SILENT_S = 20.0
+"""A job COMPLETING this long has a node that stopped answering (a job's end takes a second or two)."""
 RECORD_GRACE_S = 10.0
 """How long after its job ended a record may still be on its way over the shared file system."""
 STATUS_OF_END = {"CANCELLED": "interrupted", "PREEMPTED": "interrupted", "TIMEOUT": "timeout",
@@ -102,6 +104,29 @@ class _Job:
     ended_at: float | None = None
     node: str = ""
     state: str = "PENDING"
+    completing_since: float | None = None
+    said_silent: bool = False
+
+
+def _take_now(job: _Job, state: JobState, record: Record | None, say: Callable[[str], None]) -> bool:
+    """Whether a job still active in Slurm's eyes has a record to take now.
+
+    A record is otherwise taken once its job has ended, when Slurm's verdict (cancelled, timed out)
+    is known. A `success` is final whatever Slurm says next; and a job stuck COMPLETING (its node's
+    slurmd gone: Slurm marks the node DOWN only after SlurmdTimeout, minutes later) is said, and its
+    record taken as it stands after NODE_SILENT_S.
+    """
+    if state.state != "COMPLETING":
+        job.completing_since = None
+    elif job.completing_since is None:
+        job.completing_since = time.monotonic()
+    silent = job.completing_since is not None and time.monotonic() - job.completing_since >= NODE_SILENT_S
+    if silent and not job.said_silent:
+        job.said_silent = True
+        node = job.node or state.node or "its node"
+        say(f"{job.trial.name}: job {job.job_id} has been completing for {NODE_SILENT_S:g} s: {node} may have "
+            f"stopped answering (`scontrol show node {node}`); the trial's record is taken once it is there")
+    return record is not None and (record.status == "success" or silent)
 
 
 def run_slurm_session(settings: Settings, registry: Registry, plan: Plan, *, options: SlurmOptions,
@@ -151,9 +176,9 @@ def run_slurm_session(settings: Settings, registry: Registry, plan: Plan, *, opt
                     where = f" on {state.node}" if state.node and state.state == "RUNNING" else ""
                     say(f"[{job.trial.index}/{len(plan.trials)}] {name}: job {job.job_id} {state.state.lower()}{where}")
                     job.state, job.node = state.state, state.node or job.node
-                if state.active:  # a record is taken once its job has ended, when Slurm's verdict is known
-                    continue
                 record = job_record(run_dir, job.trial, job.job_id)
+                if state.active and not _take_now(job, state, record, say):
+                    continue
                 from_job = record is not None
                 if record is not None and record.status != "success" and state.state in ENDED_BY_SLURM:
                     # Slurm signals every process of a cancelled or timed-out job: the training's
