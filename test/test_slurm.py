@@ -250,6 +250,39 @@ def test_a_node_that_stops_answering_does_not_hold_back_a_finished_trials_row(
     assert [row["status"] for row in rows(run_dir)] == ["success"]
 
 
+def test_status_beside_a_running_campaign_and_a_task_cancelled_while_pending(
+        slurm: SlurmCluster, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
+        tmp_path: Path) -> None:
+    # Seen on the cluster: status beside an attached campaign printed a --resume line (refused: the
+    # folder is in use), and a task cancelled while it waited its turn showed UNKNOWN, its row `failed`.
+    registry = fake_registry(fake=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "3"]))
+    settings = settings_for(write_json, 3, max_parallel=1)
+    results = tmp_path / "results"
+    tool = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "mutation.py"), "--registry", str(registry),
+                             "--results-dir", str(results), "run", str(settings)], env=slurm.environment,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert wait_for(lambda: any(results.glob("run_*/001_fake_tiny/attempt_1/training.log")), 60)
+        run_dir = only_run_dir(results)
+        beside = invoke("--registry", registry, "--results-dir", results, "status", run_dir)
+        assert beside.exit_code == 0, beside.output
+        assert "a campaign is running in this folder now" in beside.stdout and "--resume" not in beside.stdout
+        # The third task waits its turn (max_parallel 1) in the array's pending record: cancelled there,
+        # Slurm forgets it at once (measured: `Job 3_3 not found`) while the array stays known.
+        waiting = json.loads((run_dir / "slurm_jobs.json").read_text())["003_fake_tiny"]
+        subprocess.run(["scancel", waiting], env=slurm.environment, check=True)
+        output, _ = tool.communicate(timeout=120)
+    finally:
+        if tool.poll() is None:
+            tool.kill()
+            tool.wait()
+    assert sorted((row["trial"], row["status"]) for row in rows(run_dir)) == [
+        ("001_fake_tiny", "success"), ("002_fake_tiny", "success"), ("003_fake_tiny", "interrupted")], output
+    shown = invoke("--registry", registry, "--results-dir", results, "status", run_dir, "--format", "json")
+    by_trial = {row["trial"]: row for row in json.loads(shown.stdout)}
+    assert by_trial["003_fake_tiny"]["job_state"] == "CANCELLED"
+
+
 def test_sigkill_of_the_submitter_then_resume_follows_its_jobs_and_submits_none_twice(
         slurm: SlurmCluster, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
         tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ nothing is written or locked for longer than the test of its lock takes.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 from collections import Counter
@@ -16,7 +15,7 @@ import click
 
 from energy_profiler.cli.context import AppContext, global_options
 from energy_profiler.cli.tables import emit, format_option
-from energy_profiler.results.rundir import run_dirs
+from energy_profiler.results.rundir import is_running, run_dirs
 
 HEADERS = ["run", "state", "trials", "recorded", "success", "to_run", "experiment", "size_mib", "started_utc"]
 TABLE_HEADERS = ["run", "state", "recorded", "success", "to_run", "experiment", "size_mib", "started_utc"]
@@ -65,21 +64,6 @@ def _status(trial_dir: Path) -> str | None:
         return str(json.loads((trial_dir / "experiment.json").read_text())["status"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-def is_running(folder: Path) -> bool:
-    """Whether a campaign holds the run folder's lock now (tested without waiting, released at once)."""
-    try:
-        descriptor = os.open(folder / ".lock", os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(descriptor)  # closing releases a lock this test took
-    return False
 
 
 def _size_mib(folder: Path) -> float:

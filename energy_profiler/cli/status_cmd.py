@@ -20,7 +20,7 @@ from energy_profiler.cli.context import EXIT_CONFIG, AppContext, global_options,
 from energy_profiler.cli.tables import emit, format_option
 from energy_profiler.execution.slurm_jobs import JobState, SlurmError, SlurmTools, job_states, read_jobs
 from energy_profiler.planning.plan import Plan
-from energy_profiler.results.rundir import named_run_dir, run_dirs
+from energy_profiler.results.rundir import is_running, named_run_dir, run_dirs
 
 LOCAL_HEADERS = ["trial", "record", "in_summary", "reason"]
 SLURM_HEADERS = ["trial", "record", "in_summary", "job", "job_state", "node", "reason"]
@@ -69,7 +69,10 @@ def status_command(run_dir: str | None, output_format: str) -> None:
     if unreachable:
         click.echo(f"Slurm: {unreachable}")
     missing_rows = any(row[1] not in (None, "interrupted") and row[2] == "no" for row in rows)
-    if missing_rows or (final < len(plan.trials) and not active):
+    if is_running(folder):  # a resume would be refused: the folder is in use
+        click.echo("a campaign is running in this folder now (its lock is held): it writes the rows itself, and "
+                   "its closing lines say how to continue if it is stopped")
+    elif missing_rows or (final < len(plan.trials) and not active):
         settings_file = plan_document.get("settings_file", str(folder / "settings.json"))
         command = shlex.join([*invocation(), "run", settings_file, "--resume", str(folder.absolute())])
         click.echo(f"to write their rows (and run what is left):\n{command}")

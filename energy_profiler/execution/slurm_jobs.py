@@ -215,7 +215,33 @@ def job_states(tools: SlurmTools, job_ids: Sequence[str]) -> dict[str, JobState]
     for job_id in job_ids:
         if job_id not in states:
             states[job_id] = _scontrol_state(tools, job_id)
+    arrays: dict[str, set[int] | None] = {}
+    for job_id in list(states):
+        array_id, _, task = job_id.partition("_")
+        if states[job_id].state == "UNKNOWN" and task.isdigit():
+            if array_id not in arrays:
+                arrays[array_id] = _array_tasks(tools, array_id)
+            known = arrays[array_id]
+            if known is not None and int(task) not in known:
+                # Measured on Slurm 22.05: a task cancelled while pending vanishes at once (`Job 1_3 not
+                # found`) while its array and its siblings stay known for MinJobAge.
+                states[job_id] = JobState(job_id, "CANCELLED", "", "cancelled while pending: Slurm keeps no record")
     return {job_id: states[job_id] for job_id in job_ids}
+
+
+def _array_tasks(tools: SlurmTools, array_id: str) -> set[int] | None:
+    """The task ids Slurm still knows of an array (None when it knows the array no more)."""
+    done = tools.call([tools.scontrol, "show", "job", "--oneliner", array_id])
+    if done.returncode != 0:
+        return None
+    tasks: set[int] = set()
+    for found in re.finditer(r"\bArrayTaskId=(\S+)", done.stdout):
+        for part in found.group(1).split("%")[0].split(","):
+            low, _, high = part.partition("-")
+            high, _, step = high.partition(":")
+            if low.isdigit():
+                tasks.update(range(int(low), int(high or low) + 1, int(step) if step.isdigit() else 1))
+    return tasks or None
 
 
 def job_fields(tools: SlurmTools, job_id: str) -> dict[str, str]:

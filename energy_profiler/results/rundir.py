@@ -128,3 +128,18 @@ def named_run_dir(results_root: Path, text: str) -> Path | None:
 def run_dirs(results_root: Path) -> list[Path]:
     """The run folders of `results_root` (those with a plan.json), oldest first."""
     return sorted(path.parent for path in results_root.glob("run_*/plan.json"))
+
+
+def is_running(folder: Path) -> bool:
+    """Whether a campaign holds the run folder's lock now (tested without waiting, released at once)."""
+    try:
+        descriptor = os.open(folder / ".lock", os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(descriptor)  # closing releases a lock this test took
+    return False
