@@ -66,6 +66,13 @@ def settings_for(write_json: Callable[[str, Any], Path], runs: int, **slurm: Any
                                                   "mutate": ["learning_rate"], "runs_per_config": runs}]})
 
 
+def submitter(cluster: SlurmCluster, registry: Path, results: Path, settings: Path) -> subprocess.Popen[str]:
+    """`run SETTINGS` as a user starts it, in a process of its own (for signals), its output captured."""
+    return subprocess.Popen([sys.executable, str(PROJECT_ROOT / "mutation.py"), "--registry", str(registry),
+                             "--results-dir", str(results), "run", str(settings)], env=cluster.environment,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
 def test_each_trial_is_an_exclusive_job_and_the_submitter_writes_every_row_once(
         slurm: SlurmCluster, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
         tmp_path: Path) -> None:
@@ -113,9 +120,7 @@ def test_a_failing_training_and_a_cancelled_job_get_rows_that_say_so(
     registry = fake_registry(fake=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "60"]))
     settings = settings_for(write_json, 1)
     others = tmp_path / "cancelled"
-    tool = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "mutation.py"), "--registry", str(registry),
-                             "--results-dir", str(others), "run", str(settings)], env=slurm.environment,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    tool = submitter(slurm, registry, others, settings)
 
     def running_job() -> str | None:
         jobs = list(others.glob("run_*/slurm_jobs.json"))
@@ -142,9 +147,7 @@ def test_sigint_of_the_submitter_cancels_its_jobs_and_records_them(
     hostile = "--comment=a b;$(touch HACKED)'\""
     settings = settings_for(write_json, 3, extra_args=[hostile])
     results = tmp_path / "results"
-    tool = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "mutation.py"), "--registry", str(registry),
-                             "--results-dir", str(results), "run", str(settings)], env=slurm.environment,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    tool = submitter(slurm, registry, results, settings)
     assert wait_for(lambda: len(list(results.glob("run_*/*/slurm-*.out"))) >= 2, 60)  # two jobs started
     jobs = json.loads(next(results.glob("run_*/slurm_jobs.json")).read_text())
     comment = subprocess.run(["squeue", "--noheader", "--format=%k", f"--jobs={next(iter(jobs.values()))}"],
@@ -171,9 +174,7 @@ def test_ctrl_c_then_the_printed_resume_line_runs_the_cancelled_trials_again(
     registry = fake_registry(fake=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "6"]))
     settings = settings_for(write_json, 2)
     results = tmp_path / "results"
-    tool = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "mutation.py"), "--registry", str(registry),
-                             "--results-dir", str(results), "run", str(settings)], env=slurm.environment,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    tool = submitter(slurm, registry, results, settings)
     assert wait_for(lambda: len(list(results.glob("run_*/*/attempt_1/training.log"))) >= 2, 60)  # both training
     tool.send_signal(signal.SIGINT)
     output, _ = tool.communicate(timeout=120)
@@ -229,9 +230,7 @@ def test_a_node_that_stops_answering_does_not_hold_back_a_finished_trials_row(
     registry = fake_registry(fake=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "3"]))
     settings = settings_for(write_json, 1)
     results = tmp_path / "results"
-    tool = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "mutation.py"), "--registry", str(registry),
-                             "--results-dir", str(results), "run", str(settings)], env=slurm.environment,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    tool = submitter(slurm, registry, results, settings)
     node = ""
     try:
         assert wait_for(lambda: any(results.glob("run_*/001_fake_tiny/attempt_1/training.log")), 60)
@@ -258,9 +257,7 @@ def test_status_beside_a_running_campaign_and_a_task_cancelled_while_pending(
     registry = fake_registry(fake=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "3"]))
     settings = settings_for(write_json, 3, max_parallel=1)
     results = tmp_path / "results"
-    tool = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "mutation.py"), "--registry", str(registry),
-                             "--results-dir", str(results), "run", str(settings)], env=slurm.environment,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    tool = submitter(slurm, registry, results, settings)
     try:
         assert wait_for(lambda: any(results.glob("run_*/001_fake_tiny/attempt_1/training.log")), 60)
         run_dir = only_run_dir(results)

@@ -79,7 +79,7 @@ def migrate_project_command(older_project: Path, target: Path) -> None:
                       f"{len(report.tables)} history table(s), MIGRATION.md", width))
     for line in summary_lines(report):
         click.echo(fitted(f"  {line}", width, "    "))
-    attention = sum(1 for file in report.files if file.attention or file.refused or file.aside)
+    attention = sum(1 for file in report.files if file.needs_attention)
     click.echo(fitted(f"  {attention} file(s) need attention: see {target / 'MIGRATION.md'}", width, "    "))
     click.echo("next, the commands under 'Next' in MIGRATION.md, from the new project:")
     click.echo(f"  cd {shlex.quote(str(target))}")

@@ -17,9 +17,10 @@ TOP_LEVEL_MARKERS = ("use_deduplication", "historical_csvs")
 EXPERIMENT_MARKERS = ("mutate_params", "num_mutations", "repository")
 
 
-def older_settings_markers(document: Any, file: Path | None = None) -> list[str]:
-    """What marks `document` (of `file`) as the older tool's settings (empty when nothing does)."""
-    if file is not None and (project := older_project_above(file)) is not None:
+def older_settings_markers(document: Any, project: Path | None = None) -> list[str]:
+    """What marks `document` as the older tool's settings (empty when nothing does); `project`: the
+    older project its file lies in (older_project_above), which marks it whatever it holds."""
+    if project is not None:
         return [f"in the older project {project}"]
     if isinstance(document, list):
         listed = bool(document) and all(isinstance(item, dict) and ("repo" in item or "foreground" in item)

@@ -121,9 +121,9 @@ def load_settings(file: Path, registry: Registry) -> Settings:
 
 def older_format_pointer(document: Any, name: str) -> None:
     """Raise one ConfigError line naming `migrate` when `document` is the older tool's format."""
-    if markers := older_settings_markers(document, Path(name)):
+    project = older_project_above(Path(name))
+    if markers := older_settings_markers(document, project):
         command = f"mutation.py migrate settings {shlex.quote(name)} -o settings/"
-        project = older_project_above(Path(name))
         whole = (f" (or the whole project: `mutation.py migrate {shlex.quote(str(project))} --to DIR`)"
                  if project else "")
         raise ConfigError([ConfigIssue(name, (), f"is the older tool's settings format ({', '.join(markers)}); "

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import tempfile
 from collections.abc import Mapping
 from contextlib import ExitStack
@@ -23,7 +22,7 @@ from energy_profiler.config.executor import SlurmOptions
 from energy_profiler.config.registry import Registry
 from energy_profiler.config.settings import Settings
 from energy_profiler.energy.recorder import EnergyPlan, gpu_host_facts
-from energy_profiler.execution.runtime import Output, StopRequest
+from energy_profiler.execution.runtime import Output, StopRequest, signal_name
 from energy_profiler.execution.session import earlier_attempts, next_attempt, prepare_machine
 from energy_profiler.execution.sinks import ExperimentFile
 from energy_profiler.execution.trial import run_trial
@@ -73,9 +72,9 @@ def cancelled(record: Record, stop: StopRequest) -> Record:
     """
     if stop.first_signal is None or record.status in ("success", "interrupted"):
         return record
-    name = signal.Signals(stop.first_signal).name
     return replace(record, status="interrupted",
-                   status_reason=f"the job was stopped ({name} to this trial's process); the training: "
+                   status_reason=f"the job was stopped ({signal_name(stop.first_signal)} to this trial's process); "
+                                 "the training: "
                                  f"{record.status_reason}")
 
 

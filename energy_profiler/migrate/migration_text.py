@@ -44,7 +44,7 @@ def migration_text(older: Path, report: MigrationReport, tool: list[str]) -> str
     lines += [f"- registry: `{REGISTRY}`, from `{OLDER_FILE}` ({len(report.registry_notes)} note(s) below)"]
     lines += [f"- history: {note}" for note in report.history_notes if "rows converted" in note]
     lines += [f"- {line}" for line in summary_lines(report)]
-    attention = [file for file in report.files if file.attention or file.refused or file.aside]
+    attention = [file for file in report.files if file.needs_attention]
     lines += ["", "## Needs attention", ""]
     lines += [f"- `{_name(file)}`: {_short(file)}" for file in attention] or ["- nothing"]
     # The example is a file one can type: plain name, current (not archived) where there is one.
@@ -79,11 +79,11 @@ def _name(file: FileReport) -> str:
 def _short(file: FileReport) -> str:
     """Why a file needs attention, in a few words: `refused by validate; 3 x experiment(s) ... left out`."""
     counts = Counter(file.attention)
+    if file.aside:  # its experiments left out are all it has: one phrase says it
+        return f"in {NOT_RUN}/: the older runner ran none of its {counts[LEFT_OUT]} experiment(s)"
     words = [f"{what}: {count}" if what.startswith("experiments") else what for what, count in counts.items()]
     if file.refused:
         words.insert(0, f"refused by validate ({len(file.refused)} problem(s), see below)")
-    if file.aside:  # the count of experiments left out says the same again
-        words = [f"in {NOT_RUN}/: the older runner ran none of its {counts[LEFT_OUT]} experiment(s)"]
     return "; ".join(words)
 
 
@@ -98,7 +98,7 @@ def _file_section(file: FileReport) -> list[str]:
         body += ["", "| experiment (older index) | the older runner | this tool |", "| --- | --: | --: |"]
         body += [f"| {what.replace('|', '/')} | {runs} | {'-' if planned is None else planned} |"
                  for what, runs, planned in file.experiments]
-    if file.attention or file.refused or file.aside:
+    if file.needs_attention:
         return [f"### {_name(file)}", "", *body, ""]
     # Nothing to act on: folded, one line to see, the detail a click away.
     return ["<details>", f"<summary>{_name(file)}: {file.planned_trials} trial(s), as the older runner"

@@ -55,6 +55,11 @@ class FileReport:
     aside: bool = False
     """The older runner ran none of its experiments: written to not_run/, not settings/."""
 
+    @property
+    def needs_attention(self) -> bool:
+        """Something to act on or check: a note of that kind, a refusal, or kept aside in not_run/."""
+        return bool(self.attention or self.refused or self.aside)
+
     def warn(self, note: str, short: str) -> None:
         self.notes.append(note)
         self.attention.append(short)
