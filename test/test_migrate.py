@@ -126,6 +126,9 @@ def test_the_older_project_migrates_to_files_that_plan_what_its_runner_ran(older
     summary, attention = migration.split("## Needs attention")[0], migration.split("## Needs attention")[1]
     assert "- history: data/raw_data.csv: 28 of 28 rows converted; 28 with CPU energy, 28 with GPU energy; " \
            "2 out of memory" in summary
+    # The older methods and their caveat, in the file the user reads (the GPU samples taken as 1 s each).
+    assert "- GPU energy: `nvidia_smi (older tool)`: the sum of `nvidia-smi` power samples taken about once a " \
+           "second, each counted as exactly 1 s" in migration
     attention = attention.split("## Next")[0]
     assert attention.strip().splitlines() == [
         "- `not_run/archived/mutation_validation_minimal.json`: in not_run/: the older runner ran none of its 3 "
@@ -191,6 +194,17 @@ def test_the_older_project_migrates_to_files_that_plan_what_its_runner_ran(older
     assert [e["mutate"] for e in stage9_file["experiments"]] == [["all"]] * 4
     assert stage9_file["experiments"][0]["_mutate_params"] == ["epochs"] and stage9_file["max_retries"] == 2
     assert stage9_file["experiment_name"] == "stage9_nonparallel_hrnet18"  # the file had none
+
+
+def test_a_settings_file_that_cannot_be_converted_is_named_in_the_summary(older_project: Path,
+                                                                         tmp_path: Path) -> None:
+    (older_project / "settings" / "broken.json").write_text('{"experiments": [')  # the older runner failed too
+    target = tmp_path / "migrated"
+    result = invoke("migrate", older_project, "--to", target)
+    assert result.exit_code == 0, result.output
+    assert any(line.startswith("  not converted: settings/broken.json: the older runner could not read it either")
+               for line in result.stdout.splitlines())
+    assert "- not converted: settings/broken.json: " in (target / "MIGRATION.md").read_text()
 
 
 def test_the_history_keeps_every_measurement_under_this_tools_columns(older_project: Path, tmp_path: Path) -> None:

@@ -52,6 +52,12 @@ def test_migrate_then_validate_plan_run_interrupt_resume_and_report_from_the_tar
     converted = [str(path.relative_to(target)) for path in sorted((target / "settings").rglob("*.json"))]
     validated = tool("validate", *converted, cwd=target)
     assert validated.returncode == 0 and validated.stdout.count("ok: ") == 6, validated.stderr  # as migrate said
+    # The "Next" commands of MIGRATION.md work as printed (validate every converted file from the project).
+    next_lines = (target / "MIGRATION.md").read_text().split("## Next", 1)[1].split("\n\n", 2)[1].splitlines()
+    validate_line = next(line.strip() for line in next_lines if "xargs -0" in line)
+    pasted = subprocess.run(["bash", "-c", validate_line], cwd=target, capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert pasted.returncode == 0 and pasted.stdout.count("ok: ") == 6, pasted.stdout + pasted.stderr
     planned = tool("plan", SETTINGS, cwd=target)
     assert planned.returncode == 0, planned.stderr
     assert f"history {target / 'history' / 'data__raw_data.csv'}: 28 rows read, 28 comparable" in planned.stdout
@@ -80,6 +86,11 @@ def test_migrate_then_validate_plan_run_interrupt_resume_and_report_from_the_tar
         new_rows = list(csv.DictReader(table))
     assert len(new_rows) == 48 and all(row["status"] == "success" for row in new_rows)
     assert len({row["experiment_id"] for row in new_rows}) == 48
+
+    # Dedup now counts the project's own table beside the converted history: the same file planned again
+    # finds the kfold draws it just measured taken (before the run it planned 48).
+    again = tool("plan", SETTINGS, cwd=target)
+    assert again.returncode == 2 and "exist besides the defaults, earlier trials and the history" in again.stderr
 
     report = tool("report", "history/data__raw_data.csv", "results", "--no-plots", cwd=target)
     assert report.returncode == 0, report.stderr

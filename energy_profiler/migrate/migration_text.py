@@ -12,7 +12,7 @@ import shlex
 from collections import Counter
 from pathlib import Path
 
-from energy_profiler.migrate.history import history_name
+from energy_profiler.migrate.history import CPU_METHOD, GPU_METHOD, history_name
 from energy_profiler.migrate.project import GLOBAL_TABLE, NOT_RUN, REGISTRY, FileReport, MigrationReport
 from energy_profiler.migrate.registry import OLDER_FILE
 from energy_profiler.migrate.settings import LEFT_OUT
@@ -62,7 +62,13 @@ def migration_text(older: Path, report: MigrationReport, tool: list[str]) -> str
     lines += ["## Registry", "", f"`{OLDER_FILE}` -> `{REGISTRY}`.", ""]
     lines += [f"- {note}" for note in report.registry_notes] or ["- nothing to note"]
     lines += ["", "## History", "", "The older result tables with their measurements, under this tool's column names "
-              "(docs/migrating.md maps them), in `history/`.", ""]
+              "(docs/migrating.md maps them), in `history/`.", "",
+              f"- CPU energy: `{CPU_METHOD}`, scope system: `perf stat -e power/energy-pkg/,power/energy-ram/` around "
+              "the training, every process of the machine counted.",
+              f"- GPU energy: `{GPU_METHOD}`: the sum of `nvidia-smi` power samples taken about once a second, each "
+              "counted as exactly 1 s; where the sampling ran slower (a busy machine) the figure is too low by "
+              "that ratio, and the older table does not say by how much.",
+              "- `report` never pools these with this tool's measurements (their method labels differ).", ""]
     lines += [f"- {note}" for note in report.history_notes] or ["- no result table in data/ or results/"]
     lines += ["", "## Settings", ""]
     for file in report.files:
