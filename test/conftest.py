@@ -69,6 +69,21 @@ def fast_fake(script: Path) -> str:
     return str(launcher(script, _LAUNCHERS))
 
 
+def _checkout_results() -> dict[str, int]:
+    """Each file under the checkout's own results/ with its modification time (ns)."""
+    folder = PROJECT_ROOT / "results"
+    return {str(path): path.stat().st_mtime_ns for path in folder.rglob("*") if path.is_file()}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def checkout_results_untouched() -> Any:
+    """No test writes into this checkout's results/: a test that did passed here (the folder was
+    there, from `make demo`) and crashed on CI's fresh clone, where it is not."""
+    before = _checkout_results()
+    yield
+    assert _checkout_results() == before, "a test wrote into the checkout's results/ folder"
+
+
 @pytest.fixture(autouse=True)
 def no_energy_hardware(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Every test starts on a machine without RAPL, perf power events, NVML, nvidia-smi, cpufreq or a known CPU.

@@ -194,6 +194,10 @@ def test_ctrl_c_then_the_printed_resume_line_runs_the_cancelled_trials_again(
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert resumed.stdout.count("submitted as job") == 2  # both run again, as docs/slurm.md says
     assert [row["status"] for row in rows(run_dir)] == ["success", "success"]
+    # The pasted line names no --results-dir: the rows still go to the run folder's own results table
+    # (they went to the checkout's results/, which a fresh clone lacks, and the resume crashed there).
+    with open(results / "summary_all.csv", newline="") as table:
+        assert [row["status"] for row in csv.DictReader(table)].count("success") == 2
 
 
 def test_a_detached_job_cancelled_by_scancel_is_interrupted_and_a_resume_runs_it_again(

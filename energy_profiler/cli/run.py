@@ -123,7 +123,8 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
         from energy_profiler.cli.slurm_run import execute_on_slurm  # noqa: PLC0415 - it imports this module
 
         execute_on_slurm(app, registry, settings, plan, executor, settings_bytes=settings_bytes, resume_dir=resume_dir,
-                         detach=app.detach, settings_file=settings_file, run_options=options)
+                         detach=app.detach, settings_file=settings_file, run_options=options,
+                         results_root=results_root)
         return
     if app.detach:
         click.echo(f"error: {settings.file}: --detach is for the Slurm executor (a local campaign runs in this "

@@ -55,9 +55,10 @@ def slurm_accepts(options: SlurmOptions, plan: Plan) -> SlurmTools:
 
 def execute_on_slurm(app: AppContext, registry: Registry, settings: Settings, plan: Plan, options: SlurmOptions, *,
                      settings_bytes: bytes | None, settings_file: Path, run_options: RunOptions,
-                     resume_dir: Path | None = None, detach: bool = False) -> None:
+                     results_root: Path, resume_dir: Path | None = None, detach: bool = False) -> None:
     """Submit and follow the campaign's jobs, print the closing table, exit with the session's code;
-    with `detach`, submit them as one job array and exit 0."""
+    with `detach`, submit them as one job array and exit 0. `results_root` is where the rows go: a
+    resumed run folder's own parent, whatever --results-dir says now."""
     try:
         tools = slurm_accepts(options, plan)  # before anything is written: a rejected option is an error now
         if detach and not fits_one_array(plan, limit := max_array_size(tools)):
@@ -67,7 +68,7 @@ def execute_on_slurm(app: AppContext, registry: Registry, settings: Settings, pl
     except SlurmError as error:
         click.echo(f"error: {settings.file}: executor slurm: {error}", err=True)
         sys.exit(EXIT_CONFIG)
-    registry_file, results = app.registry_file.resolve(), app.results_dir.resolve()
+    registry_file, results = app.registry_file.resolve(), results_root.resolve()
 
     # The submitter's command-line overrides reach each job as options of its run-trial line.
     governor = ["--governor", app.governor] if app.governor is not None else []
