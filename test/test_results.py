@@ -52,6 +52,25 @@ def test_summary_rows_follow_the_fixed_header_and_are_on_disk_at_once(tmp_path: 
     assert path.read_text().count("a,b,c") == 1
 
 
+def test_summary_rows_are_in_trial_order_whatever_order_they_come_in(tmp_path: Path) -> None:
+    path = tmp_path / "summary.csv"
+    table = SummaryTable(path, ["trial", "note"])
+    seen = []
+    for order, note in [(2, "second"), (4, "fourth"), (1, 'first, with "quotes"\nand a line'), (3, "third")]:
+        table.append({"trial": str(order), "note": note}, order=order)
+        with open(path, newline="") as file:  # every row so far is on disk, in order, after each append
+            seen.append([row["trial"] for row in csv.DictReader(file)])
+    assert seen == [["2"], ["2", "4"], ["1", "2", "4"], ["1", "2", "3", "4"]]
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.csv"]  # the rewrite left no temporary file
+    reopened = SummaryTable(path, ["trial", "note"])  # rows already there stay, first
+    reopened.append({"trial": "0", "note": "late"}, order=0)
+    with open(path, newline="") as file:
+        assert [(row["trial"], row["note"]) for row in csv.DictReader(file)][:2] == \
+            [("1", 'first, with "quotes"\nand a line'), ("2", "second")]
+    SummaryTable(path, ["trial", "note"], rows=[(5, {"trial": "5"}), (3, {"trial": "3"})])  # a resume's rebuild
+    assert path.read_text() == "trial,note\n3,\n5,\n"
+
+
 def test_atomic_write_leaves_no_temporary_file(tmp_path: Path) -> None:
     target = tmp_path / "experiment.json"
     atomic_write_json(target, {"x": 1})

@@ -107,6 +107,30 @@ def test_each_trial_is_an_exclusive_job_and_the_submitter_writes_every_row_once(
     assert (results / "summary_all.csv").read_text().count("\n") == 5
 
 
+def test_rows_and_the_closing_table_are_in_trial_order_when_jobs_end_out_of_order(
+        slurm: SlurmCluster, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
+        tmp_path: Path) -> None:
+    # Seen on the cluster: summary.csv and the closing table listed trials as their jobs ended.
+    entry = fake_repo("busy")
+    entry["hyperparameters"]["seconds"] = {"flag": "--seconds", "type": "float", "default": 1.0, "range": [0.1, 20]}
+    registry = fake_registry(fake=entry)
+    settings = write_json("s.json", {"experiment_name": "cluster", "executor": {"slurm": {"max_parallel": 2}},
+                                     "experiments": [{"mode": "default", "repo": "fake", "model": "tiny",
+                                                      "hyperparameters": {"seconds": seconds}}
+                                                     for seconds in (6, 0.5)]})  # the second ends first
+    results = tmp_path / "results"
+    result = invoke("--registry", registry, "--results-dir", results, "run", settings)
+    assert result.exit_code == 0, result.output
+    run_dir = only_run_dir(results)
+    records = [json.loads((run_dir / name / "experiment.json").read_text()) for name in ("001_fake_tiny",
+                                                                                        "002_fake_tiny")]
+    assert records[1]["end_utc"] < records[0]["end_utc"], "the jobs did not end out of order: nothing tested"
+    assert [row["trial"] for row in rows(run_dir)] == ["001_fake_tiny", "002_fake_tiny"]
+    closing = [line.split()[0] for line in result.output.splitlines() if line.split()[:2] in (["1", "tiny"],
+                                                                                               ["2", "tiny"])]
+    assert closing == ["1", "2"], result.output
+
+
 def test_a_failing_training_and_a_cancelled_job_get_rows_that_say_so(
         slurm: SlurmCluster, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
         tmp_path: Path) -> None:
@@ -221,9 +245,22 @@ def test_a_detached_job_cancelled_by_scancel_is_interrupted_and_a_resume_runs_it
                                   env=slurm.environment, capture_output=True, text=True, check=False).stdout.strip()
 
     assert wait_for(gone, 60)
-    resumed = invoke("--registry", registry, "--results-dir", results, "run", settings, "--resume", run_dir)
-    assert resumed.exit_code == 0, resumed.output
+    # Resumed as `status` names the folder, relative to where the user stands (`results/run_…`), with
+    # no --registry or --results-dir: the run folder knows them. A relative folder once reached the
+    # job script as `cd results/run_…/001_…`, resolved on the node against the run folder.
+    relative = str(run_dir.relative_to(tmp_path))
+    mutation = [sys.executable, str(PROJECT_ROOT / "mutation.py")]
+    status = subprocess.run([*mutation, "status", relative], cwd=tmp_path, env=slurm.environment,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert status.returncode == 0 and "001_fake_tiny" in status.stdout, status.stdout + status.stderr
+    resumed = subprocess.run([*mutation, "run", str(settings), "--resume", relative], cwd=tmp_path,
+                             env=slurm.environment, capture_output=True, text=True, timeout=180, check=False)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "submitted as job" in resumed.stdout and [row["status"] for row in rows(run_dir)] == ["success"]
+    script = (run_dir / "001_fake_tiny" / "slurm_job.sh").read_text()
+    assert f"--results-dir {results} run-trial {run_dir} 001_fake_tiny" in script  # absolute, as on the node
+    with open(results / "summary_all.csv", newline="") as table:  # the run folder's own results table
+        assert [row["status"] for row in csv.DictReader(table)] == ["success"]
 
 
 def test_a_node_that_stops_answering_does_not_hold_back_a_finished_trials_row(

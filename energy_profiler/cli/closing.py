@@ -57,7 +57,7 @@ def summary_text(result: SessionResult, width: int | None = None, defaults: Defa
 
     Only required metrics are shown (summary.csv has them all).
     """
-    records = result.records
+    records = sorted(result.records, key=lambda record: record.trial_index)  # Slurm's end in any order
     repos = {record.repo for record in records} | {b.repo for r in records for b in r.background}
     parallel = any(record.background for record in records)
     metric_names = list(dict.fromkeys(name for record in records for name in record.required_metrics))

@@ -35,7 +35,7 @@ from energy_profiler.model.record import Attempt, Record, summary_columns
 from energy_profiler.planning.plan import Plan
 from energy_profiler.process.ledger import Ledger, clean_stale
 from energy_profiler.process.watchdog import tracking
-from energy_profiler.results.global_table import GLOBAL_TABLE, append_rows, experiment_ids, table_bytes
+from energy_profiler.results.global_table import GLOBAL_TABLE, append_rows, experiment_ids
 from energy_profiler.results.rundir import SessionLog, create_run_dir, run_dir_lock
 from energy_profiler.results.summary import SummaryTable
 from energy_profiler.system import governor
@@ -187,9 +187,8 @@ def open_summary(run_dir: Path, plan: Plan, registry: Registry, *,
     columns = summary_columns(hyperparameter_names, metric_names, background=parallel,
                               not_passed=any(trial.not_passed for trial in plan.trials))
     finished = finished_records(run_dir, plan) if resumed else {}
-    if resumed:
-        atomic_write_bytes(run_dir / "summary.csv", table_bytes(columns, [r.to_row() for r in finished.values()]))
-    return finished, SummaryTable(run_dir / "summary.csv", columns)
+    rows = [(record.trial_index, record.to_row()) for record in finished.values()] if resumed else None
+    return finished, SummaryTable(run_dir / "summary.csv", columns, rows)
 
 
 def console_and_log(cleanup: ExitStack, run_dir: Path, output: Output) -> Callable[[str], None]:

@@ -35,13 +35,13 @@ class ExperimentFile:
 
 
 class RunSummary:
-    """The run's `summary.csv`: one fsync'd row per record, under the header fixed at the start."""
+    """The run's `summary.csv`: one fsync'd row per record, in trial order, under the header fixed at the start."""
 
     def __init__(self, table: SummaryTable):
         self.table = table
 
     def write(self, record: Record) -> str | None:
-        self.table.append(record.to_row())
+        self.table.append(record.to_row(), order=record.trial_index)
         return None
 
 
