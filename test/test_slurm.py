@@ -370,9 +370,11 @@ def test_detach_submits_and_exits_status_shows_the_jobs_and_resume_writes_their_
                                                      {"mode": "default", "repo": "slow", "model": "tiny"}]})
     results = tmp_path / "results"
     started = time.monotonic()
-    result = invoke("--registry", registry, "--results-dir", results, "run", settings, "--detach")
-    assert result.exit_code == 0, result.output
-    assert time.monotonic() - started < 30 and "detached" in result.stdout
+    detached = subprocess.run([sys.executable, str(PROJECT_ROOT / "mutation.py"), "--registry", str(registry),
+                               "--results-dir", str(results), "run", str(settings), "--detach"], cwd=tmp_path,
+                              env=slurm.environment, capture_output=True, text=True, timeout=60, check=False)
+    assert detached.returncode == 0, detached.stdout + detached.stderr
+    assert time.monotonic() - started < 30 and "detached" in detached.stdout
     run_dir = only_run_dir(results)
     jobs = json.loads((run_dir / "slurm_jobs.json").read_text())
     assert len(jobs) == 3 and len({job_id.split("_")[0] for job_id in jobs.values()}) == 1  # one job array
@@ -394,13 +396,21 @@ def test_detach_submits_and_exits_status_shows_the_jobs_and_resume_writes_their_
     by_trial = {row["trial"]: row for row in json.loads(shown.stdout)}
     assert by_trial["001_quick_tiny"]["record"] == "success" and by_trial["001_quick_tiny"]["in_summary"] == "no"
     assert by_trial["003_slow_tiny"]["job_state"] in ("RUNNING", "PENDING")
-    result = invoke("--registry", registry, "--results-dir", results, "run", settings, "--resume", run_dir)
-    assert result.exit_code == 1, result.output  # the slow trial timed out
+    # The line --detach printed, pasted from another folder: it names neither --registry nor
+    # --results-dir, and the rows still reach the campaign's own tables.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    resumed = subprocess.run(shlex.split(detached.stdout.rstrip().splitlines()[-1]), cwd=elsewhere,
+                             env=slurm.environment, capture_output=True, text=True, timeout=300, check=False)
+    assert resumed.returncode == 1, resumed.stdout + resumed.stderr  # the slow trial timed out
+    assert not list(elsewhere.iterdir())
+    with open(results / "summary_all.csv", newline="") as every:
+        assert len(list(csv.DictReader(every))) == 3
     table = {row["trial"]: row for row in rows(run_dir)}
     assert sorted(table) == ["001_quick_tiny", "002_quick_tiny", "003_slow_tiny"]
     assert [table[name]["status"] for name in sorted(table)] == ["success", "success", "timeout"]
     assert "ended TIMEOUT" in table["003_slow_tiny"]["status_reason"]
-    assert "submitted as job" not in result.stdout  # every job was followed, none submitted again
+    assert "submitted as job" not in resumed.stdout  # every job was followed, none submitted again
     spans = sorted((datetime.fromisoformat(record["start_utc"]), datetime.fromisoformat(record["end_utc"]))
                    for record in (json.loads((run_dir / name / "experiment.json").read_text()) for name in table))
     assert all(later[0] >= earlier[1] for earlier, later in pairwise(spans))  # one at a time
