@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit clean slurm
+.PHONY: demo test lint typecheck unit clean slurm browser
 
 demo: $(VENV)/.runtime-installed
 	$(BIN)/python mutation.py -ec settings/quickstart.json
@@ -16,7 +16,7 @@ lint: $(VENV)/.dev-installed
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy
 
-unit: $(VENV)/.dev-installed slurm
+unit: $(VENV)/.dev-installed slurm browser
 	$(BIN)/python -m pytest
 
 # The Slurm tests start a real Slurm (Debian's slurm-wlm + munge). Installed here where apt-get can
@@ -29,6 +29,18 @@ slurm:
 	  { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends slurm-wlm munge >/dev/null 2>&1; } || \
 	  echo "note: slurm-wlm and munge could not be installed: the Slurm tests will be skipped"; \
 	else echo "note: the Slurm tests need slurm-wlm and munge (apt-get as root); they will be skipped"; fi
+
+# The report page is checked in headless Chromium (layout on a phone and a desktop, sorting).
+# Installed here where apt-get can (as root); elsewhere that test is skipped, except under CI.
+browser:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  command -v google-chrome >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium for the report page's test"; \
+	  apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1; } || \
+	  echo "note: chromium could not be installed: the report page's browser test will be skipped"; \
+	else echo "note: the report page's browser test needs chromium (apt-get as root); it will be skipped"; fi
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed, found " + sys.version.split()[0])'

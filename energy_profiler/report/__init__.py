@@ -16,7 +16,7 @@ from energy_profiler.fs import atomic_write_bytes
 from energy_profiler.report.frame import ReportInputError as ReportInputError
 from energy_profiler.report.frame import energy_missing_reason, load, trial_dir
 from energy_profiler.report.metric import METRIC, MetricOrder, main_metrics, with_metric
-from energy_profiler.report.pages import Page, Section, html_page, markdown
+from energy_profiler.report.pages import Page, Plotted, Section, html_page, markdown
 from energy_profiler.report.tables import (
     KindOf,
     Tables,
@@ -25,6 +25,7 @@ from energy_profiler.report.tables import (
     axis_kinds,
     summarize,
 )
+from energy_profiler.report.trials import failures_section, header, trials_section
 
 DEFAULT_TRACES = 3
 
@@ -68,7 +69,7 @@ def build(inputs: Sequence[Path], folder: Path, *, metric: str | None = None, tr
         notes.insert(0, f"No energy plots: {missing}.")
     if chosen_metric is None:
         notes.insert(0, "No metric plots: no perf_ column has numbers.")
-    made: list[Path] = []
+    made: list[Plotted] = []
     if plots_wanted:
         # matplotlib takes most of a second to import: a --no-plots report does not pay for it.
         from energy_profiler.report import plots  # noqa: PLC0415
@@ -79,17 +80,18 @@ def build(inputs: Sequence[Path], folder: Path, *, metric: str | None = None, tr
             wanted += plots.energy_vs_metric(table, chosen_metric, energy)
         wanted += plots.parallel_vs_alone(table, energy)
         power = [power_plot(directory, row) for directory, row in traced]
-        made = plots.render(wanted + power, folder)
+        captions = {plot.name: plot.caption for plot in wanted + power}
+        made = [Plotted(path, captions[path.name] or path.stem) for path in plots.render(wanted + power, folder)]
         if traces:  # asked for by name: one that draws nothing says so
-            drawn = {path.name for path in made}
+            drawn = {plot.path.name for plot in made}
             notes += [f"--trace {directory.parent.name}/{directory.name}: no power samples recorded for it "
                       f"(energy method {row.get('energy_method')}): nothing to draw"
                       for (directory, row), plot in zip(traced, power, strict=True) if plot.name not in drawn]
-    page = _page(inputs, table, tables, notes=notes, made=made, energy=energy)
+    page = _page(inputs, table, tables, notes=notes, made=made, energy=energy, folder=folder)
     markdown_path, html_path = folder / "report.md", folder / "report.html"
     atomic_write_bytes(markdown_path, markdown(page, folder).encode())
     atomic_write_bytes(html_path, html_page(page).encode())
-    return Report(tables, made, markdown_path, html_path, len(table), notes)
+    return Report(tables, [plot.path for plot in made], markdown_path, html_path, len(table), notes)
 
 
 def _trace_rows(table: pd.DataFrame, wanted: Sequence[str]) -> list[tuple[Path, pd.Series]]:
@@ -106,10 +108,10 @@ def _trace_rows(table: pd.DataFrame, wanted: Sequence[str]) -> list[tuple[Path, 
     return [(directory, row) for _, row in chosen.iterrows() if (directory := trial_dir(row)) is not None]
 
 
-def _page(inputs: Sequence[Path], table: pd.DataFrame, tables: Tables, *, notes: list[str], made: list[Path],
-          energy: str) -> Page:
+def _page(inputs: Sequence[Path], table: pd.DataFrame, tables: Tables, *, notes: list[str], made: list[Plotted],
+          energy: str, folder: Path) -> Page:
     statuses = ", ".join(f"{count} {status}" for status, count in table["status"].value_counts().items() if count)
-    paragraphs = [f"Sources: {', '.join(str(path) for path in inputs)}. {len(table)} trials: {statuses}.",
+    paragraphs = [f"{len(table)} trials: {statuses}.",
                   f"Energy: {energy}, the sum of the devices that were measured; trials measured by different "
                   "methods or scopes are never pooled. Failed trials are counted, never averaged; 'missing' means "
                   "not measured."]
@@ -125,4 +127,7 @@ def _page(inputs: Sequence[Path], table: pd.DataFrame, tables: Tables, *, notes:
                                 tables.correlations, "n pairs, rho and its 95 % interval (bootstrap; Fisher z above "
                                                      "400 pairs; none below 10). An interval that spans 0 is no "
                                                      "evidence of an effect."))
-    return Page("Campaign report", paragraphs, sections, notes, made)
+    if failures := failures_section(table, folder):
+        sections.insert(0, failures)
+    sections.append(trials_section(table, folder))
+    return Page("Campaign report", header(inputs, table), paragraphs, sections, notes, made)

@@ -19,7 +19,8 @@ ENERGY_COLUMNS = {
     "above-idle": ("cpu_energy_above_idle_j", "gpu_energy_above_idle_j"),
     "above-background": ("cpu_energy_above_background_j", "gpu_energy_above_background_j"),
 }
-TEXT_COLUMNS = ("experiment_id", "run_id", "trial", "mode", "repo", "model", "status", "mutated", "not_passed",
+TEXT_COLUMNS = ("experiment_id", "run_id", "trial", "mode", "repo", "model", "status", "status_reason", "mutated",
+                "not_passed",
                 "cpu_energy_method", "cpu_energy_scope", "cpu_energy_reason", "gpu_energy_method",
                 "gpu_energy_reason", "cpu_baseline_reason", "gpu_baseline_reason", "source_table")
 NUMBER_COLUMNS = ("duration_s", *(column for pair in ENERGY_COLUMNS.values() for column in pair),

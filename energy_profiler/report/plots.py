@@ -29,7 +29,7 @@ from matplotlib.axis import Axis
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator
 
 from energy_profiler.report.frame import mutated_names, mutated_together
 from energy_profiler.report.metric import METRIC_NAME
@@ -146,13 +146,25 @@ def _x_values(data: pd.Series, kind: str, axes: Axes) -> np.ndarray:
     return numbers
 
 
+LABELLED_SUBDIVISIONS_DECADES = 2.5
+"""A log axis spanning at most this many decades labels its 2 and 5 ticks too: they fit beside the
+decades (6-7 labels across a 640-pixel plot), where one labelled decade alone would leave the
+reader guessing (`0.01` the only label over 0.0017-0.05)."""
+
+
 def plain_log_ticks(axis: Axis) -> None:
-    """Decades labelled `0.001`, `1e-05` (plain text: matplotlib's 10^-3 labels go through its TeX
-    parser, a third of a plot's time), minor ticks at 2 and 5 only and unlabelled (labels between
-    decades overlap)."""
+    """Every decade labelled `0.001`, `1e-05` (plain text: matplotlib's 10^-3 labels go through its
+    TeX parser, a third of a plot's time), minor ticks at 2 and 5, labelled where they fit."""
+    axis.set_major_locator(LogLocator(subs=(1.0,), numticks=99))  # every decade, not every other one
     axis.set_major_formatter(FuncFormatter(lambda value, _position: f"{value:g}"))
-    axis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
-    axis.set_minor_formatter(NullFormatter())
+    axis.set_minor_locator(LogLocator(subs=(2.0, 5.0), numticks=99))
+
+    def minor(value: float, _position: int | None) -> str:
+        low, high = sorted(axis.get_view_interval())
+        fits = low > 0 and np.log10(high / low) <= LABELLED_SUBDIVISIONS_DECADES
+        return f"{value:g}" if fits else ""
+
+    axis.set_minor_formatter(FuncFormatter(minor))
 
 
 def _colour_by(group: pd.DataFrame, name: str) -> str | None:
@@ -201,6 +213,8 @@ class Plot:
 
     name: str
     draw: Callable[[], Figure | None]
+    caption: str = ""
+    """What is plotted and from how many trials, under the figure in the pages."""
 
 
 def against_hyperparameters(table: pd.DataFrame, metric: str | None, *, energy: str, kinds: Kinds) -> list[Plot]:
@@ -227,15 +241,19 @@ def against_hyperparameters(table: pd.DataFrame, metric: str | None, *, energy: 
                 data = data[data[y].notna()]
                 if data.empty:
                     continue
+                trials = len(data)
                 data, sampled = drawn(data)
                 what = "energy" if y == "energy_j" else label.split(" (")[0]
                 stem = "energy" if y == "energy_j" else safe_name(what)
                 labels = (f"{name}{' (log scale)' if kind == 'log' else ''}", label,
                           f"{repo}/{model}: {what} against {name}{sampled}")
+                caption = (f"{repo}/{model}: {what} against {name}, one point per successful trial that drew "
+                           f"{name} ({trials:,}{f', {MAX_POINTS:,} of them drawn at random' if sampled else ''})"
+                           + (f"; colour: {colour}, mutated in the same trials" if colour else ""))
                 plots.append(Plot(
                     f"{stem}_vs_hp_{safe_name(name)}_{safe_name(repo)}_{safe_name(model)}.png",
                     partial(_hyperparameter_figure, data, column=column, kind=kind, y=y, series="_series",
-                            colour=colour, colour_kind=colour_kind, labels=labels)))
+                            colour=colour, colour_kind=colour_kind, labels=labels), caption))
     return plots
 
 
@@ -274,7 +292,9 @@ def energy_vs_metric(table: pd.DataFrame, metric: str, energy: str) -> list[Plot
     ok = ok[ok[metric].notna()]
     return [Plot(f"energy_vs_{safe_name(_metric_label(group))}_{safe_name(repo)}_{safe_name(model)}.png",
                  partial(_trade_off_figure, with_energy_series(group), metric=metric, name=_metric_label(group),
-                         energy=energy, title=f"{repo}/{model}: trade-off (steps: best reachable)"))
+                         energy=energy, title=f"{repo}/{model}: trade-off (steps: best reachable)"),
+                 f"{repo}/{model}: energy ({energy}) against {_metric_label(group)}, one point per successful trial "
+                 f"with both measured ({len(group):,}); the steps join the Pareto front of each energy method")
             for (repo, model), group in ok.groupby(["repo", "model"], sort=False, observed=True)]
 
 
@@ -323,7 +343,10 @@ def parallel_vs_alone(table: pd.DataFrame, energy: str) -> list[Plot]:
         if pairs:
             plots.append(Plot(f"parallel_vs_alone_{safe_name(repo)}_{safe_name(model)}.png",
                               partial(_parallel_figure, pairs, energy=energy,
-                                      title=f"{repo}/{model}: the same configurations, alone and in parallel")))
+                                      title=f"{repo}/{model}: the same configurations, alone and in parallel"),
+                              f"{repo}/{model}: mean energy ({energy}) of each configuration measured alone and "
+                              f"beside backgrounds, by the same method ({sum(len(both) for both in pairs.values())} "
+                              "configurations); above the dotted line, the backgrounds cost energy"))
     return plots
 
 

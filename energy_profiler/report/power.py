@@ -113,7 +113,9 @@ def _attempt_start(trial_dir: Path, attempt: int) -> float | None:
 
 def power_plot(trial_dir: Path, row: pd.Series) -> Plot:
     """The plot of a trial's power over time (drawn by `render`; nothing where it has no readings)."""
-    return Plot(f"power_{safe_name(trial_dir.name)}.png", partial(_power_figure, trial_dir, row))
+    return Plot(f"power_{safe_name(trial_dir.name)}.png", partial(_power_figure, trial_dir, row),
+                f"{trial_dir.parent.name}/{trial_dir.name}: CPU and GPU power over its last attempt, as sampled, "
+                "with its idle and background baselines where they were measured")
 
 
 def power_over_time(trial_dir: Path, row: pd.Series, folder: Path) -> Path | None:
