@@ -217,6 +217,7 @@ def test_ctrl_c_then_the_printed_resume_line_runs_the_cancelled_trials_again(
                              capture_output=True, text=True, timeout=180, check=False)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert resumed.stdout.count("submitted as job") == 2  # both run again, as docs/slurm.md says
+    assert f"rows: its summary.csv and {results / 'summary_all.csv'}\n" in resumed.stdout  # says which table
     assert [row["status"] for row in rows(run_dir)] == ["success", "success"]
     # The pasted line names no --results-dir: the rows still go to the run folder's own results table
     # (they went to the checkout's results/, which a fresh clone lacks, and the resume crashed there).

@@ -155,7 +155,7 @@ def open_run(cleanup: ExitStack, settings: Settings, registry: Registry, plan: P
         _record_options(run_dir, options)
     finished, summary = open_summary(run_dir, plan, registry, resumed=resumed)
     say = console_and_log(cleanup, run_dir, output)
-    announce(say, settings, plan, run_dir, len(finished) if resumed else None)
+    announce(say, settings, plan, run_dir, len(finished) if resumed else None, global_table=results_root / GLOBAL_TABLE)
     for note in notes:
         say(note)
     if resumed:
@@ -204,10 +204,11 @@ def console_and_log(cleanup: ExitStack, run_dir: Path, output: Output) -> Callab
 
 
 def announce(say: Callable[[str], None], settings: Settings, plan: Plan, run_dir: Path,
-              already_recorded: int | None) -> None:
+              already_recorded: int | None, *, global_table: Path) -> None:
     seed_note = " (drawn; put it in the settings to repeat this plan)" if plan.seed_was_drawn else ""
     say(f"campaign '{settings.experiment_name}': {len(plan.trials)} trials, seed {plan.seed}{seed_note}")
     say(f"results: {run_dir}")
+    say(f"rows: its summary.csv and {global_table}")  # which table, whatever folder the user stands in
     if already_recorded is not None:
         say(f"resuming: {already_recorded} of {len(plan.trials)} trials already recorded")
     for line in plan.lines():

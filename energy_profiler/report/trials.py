@@ -11,6 +11,7 @@ relative to the report's folder, so they work when the results folder is copied 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -19,7 +20,6 @@ from pathlib import Path
 import pandas as pd
 
 from energy_profiler import __version__
-from energy_profiler.report.frame import trial_dir
 from energy_profiler.report.metric import METRIC, METRIC_NAME
 from energy_profiler.report.pages import Link, Section
 
@@ -73,9 +73,8 @@ def failures_section(table: pd.DataFrame, folder: Path) -> Section | None:
     failed = table[table["status"].astype(str) != SUCCESS]
     if failed.empty:
         return None
-    shown = failed.head(MAX_ROWS)
     rows = [[_trial_cell(row, folder), row.get("run_id", ""), f"{row['repo']}/{row['model']}", row["status"],
-             _number(row.get("duration_s")), _reason(row)] for _, row in shown.iterrows()]
+             _number(row.get("duration_s")), _reason(row)] for row in _records(failed)]
     counts = ", ".join(f"{count} {status}" for status, count in failed["status"].astype(str).value_counts().items())
     intro = f"{len(failed)} of {len(table)} trials did not succeed ({counts}); each links to its folder " \
             "(training.log, experiment.json)." + _cut(len(failed))
@@ -85,10 +84,9 @@ def failures_section(table: pd.DataFrame, folder: Path) -> Section | None:
 
 def trials_section(table: pd.DataFrame, folder: Path) -> Section:
     """One row per trial: outcome, duration, energy with its method, the main metric, and the values it drew."""
-    shown = table.head(MAX_ROWS)
     hp_columns = [column for column in table.columns if column.startswith("hp_")]
     rows = []
-    for _, row in shown.iterrows():
+    for row in _records(table, *hp_columns):
         metric = row.get(METRIC)
         metric_cell = f"{_number(metric)} {row.get(METRIC_NAME, '')}".strip() if _number(metric) != "" else ""
         rows.append([_trial_cell(row, folder), row.get("run_id", ""), f"{row['repo']}/{row['model']}", row["mode"],
@@ -101,30 +99,48 @@ def trials_section(table: pd.DataFrame, folder: Path) -> Section:
                               "metric", "values"], rows, intro, sortable=True)
 
 
+Row = dict[str, object]
+COLUMNS = ("trial", "experiment_id", "run_id", "_trial_root", "repo", "model", "mode", "status", "status_reason",
+           "duration_s", "energy_j", "energy_method", "mutated", METRIC, METRIC_NAME)
+
+
+def _records(table: pd.DataFrame, *more: str) -> list[Row]:
+    """The first MAX_ROWS rows as plain dicts of the columns the sections read (a pandas row per
+    trial costs a hundred times more)."""
+    columns = [column for column in (*COLUMNS, *more) if column in table.columns]
+    records = table.head(MAX_ROWS)[columns].astype(object).to_dict("records")
+    return [{str(key): value for key, value in record.items()} for record in records]
+
+
 def _cut(count: int) -> str:
     return f" The first {MAX_ROWS:,} of {count:,} are listed; the tables hold every one." if count > MAX_ROWS else ""
 
 
-def _trial_cell(row: pd.Series, folder: Path) -> object:
+def _trial_cell(row: Row, folder: Path) -> object:
     """The trial's name, a link to its folder where that folder is on disk."""
     name = str(row.get("trial", "")) or str(row.get("experiment_id", ""))
-    directory = trial_dir(row)
-    if directory is None or not directory.is_dir():
+    if not row.get("run_id") or not row.get("trial"):
+        return name
+    directory = Path(str(row["_trial_root"])) / str(row["run_id"]) / name
+    if not directory.is_dir():
         return name
     return Link(name, Path(os.path.relpath(directory, folder)).as_posix() + "/")
 
 
-def _reason(row: pd.Series) -> str:
+def _reason(row: Row) -> str:
     reason = str(row.get("status_reason", "") or "")
     return reason if reason and reason != "nan" else "(no reason recorded)"
 
 
 def _number(value: object) -> str:
-    number = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
-    return "" if pd.isna(number) else f"{float(number):.4g}"
+    try:
+        number = float(str(value))
+    except ValueError:
+        return ""
+    return "" if math.isnan(number) else f"{number:.4g}"
 
 
-def _drawn_values(row: pd.Series, hp_columns: Sequence[str]) -> str:
+def _drawn_values(row: Row, hp_columns: Sequence[str]) -> str:
     drawn = [name for name in str(row.get("mutated", "")).split(";") if name]
     return " ".join(f"{name}={row[f'hp_{name}']}" for name in drawn
                     if f"hp_{name}" in hp_columns and str(row[f"hp_{name}"]) != "")
