@@ -266,6 +266,9 @@ def test_migrate_never_writes_into_a_folder_that_is_not_empty(older_project: Pat
     result = invoke("migrate", older_project, "--to", target)
     assert result.exit_code == 2 and "is not empty" in result.stderr
     assert [path.name for path in target.iterdir()] == ["mine.txt"]
+    missing = invoke("migrate", tmp_path / "no such folder", "--to", tmp_path / "new")
+    assert missing.exit_code == 2 and "no such folder: does not exist: give the folder of the older project" \
+        in missing.stderr and not (tmp_path / "new").exists()
 
 
 def test_the_single_file_forms_convert_one_settings_file_and_one_table(older_project: Path, tmp_path: Path) -> None:

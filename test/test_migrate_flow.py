@@ -49,6 +49,10 @@ def test_migrate_then_validate_plan_run_interrupt_resume_and_report_from_the_tar
     migrated = tool("migrate", str(older), "--to", str(target), cwd=tmp_path)
     assert migrated.returncode == 0, migrated.stderr
     assert "6 in settings/ validate and plan here" in migrated.stdout
+    assert f"next: cd {target}, then run the commands under 'Next' in its MIGRATION.md" in migrated.stdout
+    governed = sum('"governor"' in path.read_text() for path in (target / "settings").rglob("*.json"))
+    assert governed and f"{governed} converted file(s) keep the older `\"governor\"`" in \
+        (target / "MIGRATION.md").read_text()  # the sudo line would be refused on a VM: MIGRATION.md says so
     converted = [str(path.relative_to(target)) for path in sorted((target / "settings").rglob("*.json"))]
     validated = tool("validate", *converted, cwd=target)
     assert validated.returncode == 0 and validated.stdout.count("ok: ") == 6, validated.stderr  # as migrate said

@@ -60,6 +60,11 @@ def test_the_page_says_what_failed_and_why_with_links_that_survive_a_copy(report
     assert html.escape(failed["status_reason"]) in section and "exit code 4" in failed["status_reason"]
     links = re.findall(r'<a href="([^"]+)">([^<]+)</a>', section)
     assert links == [(f"../{failed['trial']}/", failed["trial"])]
+    assert section.index(failed["trial"]) < section.index("exit code 4")  # why, right beside the trial
+    # The run folder's table named as a file (the docs' form) finds the trial folders beside it too.
+    as_file = invoke("report", run_dir / "summary.csv", "-o", tmp_path / "from the file")
+    assert as_file.exit_code == 0, as_file.output
+    assert (tmp_path / "from the file" / "report.html").read_text().count("<a href=") == 4 + 1
     assert f"[{failed['trial']}](<../{failed['trial']}/>)" in markdown
     # Relative: the results folder copied elsewhere, each link still finds its trial's training.log.
     copy = tmp_path / "copied elsewhere"

@@ -50,6 +50,9 @@ def migrate_command() -> None:
               help="An empty or new folder: it becomes a project (repos/models.json, settings/, history/).")
 def migrate_project_command(older_project: Path, target: Path) -> None:
     """Convert OLDER_PROJECT into a project at TARGET that runs from there, with MIGRATION.md."""
+    if not older_project.is_dir():
+        fail_config(file_error(str(older_project), "does not exist: give the folder of the older project (the one "
+                                                   "that holds mutation/ and settings/)"))
     if not (older_project / OLDER_FILE).is_file():
         fail_config(file_error(str(older_project), f"has no {OLDER_FILE}: give the folder of "
                                              "the older project (the one that holds mutation/ and settings/)"))
@@ -81,8 +84,7 @@ def migrate_project_command(older_project: Path, target: Path) -> None:
         click.echo(fitted(f"  {line}", width, "    "))
     attention = sum(1 for file in report.files if file.needs_attention)
     click.echo(fitted(f"  {attention} file(s) need attention: see {target / 'MIGRATION.md'}", width, "    "))
-    click.echo("next, the commands under 'Next' in MIGRATION.md, from the new project:")
-    click.echo(f"  cd {shlex.quote(str(target))}")
+    click.echo(f"next: cd {shlex.quote(str(target))}, then run the commands under 'Next' in its MIGRATION.md")
 
 
 @migrate_command.command("registry")

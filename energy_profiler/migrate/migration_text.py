@@ -59,6 +59,12 @@ def migration_text(older: Path, report: MigrationReport, tool: list[str]) -> str
               f"    {command} report history/{history_name('data/raw_data.csv')}"
               + f"    # add {GLOBAL_TABLE.parent}/ once campaigns have run", "",
               "Commands find `repos/models.json` and write `results/` in the folder they are run from.", ""]
+    governed = sum(1 for file in report.files if file.governor and not file.aside)
+    if governed:
+        lines += [f"{governed} converted file(s) keep the older `\"governor\"` (e.g. `performance`): `run` sets it "
+                  "for the campaign and restores it after, as root, and refuses to start where the CPU has no "
+                  "cpufreq governors (most virtual machines): there, remove the key from the file to run with "
+                  "the governor as it is.", ""]
     lines += ["## Registry", "", f"`{OLDER_FILE}` -> `{REGISTRY}`.", ""]
     lines += [f"- {note}" for note in report.registry_notes] or ["- nothing to note"]
     lines += ["", "## History", "", "The older result tables with their measurements, under this tool's column names "

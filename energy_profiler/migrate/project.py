@@ -54,6 +54,8 @@ class FileReport:
     """(what, trainings the older runner would start, trials planned here) per converted experiment."""
     aside: bool = False
     """The older runner ran none of its experiments: written to not_run/, not settings/."""
+    governor: bool = False
+    """It keeps the older file's `governor` (run refuses it where the CPU has no cpufreq)."""
 
     @property
     def needs_attention(self) -> bool:
@@ -152,7 +154,7 @@ def migrate_project(older: Path, target: Path, check: Checker) -> MigrationRepor
             continue
         settings = convert_settings(document, older_registry, path.name)
         file = FileReport(relative, settings.older_trials, notes=list(settings.notes),
-                          attention=list(settings.attention))
+                          attention=list(settings.attention), governor="governor" in settings.document)
         if duplicates:
             file.notes.insert(0, f"keys given twice in one object ({', '.join(sorted(duplicates))}): the older "
                                  "runner (Python's json) kept the last of each, and so does the converted file")

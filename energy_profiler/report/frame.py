@@ -57,6 +57,8 @@ def locate(path: Path) -> Source:
                                "folder)")
     if not path.is_file():
         raise ReportInputError(f"{path}: does not exist")
+    if path.name == "summary.csv" and (path.parent / "plan.json").is_file():  # a run folder's own table
+        return Source(path, path.parent.parent)
     return Source(path, path.parent)
 
 

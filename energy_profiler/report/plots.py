@@ -146,10 +146,11 @@ def _x_values(data: pd.Series, kind: str, axes: Axes) -> np.ndarray:
     return numbers
 
 
-LABELLED_SUBDIVISIONS_DECADES = 2.5
-"""A log axis spanning at most this many decades labels its 2 and 5 ticks too: they fit beside the
-decades (6-7 labels across a 640-pixel plot), where one labelled decade alone would leave the
-reader guessing (`0.01` the only label over 0.0017-0.05)."""
+LABELLED_SUBDIVISIONS_DECADES = 3.2
+"""A log axis spanning at most this many decades (its view, margins included: data over 0.001-0.22
+show 0.0008-0.29) labels its 2 and 5 ticks too: they fit beside the decades (at most 10 labels
+across a 640-pixel plot), where one labelled decade alone would leave the reader guessing (`0.01`
+the only label over 0.0017-0.05)."""
 
 
 def plain_log_ticks(axis: Axis) -> None:

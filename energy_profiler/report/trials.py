@@ -36,7 +36,7 @@ def header(inputs: Sequence[Path], table: pd.DataFrame) -> list[tuple[str, str]]
     settings = list(dict.fromkeys(settings_file for folder in folders if (settings_file := _settings_of(folder))))
     lines = [("made", datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")),
              ("by", f"mutation.py {__version__}"),
-             ("tables", _named(str(path) for path in inputs))]
+             ("tables", _named(str(path.absolute()) for path in inputs))]
     if settings:
         lines.append(("settings files", _named(settings)))
     lines.append(("run folders", _named(str(folder) for folder in folders) if folders else
@@ -47,7 +47,7 @@ def header(inputs: Sequence[Path], table: pd.DataFrame) -> list[tuple[str, str]]
 def run_folders(table: pd.DataFrame) -> list[Path]:
     """The run folders the rows came from that are on disk, in the tables' order."""
     pairs = table[["_trial_root", "run_id"]].astype(str).drop_duplicates()
-    folders = (Path(root) / run_id for root, run_id in pairs.itertuples(index=False) if run_id)
+    folders = (Path(root).absolute() / run_id for root, run_id in pairs.itertuples(index=False) if run_id)
     return [folder for folder in folders if (folder / "plan.json").is_file() or (folder / "summary.csv").is_file()]
 
 
@@ -73,12 +73,13 @@ def failures_section(table: pd.DataFrame, folder: Path) -> Section | None:
     failed = table[table["status"].astype(str) != SUCCESS]
     if failed.empty:
         return None
-    rows = [[_trial_cell(row, folder), row.get("run_id", ""), f"{row['repo']}/{row['model']}", row["status"],
-             _number(row.get("duration_s")), _reason(row)] for row in _records(failed)]
+    rows = [[_trial_cell(row, folder), row["status"], _reason(row), f"{row['repo']}/{row['model']}",
+             _number(row.get("duration_s")), row.get("run_id", "")] for row in _records(failed)]
     counts = ", ".join(f"{count} {status}" for status, count in failed["status"].astype(str).value_counts().items())
     intro = f"{len(failed)} of {len(table)} trials did not succeed ({counts}); each links to its folder " \
             "(training.log, experiment.json)." + _cut(len(failed))
-    return Section("Trials that did not succeed", ["trial", "run", "model", "status", "duration_s", "why"], rows,
+    # Why next to the trial: on a phone the columns after the first three are a sideways scroll away.
+    return Section("Trials that did not succeed", ["trial", "status", "why", "model", "duration_s", "run"], rows,
                    intro, sortable=True)
 
 
