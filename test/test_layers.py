@@ -1,13 +1,16 @@
-"""The package's layers only look down (docs/architecture.md, "Layers").
+"""The package's layers only look down (docs/architecture.md, "Layers"), and no modules import each other.
 
 cli -> execution -> (energy, process, results, report, metrics) -> planning -> config -> model,
 with system/ and fs.py usable from anywhere and importing nothing of the package above them. The
-imports are read from the source with ast, so a new upward import fails here, naming the file.
+imports are read from the source with ast (those inside functions too), so a new upward import
+fails here, naming the file; so does a cycle, even inside one layer, which the layer rule cannot
+see (cli/run.py and cli/slurm_run.py once imported each other, one of them lazily).
 """
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Mapping
 from pathlib import Path
 
 from test.conftest import PROJECT_ROOT
@@ -85,3 +88,58 @@ def test_the_check_finds_imports_that_go_up_or_sideways(tmp_path: Path) -> None:
         "energy_profiler.model.record (model) imports energy_profiler.execution.session (execution)",
         "energy_profiler.process.training (process) imports energy_profiler.energy.perf (energy)",
     ]
+
+
+def import_graph(package: Path) -> dict[str, set[str]]:
+    """Each module of `package` -> the modules of `package` it imports."""
+    graph = {module_name(path, package): set(imports(path)) for path in sorted(package.rglob("*.py"))}
+    return {module: {other for other in imported if other in graph and other != module}
+            for module, imported in graph.items()}
+
+
+def cycles(graph: Mapping[str, set[str]]) -> list[list[str]]:
+    """The groups of modules that import each other, directly or through others (Tarjan's strongly
+    connected components of more than one module), each sorted."""
+    index: dict[str, int] = {}
+    lowest: dict[str, int] = {}
+    stack: list[str] = []
+    found = []
+
+    def visit(module: str) -> None:
+        index[module] = lowest[module] = len(index)
+        stack.append(module)
+        for other in sorted(graph[module]):
+            if other not in index:
+                visit(other)
+                lowest[module] = min(lowest[module], lowest[other])
+            elif other in stack:
+                lowest[module] = min(lowest[module], index[other])
+        if lowest[module] == index[module]:
+            group = stack[stack.index(module):]
+            del stack[stack.index(module):]
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return sorted(found)
+
+
+def test_no_modules_import_each_other() -> None:
+    assert cycles(import_graph(PACKAGE)) == []
+
+
+def test_the_check_finds_a_cycle_inside_one_layer_also_through_a_lazy_import(tmp_path: Path) -> None:
+    package = tmp_path / "energy_profiler"
+    for relative, text in {
+        "cli/run.py": "def f():\n    from energy_profiler.cli.slurm_run import g\n",  # lazily, as it was
+        "cli/slurm_run.py": "from energy_profiler.cli.signals import stop\n",
+        "cli/signals.py": "from energy_profiler.cli.run import f\n",
+        "cli/closing.py": "from energy_profiler.cli.signals import stop\n",  # imports into the cycle: not in it
+    }.items():
+        (package / relative).parent.mkdir(parents=True, exist_ok=True)
+        (package / relative).write_text(text)
+    assert upward_imports(package) == []  # one layer: the layer rule alone sees nothing
+    assert cycles(import_graph(package)) == [["energy_profiler.cli.run", "energy_profiler.cli.signals",
+                                              "energy_profiler.cli.slurm_run"]]

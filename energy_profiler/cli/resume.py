@@ -14,7 +14,7 @@ import shlex
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 import click
 
@@ -29,7 +29,8 @@ from energy_profiler.cli.context import (
     option_text,
 )
 from energy_profiler.config.errors import ConfigError
-from energy_profiler.config.settings import settings_from_document
+from energy_profiler.config.registry import Registry
+from energy_profiler.config.settings import Settings, settings_from_document
 from energy_profiler.planning.plan import Plan
 from energy_profiler.results.rundir import latest_run_of, named_run_dir
 
@@ -128,11 +129,18 @@ def resume_hint(settings_file: Path, run_dir: Path, options: RunOptions) -> str:
                        *after])
 
 
-def resume_run(app: AppContext, settings_file: Path, run_dir_text: str | None, *, override: bool) -> None:
-    """Continue a run folder with the plan, settings and options it was started with."""
-    # Imported here: run.py imports this module for resume_hint.
-    from energy_profiler.cli.run import execute  # noqa: PLC0415
+class Execute(Protocol):
+    """run.py's `execute`: runs a campaign (here, the resumed one) and exits with its code."""
 
+    def __call__(self, app: AppContext, registry: Registry, settings: Settings, plan: Plan, *,
+                 settings_bytes: bytes | None, resume_dir: Path | None = None, settings_file: Path | None = None,
+                 options: RunOptions | None = None) -> None: ...
+
+
+def resume_run(app: AppContext, settings_file: Path, run_dir_text: str | None, *, override: bool,
+               execute: Execute) -> None:
+    """Continue a run folder with the plan, settings and options it was started with; `execute`
+    runs it (run.py's, passed in: this module is below run.py, which prints resume_hint)."""
     run_dir = _run_dir_to_resume(app, settings_file, run_dir_text)
     plan_document = json.loads((run_dir / "plan.json").read_text())
     _check_experiment_name(settings_file, run_dir, plan_document)
@@ -216,3 +224,9 @@ def _options_to_resume_with(app: AppContext, run_dir: Path, plan_document: dict[
               "to use with --registry FILE --override-options")
     apply(app, options)
     return options
+
+
+def options_notes(options: RunOptions, resume_dir: Path | None) -> list[str]:
+    """What the session log and console say of the options: those a resume runs with."""
+    shown = options.shown()
+    return [f"options this run folder runs with: {shown}"] if resume_dir is not None and shown else []

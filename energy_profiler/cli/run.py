@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import shlex
-import signal
 import sys
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -29,7 +26,8 @@ from energy_profiler.cli.context import (
     startable_issues,
 )
 from energy_profiler.cli.display import LiveProgress, PlainStream, timestamped
-from energy_profiler.cli.resume import RunOptions, resume_hint, resume_run
+from energy_profiler.cli.resume import RunOptions, options_notes, resume_hint, resume_run
+from energy_profiler.cli.signals import stop_on_signals
 from energy_profiler.config.energy_settings import EnergySettings
 from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.executor import LOCAL, SlurmOptions
@@ -45,8 +43,6 @@ from energy_profiler.planning.plan import Plan, build_plan
 from energy_profiler.results.global_table import GLOBAL_TABLE, foreign_table
 from energy_profiler.results.rundir import RunDirBusy, run_dirs
 from energy_profiler.system import governor
-
-HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @click.command("run")
@@ -73,7 +69,7 @@ def run_command(settings_file: Path, resume: str | None, executor: str | None, d
             raise click.UsageError("--override-options is for --resume: a new campaign takes the options it is given")
         run_settings_file(app, settings_file)
     else:
-        resume_run(app, settings_file, resume or None, override=override_options)
+        resume_run(app, settings_file, resume or None, override=override_options, execute=execute)
 
 
 def run_settings_file(app: AppContext, settings_file: Path) -> None:
@@ -180,12 +176,6 @@ def _check_startable(settings: Settings, registry: Registry, plan: Plan) -> None
         fail_config(ConfigError(issues))
 
 
-def options_notes(options: RunOptions, resume_dir: Path | None) -> list[str]:
-    """What the session log and console say of the options: those a resume runs with."""
-    shown = options.shown()
-    return [f"options this run folder runs with: {shown}"] if resume_dir is not None and shown else []
-
-
 def _output(app: AppContext) -> Output:
     """A live panel in a terminal; plain timestamped lines without control characters elsewhere."""
     if app.quiet:
@@ -224,40 +214,3 @@ def _energy_problem_source(problem: str, source: Path, given: Mapping[str, Any])
         return f"{source}: {problem}"
     values = given[name] if isinstance(given[name], tuple) else (given[name],)
     return f"{' '.join(f'{ENERGY_FLAGS[name]} {value}' for value in values)}: {message}"
-
-
-@contextmanager
-def stop_on_signals(stop: StopRequest) -> Iterator[None]:
-    """While running: SIGINT, SIGTERM and SIGHUP only ask the session to stop (it ends the trial)."""
-    terminals = [descriptor for descriptor in (1, 2) if os.isatty(descriptor)]
-
-    def handler(signum: int, _frame: object) -> None:
-        if signum == signal.SIGHUP:
-            _leave_a_hung_up_terminal(terminals)
-        stop.request(signum)
-
-    previous = {signum: signal.signal(signum, handler) for signum in HANDLED_SIGNALS}
-    try:
-        yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
-
-
-def _leave_a_hung_up_terminal(terminals: list[int]) -> None:
-    """Point stdout/stderr at /dev/null where they were a terminal that has hung up.
-
-    A closed tmux pane or ssh session sends SIGHUP, and every later write to its terminal fails
-    with EIO: the first one would end the campaign in a traceback before the trial in progress is
-    recorded. A hung-up terminal is no longer a tty to isatty(); one that still is (a `kill -HUP`
-    in a live terminal) keeps its output. The records and logs hold everything either way.
-    """
-    hung_up = [descriptor for descriptor in terminals if not os.isatty(descriptor)]
-    if not hung_up:
-        return
-    null = os.open(os.devnull, os.O_WRONLY)
-    try:
-        for descriptor in hung_up:
-            os.dup2(null, descriptor)
-    finally:
-        os.close(null)

@@ -16,7 +16,8 @@ import click
 
 from energy_profiler.cli.context import EXIT_CONFIG, AppContext, energy_options, fail_config, global_options
 from energy_profiler.cli.display import timestamped
-from energy_profiler.cli.run import energy_plan, stop_on_signals
+from energy_profiler.cli.run import energy_plan
+from energy_profiler.cli.signals import stop_on_signals
 from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.settings import settings_from_document
 from energy_profiler.execution.node_trial import UnknownTrial, run_planned_trial

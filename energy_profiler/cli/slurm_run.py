@@ -12,8 +12,8 @@ import energy_profiler
 from energy_profiler.cli.closing import print_outcome
 from energy_profiler.cli.context import EXIT_CONFIG, AppContext, energy_arguments, invocation
 from energy_profiler.cli.display import timestamped
-from energy_profiler.cli.resume import RunOptions, resume_hint
-from energy_profiler.cli.run import options_notes, stop_on_signals
+from energy_profiler.cli.resume import RunOptions, options_notes, resume_hint
+from energy_profiler.cli.signals import stop_on_signals
 from energy_profiler.config.executor import SlurmOptions
 from energy_profiler.config.registry import Registry
 from energy_profiler.config.settings import Settings
