@@ -51,6 +51,25 @@ MACHINES: dict[str, list[Callable[[Path, pytest.MonkeyPatch], None]]] = {
 }
 
 
+PSYS, RAPL, PSYS_CPU = MACHINES
+NOT_ADVANCING = "perf is not available: The energy-psys counter does not advance (perf read 0.00 J over 0.1 s)"
+EXPECTED = {
+    (PSYS, "{}"): "a campaign would use: cpu=none, gpu=none",  # a counter that reads 0 is no measurement
+    (RAPL, "{}"): "a campaign would use: cpu=estimate, gpu=none",  # TDP from the power limit
+    (PSYS_CPU, "{}"): "a campaign would use: cpu=estimate, gpu=none",  # TDP from the CPU model table
+    (PSYS, '{"require": ["cpu"]}'): "energy.require: cpu energy would be not measured",
+    (RAPL, '{"require": ["cpu"]}'): "energy.require: cpu energy would be only estimated",
+    (PSYS_CPU, '{"require": ["cpu"]}'): "energy.require: cpu energy would be only estimated",
+    **{(machine, '{"require": ["gpu"]}'): "energy.require: gpu energy would be not measured" for machine in MACHINES},
+    (PSYS, '{"cpu": "perf"}'): f"energy.cpu: {NOT_ADVANCING}",
+    (RAPL, '{"cpu": "perf"}'): "energy.cpu: perf is not available: The kernel offers no energy-pkg or energy-psys "
+                               "power event",
+    (PSYS_CPU, '{"cpu": "perf"}'): f"energy.cpu: {NOT_ADVANCING}",
+}
+"""What doctor and the campaign must both conclude on each machine: the line doctor ends with, or
+the campaign's refusal."""
+
+
 def choice_lines(output: str) -> list[str]:
     """The `cpu energy:` / `gpu energy:` lines, without the campaign's timestamps."""
     found = []
@@ -74,6 +93,10 @@ def test_doctor_and_the_campaign_agree(
                                      "experiments": [{"mode": "default", "repo": "fake", "model": "tiny"}]})
     doctor = invoke("--registry", registry, "doctor", settings)
     campaign = invoke("--registry", registry, "--results-dir", tmp_path / "results", "run", settings)
+    expected = EXPECTED[(machine, json.dumps(energy))]
+    # Each outcome pinned: both failing (or both choosing) the same wrong way fails here.
+    assert expected in (doctor.stdout.splitlines()[-1] if doctor.exit_code == 0 else campaign.stderr), \
+        (expected, doctor.stdout, campaign.stderr)
     if doctor.exit_code == 0:
         assert campaign.exit_code == 0, campaign.output
         assert choice_lines(doctor.stdout) == choice_lines(campaign.stdout)
