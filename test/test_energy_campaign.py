@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import re
 import tempfile
+import threading
+import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from test.conftest import FAKE_PERF, fake_repo, fast_fake, invoke, launcher, only_run_dir
@@ -229,6 +234,48 @@ def test_perf_measures_the_trainings_own_window_and_adds_no_wait(
     wall_s = record["attempts"][0]["wall_s"]
     assert 0 <= wall_s - duration_s < 0.2  # no fixed wait for perf: the attempt is the training, nearly
     assert not list(Path(tempfile.gettempdir()).glob("mutation-perf-*.csv"))
+
+
+def test_the_next_trials_perf_is_started_while_the_training_runs(
+        fake_perf: Path, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Seen: the spare perf was started after a trial ended, so with no cool-down the next trial
+    # waited out perf's start-up (250 ms a trial with a 150 ms perf). Each perf's start is watched
+    # from outside, in the process table, against the trainings' own start and end.
+    monkeypatch.setenv("FAKE_PERF_STARTUP_S", "0.15")
+    registry = fake_registry(fake=busy_repo(0.8))
+    settings = write_json("s.json", {"experiment_name": "spare", "cooldown_s": 0, "energy": {"cpu": "perf"},
+                                     "experiments": [{"mode": "default", "repo": "fake", "model": "tiny",
+                                                      "runs_per_config": 2}]})
+    started: dict[int, float] = {}
+    done = threading.Event()
+
+    def watch() -> None:
+        me = psutil.Process()
+        while not done.is_set():
+            for child in me.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    if child.pid not in started and any("fake_perf" in word for word in child.cmdline()):
+                        started[child.pid] = child.create_time()
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        result = invoke("--registry", registry, "--results-dir", tmp_path / "results", "run", settings)
+    finally:
+        done.set()
+        watcher.join()
+    assert result.exit_code == 0, result.output
+    run_dir = only_run_dir(tmp_path / "results")
+    spans = []
+    for trial in ("001_fake_tiny", "002_fake_tiny"):
+        attempt = json.loads((run_dir / trial / "experiment.json").read_text())["attempts"][0]
+        spans.append((datetime.fromisoformat(attempt["start_utc"]).timestamp(),
+                      datetime.fromisoformat(attempt["end_utc"]).timestamp()))
+    first_start, first_end = spans[0]
+    # The second trial's perf began while the first trial trained, with time to spare before its end.
+    assert any(first_start < created < first_end - 0.3 for created in started.values()), (started, spans)
 
 
 def test_a_required_device_that_stops_measuring_fails_the_trial_and_is_retried(

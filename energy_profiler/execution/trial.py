@@ -142,6 +142,9 @@ def _attempt(trial: Trial, number: int, *, settings: Settings, model: ModelSpec,
                 grace_s=settings.grace_s,
                 echo=output.training, should_stop=lambda: stop.requested, hurry=lambda: stop.hurry,
                 on_start=monitors.start if monitors else lambda: None,
+                # The next window's perf starts beside this training (disabled, it counts nothing), so
+                # its start-up is over before the next trial whatever the cool-down, also for a retry.
+                once_running=energy.prepare_next if energy else lambda: None,
                 on_exit=monitors.stop if monitors else lambda: None, label=trial.name, run_as=run_as,
             )
         finally:

@@ -79,6 +79,7 @@ def run_training(
     hurry: Callable[[], bool] = lambda: False,
     on_start: Callable[[], None] = lambda: None,
     on_exit: Callable[[], None] = lambda: None,
+    once_running: Callable[[], None] = lambda: None,
     label: str | None = None,
     run_as: InvokingUser | None = None,
 ) -> ProcessOutcome:
@@ -88,8 +89,9 @@ def run_training(
     given, to it as well. When the process exits, times out, or `should_stop()` turns true, its
     process group is ended (SIGTERM, `grace_s`, SIGKILL) so that nothing it started survives.
     `on_start` runs just before the process starts and `on_exit` the moment it ends (or times out,
-    or is stopped), before the teardown: that is the window the energy monitors measure. With
-    `run_as`, the training runs as that (sudo-invoking) user.
+    or is stopped), before the teardown: that is the window the energy monitors measure.
+    `once_running` runs once the process has started (work that may overlap the training but must
+    not delay its start). With `run_as`, the training runs as that (sudo-invoking) user.
     """
     make_dirs(log_path.parent)
     with open(log_path, "wb") as log:
@@ -112,6 +114,7 @@ def run_training(
         assert process.stdout is not None
         copier = threading.Thread(target=_copy_output, args=(process.stdout, log, echo), daemon=True)
         copier.start()
+        once_running()
 
         child = _Child(process)
         ended_by: EndedBy = "exit"
