@@ -213,6 +213,13 @@ def test_ctrl_c_then_the_printed_resume_line_runs_the_cancelled_trials_again(
 
     assert wait_for(lambda: len(node_records()) == 2, 30), node_records()  # each node has had its say
     assert node_records() == ["interrupted", "interrupted"]
+    jobs = list(json.loads((run_dir / "slurm_jobs.json").read_text()).values())
+
+    def gone() -> bool:  # a job still COMPLETING is followed by a resume, not submitted again
+        return not subprocess.run(["squeue", "--noheader", "--array", "--format=%i", f"--jobs={','.join(jobs)}"],
+                                  env=slurm.environment, capture_output=True, text=True, check=False).stdout.strip()
+
+    assert wait_for(gone, 60)
     resumed = subprocess.run(shlex.split(output.rstrip().splitlines()[-1]), env=slurm.environment,
                              capture_output=True, text=True, timeout=180, check=False)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
