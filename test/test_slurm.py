@@ -59,6 +59,12 @@ def job_info(cluster: SlurmCluster, job_id: str) -> dict[str, str]:
     return dict(item.split("=", 1) for item in shown.split() if "=" in item)
 
 
+def jobs_gone(cluster: SlurmCluster, jobs: list[str]) -> bool:
+    """Slurm is done with every one of `jobs` (none pending, running or completing)."""
+    return not subprocess.run(["squeue", "--noheader", "--array", "--format=%i", f"--jobs={','.join(jobs)}"],
+                              env=cluster.environment, capture_output=True, text=True, check=False).stdout.strip()
+
+
 def settings_for(write_json: Callable[[str, Any], Path], runs: int, **slurm: Any) -> Path:
     return write_json("s.json", {"experiment_name": "cluster", "seed": 1,
                                  "executor": {"slurm": {"max_parallel": 2, **slurm}},
@@ -214,12 +220,7 @@ def test_ctrl_c_then_the_printed_resume_line_runs_the_cancelled_trials_again(
     assert wait_for(lambda: len(node_records()) == 2, 30), node_records()  # each node has had its say
     assert node_records() == ["interrupted", "interrupted"]
     jobs = list(json.loads((run_dir / "slurm_jobs.json").read_text()).values())
-
-    def gone() -> bool:  # a job still COMPLETING is followed by a resume, not submitted again
-        return not subprocess.run(["squeue", "--noheader", "--array", "--format=%i", f"--jobs={','.join(jobs)}"],
-                                  env=slurm.environment, capture_output=True, text=True, check=False).stdout.strip()
-
-    assert wait_for(gone, 60)
+    assert wait_for(lambda: jobs_gone(slurm, jobs), 60)  # one still COMPLETING is followed, not submitted again
     resumed = subprocess.run(shlex.split(output.rstrip().splitlines()[-1]), env=slurm.environment,
                              capture_output=True, text=True, timeout=180, check=False)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
@@ -247,12 +248,7 @@ def test_a_detached_job_cancelled_by_scancel_is_interrupted_and_a_resume_runs_it
     record = run_dir / "001_fake_tiny" / "experiment.json"
     assert wait_for(record.exists, 30)
     assert json.loads(record.read_text())["status"] == "interrupted"
-
-    def gone() -> bool:  # Slurm done with it (a job still COMPLETING is followed, not submitted again)
-        return not subprocess.run(["squeue", "--noheader", "--array", "--format=%i", f"--jobs={job_id}"],
-                                  env=slurm.environment, capture_output=True, text=True, check=False).stdout.strip()
-
-    assert wait_for(gone, 60)
+    assert wait_for(lambda: jobs_gone(slurm, [job_id]), 60)  # one still COMPLETING is followed, not submitted again
     # Resumed as `status` names the folder, relative to where the user stands (`results/run_…`), with
     # no --registry or --results-dir: the run folder knows them. A relative folder once reached the
     # job script as `cd results/run_…/001_…`, resolved on the node against the run folder.

@@ -6,7 +6,7 @@ a second. Only the columns the report uses are read.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,7 +99,7 @@ def read_table(source: Source) -> pd.DataFrame:
     return frame
 
 
-def trial_dir(row: pd.Series) -> Path | None:
+def trial_dir(row: pd.Series | Mapping[str, object]) -> Path | None:
     """`<trial_root>/<run_id>/<trial>/` of one row, None when its table does not say."""
     if not row.get("run_id") or not row.get("trial"):
         return None

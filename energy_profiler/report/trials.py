@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from energy_profiler import __version__
+from energy_profiler.report.frame import trial_dir
 from energy_profiler.report.metric import METRIC, METRIC_NAME
 from energy_profiler.report.pages import Link, Section
 
@@ -120,10 +121,8 @@ def _cut(count: int) -> str:
 def _trial_cell(row: Row, folder: Path) -> object:
     """The trial's name, a link to its folder where that folder is on disk."""
     name = str(row.get("trial", "")) or str(row.get("experiment_id", ""))
-    if not row.get("run_id") or not row.get("trial"):
-        return name
-    directory = Path(str(row["_trial_root"])) / str(row["run_id"]) / name
-    if not directory.is_dir():
+    directory = trial_dir(row)
+    if directory is None or not directory.is_dir():
         return name
     return Link(name, Path(os.path.relpath(directory, folder)).as_posix() + "/")
 
