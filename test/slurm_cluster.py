@@ -12,29 +12,51 @@ to hand them out and set CUDA_VISIBLE_DEVICES.
 
 from __future__ import annotations
 
+import csv
 import os
 import secrets
 import shutil
 import signal
 import stat
 import subprocess
+import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+
+import pytest
+
+from test.conftest import PROJECT_ROOT
 
 GPUS_PER_NODE = 2
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "scontrol", "sinfo")
-NODES = (("n1", "127.0.0.2", 6818), ("n2", "127.0.0.3", 6828))
+NODE_NAMES = ("n1", "n2")
 
 
 def missing_programs() -> list[str]:
     return [name for name in DAEMONS if shutil.which(name) is None]
 
 
+MISSING = missing_programs()
+if MISSING and os.environ.get("CI") == "true":
+    raise RuntimeError(f"CI must run the Slurm tests, but {', '.join(MISSING)} are not installed")
+needs_slurm = pytest.mark.skipif(bool(MISSING), reason=f"Slurm is not installed here ({', '.join(MISSING)} missing)")
+"""Every Slurm test's mark: skipped with the reason where Slurm is not installed (under CI, an error)."""
+
+
 class SlurmCluster:
-    def __init__(self, root: Path):
+    """One cluster; `instance` picks its ports, node addresses and munge socket, so that test files
+    on different pytest-xdist workers each run their own cluster at the same time."""
+
+    def __init__(self, root: Path, instance: int = 0):
         self.root = root
         self.config = root / "slurm.conf"
-        self.socket = Path("/run/munge/munge.socket.2")  # the default path: every client finds it
+        # Its own munge socket, which slurm.conf names (AuthInfo): every client and daemon of this cluster finds it.
+        self.socket = root / "run" / "munge.socket"
+        self.controller_port = 6817 + 100 * instance
+        self.nodes = [(name, f"127.0.{instance + 1}.{index + 2}", self.controller_port + 1 + 10 * index)
+                      for index, name in enumerate(NODE_NAMES)]
         self.pid_files: list[Path] = []
 
     @property
@@ -49,13 +71,13 @@ class SlurmCluster:
         self._fake_gpus()
         self.config.write_text(self._slurm_conf())
         self._daemon(["slurmctld", "-f", str(self.config)], self.root / "run" / "slurmctld.pid")
-        for name, _address, _port in NODES:
+        for name, _address, _port in self.nodes:
             self._daemon(["slurmd", "-f", str(self.config), "-N", name], self.root / "run" / f"slurmd-{name}.pid")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             states = subprocess.run(["sinfo", "--noheader", "--format=%n %t", "--Node"], env=self.environment,
                                     capture_output=True, text=True, check=False).stdout.split()
-            if states.count("idle") == len(NODES):
+            if states.count("idle") == len(self.nodes):
                 return
             time.sleep(0.3)
         raise RuntimeError(f"the Slurm nodes did not come up: sinfo says {states}; logs in {self.root / 'log'}")
@@ -98,7 +120,7 @@ class SlurmCluster:
                 os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(195, index))
         files = f"{devices}/nvidia[0-{GPUS_PER_NODE - 1}]"
         (self.root / "gres.conf").write_text("AutoDetect=off\n" + "".join(
-            f"NodeName={name} Name=gpu Type=fake File={files}\n" for name, _address, _port in NODES))
+            f"NodeName={name} Name=gpu Type=fake File={files}\n" for name, _address, _port in self.nodes))
 
     def _daemon(self, argv: list[str], pid_file: Path) -> None:
         """Start a daemon that detaches itself; wait for its PID file."""
@@ -115,13 +137,14 @@ class SlurmCluster:
         root = self.root
         nodes = "\n".join(f"NodeName={name} NodeHostname=localhost NodeAddr={address} Port={port} CPUs=1 "
                           f"RealMemory=1000 Gres=gpu:fake:{GPUS_PER_NODE} State=UNKNOWN"
-                          for name, address, port in NODES)
+                          for name, address, port in self.nodes)
         return f"""ClusterName=mutationtest
 SlurmctldHost=localhost
-SlurmctldPort=6817
+SlurmctldPort={self.controller_port}
 SlurmUser=root
 GresTypes=gpu
 AuthType=auth/munge
+AuthInfo=socket={self.socket}
 CredType=cred/munge
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
@@ -130,6 +153,7 @@ SelectTypeParameters=CR_Core
 MpiDefault=none
 ReturnToService=2
 KillWait=5
+SchedulerParameters=batch_sched_delay=0
 MinJobAge=600
 SlurmdParameters=config_overrides
 StateSaveLocation={root / 'state'}
@@ -179,3 +203,51 @@ def _running(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def running_cluster(tmp_path_factory: pytest.TempPathFactory, instance: int) -> Iterator[SlurmCluster]:
+    """A test file's cluster (its module fixture), stopped whatever happens."""
+    running = SlurmCluster(tmp_path_factory.mktemp("slurm"), instance)
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+
+
+def ready(cluster: SlurmCluster, monkeypatch: pytest.MonkeyPatch) -> SlurmCluster:
+    """The cluster for one test: its clients find it (SLURM_CONF), no job of an earlier test left."""
+    monkeypatch.setenv("SLURM_CONF", str(cluster.config))
+    subprocess.run(["scancel", "--user=root"], env=cluster.environment, check=False)
+    return cluster
+
+
+def rows(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "summary.csv", newline="") as table:
+        return list(csv.DictReader(table))
+
+
+def job_info(cluster: SlurmCluster, job_id: str) -> dict[str, str]:
+    shown = subprocess.run(["scontrol", "show", "job", "--oneliner", job_id], env=cluster.environment,
+                           capture_output=True, text=True, check=True).stdout
+    return dict(item.split("=", 1) for item in shown.split() if "=" in item)
+
+
+def jobs_gone(cluster: SlurmCluster, jobs: list[str]) -> bool:
+    """Slurm is done with every one of `jobs` (none pending, running or completing)."""
+    return not subprocess.run(["squeue", "--noheader", "--array", "--format=%i", f"--jobs={','.join(jobs)}"],
+                              env=cluster.environment, capture_output=True, text=True, check=False).stdout.strip()
+
+
+def settings_for(write_json: Callable[[str, Any], Path], runs: int, **slurm: Any) -> Path:
+    return write_json("s.json", {"experiment_name": "cluster", "seed": 1,
+                                 "executor": {"slurm": {"max_parallel": 2, **slurm}},
+                                 "experiments": [{"mode": "mutation", "repo": "fake", "model": "tiny",
+                                                  "mutate": ["learning_rate"], "runs_per_config": runs}]})
+
+
+def submitter(cluster: SlurmCluster, registry: Path, results: Path, settings: Path) -> subprocess.Popen[str]:
+    """`run SETTINGS` as a user starts it, in a process of its own (for signals), its output captured."""
+    return subprocess.Popen([sys.executable, str(PROJECT_ROOT / "mutation.py"), "--registry", str(registry),
+                             "--results-dir", str(results), "run", str(settings)], env=cluster.environment,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

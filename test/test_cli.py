@@ -96,7 +96,7 @@ def test_version() -> None:
 
 def test_the_closing_table_fits_a_narrow_terminal_and_names_each_trial_by_its_values(tmp_path: Path) -> None:
     from energy_profiler.cli.closing import summary_text
-    from energy_profiler.execution.session import SessionResult
+    from energy_profiler.execution.run_folder import SessionResult
     from energy_profiler.model.energy_fields import EnergyFields
     from test.test_results import a_record
 
@@ -172,7 +172,7 @@ def test_doctor_puts_the_fix_that_works_here_first_and_says_when_nothing_would_b
 def test_with_no_energy_anywhere_a_narrow_closing_table_keeps_the_metric_and_folds_the_energy_line(
         tmp_path: Path) -> None:
     from energy_profiler.cli.closing import summary_text
-    from energy_profiler.execution.session import SessionResult
+    from energy_profiler.execution.run_folder import SessionResult
     from test.test_results import a_record
 
     records = [a_record(trial_index=i, hyperparameters=(("learning_rate", "0.000123"),), mutated=("learning_rate",))

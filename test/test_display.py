@@ -15,8 +15,8 @@ from rich.console import Console
 
 from energy_profiler.cli.closing import summary_text
 from energy_profiler.cli.display import LiveProgress, PlainStream, log_tail
+from energy_profiler.execution.run_folder import SessionResult
 from energy_profiler.execution.runtime import WallClockEta
-from energy_profiler.execution.session import SessionResult
 from energy_profiler.model.energy_fields import EnergyFields
 from test.conftest import PROJECT_ROOT, fake_repo, invoke
 from test.test_results import a_record

@@ -1,7 +1,7 @@
 """The package's layers only look down (docs/architecture.md, "Layers"), and no modules import each other.
 
 cli -> execution -> (energy, process, results, report, metrics) -> planning -> config -> model,
-with system/ and fs.py usable from anywhere and importing nothing of the package above them. The
+with system/, fs.py and errors.py usable from anywhere and importing nothing of the package above them. The
 imports are read from the source with ast (those inside functions too), so a new upward import
 fails here, naming the file; so does a cycle, even inside one layer, which the layer rule cannot
 see (cli/run.py and cli/slurm_run.py once imported each other, one of them lazily).
@@ -19,7 +19,7 @@ PACKAGE = PROJECT_ROOT / "energy_profiler"
 RANK = {"model": 0, "config": 1, "planning": 2, "energy": 3, "process": 3, "results": 3, "report": 3,
         "metrics": 3, "migrate": 3, "execution": 4, "cli": 5, "__main__": 6}
 """`python -m energy_profiler` (__main__) is an entry point above the command line it calls."""
-UTILITIES = {"system", "fs", "missing", ""}
+UTILITIES = {"system", "fs", "missing", "errors", ""}
 """Usable from every layer; "" is the package itself (its __version__)."""
 SIBLINGS = {("energy", "process"), ("process", "metrics")}
 """Imports between layers of one rank that are allowed, in this direction only: the energy

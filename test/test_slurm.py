@@ -1,14 +1,13 @@
 """Campaigns on a real Slurm (test/slurm_cluster.py: munged, slurmctld, two slurmd nodes on loopback).
 
 Skipped with the reason where Slurm's programs are not installed; under CI (CI=true) their absence
-fails instead, since `make test` installs them.
+fails instead, since `make test` installs them. Interruptions and resumes are test_slurm_resume.py's,
+on a cluster of their own (the two files run side by side on pytest-xdist workers).
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import os
 import shlex
 import signal
 import subprocess
@@ -16,73 +15,40 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from test.conftest import PROJECT_ROOT, fake_repo, invoke, only_run_dir, wait_for
-from test.slurm_cluster import SlurmCluster, missing_programs
+from test.slurm_cluster import (
+    SlurmCluster,
+    job_info,
+    needs_slurm,
+    ready,
+    rows,
+    running_cluster,
+    settings_for,
+    submitter,
+)
 
-MISSING = missing_programs()
-if MISSING and os.environ.get("CI") == "true":
-    raise RuntimeError(f"CI must run the Slurm tests, but {', '.join(MISSING)} are not installed")
-pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"Slurm is not installed here ({', '.join(MISSING)} missing)")
+pytestmark = needs_slurm
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
-    running = SlurmCluster(tmp_path_factory.mktemp("slurm"))
-    try:
-        running.start()
-        yield running
-    finally:
-        running.stop()
+    yield from running_cluster(tmp_path_factory, instance=0)
 
 
 @pytest.fixture
 def slurm(cluster: SlurmCluster, monkeypatch: pytest.MonkeyPatch) -> SlurmCluster:
-    monkeypatch.setenv("SLURM_CONF", str(cluster.config))
-    subprocess.run(["scancel", "--user=root"], env=cluster.environment, check=False)
-    return cluster
-
-
-def rows(run_dir: Path) -> list[dict[str, str]]:
-    with open(run_dir / "summary.csv", newline="") as table:
-        return list(csv.DictReader(table))
-
-
-def job_info(cluster: SlurmCluster, job_id: str) -> dict[str, str]:
-    shown = subprocess.run(["scontrol", "show", "job", "--oneliner", job_id], env=cluster.environment,
-                           capture_output=True, text=True, check=True).stdout
-    return dict(item.split("=", 1) for item in shown.split() if "=" in item)
-
-
-def jobs_gone(cluster: SlurmCluster, jobs: list[str]) -> bool:
-    """Slurm is done with every one of `jobs` (none pending, running or completing)."""
-    return not subprocess.run(["squeue", "--noheader", "--array", "--format=%i", f"--jobs={','.join(jobs)}"],
-                              env=cluster.environment, capture_output=True, text=True, check=False).stdout.strip()
-
-
-def settings_for(write_json: Callable[[str, Any], Path], runs: int, **slurm: Any) -> Path:
-    return write_json("s.json", {"experiment_name": "cluster", "seed": 1,
-                                 "executor": {"slurm": {"max_parallel": 2, **slurm}},
-                                 "experiments": [{"mode": "mutation", "repo": "fake", "model": "tiny",
-                                                  "mutate": ["learning_rate"], "runs_per_config": runs}]})
-
-
-def submitter(cluster: SlurmCluster, registry: Path, results: Path, settings: Path) -> subprocess.Popen[str]:
-    """`run SETTINGS` as a user starts it, in a process of its own (for signals), its output captured."""
-    return subprocess.Popen([sys.executable, str(PROJECT_ROOT / "mutation.py"), "--registry", str(registry),
-                             "--results-dir", str(results), "run", str(settings)], env=cluster.environment,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return ready(cluster, monkeypatch)
 
 
 def test_each_trial_is_an_exclusive_job_and_the_submitter_writes_every_row_once(
         slurm: SlurmCluster, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
         tmp_path: Path) -> None:
-    registry = fake_registry(fake=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "2",
+    registry = fake_registry(fake=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "1",
                                                                    "--print-env", "CUDA_VISIBLE_DEVICES"]))
     settings = settings_for(write_json, 4)
     results = tmp_path / "results"
@@ -123,7 +89,7 @@ def test_rows_and_the_closing_table_are_in_trial_order_when_jobs_end_out_of_orde
     settings = write_json("s.json", {"experiment_name": "cluster", "executor": {"slurm": {"max_parallel": 2}},
                                      "experiments": [{"mode": "default", "repo": "fake", "model": "tiny",
                                                       "hyperparameters": {"seconds": seconds}}
-                                                     for seconds in (6, 0.5)]})  # the second ends first
+                                                     for seconds in (3, 0.3)]})  # the second ends first
     results = tmp_path / "results"
     result = invoke("--registry", registry, "--results-dir", results, "run", settings)
     assert result.exit_code == 0, result.output
@@ -196,77 +162,6 @@ def test_sigint_of_the_submitter_cancels_its_jobs_and_records_them(
     assert not list(tmp_path.rglob("HACKED")) and not (Path.cwd() / "HACKED").exists()
 
 
-def test_ctrl_c_then_the_printed_resume_line_runs_the_cancelled_trials_again(
-        slurm: SlurmCluster, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
-        tmp_path: Path) -> None:
-    # Seen on the cluster: the submitter recorded both cancelled trials `interrupted`, then each node
-    # wrote its own record (`failed | killed by SIGTERM`) over it, and the resume ran nothing again.
-    registry = fake_registry(fake=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "6"]))
-    settings = settings_for(write_json, 2)
-    results = tmp_path / "results"
-    tool = submitter(slurm, registry, results, settings)
-    assert wait_for(lambda: len(list(results.glob("run_*/*/attempt_1/training.log"))) >= 2, 60)  # both training
-    tool.send_signal(signal.SIGINT)
-    output, _ = tool.communicate(timeout=120)
-    assert tool.returncode == 128 + signal.SIGINT, output
-    run_dir = only_run_dir(results)
-
-    def node_records() -> list[str]:
-        """The records as they stand once each node has written its own (its node.log's last line says so)."""
-        logs = sorted(run_dir.glob("*/node.log"))
-        done = [log for log in logs if f"{log.parent.name}: " in log.read_text()]
-        return [json.loads((log.parent / "experiment.json").read_text())["status"] for log in done]
-
-    assert wait_for(lambda: len(node_records()) == 2, 30), node_records()  # each node has had its say
-    assert node_records() == ["interrupted", "interrupted"]
-    jobs = list(json.loads((run_dir / "slurm_jobs.json").read_text()).values())
-    assert wait_for(lambda: jobs_gone(slurm, jobs), 60)  # one still COMPLETING is followed, not submitted again
-    resumed = subprocess.run(shlex.split(output.rstrip().splitlines()[-1]), env=slurm.environment,
-                             capture_output=True, text=True, timeout=180, check=False)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert resumed.stdout.count("submitted as job") == 2  # both run again, as docs/slurm.md says
-    assert f"rows: its summary.csv and {results / 'summary_all.csv'}\n" in resumed.stdout  # says which table
-    assert [row["status"] for row in rows(run_dir)] == ["success", "success"]
-    # The pasted line names no --results-dir: the rows still go to the run folder's own results table
-    # (they went to the checkout's results/, which a fresh clone lacks, and the resume crashed there).
-    with open(results / "summary_all.csv", newline="") as table:
-        assert [row["status"] for row in csv.DictReader(table)].count("success") == 2
-
-
-def test_a_detached_job_cancelled_by_scancel_is_interrupted_and_a_resume_runs_it_again(
-        slurm: SlurmCluster, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
-        tmp_path: Path) -> None:
-    # Seen on the cluster: `scancel` of a detached campaign's job became a permanent `failed`.
-    registry = fake_registry(fake=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "4"]))
-    settings = settings_for(write_json, 1)
-    results = tmp_path / "results"
-    assert invoke("--registry", registry, "--results-dir", results, "run", settings, "--detach").exit_code == 0
-    run_dir = only_run_dir(results)
-    (job_id,) = json.loads((run_dir / "slurm_jobs.json").read_text()).values()
-    assert wait_for((run_dir / "001_fake_tiny" / "attempt_1" / "training.log").exists, 60)
-    subprocess.run(["scancel", job_id], env=slurm.environment, check=True)
-    record = run_dir / "001_fake_tiny" / "experiment.json"
-    assert wait_for(record.exists, 30)
-    assert json.loads(record.read_text())["status"] == "interrupted"
-    assert wait_for(lambda: jobs_gone(slurm, [job_id]), 60)  # one still COMPLETING is followed, not submitted again
-    # Resumed as `status` names the folder, relative to where the user stands (`results/run_…`), with
-    # no --registry or --results-dir: the run folder knows them. A relative folder once reached the
-    # job script as `cd results/run_…/001_…`, resolved on the node against the run folder.
-    relative = str(run_dir.relative_to(tmp_path))
-    mutation = [sys.executable, str(PROJECT_ROOT / "mutation.py")]
-    status = subprocess.run([*mutation, "status", relative], cwd=tmp_path, env=slurm.environment,
-                            capture_output=True, text=True, timeout=60, check=False)
-    assert status.returncode == 0 and "001_fake_tiny" in status.stdout, status.stdout + status.stderr
-    resumed = subprocess.run([*mutation, "run", str(settings), "--resume", relative], cwd=tmp_path,
-                             env=slurm.environment, capture_output=True, text=True, timeout=180, check=False)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert "submitted as job" in resumed.stdout and [row["status"] for row in rows(run_dir)] == ["success"]
-    script = (run_dir / "001_fake_tiny" / "slurm_job.sh").read_text()
-    assert f"--results-dir {results} run-trial {run_dir} 001_fake_tiny" in script  # absolute, as on the node
-    with open(results / "summary_all.csv", newline="") as table:  # the run folder's own results table
-        assert [row["status"] for row in csv.DictReader(table)] == ["success"]
-
-
 def test_a_node_that_stops_answering_does_not_hold_back_a_finished_trials_row(
         slurm: SlurmCluster, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
         tmp_path: Path) -> None:
@@ -292,132 +187,6 @@ def test_a_node_that_stops_answering_does_not_hold_back_a_finished_trials_row(
             slurm.restart_node(node)
     assert tool.returncode == 0, output
     assert [row["status"] for row in rows(run_dir)] == ["success"]
-
-
-def test_status_beside_a_running_campaign_and_a_task_cancelled_while_pending(
-        slurm: SlurmCluster, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
-        tmp_path: Path) -> None:
-    # Seen on the cluster: status beside an attached campaign printed a --resume line (refused: the
-    # folder is in use), and a task cancelled while it waited its turn showed UNKNOWN, its row `failed`.
-    registry = fake_registry(fake=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "3"]))
-    settings = settings_for(write_json, 3, max_parallel=1)
-    results = tmp_path / "results"
-    tool = submitter(slurm, registry, results, settings)
-    try:
-        assert wait_for(lambda: any(results.glob("run_*/001_fake_tiny/attempt_1/training.log")), 60)
-        run_dir = only_run_dir(results)
-        beside = invoke("--registry", registry, "--results-dir", results, "status", run_dir)
-        assert beside.exit_code == 0, beside.output
-        assert "a campaign is running in this folder now" in beside.stdout and "--resume" not in beside.stdout
-        # The third task waits its turn (max_parallel 1) in the array's pending record: cancelled there,
-        # Slurm forgets it at once (measured: `Job 3_3 not found`) while the array stays known.
-        waiting = json.loads((run_dir / "slurm_jobs.json").read_text())["003_fake_tiny"]
-        subprocess.run(["scancel", waiting], env=slurm.environment, check=True)
-        output, _ = tool.communicate(timeout=120)
-    finally:
-        if tool.poll() is None:
-            tool.kill()
-            tool.wait()
-    assert sorted((row["trial"], row["status"]) for row in rows(run_dir)) == [
-        ("001_fake_tiny", "success"), ("002_fake_tiny", "success"), ("003_fake_tiny", "interrupted")], output
-    shown = invoke("--registry", registry, "--results-dir", results, "status", run_dir, "--format", "json")
-    by_trial = {row["trial"]: row for row in json.loads(shown.stdout)}
-    assert by_trial["003_fake_tiny"]["job_state"] == "CANCELLED"
-
-
-def test_sigkill_of_the_submitter_then_resume_follows_its_jobs_and_submits_none_twice(
-        slurm: SlurmCluster, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
-        tmp_path: Path) -> None:
-    registry = fake_registry(fake=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "10"]))
-    settings = settings_for(write_json, 3)
-    results = tmp_path / "results"
-    tool = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "mutation.py"), "--registry", str(registry),
-                             "--results-dir", str(results), "run", str(settings)], env=slurm.environment,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    assert wait_for(lambda: len(list(results.glob("run_*/*/slurm-*.out"))) >= 2, 60)  # two of three running
-    tool.kill()  # SIGKILL: no cancel, no rows; the jobs go on
-    tool.wait()
-    jobs_file = next(results.glob("run_*/slurm_jobs.json"))
-    before = json.loads(jobs_file.read_text())
-    # The third trial's job is lost while no submitter follows (cancelled while it waits its turn).
-    lost = before["003_fake_tiny"]
-    subprocess.run(["scancel", lost], env=slurm.environment, check=True)
-    result = invoke("--registry", registry, "--results-dir", results, "run", settings, "--resume")
-    assert result.exit_code == 0, result.output
-    followed = {trial for trial, job_id in before.items() if f"following job {job_id} of {trial}" in result.stdout}
-    assert followed == {"001_fake_tiny", "002_fake_tiny"}  # the 10 s jobs were still running
-    after = json.loads(jobs_file.read_text())
-    run_dir = only_run_dir(results)
-    table = rows(run_dir)
-    assert sorted(row["trial"] for row in table) == [f"{i:03d}_fake_tiny" for i in range(1, 4)]  # each once
-    assert all(row["status"] == "success" for row in table)
-    with open(results / "summary_all.csv", newline="") as every:
-        assert sorted(row["trial"] for row in csv.DictReader(every)) == sorted(row["trial"] for row in table)
-    for trial in followed:  # followed, not submitted again: its record is the first job's
-        record = json.loads((run_dir / trial / "experiment.json").read_text())
-        assert after[trial] == before[trial] == record["host"]["slurm_job_id"]
-    submitted = [line for line in result.stdout.splitlines() if "submitted as job" in line]
-    assert len(submitted) == 1 and "003_fake_tiny" in submitted[0] and after["003_fake_tiny"] != lost
-
-
-def test_detach_submits_and_exits_status_shows_the_jobs_and_resume_writes_their_rows(
-        slurm: SlurmCluster, write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path],
-        tmp_path: Path) -> None:
-    """Also the time limit: Slurm counts it in minutes, so the slow trial's 1-minute job is ended at
-    60-90 s and its row says `timeout`."""
-    registry = fake_registry(quick=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "1"]),
-                             slow=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "300"]))
-    settings = write_json("d.json", {"experiment_name": "detached", "seed": 1,
-                                     "executor": {"slurm": {"max_parallel": 1, "time": "1"}},
-                                     "experiments": [{"mode": "default", "repo": "quick", "model": "tiny",
-                                                      "runs_per_config": 2},
-                                                     {"mode": "default", "repo": "slow", "model": "tiny"}]})
-    results = tmp_path / "results"
-    started = time.monotonic()
-    detached = subprocess.run([sys.executable, str(PROJECT_ROOT / "mutation.py"), "--registry", str(registry),
-                               "--results-dir", str(results), "run", str(settings), "--detach"], cwd=tmp_path,
-                              env=slurm.environment, capture_output=True, text=True, timeout=60, check=False)
-    assert detached.returncode == 0, detached.stdout + detached.stderr
-    assert time.monotonic() - started < 30 and "detached" in detached.stdout
-    run_dir = only_run_dir(results)
-    jobs = json.loads((run_dir / "slurm_jobs.json").read_text())
-    assert len(jobs) == 3 and len({job_id.split("_")[0] for job_id in jobs.values()}) == 1  # one job array
-    assert rows(run_dir) == []  # rows are the resume's to write
-    status = invoke("--registry", registry, "status", run_dir)
-    assert status.exit_code == 0 and "3 trials: " in status.stdout
-    # max_parallel 1 is Slurm's to keep, with nobody following: two free nodes, one task at a time.
-    def reasons() -> list[str]:
-        return subprocess.run(["squeue", "--noheader", "--array", "--format=%r", f"--jobs={','.join(jobs.values())}"],
-                              env=slurm.environment, capture_output=True, text=True, check=True).stdout.split()
-
-    assert wait_for(lambda: "JobArrayTaskLimit" in reasons(), 30)
-
-    def recorded(trial: str) -> bool:
-        return (run_dir / trial / "experiment.json").exists()
-
-    assert wait_for(lambda: recorded("001_quick_tiny") and recorded("002_quick_tiny"), 60)
-    shown = invoke("--registry", registry, "status", run_dir, "--format", "json")
-    by_trial = {row["trial"]: row for row in json.loads(shown.stdout)}
-    assert by_trial["001_quick_tiny"]["record"] == "success" and by_trial["001_quick_tiny"]["in_summary"] == "no"
-    assert by_trial["003_slow_tiny"]["job_state"] in ("RUNNING", "PENDING")
-    # The line --detach printed, pasted from another folder: it names neither --registry nor
-    # --results-dir, and the rows still reach the campaign's own tables.
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    resumed = subprocess.run(shlex.split(detached.stdout.rstrip().splitlines()[-1]), cwd=elsewhere,
-                             env=slurm.environment, capture_output=True, text=True, timeout=300, check=False)
-    assert resumed.returncode == 1, resumed.stdout + resumed.stderr  # the slow trial timed out
-    assert not list(elsewhere.iterdir())
-    with open(results / "summary_all.csv", newline="") as every:
-        assert len(list(csv.DictReader(every))) == 3
-    table = {row["trial"]: row for row in rows(run_dir)}
-    assert sorted(table) == ["001_quick_tiny", "002_quick_tiny", "003_slow_tiny"]
-    assert [table[name]["status"] for name in sorted(table)] == ["success", "success", "timeout"]
-    assert "ended TIMEOUT" in table["003_slow_tiny"]["status_reason"]
-    assert "submitted as job" not in resumed.stdout  # every job was followed, none submitted again
-    spans = sorted((datetime.fromisoformat(record["start_utc"]), datetime.fromisoformat(record["end_utc"]))
-                   for record in (json.loads((run_dir / name / "experiment.json").read_text()) for name in table))
-    assert all(later[0] >= earlier[1] for earlier, later in pairwise(spans))  # one at a time
 
 
 def test_options_slurm_rejects_and_a_missing_sbatch_exit_2_before_anything_is_written(
@@ -552,20 +321,3 @@ def test_a_hostile_results_folder_reaches_slurm_and_the_scripts_literally(
         assert (run_dir / trial / f"slurm-{job_id}.out").is_file()
     assert not list(tmp_path.rglob("HACKED")) and not list(tmp_path.rglob("TICKED"))
     assert not (Path.cwd() / "HACKED").exists() and not Path("/HACKED").exists()
-
-
-def test_a_job_completing_too_long_is_said_once_and_its_record_taken(monkeypatch: pytest.MonkeyPatch) -> None:
-    # No cluster needed: what the submitter says of a job whose node stopped answering.
-    from energy_profiler.execution import slurm as session
-    from energy_profiler.execution.slurm_jobs import JobState
-    from energy_profiler.planning.plan import Trial
-
-    monkeypatch.setattr(session, "NODE_SILENT_S", 0.0)
-    trial = Trial(index=1, experiment_index=0, run=1, mode="default", repo="fake", model="tiny", hyperparameters=(),
-                  mutated=(), argv=("./train.sh",), cwd="/", env=(), timeout_s=None)
-    job, said = session._Job(trial, "7_1", 1, node="n1"), list[str]()
-    completing = JobState("7_1", "COMPLETING", "n1", "None")
-    assert not session._take_now(job, completing, None, said.append)  # no record yet: nothing to take
-    assert not session._take_now(job, completing, None, said.append)
-    assert said == [f"{trial.name}: job 7_1 has been completing for 0 s: n1 may have stopped answering "
-                    "(`scontrol show node n1`); the trial's record is taken once it is there"]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import importlib
-import sys
+import shlex
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -15,7 +16,9 @@ from energy_profiler.cli.context import (
     default_results,
     energy_options,
     global_options,
+    invocation,
 )
+from energy_profiler.errors import ExitCode, ToolExit
 from energy_profiler.fs import give_files_to
 from energy_profiler.missing import is_missing_dependency, missing_dependency_message
 from energy_profiler.system.sudo import invoking_user
@@ -36,6 +39,24 @@ class LazyGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """The one exit of every command: a ToolExit raised anywhere below ends the command here,
+        its lines on stderr and its exit code; so does a dependency this Python lacks."""
+        try:
+            return super().invoke(ctx)
+        except ToolExit as end:
+            tool = shlex.join(invocation())
+            for line in end.lines():
+                # A command in a message (`mutation.py migrate ...`) is pasted as printed: spelt as this
+                # tool was started.
+                click.echo(line.replace("`mutation.py ", f"`{tool} "), err=True)
+            ctx.exit(end.exit_code)
+        except ModuleNotFoundError as error:  # a command imports what it needs when it runs: psutil, pandas...
+            if not is_missing_dependency(error):
+                raise
+            click.echo(missing_dependency_message(error, ctx.ensure_object(AppContext).project), err=True)
+            ctx.exit(ExitCode.REFUSED)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in COMMANDS:
@@ -122,11 +143,5 @@ def main(project: Path | None = None) -> None:
     checkout's mutation.py (`project`: the checkout, used unless the working folder is a project
     of its own, such as one `migrate` wrote)."""
     project = None if project is None or is_project(Path.cwd()) else project
-    app = AppContext(results_dir=default_results(project), registry_file=default_registry(project))
-    try:
-        cli(prog_name="mutation.py", obj=app)
-    except ModuleNotFoundError as error:  # a command imports what it needs when it runs: psutil, pandas...
-        if not is_missing_dependency(error):
-            raise
-        click.echo(missing_dependency_message(error, project), err=True)
-        sys.exit(2)
+    app = AppContext(results_dir=default_results(project), registry_file=default_registry(project), project=project)
+    cli(prog_name="mutation.py", obj=app)

@@ -7,7 +7,6 @@ every cell is whole. A trial is named by the values that differ from the registr
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 
@@ -18,7 +17,8 @@ from energy_profiler.cli.tables import fitted, format_table, terminal_width
 from energy_profiler.config.registry import Registry
 from energy_profiler.energy.base import Kind
 from energy_profiler.energy.recorder import EnergyPlan
-from energy_profiler.execution.session import SessionResult
+from energy_profiler.errors import ended
+from energy_profiler.execution.run_folder import SessionResult
 from energy_profiler.model.record import Record
 from energy_profiler.model.values import format_value
 
@@ -37,7 +37,7 @@ def print_outcome(result: SessionResult, registry: Registry, resume_line: str) -
     if result.stopped_by is not None or len(result.records) < result.planned:
         click.echo("to continue:")
         click.echo(resume_line)
-    sys.exit(result.exit_code)
+    raise ended(result.exit_code)
 
 
 def _no_defaults(_repo: str, _model: str) -> Mapping[str, str]:

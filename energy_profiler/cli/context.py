@@ -5,13 +5,12 @@ from __future__ import annotations
 import math
 import os
 import secrets
-import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import wraps
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import click
 
@@ -26,7 +25,6 @@ from energy_profiler.process.startable import plan_problems
 from energy_profiler.results.global_table import GLOBAL_TABLE
 from energy_profiler.system.sudo import invoking_user
 
-EXIT_CONFIG = 2
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -68,6 +66,8 @@ class AppContext:
     """`-g/--governor`: the CPU governor for this campaign, over the settings file's `governor`."""
     executor: str | None = None
     """`run --executor local|slurm`, over the settings file's `executor`."""
+    project: Path | None = None
+    """The checkout whose mutation.py runs (None for the installed command): where its .venv is."""
 
     def registry(self) -> Registry:
         if not self.registry_file.exists():
@@ -113,29 +113,15 @@ def global_options(function: F) -> F:
     return cast(F, wrapper)  # the wrapper takes the extra options click adds
 
 
-def fail_config(error: ConfigError) -> NoReturn:
-    """Print every issue to stderr and exit 2."""
-    count = len(error.issues)
-    click.echo(f"error: {count} problem{'s' if count != 1 else ''} found:", err=True)
-    tool = shlex.join(invocation())
-    for issue in error.issues:
-        # A command in a message (`mutation.py migrate ...`) is pasted as printed: spelt as this tool was started.
-        click.echo(f"  {issue}".replace("`mutation.py ", f"`{tool} "), err=True)
-    sys.exit(EXIT_CONFIG)
-
-
 def resolve_seed(settings: Settings) -> int:
     """The settings' seed, or a fresh one (recorded in plan.json and printed)."""
     return settings.seed if settings.seed is not None else secrets.randbelow(2**31)
 
 
 def load_and_plan(app: AppContext, settings_file: Path) -> tuple[Registry, Settings, Plan]:
-    """Registry, settings and plan, or exit 2 with every problem found."""
-    try:
-        registry = app.registry()
-        settings, plan = settings_and_plan(app, registry, settings_file)
-    except ConfigError as error:
-        fail_config(error)
+    """Registry, settings and plan; ConfigError with every problem found."""
+    registry = app.registry()
+    settings, plan = settings_and_plan(app, registry, settings_file)
     return registry, settings, plan
 
 

@@ -25,6 +25,7 @@ from rich.text import Text
 
 from energy_profiler.execution.runtime import Progress, WallClockEta, clock
 from energy_profiler.metrics import ESCAPES, TEXT_ESCAPES
+from energy_profiler.model.status import TrialStatus
 
 TAIL_LINES = 8
 TAIL_BYTES = 8192
@@ -106,7 +107,7 @@ class LiveProgress(Progress):
     def backgrounds_running(self, described: Callable[[], list[str]]) -> None:
         self.backgrounds = described
 
-    def trial_finished(self, status: str, duration_s: float, eta: WallClockEta) -> None:
+    def trial_finished(self, status: TrialStatus, duration_s: float, eta: WallClockEta) -> None:
         self.done += 1
         self.eta = eta
         self.attempt_started_at = None

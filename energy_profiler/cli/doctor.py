@@ -8,17 +8,14 @@ not start, so it can serve as a pre-flight check in scripts.
 from __future__ import annotations
 
 import shlex
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import click
 
 from energy_profiler.cli.context import (
-    EXIT_CONFIG,
     AppContext,
     energy_options,
-    fail_config,
     global_options,
     settings_and_plan,
     startable_issues,
@@ -26,7 +23,6 @@ from energy_profiler.cli.context import (
 from energy_profiler.cli.slurm_run import slurm_accepts
 from energy_profiler.cli.tables import fitted, format_table, terminal_width
 from energy_profiler.config.energy_settings import EnergySettings
-from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.executor import LOCAL, Executor, SlurmOptions
 from energy_profiler.energy.advice import advice
 from energy_profiler.energy.selection import (
@@ -37,6 +33,7 @@ from energy_profiler.energy.selection import (
     choose,
     probe,
 )
+from energy_profiler.errors import ExitCode, ended
 from energy_profiler.execution.slurm_jobs import SlurmError, describe_cluster
 
 REASON_INDENT = "    "
@@ -58,11 +55,8 @@ def doctor_command(settings_file: Path | None) -> None:
     executor: Executor = LOCAL
     cannot_start: list[str] = []
     if settings_file is not None:
-        try:
-            registry = app.registry()
-            loaded, plan = settings_and_plan(app, registry, settings_file)
-        except ConfigError as error:
-            fail_config(error)
+        registry = app.registry()
+        loaded, plan = settings_and_plan(app, registry, settings_file)
         settings, executor = loaded.energy, loaded.executor
         cannot_start = [str(issue) for issue in startable_issues(loaded, registry, plan)]
         if isinstance(executor, SlurmOptions):  # the check `run` makes before it writes anything
@@ -108,6 +102,6 @@ def doctor_command(settings_file: Path | None) -> None:
         click.echo("a campaign with these settings would not start:")
         for problem in problems:
             click.echo(fitted(f"  {problem}", width, REASON_INDENT))
-        sys.exit(EXIT_CONFIG)
+        raise ended(ExitCode.REFUSED)
     click.echo(f"a campaign would use: cpu={choice.cpu}, gpu={choice.gpu}")
 

@@ -7,9 +7,8 @@ from typing import Any
 
 import click
 
-from energy_profiler.cli.context import AppContext, fail_config, global_options
+from energy_profiler.cli.context import AppContext, global_options
 from energy_profiler.cli.tables import emit, format_option, format_table, terminal_width
-from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.hyperparams import HyperparameterSpec
 from energy_profiler.config.registry import Registry
 from energy_profiler.model.values import canonical_to_json, format_value
@@ -28,10 +27,7 @@ def list_command(output_format: str) -> None:
 
 
 def print_registry(app: AppContext, output_format: str = "table") -> None:
-    try:
-        registry = app.registry()
-    except ConfigError as error:
-        fail_config(error)
+    registry = app.registry()
     if output_format == "table":
         click.echo(registry_text(registry, terminal_width()))
     elif output_format == "json":

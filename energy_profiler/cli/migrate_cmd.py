@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from energy_profiler.cli.context import AppContext, checked_plan, fail_config, global_options, invocation
+from energy_profiler.cli.context import AppContext, checked_plan, global_options, invocation
 from energy_profiler.cli.tables import fitted, terminal_width
 from energy_profiler.config.errors import ConfigError, ConfigIssue, file_error
 from energy_profiler.config.json_file import read_json
@@ -51,14 +51,14 @@ def migrate_command() -> None:
 def migrate_project_command(older_project: Path, target: Path) -> None:
     """Convert OLDER_PROJECT into a project at TARGET that runs from there, with MIGRATION.md."""
     if not older_project.is_dir():
-        fail_config(file_error(str(older_project), "does not exist: give the folder of the older project (the one "
-                                                   "that holds mutation/ and settings/)"))
+        raise file_error(str(older_project), "does not exist: give the folder of the older project (the one "
+                                             "that holds mutation/ and settings/)")
     if not (older_project / OLDER_FILE).is_file():
-        fail_config(file_error(str(older_project), f"has no {OLDER_FILE}: give the folder of "
-                                             "the older project (the one that holds mutation/ and settings/)"))
+        raise file_error(str(older_project), f"has no {OLDER_FILE}: give the folder of "
+                                             "the older project (the one that holds mutation/ and settings/)")
     if target.exists() and any(target.iterdir()):
-        fail_config(file_error(str(target), "is not empty: give a new or empty folder, e.g. --to "
-                                            f"{shlex.quote(str(target) + '-2')} (migrate never overwrites)"))
+        raise file_error(str(target), "is not empty: give a new or empty folder, e.g. --to "
+                                      f"{shlex.quote(str(target) + '-2')} (migrate never overwrites)")
     if target.resolve().is_relative_to(older_project.resolve()):
         raise click.UsageError("the target lies inside the older project; migrate never writes there")
     target = target.resolve()
@@ -71,10 +71,7 @@ def migrate_project_command(older_project: Path, target: Path) -> None:
             registries.append(app.registry())
         return checked_plan(app, registries[0], settings_file)
 
-    try:
-        report = migrate_project(older_project, target, check)
-    except ConfigError as error:
-        fail_config(error)
+    report = migrate_project(older_project, target, check)
     tool = [word for word in invocation() if word != "sudo"]
     atomic_write_bytes(target / "MIGRATION.md", migration_text(older_project, report, tool).encode())
     width = terminal_width()  # sentences folded in a narrow terminal; whole lines in a pipe, for grep
@@ -96,10 +93,10 @@ def migrate_project_command(older_project: Path, target: Path) -> None:
                    f"[default: the folder above {OLDER_FILE.split('/')[0]}/].")
 def migrate_registry_command(older_file: Path, output: Path, older_project: Path | None) -> None:
     """Convert OLDER_FILE (the older tool's mutation/models_config.json) into a registry at OUTPUT."""
-    document = read_json_or_exit(older_file)
+    document = read_json(older_file)
     if not is_older_registry(document):
-        fail_config(file_error(str(older_file), "is not the older tool's registry (a top-level "
-                                             "'models' whose repositories have 'supported_hyperparams')"))
+        raise file_error(str(older_file), "is not the older tool's registry (a top-level "
+                                          "'models' whose repositories have 'supported_hyperparams')")
     project = (older_project or older_file.resolve().parent.parent).resolve()
     converted = convert_registry(document, project)
     if output.resolve() == older_file.resolve():
@@ -109,21 +106,14 @@ def migrate_registry_command(older_file: Path, output: Path, older_project: Path
     atomic_write_json(staged, converted.document)
     try:
         load_registry(staged)  # the checks every command will make: fail here, not later
-    except ConfigError as error:
+    except ConfigError:
         staged.unlink()
-        fail_config(error)
+        raise
     staged.replace(output)
     repositories = len(converted.document["repositories"])
     click.echo(f"{output}: {repositories} repositories from {older_file}")
     for note in converted.notes:
         click.echo(f"  note: {note}")
-
-
-def read_json_or_exit(path: Path) -> object:
-    try:
-        return read_json(path)
-    except ConfigError as error:
-        fail_config(error)
 
 
 @migrate_command.command("settings")
@@ -137,23 +127,22 @@ def migrate_settings_command(older_files: tuple[Path, ...], folder: Path, older_
     """Convert OLDER_FILES (older settings) into FOLDER, each meaning what the older runner did with it."""
     taken = [folder / older_file.name for older_file in older_files if (folder / older_file.name).exists()]
     if taken:  # a converted project's file holds its dedup history and lowered runs: never replaced
-        fail_config(ConfigError([ConfigIssue(str(path), (), "exists already: migrate never overwrites; give another "
-                                                            "-o folder", whole_file=True) for path in taken]))
+        raise ConfigError([ConfigIssue(str(path), (), "exists already: migrate never overwrites; give another "
+                                                      "-o folder", whole_file=True) for path in taken])
     registries: dict[Path, object] = {}  # files of one older project share its registry: read it once
     for older_file in older_files:
         registry_file = older_registry or _older_registry_above(older_file)
         if registry_file not in registries:
-            registries[registry_file] = read_json_or_exit(registry_file)
+            registries[registry_file] = read_json(registry_file)
         registry_document = registries[registry_file]
         if not is_older_registry(registry_document):
-            fail_config(file_error(str(registry_file), "is not the older tool's registry"))
+            raise file_error(str(registry_file), "is not the older tool's registry")
         try:
             document, repeated = read_as_the_older_tool(older_file)
         except (OSError, ValueError) as error:
-            fail_config(file_error(str(older_file), f"cannot be read as the older runner "
-                                                 f"read it: {error}"))
+            raise file_error(str(older_file), f"cannot be read as the older runner read it: {error}") from None
         if not isinstance(document, dict | list):
-            fail_config(file_error(str(older_file), "is not a settings object"))
+            raise file_error(str(older_file), "is not a settings object")
         converted = convert_settings(document, registry_document, older_file.name)
         if converted.document.get("_use_deduplication"):
             converted.warn("use_deduplication: dedup is off here; convert the tables with `migrate history` and set "
@@ -180,15 +169,12 @@ def migrate_history_command(older_tables: tuple[Path, ...], folder: Path) -> Non
     The registry (--registry, a converted one) says each model's hyperparameters and defaults.
     """
     app = click.get_current_context().ensure_object(AppContext)
-    try:
-        registry = app.registry()
-    except ConfigError as error:
-        fail_config(error)
+    registry = app.registry()
     for table_file in older_tables:
         try:
             table = convert_table(table_file, registry)
         except ValueError as error:
-            fail_config(file_error(str(table_file), f"is {error}"))
+            raise file_error(str(table_file), f"is {error}") from None
         destination = folder / table_file.name
         make_dirs(folder)
         atomic_write_bytes(destination, table.text().encode())
@@ -201,5 +187,5 @@ def _older_registry_above(path: Path) -> Path:
     for folder in path.resolve().parents:
         if (folder / OLDER_FILE).is_file():
             return folder / OLDER_FILE
-    fail_config(file_error(str(path), f"no {OLDER_FILE} in any folder above it: give "
-                                         "--older-registry"))
+    raise file_error(str(path), f"no {OLDER_FILE} in any folder above it: give "
+                                "--older-registry")

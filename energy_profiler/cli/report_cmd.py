@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from energy_profiler.cli.context import EXIT_CONFIG, AppContext, global_options
+from energy_profiler.cli.context import AppContext, global_options
 from energy_profiler.cli.tables import emit, fitted, format_option, terminal_width
 from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.registry import Registry
@@ -36,17 +35,13 @@ def report_command(inputs: tuple[Path, ...], *, output: Path | None, metric: str
                    traces: tuple[str, ...], no_plots: bool, output_format: str) -> None:
     """Summarise run folders, results folders or summary CSVs: statistics, correlations, plots."""
     # pandas and matplotlib take half a second to import: only this command pays for them.
-    from energy_profiler.report import ReportInputError, build  # noqa: PLC0415
+    from energy_profiler.report import build  # noqa: PLC0415
 
     app = click.get_current_context().ensure_object(AppContext)
     folder = output if output is not None else _default_output(inputs[0])
-    try:
-        registry = _registry(app)
-        report = build(inputs, folder, metric=metric, traces=traces, energy=energy, kind_of=_kinds(registry),
-                       metric_order=_metric_order(registry), plots_wanted=not no_plots)
-    except ReportInputError as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(EXIT_CONFIG)
+    registry = _registry(app)
+    report = build(inputs, folder, metric=metric, traces=traces, energy=energy, kind_of=_kinds(registry),
+                   metric_order=_metric_order(registry), plots_wanted=not no_plots)  # ReportInputError: exit 2
     tables = report.tables
     if output_format != "table":  # one table for a script: the per-group statistics
         emit(tables.headers("groups"), tables.groups, output_format)

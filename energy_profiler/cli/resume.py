@@ -11,26 +11,23 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, NoReturn, Protocol
+from typing import Any, Protocol
 
 import click
 
 from energy_profiler.cli.context import (
     ENERGY_FLAGS,
-    EXIT_CONFIG,
     REGISTRY_VARIABLE,
     AppContext,
     energy_arguments,
-    fail_config,
     invocation,
     option_text,
 )
-from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.registry import Registry
 from energy_profiler.config.settings import Settings, settings_from_document
+from energy_profiler.errors import ToolExit
 from energy_profiler.planning.plan import Plan
 from energy_profiler.results.rundir import latest_run_of, named_run_dir
 
@@ -146,11 +143,8 @@ def resume_run(app: AppContext, settings_file: Path, run_dir_text: str | None, *
     _check_experiment_name(settings_file, run_dir, plan_document)
     options = _options_to_resume_with(app, run_dir, plan_document, override=override)
     copy = run_dir / "settings.json"
-    try:
-        registry = app.registry()
-        settings = settings_from_document(json.loads(copy.read_text()), copy, registry)
-    except ConfigError as error:
-        fail_config(error)
+    registry = app.registry()
+    settings = settings_from_document(json.loads(copy.read_text()), copy, registry)
     if settings_file.is_file() and settings_file.read_bytes() != copy.read_bytes():
         click.echo(f"warning: {settings_file} changed since {run_dir.name} began; its own copy is what resumes",
                    err=True)
@@ -159,29 +153,24 @@ def resume_run(app: AppContext, settings_file: Path, run_dir_text: str | None, *
             options=options)
 
 
-def _fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(EXIT_CONFIG)
-
-
 def _run_dir_to_resume(app: AppContext, settings_file: Path, run_dir_text: str | None) -> Path:
     if run_dir_text:
         run_dir = named_run_dir(app.results_dir, run_dir_text)
         if run_dir is None:
-            _fail(f"{run_dir_text}: no such run folder (looked for it as a path and in {app.results_dir})")
+            raise ToolExit(f"{run_dir_text}: no such run folder (looked for it as a path and in {app.results_dir})")
     else:
         found = latest_run_of(app.results_dir, settings_file)
         if found is None:
-            _fail(f"nothing to resume: no run folder made from {settings_file} in {app.results_dir}")
+            raise ToolExit(f"nothing to resume: no run folder made from {settings_file} in {app.results_dir}")
         run_dir = found
     if any(run_dir.glob("run_*/plan.json")):
         latest = latest_run_of(run_dir, settings_file)
         example = f"; the latest made from {settings_file} is {latest}" if latest else ""
-        _fail(f"{run_dir} is a results folder (it holds run folders), not a run folder: give one of its run_* "
-              f"folders to --resume{example}")
+        raise ToolExit(f"{run_dir} is a results folder (it holds run folders), not a run folder: give one of its "
+                       f"run_* folders to --resume{example}")
     if not (run_dir / "plan.json").is_file():
-        _fail(f"{run_dir} has no plan.json: its campaign was stopped before the plan was written, so no trial ran "
-              f"in it. Remove that folder and run {settings_file} again.")
+        raise ToolExit(f"{run_dir} has no plan.json: its campaign was stopped before the plan was written, so no "
+                       f"trial ran in it. Remove that folder and run {settings_file} again.")
     return run_dir.absolute()
 
 
@@ -197,31 +186,29 @@ def _check_experiment_name(settings_file: Path, run_dir: Path, plan_document: di
         return  # unreadable now: the run folder's own copy is what resumes, and it is valid
     started = plan_document.get("experiment_name")
     if isinstance(name, str) and started is not None and name != started:
-        _fail(f"{settings_file}: experiment_name is {name!r}, but {run_dir} is a run of {started!r}: give the "
-              f"settings file it was made from (its copy is {run_dir / 'settings.json'})")
+        raise ToolExit(f"{settings_file}: experiment_name is {name!r}, but {run_dir} is a run of {started!r}: give "
+                       f"the settings file it was made from (its copy is {run_dir / 'settings.json'})")
 
 
 def _options_to_resume_with(app: AppContext, run_dir: Path, plan_document: dict[str, Any], *,
                             override: bool) -> RunOptions:
-    """The run folder's options, with this command's over them when `override`; exit 2 on a
-    difference without it. A folder from before options were recorded takes this command's."""
+    """The run folder's options, with this command's over them when `override`; ToolExit (exit 2) on
+    a difference without it. A folder from before options were recorded takes this command's."""
     given = _given(app)
     if OPTIONS_KEY not in plan_document:
         return RunOptions.of(app)
     recorded = RunOptions.from_json(plan_document[OPTIONS_KEY])
     changed = differences(recorded, given)
     if changed and not override:
-        click.echo(f"error: {run_dir} started with other options than this command gives; a resume keeps its "
-                   "campaign's options, so that one summary.csv is measured one way:", err=True)
-        for line in changed:
-            click.echo(f"  {line}", err=True)
-        click.echo("leave these options out to resume as it started, or add --override-options to change them "
-                   "from the next trial on (each row names its method)", err=True)
-        sys.exit(EXIT_CONFIG)
+        raise ToolExit(f"{run_dir} started with other options than this command gives; a resume keeps its "
+                       "campaign's options, so that one summary.csv is measured one way:",
+                       details=[*(f"  {line}" for line in changed),
+                                "leave these options out to resume as it started, or add --override-options to "
+                                "change them from the next trial on (each row names its method)"])
     options = merged(recorded, given)
     if options.registry is not None and not Path(options.registry).is_file():
-        _fail(f"{run_dir} was started with the registry {options.registry}, which is not there now: name the one "
-              "to use with --registry FILE --override-options")
+        raise ToolExit(f"{run_dir} was started with the registry {options.registry}, which is not there now: name "
+                       "the one to use with --registry FILE --override-options")
     apply(app, options)
     return options
 

@@ -15,10 +15,8 @@ from rich.console import Console
 from energy_profiler.cli.closing import print_outcome
 from energy_profiler.cli.context import (
     ENERGY_FLAGS,
-    EXIT_CONFIG,
     AppContext,
     energy_options,
-    fail_config,
     global_options,
     invocation,
     load_and_plan,
@@ -36,12 +34,13 @@ from energy_profiler.config.settings import Settings, settings_from_document
 from energy_profiler.energy.perf import PerfSpare
 from energy_profiler.energy.recorder import EnergyPlan
 from energy_profiler.energy.selection import EnergySetupError, Hardware, choose
+from energy_profiler.errors import ExitCode, ToolExit
 from energy_profiler.execution.runtime import Output, StopRequest
 from energy_profiler.execution.session import run_session
 from energy_profiler.fs import NO_ROOM
 from energy_profiler.planning.plan import Plan, build_plan
 from energy_profiler.results.global_table import GLOBAL_TABLE, foreign_table
-from energy_profiler.results.rundir import RunDirBusy, run_dirs
+from energy_profiler.results.rundir import run_dirs
 from energy_profiler.system import governor
 
 
@@ -89,12 +88,9 @@ def run_ad_hoc(app: AppContext, *, repo: str, model: str, mutate: str, runs: int
     }
     if seed is not None:
         document["seed"] = seed
-    try:
-        registry = app.registry()
-        settings = settings_from_document(document, Path("<command line>"), registry)
-        plan = build_plan(settings, registry, resolve_seed(settings))
-    except ConfigError as error:
-        fail_config(error)
+    registry = app.registry()
+    settings = settings_from_document(document, Path("<command line>"), registry)
+    plan = build_plan(settings, registry, resolve_seed(settings))
     execute(app, registry, settings, plan, settings_bytes=None)
 
 
@@ -111,8 +107,7 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
     # A resumed run writes its rows to the results folder it is in, whatever --results-dir says now.
     results_root = resume_dir.parent if resume_dir is not None else app.results_dir
     if foreign := foreign_table(results_root / GLOBAL_TABLE):  # before anything is started or written
-        click.echo(f"error: {foreign}", err=True)
-        sys.exit(EXIT_CONFIG)
+        raise ToolExit(foreign)
     executor = settings.executor if app.executor is None else LOCAL if app.executor == LOCAL else \
         settings.executor if isinstance(settings.executor, SlurmOptions) else SlurmOptions()
     if isinstance(executor, SlurmOptions):  # the nodes prepare themselves: governor and energy are theirs
@@ -123,9 +118,8 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
                          results_root=results_root)
         return
     if app.detach:
-        click.echo(f"error: {settings.file}: --detach is for the Slurm executor (a local campaign runs in this "
-                   "process: run it in tmux or screen)", err=True)
-        sys.exit(EXIT_CONFIG)
+        raise ToolExit(f"{settings.file}: --detach is for the Slurm executor (a local campaign runs in this "
+                       "process: run it in tmux or screen)")
     if app.governor is not None:
         settings = replace(settings, governor=app.governor)
     if settings.governor is not None:
@@ -135,8 +129,7 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
             given = f"-g/--governor {app.governor}" if app.governor is not None else f"{settings.file}: governor"
             fix = ("" if app.governor is not None else
                    "; to run with the governor as it is, remove \"governor\" from the settings file")
-            click.echo(f"error: {given}: {error}{fix}", err=True)
-            sys.exit(EXIT_CONFIG)
+            raise governor.GovernorError(f"{given}: {error}{fix}") from None
     _check_startable(settings, registry, plan)
     energy = energy_plan(replace(settings.energy, **app.energy_overrides), settings.file, app.energy_overrides)
     stop = StopRequest()
@@ -147,9 +140,6 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
             result = run_session(settings, registry, plan, results_root=results_root, output=output, stop=stop,
                                  settings_bytes=settings_bytes, energy=energy, resume_dir=resume_dir,
                                  options=options.to_json(), notes=options_notes(options, resume_dir))
-        except RunDirBusy as error:
-            click.echo(f"error: {error}", err=True)
-            sys.exit(EXIT_CONFIG)
         except OSError as error:
             if error.errno not in NO_ROOM:
                 raise
@@ -159,12 +149,12 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
             run_dir = resume_dir or (made[-1] if made else None)
             resume = resume_hint(settings_file, run_dir, options) if run_dir else \
                 shlex.join([*invocation(), "run", str(settings_file)])
-            click.echo(f"error: {full}: {error.strerror}: the campaign stopped. The trials recorded so far are "
-                       f"intact; free space (or make the folder writable), then continue with:\n{resume}", err=True)
-            sys.exit(1)
+            raise ToolExit(f"{full}: {error.strerror}: the campaign stopped. The trials recorded so far are intact; "
+                           "free space (or make the folder writable), then continue with:", details=[resume],
+                           exit_code=ExitCode.FAILED) from None
         except governor.GovernorError as error:  # checked above, yet refused now: every CPU was restored
-            click.echo(f"error: {error} (every CPU's previous governor was written back)", err=True)
-            sys.exit(1)
+            raise ToolExit(f"{error} (every CPU's previous governor was written back)",
+                           exit_code=ExitCode.FAILED) from None
         finally:
             output.progress.close()
     print_outcome(result, registry, resume_hint(settings_file, result.run_dir, options))
@@ -173,7 +163,7 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
 def _check_startable(settings: Settings, registry: Registry, plan: Plan) -> None:
     """Exit 2, before anything is written, when a training of the plan could not even be started."""
     if issues := startable_issues(settings, registry, plan):
-        fail_config(ConfigError(issues))
+        raise ConfigError(issues)
 
 
 def _output(app: AppContext) -> Output:
@@ -199,9 +189,7 @@ def energy_plan(settings: EnergySettings, source: Path, given: Mapping[str, Any]
     try:
         choice = choose(settings, hardware)
     except EnergySetupError as error:
-        for problem in error.problems:
-            click.echo(f"error: {_energy_problem_source(problem, source, given or {})}", err=True)
-        sys.exit(EXIT_CONFIG)
+        raise ToolExit(*(_energy_problem_source(problem, source, given or {}) for problem in error.problems)) from None
     spare = PerfSpare(hardware.perf, hardware.perf_events) if choice.cpu == "perf" else None
     return EnergyPlan(choice=choice, settings=settings, hardware=hardware, perf_spare=spare)
 

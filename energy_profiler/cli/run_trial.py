@@ -8,19 +8,18 @@ the job ran; the record says how the training went.
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import click
 
-from energy_profiler.cli.context import EXIT_CONFIG, AppContext, energy_options, fail_config, global_options
+from energy_profiler.cli.context import AppContext, energy_options, global_options
 from energy_profiler.cli.display import timestamped
 from energy_profiler.cli.run import energy_plan
 from energy_profiler.cli.signals import stop_on_signals
-from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.settings import settings_from_document
-from energy_profiler.execution.node_trial import UnknownTrial, run_planned_trial
+from energy_profiler.errors import ToolExit, ended, signalled
+from energy_profiler.execution.node_trial import run_planned_trial
 from energy_profiler.execution.runtime import Output, StopRequest
 
 
@@ -36,14 +35,10 @@ def run_trial_command(run_dir: Path, trial: str) -> None:
     """
     app = click.get_current_context().ensure_object(AppContext)
     if not (run_dir / "plan.json").is_file():
-        click.echo(f"error: {run_dir} has no plan.json: not a run folder", err=True)
-        sys.exit(EXIT_CONFIG)
-    try:
-        registry = app.registry()
-        copy = run_dir / "settings.json"
-        settings = settings_from_document(json.loads(copy.read_text()), copy, registry)
-    except ConfigError as error:
-        fail_config(error)
+        raise ToolExit(f"{run_dir} has no plan.json: not a run folder")
+    registry = app.registry()
+    copy = run_dir / "settings.json"
+    settings = settings_from_document(json.loads(copy.read_text()), copy, registry)
     if app.governor is not None:
         settings = replace(settings, governor=app.governor)
     settings = replace(settings, energy=replace(settings.energy, **app.energy_overrides))
@@ -51,10 +46,7 @@ def run_trial_command(run_dir: Path, trial: str) -> None:
     say = timestamped(click.echo)
     stop = StopRequest()
     with stop_on_signals(stop):  # scancel sends SIGTERM: the trial is ended and recorded as interrupted
-        try:
-            run_planned_trial(run_dir, trial, registry, settings, output=Output(say=say, detail=say, training=None),
-                              stop=stop, energy=energy)
-        except UnknownTrial as error:
-            click.echo(f"error: {error}", err=True)
-            sys.exit(EXIT_CONFIG)
-    sys.exit(128 + stop.first_signal if stop.first_signal is not None else 0)
+        run_planned_trial(run_dir, trial, registry, settings, output=Output(say=say, detail=say, training=None),
+                          stop=stop, energy=energy)
+    if stop.first_signal is not None:
+        raise ended(signalled(stop.first_signal))

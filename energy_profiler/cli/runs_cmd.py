@@ -15,6 +15,7 @@ import click
 
 from energy_profiler.cli.context import AppContext, global_options
 from energy_profiler.cli.tables import emit, format_option
+from energy_profiler.model.status import TrialStatus
 from energy_profiler.results.rundir import is_running, run_dirs
 
 HEADERS = ["run", "state", "trials", "recorded", "success", "to_run", "experiment", "size_mib", "started_utc"]
@@ -51,9 +52,9 @@ def _row(folder: Path) -> list[object]:
     except (OSError, ValueError, KeyError, TypeError):
         return [folder.name, "unreadable", None, None, None, None, None, _size_mib(folder), None]
     statuses = Counter(status for name in planned if (status := _status(folder / name)) is not None)
-    final = sum(count for status, count in statuses.items() if status != "interrupted")
+    final = sum(count for status, count in statuses.items() if status != TrialStatus.INTERRUPTED)
     state = "running" if is_running(folder) else "finished" if final == len(planned) else "incomplete"
-    return [folder.name, state, len(planned), sum(statuses.values()), statuses.get("success", 0),
+    return [folder.name, state, len(planned), sum(statuses.values()), statuses.get(TrialStatus.SUCCESS, 0),
             len(planned) - final, plan.get("experiment_name"), _size_mib(folder),
             plan.get("created_utc", "")[:19] or None]
 

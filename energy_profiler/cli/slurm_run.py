@@ -10,20 +10,20 @@ import click
 
 import energy_profiler
 from energy_profiler.cli.closing import print_outcome
-from energy_profiler.cli.context import EXIT_CONFIG, AppContext, energy_arguments, invocation
+from energy_profiler.cli.context import AppContext, energy_arguments, invocation
 from energy_profiler.cli.display import timestamped
 from energy_profiler.cli.resume import RunOptions, options_notes, resume_hint
 from energy_profiler.cli.signals import stop_on_signals
 from energy_profiler.config.executor import SlurmOptions
 from energy_profiler.config.registry import Registry
 from energy_profiler.config.settings import Settings
+from energy_profiler.errors import ended, signalled
 from energy_profiler.execution.runtime import Output, StopRequest
 from energy_profiler.execution.slurm import fits_one_array, run_slurm_session
 from energy_profiler.execution.slurm_check import check_shared_files
 from energy_profiler.execution.slurm_jobs import SlurmError, SlurmTools, check_options, max_array_size
 from energy_profiler.planning.plan import Plan, Trial
 from energy_profiler.results.global_table import GLOBAL_TABLE
-from energy_profiler.results.rundir import RunDirBusy
 from energy_profiler.system.host import TOOL_ROOT
 
 
@@ -66,8 +66,7 @@ def execute_on_slurm(app: AppContext, registry: Registry, settings: Settings, pl
                              f"do not fit this cluster's MaxArraySize ({limit}): run it attached "
                              "(the submitter then keeps to max_parallel), or split the campaign")
     except SlurmError as error:
-        click.echo(f"error: {settings.file}: executor slurm: {error}", err=True)
-        sys.exit(EXIT_CONFIG)
+        raise SlurmError(f"{settings.file}: executor slurm: {error}") from None
     registry_file, results = app.registry_file.resolve(), results_root.resolve()
 
     # The submitter's command-line overrides reach each job as options of its run-trial line.
@@ -86,22 +85,17 @@ def execute_on_slurm(app: AppContext, registry: Registry, settings: Settings, pl
         if options.shared_check_s > 0 and resume_dir is None:
             _check_shared_files(tools, options, settings, results=results, stop=stop,
                                 needed=[("the registry", registry_file), *tool_files()])
-        try:
-            result = run_slurm_session(settings, registry, plan, options=options, command_for=command_for,
-                                       results_root=results, output=output, stop=stop,
-                                       settings_bytes=settings_bytes, resume_dir=resume_dir, tools=tools,
-                                       detach=detach, run_options=run_options.to_json(),
-                                       notes=options_notes(run_options, resume_dir))
-        except (SlurmError, RunDirBusy) as error:
-            click.echo(f"error: {error}", err=True)
-            sys.exit(EXIT_CONFIG)
+        result = run_slurm_session(settings, registry, plan, options=options, command_for=command_for,
+                                   results_root=results, output=output, stop=stop, settings_bytes=settings_bytes,
+                                   resume_dir=resume_dir, tools=tools, detach=detach,
+                                   run_options=run_options.to_json(), notes=options_notes(run_options, resume_dir))
     resume_line = resume_hint(settings_file, result.run_dir, run_options)
     if detach and result.stopped_by is None:
         click.echo(f"detached: the jobs run without this process. What they do:\n"
                    f"{shlex.join([*invocation(), 'status', str(result.run_dir)])}\n"
                    f"their rows (in summary.csv and {GLOBAL_TABLE}), once they have ended or to follow them:\n"
                    f"{resume_line}")
-        sys.exit(0)
+        return
     print_outcome(result, registry, resume_line)
 
 
@@ -112,10 +106,9 @@ def _check_shared_files(tools: SlurmTools, options: SlurmOptions, settings: Sett
     try:
         warning = check_shared_files(tools, options, results, needed, stop)
     except SlurmError as error:
-        click.echo(f"error: {settings.file}: executor slurm: {error}", err=True)
-        sys.exit(EXIT_CONFIG)
+        raise SlurmError(f"{settings.file}: executor slurm: {error}") from None
     if stop.first_signal is not None:
         click.echo("stopped before anything was submitted", err=True)
-        sys.exit(128 + stop.first_signal)
+        raise ended(signalled(stop.first_signal))
     if warning:
         click.echo(f"warning: {warning}", err=True)

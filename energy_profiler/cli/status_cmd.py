@@ -10,15 +10,16 @@ from __future__ import annotations
 import csv
 import json
 import shlex
-import sys
 from collections import Counter
 from pathlib import Path
 
 import click
 
-from energy_profiler.cli.context import EXIT_CONFIG, AppContext, global_options, invocation
+from energy_profiler.cli.context import AppContext, global_options, invocation
 from energy_profiler.cli.tables import emit, format_option
+from energy_profiler.errors import ToolExit
 from energy_profiler.execution.slurm_jobs import JobState, SlurmError, SlurmTools, job_states, read_jobs
+from energy_profiler.model.status import TrialStatus
 from energy_profiler.planning.plan import Plan
 from energy_profiler.results.rundir import is_running, named_run_dir, run_dirs
 
@@ -41,8 +42,7 @@ def status_command(run_dir: str | None, output_format: str) -> None:
         plan_document = json.loads((folder / "plan.json").read_text())
         plan = Plan.from_json(plan_document)
     except (OSError, ValueError, KeyError) as error:
-        click.echo(f"error: {folder}: not a run folder with a readable plan.json ({error})", err=True)
-        sys.exit(EXIT_CONFIG)
+        raise ToolExit(f"{folder}: not a run folder with a readable plan.json ({error})") from None
     jobs = read_jobs(folder)
     states, unreachable = _states(jobs)
     in_summary = _summary_trials(folder / "summary.csv")
@@ -60,7 +60,7 @@ def status_command(run_dir: str | None, output_format: str) -> None:
     if output_format != "table":
         return
     statuses = Counter(str(row[1]) for row in rows if row[1] is not None)
-    final = sum(count for status, count in statuses.items() if status != "interrupted")
+    final = sum(count for status, count in statuses.items() if status != TrialStatus.INTERRUPTED)
     active = Counter(str(row[4]).lower() for row in rows if jobs and row[4] in ("PENDING", "RUNNING", "COMPLETING"))
     tally = ", ".join(f"{count} {status}" for status, count in statuses.items())
     click.echo(f"{len(plan.trials)} trials: {sum(statuses.values())} recorded ({tally or 'none yet'}), "
@@ -68,7 +68,7 @@ def status_command(run_dir: str | None, output_format: str) -> None:
                + "".join(f", {count} {state}" for state, count in sorted(active.items())))
     if unreachable:
         click.echo(f"Slurm: {unreachable}")
-    missing_rows = any(row[1] not in (None, "interrupted") and row[2] == "no" for row in rows)
+    missing_rows = any(row[1] not in (None, TrialStatus.INTERRUPTED) and row[2] == "no" for row in rows)
     if is_running(folder):  # a resume would be refused: the folder is in use
         click.echo("a campaign is running in this folder now (its lock is held): it writes the rows itself, and "
                    "its closing lines say how to continue if it is stopped")
@@ -83,14 +83,11 @@ def _run_dir(app: AppContext, text: str | None) -> Path:
     if text is None:
         folders = run_dirs(app.results_dir)
         if not folders:
-            click.echo(f"error: no run folder in {app.results_dir} (name one, or the results folder with "
-                       "--results-dir)", err=True)
-            sys.exit(EXIT_CONFIG)
+            raise ToolExit(f"no run folder in {app.results_dir} (name one, or the results folder with --results-dir)")
         return folders[-1]
     folder = named_run_dir(app.results_dir, text)
     if folder is None:
-        click.echo(f"error: {text}: no such run folder (looked for it as a path and in {app.results_dir})", err=True)
-        sys.exit(EXIT_CONFIG)
+        raise ToolExit(f"{text}: no such run folder (looked for it as a path and in {app.results_dir})")
     return folder
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from energy_profiler.cli.context import AppContext, checked_plan, fail_config, global_options
+from energy_profiler.cli.context import AppContext, checked_plan, global_options
 from energy_profiler.config.errors import ConfigError
 
 
@@ -16,10 +16,7 @@ from energy_profiler.config.errors import ConfigError
 def validate_command(settings_files: tuple[Path, ...]) -> None:
     """Check SETTINGS_FILES; print every problem of every file. Exit 0 if all are valid, else 2."""
     app = click.get_current_context().ensure_object(AppContext)
-    try:
-        registry = app.registry()
-    except ConfigError as error:
-        fail_config(error)
+    registry = app.registry()
     issues = []
     for settings_file in settings_files:
         plan, problems = checked_plan(app, registry, settings_file)  # what `run` would refuse
@@ -28,4 +25,4 @@ def validate_command(settings_files: tuple[Path, ...]) -> None:
             continue
         click.echo(f"ok: {settings_file} ({len(plan.trials)} trials)")
     if issues:
-        fail_config(ConfigError(issues))  # the one error format every command uses
+        raise ConfigError(issues)  # the one error format every command uses

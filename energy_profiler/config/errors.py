@@ -8,6 +8,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from energy_profiler.errors import ToolExit
+
 JsonPath = Sequence[str | int]
 
 
@@ -84,14 +86,18 @@ class ConfigIssue:
         return f"{self.file}: {format_path(self.path)}: {self.message}"
 
 
-class ConfigError(Exception):
-    """A settings file or registry that cannot be used; carries every issue found."""
+class ConfigError(ToolExit):
+    """A settings file or registry that cannot be used; carries every issue found (exit 2)."""
 
     def __init__(self, issues: Sequence[ConfigIssue]):
         if not issues:
             raise ValueError("ConfigError needs at least one issue")
         self.issues = list(issues)
-        super().__init__("\n".join(str(issue) for issue in self.issues))
+        super().__init__(*(str(issue) for issue in self.issues))
+
+    def lines(self) -> list[str]:
+        count = len(self.issues)
+        return [f"error: {count} problem{'s' if count != 1 else ''} found:", *(f"  {issue}" for issue in self.issues)]
 
 
 def file_error(file: str, message: str) -> ConfigError:

@@ -17,6 +17,7 @@ from energy_profiler.energy import cpu_tdp, estimate, nvidia_smi, nvml, rapl
 from energy_profiler.energy import perf as perf_backend
 from energy_profiler.energy.base import Availability, Kind, Monitor
 from energy_profiler.energy.samples import SampleSink
+from energy_profiler.errors import ToolExit
 
 CPU_CHAIN = ("rapl", "perf", "estimate")
 GPU_CHAIN = ("nvml", "nvidia_smi")
@@ -96,13 +97,13 @@ class Choice:
         return ", ".join(words) or f"energy.{kind} is 'none'"
 
 
-class EnergySetupError(Exception):
-    """An explicitly chosen backend is unavailable, or a required measurement would be missing."""
+class EnergySetupError(ToolExit):
+    """An explicitly chosen backend is unavailable, or a required measurement would be missing (exit 2)."""
 
     def __init__(self, problems: Sequence[str], choice: Choice):
         self.problems = list(problems)
         self.choice = choice
-        super().__init__("; ".join(problems))
+        super().__init__(*problems)
 
 
 def choose(settings: EnergySettings, hardware: Hardware) -> Choice:

@@ -22,19 +22,22 @@ from energy_profiler.config.executor import SlurmOptions
 from energy_profiler.config.registry import Registry
 from energy_profiler.config.settings import Settings
 from energy_profiler.energy.recorder import EnergyPlan, gpu_host_facts
+from energy_profiler.errors import ToolExit
+from energy_profiler.execution.machine import prepare_machine
+from energy_profiler.execution.run_folder import earlier_attempts, next_attempt
 from energy_profiler.execution.runtime import Output, StopRequest, signal_name
-from energy_profiler.execution.session import earlier_attempts, next_attempt, prepare_machine
 from energy_profiler.execution.sinks import ExperimentFile
 from energy_profiler.execution.trial import run_trial
 from energy_profiler.model.record import Record
+from energy_profiler.model.status import TrialStatus
 from energy_profiler.planning.plan import Plan
 from energy_profiler.results.rundir import SessionLog, run_dir_lock
 from energy_profiler.system import governor
 from energy_profiler.system.host import host_facts
 
 
-class UnknownTrial(Exception):
-    """The run folder's plan has no trial of that name."""
+class UnknownTrial(ToolExit):
+    """The run folder's plan has no trial of that name (exit 2)."""
 
 
 def node_ledger_root() -> Path:
@@ -70,9 +73,9 @@ def cancelled(record: Record, stop: StopRequest) -> Record:
     as `failed`, a resume would keep it as an outcome instead of running the trial again. The
     submitter turns a time limit's `interrupted` into `timeout` (Slurm's state says which it was).
     """
-    if stop.first_signal is None or record.status in ("success", "interrupted"):
+    if stop.first_signal is None or record.status in (TrialStatus.SUCCESS, TrialStatus.INTERRUPTED):
         return record
-    return replace(record, status="interrupted",
+    return replace(record, status=TrialStatus.INTERRUPTED,
                    status_reason=f"the job was stopped ({signal_name(stop.first_signal)} to this trial's process); "
                                  "the training: "
                                  f"{record.status_reason}")

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from energy_profiler.model.status import TrialStatus
 from energy_profiler.process.training import ByteSink
 
 POLL_S = 0.1
@@ -128,7 +129,7 @@ class Progress:
     def backgrounds_running(self, described: Callable[[], list[str]]) -> None:
         """Background loops run beside the attempt; `described()` says what each has done so far."""
 
-    def trial_finished(self, status: str, duration_s: float, eta: WallClockEta) -> None:
+    def trial_finished(self, status: TrialStatus, duration_s: float, eta: WallClockEta) -> None:
         """A trial has its record; `eta` says how long the rest will take."""
 
     def cooldown(self, seconds: float) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from energy_profiler.config.executor import SlurmOptions
+from energy_profiler.errors import ToolExit
 from energy_profiler.fs import atomic_write_bytes, make_dirs
 from energy_profiler.planning.plan import Trial
 
@@ -34,8 +35,8 @@ ACTIVE_STATES = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED",
                  "SIGNALING", "STAGE_OUT", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD"}
 
 
-class SlurmError(Exception):
-    """Slurm refused or could not be asked; the message says which command and why."""
+class SlurmError(ToolExit):
+    """Slurm refused or could not be asked; the message says which command and why (exit 2)."""
 
 
 @dataclass(frozen=True)

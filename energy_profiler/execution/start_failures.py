@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from energy_profiler.model.record import START_FAILURE_S, Record
+from energy_profiler.model.status import TrialStatus
 
 
 class StartFailures:
@@ -16,7 +17,7 @@ class StartFailures:
 
     def count(self, record: Record) -> bool:
         """Take the next trial's record; whether the limit is reached."""
-        quick = record.status == "failed" and record.duration_s < START_FAILURE_S
+        quick = record.status == TrialStatus.FAILED and record.duration_s < START_FAILURE_S
         if not quick:
             self.reason, self.in_a_row = None, 0
         elif record.status_reason == self.reason:

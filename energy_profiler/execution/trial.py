@@ -30,15 +30,13 @@ from energy_profiler.execution.runtime import Output, StopRequest, signal_name, 
 from energy_profiler.metrics import LogFindings, log_contains, quoted_line, scan_log
 from energy_profiler.model.energy_fields import EnergyFields
 from energy_profiler.model.record import Attempt, BackgroundResult, Record
+from energy_profiler.model.status import NOT_RETRIED, TrialStatus
 from energy_profiler.planning.placeholders import WorkloadDirs
 from energy_profiler.planning.plan import Trial
 from energy_profiler.process.background import OOM_MARKER, Backgrounds
 from energy_profiler.process.training import ProcessOutcome, run_training
 from energy_profiler.system.host import git_state
 from energy_profiler.system.sudo import InvokingUser
-
-NOT_RETRIED = ("success", "interrupted", "skipped_memory")
-"""Every other status (failed, timeout, metrics_missing, oom, energy_missing, background_failed) is retried."""
 
 
 @dataclass
@@ -116,7 +114,7 @@ def _attempt(trial: Trial, number: int, *, settings: Settings, model: ModelSpec,
         why = f"not enough free GPU memory: {shortfall}"
         output.say(f"[{trial.index}] skipped: {why}")
         return _AttemptResult(
-            Attempt(number, "skipped_memory", why, None, now, now, 0.0, "", wall_s=0.0),
+            Attempt(number, TrialStatus.SKIPPED_MEMORY, why, None, now, now, 0.0, "", wall_s=0.0),
             energy=EnergyFields(cpu_energy_reason="The trial was skipped.", gpu_energy_reason="The trial was skipped."))
 
     dirs = WorkloadDirs(run_dir=run_dir, trial_dir=run_dir / trial.name, attempt_dir=attempt_dir)
@@ -169,9 +167,9 @@ def _attempt(trial: Trial, number: int, *, settings: Settings, model: ModelSpec,
                 if outcome.ended_by != "not_started" else LogFindings(dict.fromkeys(model.metrics), False))
     found = findings.metrics
     status, reason = classify(outcome, findings, model, log_path, stop.first_signal)
-    if status == "success" and (failure := background_failure(background)) is not None:
-        status, reason = "background_failed", failure
-    if status == "success" and energy is not None:
+    if status == TrialStatus.SUCCESS and (failure := background_failure(background)) is not None:
+        status, reason = TrialStatus.BACKGROUND_FAILED, failure
+    if status == TrialStatus.SUCCESS and energy is not None:
         status, reason = _required_energy(energy, energy_fields)
     attempt = Attempt(
         attempt=number, status=status, status_reason=reason, exit_code=outcome.exit_code,
@@ -205,13 +203,13 @@ def _settle(trial: Trial, energy: EnergyPlan | None, env: Mapping[str, str], sto
     return power
 
 
-def _required_energy(energy: EnergyPlan, fields: EnergyFields) -> tuple[str, str | None]:
+def _required_energy(energy: EnergyPlan, fields: EnergyFields) -> tuple[TrialStatus, str | None]:
     """`energy_missing` when a device the settings require came back unmeasured, else success."""
     for kind in energy.settings.require:
         if getattr(fields, f"{kind}_energy_j") is None:
             why = getattr(fields, f"{kind}_energy_reason") or "no reason was given"
-            return "energy_missing", f"energy.require: {kind} energy was not measured: {why}"
-    return "success", None
+            return TrialStatus.ENERGY_MISSING, f"energy.require: {kind} energy was not measured: {why}"
+    return TrialStatus.SUCCESS, None
 
 
 def background_failure(results: list[BackgroundResult]) -> str | None:
@@ -279,36 +277,36 @@ def classify(
     model: ModelSpec,
     log_path: Path,
     stop_signal: int | None,
-) -> tuple[str, str | None]:
+) -> tuple[TrialStatus, str | None]:
     """(status, reason): success needs exit code 0, no failure line, the success marker (when the
     registry names one) and every required metric; else a named status."""
     if outcome.ended_by == "not_started":
-        return "failed", outcome.error
+        return TrialStatus.FAILED, outcome.error
     if outcome.ended_by == "interrupted":
         name = signal_name(stop_signal) if stop_signal else "a stop request"
-        return "interrupted", f"interrupted by {name}"
+        return TrialStatus.INTERRUPTED, f"interrupted by {name}"
     if outcome.ended_by == "timeout":
-        return "timeout", f"no exit within the timeout of {outcome.window_s:.0f} s"
+        return TrialStatus.TIMEOUT, f"no exit within the timeout of {outcome.window_s:.0f} s"
     if outcome.exit_code is None:
-        return "failed", "the training did not end even after SIGKILL (stuck in the kernel?); see the warning"
+        return TrialStatus.FAILED, "the training did not end even after SIGKILL (stuck in the kernel?); see the warning"
     if outcome.exit_code != 0:
         if log_contains(log_path, OOM_MARKER):
-            return "oom", f"'{OOM_MARKER}' in the log (exit code {outcome.exit_code})"
+            return TrialStatus.OOM, f"'{OOM_MARKER}' in the log (exit code {outcome.exit_code})"
         code = outcome.exit_code or 0
         how = f"killed by {signal_name(-code)}" if code < 0 else f"exit code {code}"
         last = _last_line(log_path)
-        return "failed", f"{how}: {last}" if last else how
+        return TrialStatus.FAILED, f"{how}: {last}" if last else how
     if findings.failure is not None:
         pattern, line = findings.failure
-        status = "oom" if OOM_MARKER in line else "failed"
+        status = TrialStatus.OOM if OOM_MARKER in line else TrialStatus.FAILED
         return status, f"exit code 0, but a log line matched the failure pattern {pattern!r}: {line}"
     if not findings.success_marker_seen and model.success_marker is not None:
         marker = model.success_marker.pattern
-        return "failed", f"exit code 0, but the success marker {marker!r} never appeared in the log"
+        return TrialStatus.FAILED, f"exit code 0, but the success marker {marker!r} never appeared in the log"
     missing = [name for name, spec in model.metrics.items() if spec.required and findings.metrics.get(name) is None]
     if missing:
-        return "metrics_missing", "required metric not found in the log: " + ", ".join(missing)
-    return "success", None
+        return TrialStatus.METRICS_MISSING, "required metric not found in the log: " + ", ".join(missing)
+    return TrialStatus.SUCCESS, None
 
 
 def _last_line(log_path: Path) -> str:

@@ -41,6 +41,7 @@ from typing import Any
 
 from energy_profiler.config.registry import Registry
 from energy_profiler.model.record import BACKGROUND_COLUMNS, ENERGY_COLUMNS, LEADING_COLUMNS, TRAILING_COLUMNS
+from energy_profiler.model.status import TrialStatus
 from energy_profiler.model.values import format_value
 
 CPU_METHOD = "perf (older tool)"
@@ -205,7 +206,7 @@ def _row(row: Mapping[str, str], registry: Registry, table: ConvertedTable) -> d
 def _outcome(row: Mapping[str, str], prefix: str) -> dict[str, str]:
     success = (row.get(f"{prefix}training_success") or "").strip().lower() == "true"
     message = (row.get(f"{prefix}error_message") or "").strip()
-    status = "success" if success else "oom" if OOM_TEXT in message.lower() else "failed"
+    status = TrialStatus.SUCCESS if success else TrialStatus.OOM if OOM_TEXT in message.lower() else TrialStatus.FAILED
     retries = row.get(f"{prefix}retries") or ""
     return {"status": status, "status_reason": "" if success else message or "failed (the older tool gave no reason)",
             "attempts": str(int(retries) + 1) if retries.isdigit() else ""}

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from energy_profiler.model.energy_fields import EnergyFields
+from energy_profiler.model.status import TrialStatus
 from energy_profiler.model.values import canonical_to_json, json_to_canonical
 
 SCHEMA_VERSION = 1
@@ -16,8 +17,6 @@ START_FAILURE_S = 10.0
 """A trial that failed within this many seconds of starting did not get to train: it measured nothing
 of its configuration (a command that cannot run), and a campaign stops after a few in a row."""
 
-STATUSES = ("success", "failed", "timeout", "metrics_missing", "interrupted", "oom", "skipped_memory",
-            "energy_missing", "background_failed")
 
 @dataclass(frozen=True)
 class BackgroundResult:
@@ -57,7 +56,7 @@ class Attempt:
     """One try at a trial; a trial has more than one only when max_retries allows it."""
 
     attempt: int
-    status: str
+    status: TrialStatus
     status_reason: str | None
     exit_code: int | None
     start_utc: str | None
@@ -68,6 +67,9 @@ class Attempt:
     """Path of this attempt's training.log, relative to the run folder."""
     wall_s: float | None = None
     """The whole attempt's wall time: monitors started and stopped, backgrounds, baselines, teardown."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", _status(self.status))  # from JSON it is the word
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ class Record:
     mode: str
     repo: str
     model: str
-    status: str
+    status: TrialStatus
     status_reason: str | None
     exit_code: int | None
     start_utc: str
@@ -109,8 +111,7 @@ class Record:
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
-        if self.status not in STATUSES:
-            raise ValueError(f"unknown status {self.status!r}; statuses are {', '.join(STATUSES)}")
+        object.__setattr__(self, "status", _status(self.status))  # from JSON it is the word
 
     @classmethod
     def from_json(cls, document: Mapping[str, Any]) -> Record:
@@ -237,3 +238,11 @@ def _cell(value: object) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value)
     return str(value)
+
+
+def _status(word: str) -> TrialStatus:
+    """The TrialStatus a record's word names; ValueError naming every status for any other word."""
+    try:
+        return TrialStatus(word)
+    except ValueError:
+        raise ValueError(f"unknown status {word!r}; statuses are {', '.join(TrialStatus)}") from None

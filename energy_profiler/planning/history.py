@@ -19,9 +19,8 @@ from pathlib import Path
 
 from energy_profiler.config.registry import Registry
 from energy_profiler.model.record import START_FAILURE_S
+from energy_profiler.model.status import NOT_MEASURED, TrialStatus
 from energy_profiler.model.values import NOT_PASSED, format_value, json_to_canonical
-
-NOT_MEASURED = ("interrupted", "skipped_memory")
 
 Space = tuple[str, str, str, str]
 """(repo, model, mode, company): measurements are only compared within one space."""
@@ -108,7 +107,7 @@ def _row_key(row: dict[str, str], registry: Registry) -> tuple[Space, tuple[str,
     """The row's space and configuration key, or why it cannot be compared."""
     if row.get("status") in NOT_MEASURED:
         return "not measured (interrupted or skipped)"
-    if row.get("status") == "failed" and _seconds(row.get("duration_s")) < START_FAILURE_S:
+    if row.get("status") == TrialStatus.FAILED and _seconds(row.get("duration_s")) < START_FAILURE_S:
         return f"not measured (failed within {START_FAILURE_S:g} s of starting: it did not get to train)"
     repo = registry.repositories.get(row.get("repo") or "")
     model = repo.models.get(row.get("model") or "") if repo else None

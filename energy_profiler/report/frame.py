@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from energy_profiler.errors import ToolExit
+
 ENERGY_CHOICES = ("total", "above-idle", "above-background")
 ENERGY_COLUMNS = {
     "total": ("cpu_energy_j", "gpu_energy_j"),
@@ -35,8 +37,8 @@ OLDER_NO_ENERGY = "none (older tool)"
 """The method label of a converted older row that measured nothing: never pooled with this tool's."""
 
 
-class ReportInputError(Exception):
-    """An input the report cannot use; the message is one line that names the file."""
+class ReportInputError(ToolExit):
+    """An input the report cannot use; the message is one line that names the file (exit 2)."""
 
 
 @dataclass(frozen=True)

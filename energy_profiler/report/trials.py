@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from energy_profiler import __version__
+from energy_profiler.model.status import TrialStatus
 from energy_profiler.report.frame import trial_dir
 from energy_profiler.report.metric import METRIC, METRIC_NAME
 from energy_profiler.report.pages import Link, Section
@@ -28,7 +29,6 @@ MAX_ROWS = 2000
 """Rows of each trial table in the pages: a 100,000-row history would make a page no browser opens."""
 MAX_NAMED = 12
 """Run folders and settings files named in the header before `and N more`."""
-SUCCESS = "success"
 
 
 def header(inputs: Sequence[Path], table: pd.DataFrame) -> list[tuple[str, str]]:
@@ -71,7 +71,7 @@ def _named(names: Iterable[str]) -> str:
 
 def failures_section(table: pd.DataFrame, folder: Path) -> Section | None:
     """Every trial that did not succeed, and why; None when all did."""
-    failed = table[table["status"].astype(str) != SUCCESS]
+    failed = table[table["status"].astype(str) != TrialStatus.SUCCESS]
     if failed.empty:
         return None
     rows = [[_trial_cell(row, folder), row["status"], _reason(row), f"{row['repo']}/{row['model']}",

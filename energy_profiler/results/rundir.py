@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psutil
 
+from energy_profiler.errors import ToolExit
 from energy_profiler.fs import make_dirs, own
 
 
@@ -67,8 +68,8 @@ def _alive(pid_text: str) -> bool:
     return not pid_text.isdigit() or psutil.pid_exists(int(pid_text))
 
 
-class RunDirBusy(Exception):
-    """Another campaign holds the run folder."""
+class RunDirBusy(ToolExit):
+    """Another campaign holds the run folder (exit 2)."""
 
 
 @contextmanager

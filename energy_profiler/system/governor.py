@@ -14,12 +14,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from energy_profiler.errors import ToolExit
+
 CPUFREQ_ROOT_ENV = "MUTATION_CPUFREQ_ROOT"
 DEFAULT_CPUFREQ_ROOT = Path("/sys/devices/system/cpu")
 
 
-class GovernorError(Exception):
-    """The governor cannot be set here; the message says why and what to do."""
+class GovernorError(ToolExit):
+    """The governor cannot be set here; the message says why and what to do (exit 2)."""
 
 
 def cpufreq_root() -> Path:
