@@ -31,6 +31,16 @@ def real_registry_document() -> dict[str, Any]:
     for repo in document["repositories"].values():
         repo["path"] = str(REAL_REGISTRY.parent / repo["path"])
     return document
+SERIAL_FIRST = ("test_slurm.py", "test_slurm_resume.py")
+"""Files whose tests share one Slurm cluster each (the file's own ports and munge socket), so each
+runs on one worker (`--dist loadfile` keeps a file together); they are also the longest, so they are
+handed out first instead of finishing last."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name not in SERIAL_FIRST)  # stable: the rest keep their order
+
+
 FAKE_TRAIN = Path(__file__).resolve().parent / "fixtures" / "fake_train.py"
 FAKE_PERF = Path(__file__).resolve().parent / "fixtures" / "fake_perf.py"
 

@@ -232,8 +232,11 @@ def test_perf_counts_exactly_the_window_however_slowly_it_starts(power_events: P
     finally:
         monitor.close()
     window_s = measurement.window_s
-    assert window_s is not None and abs(window_s - held_s) < 0.02  # within 20 ms of the time it was held
-    assert measurement.fields["cpu_energy_pkg_j"] == pytest.approx(20 * window_s, rel=0.05)
+    # Within 50 ms of the time it was held (one that counted perf's start-up would be 300 ms off): the
+    # fake perf, like a real one, acts on `enable` when the scheduler lets it, tens of ms late on a
+    # machine as loaded as the parallel suite leaves it.
+    assert window_s is not None and abs(window_s - held_s) < 0.05
+    assert measurement.fields["cpu_energy_pkg_j"] == pytest.approx(20 * window_s, abs=20 * 0.05)
     assert measurement.details["raw_output"].count("Joules") == 2
     assert "Events enabled" in measurement.details["stderr"]
 
@@ -247,7 +250,7 @@ def test_perf_on_a_platform_with_only_psys_is_labelled_platform(tmp_path: Path,
         True, "events: energy-psys (platform scope: the whole machine, recorded as perf_psys)")
     measurement = measure(perf.PerfMonitor(FAKE_PERF, events), 0.3)
     assert (measurement.method, measurement.fields["cpu_energy_scope"]) == ("perf_psys", "platform")
-    assert measurement.energy_j == pytest.approx(50 * (measurement.window_s or 0), rel=0.05)
+    assert measurement.energy_j == pytest.approx(50 * (measurement.window_s or 0), abs=50 * 0.05)  # within 50 ms
     assert measurement.fields["cpu_energy_pkg_j"] is None
 
 
@@ -288,7 +291,7 @@ def test_perf_without_dram_support_reports_packages_only(power_events: Path, mon
     measurement = measure(perf.PerfMonitor(FAKE_PERF, power_events), 0.3)
     assert measurement.fields["cpu_energy_dram_j"] is None
     assert measurement.energy_j == measurement.fields["cpu_energy_pkg_j"] == pytest.approx(
-        40 * (measurement.window_s or 0), rel=0.05)
+        40 * (measurement.window_s or 0), abs=40 * 0.05)  # the window, within 50 ms (the test above says why)
     assert measurement.reason == "There is no energy-ram count: cpu_energy_j is the packages only."
 
 

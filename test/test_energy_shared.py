@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,12 @@ def busy(seconds: float) -> dict[str, Any]:
     return fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", str(seconds)])
 
 
-def loaded(seconds: float) -> dict[str, Any]:
+def loaded(seconds: float, tag: str) -> dict[str, Any]:
     """A training whose load only the fake hardware sees: it sleeps, so two of them leave the
-    suite's two cores to the tool and the fakes, whose readings would otherwise lag under contention."""
-    return fake_repo("sleep", required_args=["--behaviour", "sleep", "--seconds", str(seconds)])
+    suite's two cores to the tool and the fakes, whose readings would otherwise lag under contention.
+    The fakes find it by `tag` on its command line, as the real counters see every process on the
+    machine: a tag no other test uses keeps a test running beside it (pytest-xdist) out of the sum."""
+    return fake_repo("sleep", required_args=["--behaviour", "sleep", "--seconds", str(seconds), "--say", tag])
 
 
 def run(write_json: Callable[[str, Any], Path], registry: Path, tmp_path: Path,
@@ -60,13 +63,14 @@ def test_idle_power_is_subtracted_only_for_the_gpus_a_trial_measures(
 def test_a_parallel_trial_records_the_backgrounds_power_and_the_foregrounds_share(
         write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
+    tag = f"shared-{uuid.uuid4().hex}"
     fake = FakePowercap(tmp_path / "powercap").zone("intel-rapl:0", "package-0", IDLE_W,
-                                                     per_process_w=PER_TRAINING_W, marker="--behaviour sleep")
+                                                     per_process_w=PER_TRAINING_W, marker=f"--say {tag}")
     monkeypatch.setenv("MUTATION_POWERCAP_ROOT", str(fake.root))
     monkeypatch.setenv("MUTATION_NVML_MODULE", "test.fixtures.fake_pynvml")
     # On GPU 0: the foreground keeps the SMs 60% busy, the background 30%.
-    monkeypatch.setenv("FAKE_NVML_GPU_PROCESSES", "--seconds 1.5=2000:60,--seconds 60=1000:30")
-    registry = fake_registry(fg=loaded(1.5), bg=loaded(60))
+    monkeypatch.setenv("FAKE_NVML_GPU_PROCESSES", f"--say {tag}-fg=2000:60,--say {tag}-bg=1000:30")
+    registry = fake_registry(fg=loaded(1.5, f"{tag}-fg"), bg=loaded(60, f"{tag}-bg"))
     with fake:
         result, row, record = run(write_json, registry, tmp_path, {
             "energy": {"interval_s": 0.05, "gpu_interval_s": 0.05, "background_baseline_s": 1.0},

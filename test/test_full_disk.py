@@ -10,15 +10,16 @@ import contextlib
 import csv
 import errno
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
 from energy_profiler.fs import append_whole
 from test.conftest import invoke
+from test.test_lifetime import descendants_running
 
 RUNS = 8
 SETTINGS: dict[str, object] = {"experiment_name": "full", "runs_per_config": RUNS, "experiments": [
@@ -63,7 +64,8 @@ def test_a_full_disk_stops_the_campaign_with_one_line_and_whole_rows(
         rows = list(csv.reader(table))
     assert len(rows) >= 2 and all(len(row) == len(rows[0]) for row in rows)  # the header and whole rows only
     assert len(rows) - 1 < RUNS  # it did stop early
-    assert not [p for p in psutil.process_iter(["cmdline"]) if "train.py" in " ".join(p.info["cmdline"] or [])]
+    # The campaign ran inside this process: no training of its may outlive it (nor another test's be counted).
+    assert not descendants_running(os.getpid(), "train.py")
 
 
 def test_a_read_only_results_folder_is_named_in_one_line(read_only_disk: Path, tmp_path: Path) -> None:

@@ -23,6 +23,18 @@ from test.conftest import PROJECT_ROOT, fake_repo, invoke, running, wait_for
 FAKE_SMI = str(Path(__file__).parent / "fixtures" / "fake_nvidia_smi.py")
 
 
+def descendants_running(pid: int, text: str) -> list[int]:
+    """The processes below `pid` whose command line holds `text` (those that ended meanwhile left out)."""
+    found = []
+    for process in psutil.Process(pid).children(recursive=True):
+        try:
+            if text in " ".join(process.cmdline()) and running(process.pid):
+                found.append(process.pid)
+        except psutil.Error:  # gone, or a zombie, since the list was made
+            continue
+    return found
+
+
 def processes_matching(text: str) -> list[int]:
     found = []
     for process in psutil.process_iter(["cmdline"]):
@@ -49,7 +61,7 @@ def test_sigkill_of_mutation_py_mid_trial_leaves_nothing_running(
         ledger = next((results / LEDGER_FOLDER).glob("campaign-*.json"))
         roles = {group["role"] for group in json.loads(ledger.read_text())["groups"]}
         assert roles == {"training", "nvidia-smi"}  # every group this campaign runs is on record
-        helpers = processes_matching(f"{FAKE_SMI} --query-gpu")
+        helpers = descendants_running(tool.pid, f"{FAKE_SMI} --query-gpu")  # this campaign's, not another test's
         assert helpers and running(training) and running(grandchild)
     finally:
         tool.kill()  # SIGKILL: mutation.py gets no chance to clean up itself

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -271,8 +272,12 @@ def test_the_loops_own_trap_ends_its_running_training(tmp_path: Path) -> None:
 def test_peak_gpu_memory_is_attributed_to_each_workload(
         fake_registry: Registry, write_json: WriteJson, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MUTATION_NVML_MODULE", "test.fixtures.fake_pynvml")
-    monkeypatch.setenv("FAKE_NVML_GPU_PROCESSES", "--behaviour busy=3000,--behaviour hang=1500")
-    registry = fake_registry(fg=busy(0.8), bg=background_repo("hang"))
+    # Markers only this test's trainings carry: NVML lists every process on the GPU, the fake every one on the machine.
+    tag = f"peak-{uuid.uuid4().hex}"
+    monkeypatch.setenv("FAKE_NVML_GPU_PROCESSES", f"--say {tag}-fg=3000,--say {tag}-bg=1500")
+    registry = fake_registry(fg=fake_repo("busy", required_args=["--behaviour", "busy", "--seconds", "0.8",
+                                                                 "--say", f"{tag}-fg"]),
+                             bg=background_repo("hang", "--say", f"{tag}-bg"))
     # A short backgrounds-alone window: its default (5 s) is for real campaigns.
     energy = {"gpu": "nvml", "gpu_interval_s": 0.05, "background_baseline_s": 0.2}
     settings = parallel_settings(write_json, energy=energy)
