@@ -8,7 +8,8 @@ fixed cost what is left of the N-trial campaign (start-up, baseline-free energy 
 table). A bare loop starting the same training N and 4N times gives the trainings' own slope.
 The hardware is faked at its boundary: a powercap tree whose counters a thread drives, the fake
 perf (which, like perf 6.1, prints nothing until it exits) starting as slowly as a cold real one
-on a loaded machine (FAKE_PERF_STARTUP_S, 0.15 s here; a cold real perf takes 13-67 ms), and a
+on a loaded machine (FAKE_PERF_STARTUP_S, 0.15 s unless --perf-startup-s says otherwise; a cold
+real perf takes 13-67 ms), and a
 readable package power limit for the estimate.
 
 Targets: every backend within 10 ms per trial of none, and its fixed cost within 0.5 s of none's.
@@ -19,7 +20,7 @@ Where the real perf is installed, the same control sequence the perf backend use
 counters disabled, `enable` and its ack, `disable` and its ack, SIGINT, exit) is also timed on
 the real perf with a software event (`cpu-clock`: this needs no power PMU).
 
-Run: .venv/bin/python bench/cpu_backend_overhead.py [--trials 5]
+Run: .venv/bin/python bench/cpu_backend_overhead.py [--trials 5] [--perf-startup-s 0.15]
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ FAKE_TRAIN = PROJECT / "test" / "fixtures" / "fake_train.py"
 FAKE_PERF = PROJECT / "test" / "fixtures" / "fake_perf.py"
 TARGET_SLOPE_MS = 10.0
 TARGET_FIXED_S = 0.5
-PERF_STARTUP_S = "0.15"
-REPEATS = 2
+PERF_STARTUP_S = 0.15
+REPEATS = 3
 BACKENDS = ("none", "rapl", "perf", "estimate")
 
 
@@ -67,7 +68,7 @@ def write_campaign(folder: Path, trials: int, backend: str) -> tuple[Path, Path]
     return registry, settings
 
 
-def fake_hardware(folder: Path) -> dict[str, str]:
+def fake_hardware(folder: Path, perf_startup_s: float) -> dict[str, str]:
     events = folder / "power-events"
     events.mkdir()
     for name in ("energy-pkg", "energy-ram"):
@@ -80,7 +81,7 @@ def fake_hardware(folder: Path) -> dict[str, str]:
     return {"MUTATION_POWERCAP_ROOT": str(folder / "powercap"), "MUTATION_PERF": str(perf),
             "MUTATION_PERF_EVENTS": str(events), "MUTATION_PERF_PARANOID": str(folder / "no-paranoid"),
             "MUTATION_NVML_MODULE": "no_such_module", "MUTATION_NVIDIA_SMI": str(folder / "no-nvidia-smi"),
-            "MUTATION_CPUFREQ_ROOT": str(folder / "no-cpufreq"), "FAKE_PERF_STARTUP_S": PERF_STARTUP_S}
+            "MUTATION_CPUFREQ_ROOT": str(folder / "no-cpufreq"), "FAKE_PERF_STARTUP_S": str(perf_startup_s)}
 
 
 def campaign(folder: Path, backend: str, trials: int, environment: dict[str, str]) -> tuple[float, list[float]]:
@@ -120,17 +121,20 @@ def slope_and_fixed(small: float, large: float, trials: int) -> tuple[float, flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=5, help="N: campaigns of N and 4N trainings")
+    parser.add_argument("--perf-startup-s", type=float, default=PERF_STARTUP_S,
+                        help="how long the fake perf takes to start (a cold real one: 0.013-0.067 s here)")
     args = parser.parse_args()
     n = args.trials
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         fake = FakePowercap(folder / "powercap")
         fake.zone("intel-rapl:0", "package-0", 40.0, limit_w=65.0).zone("intel-rapl:0:0", "dram", 5.0)
-        environment = {**os.environ, **fake_hardware(folder)}
+        environment = {**os.environ, **fake_hardware(folder, args.perf_startup_s)}
         bare_per_trial, _ = slope_and_fixed(min(bare_loop(n, environment) for _ in range(REPEATS)),
                                                      min(bare_loop(4 * n, environment) for _ in range(REPEATS)), n)
         print(f"whole campaigns of {n} and {4 * n} trainings, best of {REPEATS}; fake perf starts in "
-              f"{PERF_STARTUP_S} s; the bare loop of the same trainings: {bare_per_trial * 1000:.0f} ms per trial")
+              f"{args.perf_startup_s:g} s; the bare loop of the same trainings: {bare_per_trial * 1000:.0f} ms "
+              "per trial")
         print(f"{'backend':<9} {'per trial ms':>12} {'vs none':>8} {'vs bare':>8} {'fixed s':>8} {'vs none':>8}  "
               "verdict")
         none: tuple[float, float] | None = None

@@ -16,6 +16,7 @@ with its own method label `perf_psys` and scope `platform`, so the two are never
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import select
 import shutil
@@ -23,6 +24,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections import deque
 from pathlib import Path
 from typing import IO, Any
 
@@ -185,6 +187,8 @@ class PerfMonitor:
         self._raw = ""
         self._stderr_text = ""
         self._prepared = False
+        self.spawned_at: float | None = None
+        """When perf was started (monotonic)."""
         self._stopped = False
         self._closed = False
 
@@ -197,6 +201,7 @@ class PerfMonitor:
         if self._prepared:
             return
         self._prepared = True
+        self.spawned_at = time.monotonic()
         self._output = tempfile.TemporaryFile(prefix="mutation-perf-")  # noqa: SIM115 - closed in close()
         self._stderr = tempfile.TemporaryFile(prefix="mutation-perf-")  # noqa: SIM115
         control_read, self._control = os.pipe()
@@ -212,6 +217,14 @@ class PerfMonitor:
             # perf holds its own copies; ours would keep the ack pipe open after perf dies.
             os.close(control_read)
             os.close(ack_write)
+
+    def enable_ack_s(self) -> float | None:
+        """How long perf took to acknowledge `enable` (None before the window began)."""
+        return self._enabled[1] - self._enabled[0] if self._enabled else None
+
+    def startup_s(self) -> float | None:
+        """From perf's start to its ack of `enable`: how long it took to come up, when the window waited for it."""
+        return self._enabled[1] - self.spawned_at if self._enabled and self.spawned_at is not None else None
 
     def ready(self) -> bool:
         """Prepared, still running, and not yet enabled: fit to measure a window."""
@@ -310,7 +323,7 @@ class PerfMonitor:
             return not_measured("cpu", sentence(f"perf could not count {counted}: {said}"), raw)
         window_s = self.window_s()
         details = {**raw, "events_j": totals, "window_s": window_s,
-                   "enable_ack_s": self._enabled[1] - self._enabled[0] if self._enabled else None,
+                   "enable_ack_s": self.enable_ack_s(),
                    "disable_ack_s": self._disabled[1] - self._disabled[0] if self._disabled else None}
         if self.method == "perf_psys":
             psys_j = totals[counted]
@@ -344,35 +357,68 @@ class PerfMonitor:
 
 
 class PerfSpare:
-    """One perf started ahead of the next window, its counters disabled.
+    """perf started ahead of the next windows, its counters disabled: as many as the trials need.
 
-    perf takes 6-50 ms to start (measured with perf 6.1; a cold start is the slow one), and a
-    window may only begin once perf acknowledges `enable`. Started between trials, while the
-    records are written and during the cool-down, that start-up costs the next trial nothing.
-    A disabled perf counts nothing, so the spare's age does not matter; one that has died is
-    replaced by a fresh start.
+    perf takes 6-70 ms to start (measured with perf 6.1; a cold start on a loaded machine is the
+    slow one), and a window may only begin once perf acknowledges `enable`. Started while the
+    previous training runs (`prepare`, from run_training's once_running), that start-up costs the
+    next trial nothing, unless the training is shorter than perf's start. Then the window that
+    takes the spare waits for the rest of its start-up, its `enable` acknowledged late: the pool
+    then keeps one more perf started ahead (up to MAX_DEPTH), so that each is started that many
+    trials before its window (as many as perf's start-up spans trials, plus one). A disabled perf
+    counts nothing, so a spare's age does not matter;
+    one that has died is replaced by a fresh start.
     """
+
+    MAX_DEPTH = 4
+    SLOW_ACK_S = 0.01
+    """An `enable` acknowledged later than this was waiting for perf's start (a running perf answers in
+    well under a millisecond)."""
 
     def __init__(self, executable: str, directory: Path):
         self.executable = executable
         self.directory = directory
-        self._spare: PerfMonitor | None = None
+        self.depth = 2
+        """How many perf are kept started ahead. Two from the start: the second window's perf is then up
+        however short the first training (an idle perf costs a process, not energy); more when a window
+        still waited (MAX_DEPTH at most)."""
+        self._spares: deque[PerfMonitor] = deque()
+        self._taken: PerfMonitor | None = None
+        self._takes: list[float] = []
+        """When the last two windows took their perf (monotonic)."""
 
     def prepare(self) -> None:
-        if self._spare is None:
-            self._spare = PerfMonitor(self.executable, self.directory)
-            self._spare.prepare()
+        """Start perf until `depth` of them are up or starting."""
+        taken, self._taken = self._taken, None  # one window's wait grows the pool once
+        waited = taken is not None and (taken.enable_ack_s() or 0.0) > self.SLOW_ACK_S
+        if waited and taken is not None:
+            self.depth = min(self.MAX_DEPTH, max(self.depth + 1, self._depth_for(taken.startup_s())))
+        while len(self._spares) < self.depth:
+            spare = PerfMonitor(self.executable, self.directory)
+            spare.prepare()
+            self._spares.append(spare)
+
+    def _depth_for(self, startup_s: float | None) -> int:
+        """Spares enough for perf to start within that many trials: its start-up over the time between
+        the last two windows, plus one."""
+        if startup_s is None or len(self._takes) < 2:
+            return 0
+        period_s = self._takes[-1] - self._takes[-2]
+        return math.ceil(startup_s / period_s) + 1 if period_s > 0 else self.MAX_DEPTH
 
     def take(self) -> PerfMonitor:
-        """The spare if it is fit to measure, else a fresh monitor (which starts perf in its start())."""
-        spare, self._spare = self._spare, None
-        if spare is not None and spare.ready():
-            return spare
-        if spare is not None:
+        """The oldest spare if it is fit to measure, else a fresh monitor (which starts perf in its start())."""
+        self._takes.append(time.monotonic())
+        del self._takes[:-2]
+        while self._spares:
+            spare = self._spares.popleft()
+            if spare.ready():
+                self._taken = spare
+                return spare
             spare.close()
+        self._taken = None
         return PerfMonitor(self.executable, self.directory)
 
     def close(self) -> None:
-        if self._spare is not None:
-            self._spare.close()
-            self._spare = None
+        while self._spares:
+            self._spares.popleft().close()
