@@ -16,11 +16,10 @@ lint: $(VENV)/.dev-installed
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy
 
-# Four workers on any machine: most tests wait on real processes and clocks, not on a core. A file
-# stays on one worker (--dist loadfile): each Slurm test file shares its own cluster. Files go out in
-# collection order (--no-loadscope-reorder), which test/conftest.py starts with the longest, Slurm's.
+# Four workers on any machine: most tests wait on real processes and clocks, not on a core (how
+# the workers share the files: pyproject.toml's addopts).
 unit: $(VENV)/.dev-installed slurm browser
-	$(BIN)/python -m pytest -n 4 --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest -n 4
 
 # The Slurm tests start a real Slurm (Debian's slurm-wlm + munge). Installed here where apt-get can
 # (as root); elsewhere the tests are skipped with the reason, except under CI, where they must run.

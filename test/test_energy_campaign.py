@@ -202,7 +202,8 @@ def test_doctor_lists_every_backend_and_the_choice(powercap: FakePowercap, monke
     assert any(line.split()[:3] == ["gpu", "nvidia_smi", "yes"] for line in lines)
     assert lines[-1] == "a campaign would use: cpu=rapl, gpu=nvidia_smi"
     assert overridden.exit_code == 2  # a campaign with --gpu-energy nvml would not start: a failed pre-flight
-    assert overridden.stdout.splitlines()[-1].startswith("  energy.gpu: nvml is not available")
+    # Named as the user gave it, as `run` names it.
+    assert overridden.stdout.splitlines()[-1].startswith("  --gpu-energy nvml: nvml is not available")
 
 
 @pytest.fixture

@@ -90,6 +90,9 @@ def test_an_interrupted_trial_is_run_again_on_resume(
     record = json.loads(record_path.read_text())
     record["status"], record["status_reason"] = "interrupted", "interrupted by SIGINT"
     record_path.write_text(json.dumps(record))
+    # Every recorded row is in summary.csv already: status offers only to run what is left.
+    said = invoke("--registry", registry, "--results-dir", results, "status", run_dir).stdout.splitlines()
+    assert said[-2] == "to run what is left:" and said[-1].endswith(f"run {settings} --resume {run_dir}"), said
     result = invoke("--registry", registry, "--results-dir", results, "run", settings, "--resume", run_dir)
     assert result.exit_code == 0 and "resuming: 4 of 5 trials already recorded" in result.stdout
     assert [row["status"] for row in rows(run_dir)] == ["success"] * TRIALS

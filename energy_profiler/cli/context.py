@@ -6,7 +6,7 @@ import math
 import os
 import secrets
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import wraps
 from pathlib import Path
@@ -71,6 +71,8 @@ class AppContext:
 
     def registry(self) -> Registry:
         if not self.registry_file.exists():
+            if self.registry_given:  # the user named it: where else to look is not the news
+                raise file_error(str(self.registry_file), "file not found (given with --registry)")
             raise file_error(str(self.registry_file), "file not found: run in a project folder that has "
                                                       f"repos/models.json, or name the registry with --registry "
                                                       f"FILE or {REGISTRY_VARIABLE}")
@@ -278,3 +280,13 @@ def energy_options(function: F) -> F:
     for option in reversed(options):
         wrapper = option(wrapper)
     return cast(F, wrapper)
+
+
+def energy_problem_source(problem: str, source: Path | None, given: Mapping[str, Any]) -> str:
+    """`--cpu-energy rapl: ...` for a problem of a command-line value, else `FILE: energy.cpu: ...`."""
+    key, _, message = problem.partition(": ")
+    name = key.removeprefix("energy.")
+    if name not in given:
+        return f"{source}: {problem}" if source is not None else problem
+    values = given[name] if isinstance(given[name], tuple) else (given[name],)
+    return f"{' '.join(f'{ENERGY_FLAGS[name]} {value}' for value in values)}: {message}"

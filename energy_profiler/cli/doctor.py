@@ -16,6 +16,7 @@ import click
 from energy_profiler.cli.context import (
     AppContext,
     energy_options,
+    energy_problem_source,
     global_options,
     settings_and_plan,
     startable_issues,
@@ -70,7 +71,9 @@ def doctor_command(settings_file: Path | None) -> None:
     try:
         choice = choose(settings, hardware)
     except EnergySetupError as error:
-        choice, problems = error.choice, error.problems
+        # A problem of a value the command line gave names that option, as `run` says it.
+        choice, problems = error.choice, [energy_problem_source(problem, settings_file, app.energy_overrides)
+                                          for problem in error.problems]
     rows: list[list[object]] = []
     for kind, chain in (("cpu", CPU_CHAIN), ("gpu", GPU_CHAIN)):
         for name in chain:

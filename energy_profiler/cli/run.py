@@ -14,9 +14,9 @@ from rich.console import Console
 
 from energy_profiler.cli.closing import print_outcome
 from energy_profiler.cli.context import (
-    ENERGY_FLAGS,
     AppContext,
     energy_options,
+    energy_problem_source,
     global_options,
     invocation,
     load_and_plan,
@@ -189,16 +189,8 @@ def energy_plan(settings: EnergySettings, source: Path, given: Mapping[str, Any]
     try:
         choice = choose(settings, hardware)
     except EnergySetupError as error:
-        raise ToolExit(*(_energy_problem_source(problem, source, given or {}) for problem in error.problems)) from None
+        raise ToolExit(*(energy_problem_source(problem, source, given or {}) for problem in error.problems)) from None
     spare = PerfSpare(hardware.perf, hardware.perf_events) if choice.cpu == "perf" else None
     return EnergyPlan(choice=choice, settings=settings, hardware=hardware, perf_spare=spare)
 
 
-def _energy_problem_source(problem: str, source: Path, given: Mapping[str, Any]) -> str:
-    """`--cpu-energy rapl: ...` for a problem of a command-line value, else `FILE: energy.cpu: ...`."""
-    key, _, message = problem.partition(": ")
-    name = key.removeprefix("energy.")
-    if name not in given:
-        return f"{source}: {problem}"
-    values = given[name] if isinstance(given[name], tuple) else (given[name],)
-    return f"{' '.join(f'{ENERGY_FLAGS[name]} {value}' for value in values)}: {message}"

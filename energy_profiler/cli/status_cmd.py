@@ -75,7 +75,8 @@ def status_command(run_dir: str | None, output_format: str) -> None:
     elif missing_rows or (final < len(plan.trials) and not active):
         settings_file = plan_document.get("settings_file", str(folder / "settings.json"))
         command = shlex.join([*invocation(), "run", settings_file, "--resume", str(folder.absolute())])
-        click.echo(f"to write their rows (and run what is left):\n{command}")
+        what = "to write their rows (and run what is left)" if missing_rows else "to run what is left"
+        click.echo(f"{what}:\n{command}")
 
 
 def _run_dir(app: AppContext, text: str | None) -> Path:
