@@ -88,8 +88,9 @@ def summary_text(result: SessionResult, width: int | None = None, defaults: Defa
     tally = ", ".join(f"{count} {status}" for status, count in counts.items()) or "no trial finished"
     trainings_s = sum(record.duration_s for record in records)
     energy = f"energy: {energy_total(records, 'cpu', result.energy)}; {energy_total(records, 'gpu', result.energy)}"
+    carbon = carbon_total(records)
     return "\n".join(["", table, "", f"{len(records)} of {result.planned} trials recorded: {tally}",
-                      fitted(energy, width),
+                      fitted(energy, width), *([fitted(carbon, width)] if carbon else []),
                       f"time: trainings {duration(trainings_s)}, this session {duration(result.wall_s)}",
                       f"summary: {result.run_dir / 'summary.csv'}"])
 
@@ -151,3 +152,24 @@ def energy_total(records: Sequence[Record], kind: Kind, energy: EnergyPlan | Non
     methods = ", ".join(sorted({method for _, method in measured}))
     missing = len(records) - len(measured)
     return f"{kind} {amount} ({methods})" + (f", {missing} trial(s) not measured" if missing else "")
+
+
+def carbon_total(records: Sequence[Record]) -> str | None:
+    """`co2e: 12.3 g at 381 g/kWh (source); cost: 0.0042 EUR` over the trials that have it; None when
+    the settings gave no carbon intensity or price (every row then says so)."""
+    with_co2e = [r.energy for r in records if r.energy.co2e_g is not None]
+    with_cost = [r.energy for r in records if r.energy.cost is not None]
+    if not with_co2e and not with_cost:
+        return None
+    parts = []
+    if with_co2e:
+        grams = sum(fields.co2e_g or 0.0 for fields in with_co2e)
+        first = with_co2e[0]
+        amount = f"{grams / 1000:.4g} kg" if grams >= 1000 else f"{grams:.4g} g"
+        missing = len(records) - len(with_co2e)
+        parts.append(f"co2e: {amount} at {first.co2e_g_per_kwh:g} g/kWh ({first.co2e_source})"
+                     + (f", {missing} trial(s) without" if missing else ""))
+    if with_cost:
+        parts.append(f"cost: {sum(fields.cost or 0.0 for fields in with_cost):.4g} {with_cost[0].cost_currency or ''}"
+                     .rstrip())
+    return "; ".join(parts)

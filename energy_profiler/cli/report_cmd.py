@@ -47,7 +47,7 @@ def report_command(inputs: tuple[Path, ...], *, output: Path | None, metric: str
         emit(tables.headers("groups"), tables.groups, output_format)
         return
     # Left out first, last first, where the terminal is too narrow (report.html has every column).
-    optional = {"groups": ["duration_s", "configs", "success"], "repeats": ["duration_s"], "correlations": []}
+    optional = {"groups": ["co2e_g", "duration_s", "configs", "success"], "repeats": ["duration_s"], "correlations": []}
     method = tables.headers("groups").index("energy")
     if all(str(row[method]).startswith("none") for row in tables.groups):  # all 'missing': the note says why
         optional["groups"] += ["energy_j", "energy"]

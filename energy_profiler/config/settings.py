@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from energy_profiler.config.carbon import CarbonSettings, carbon_issues, carbon_settings
 from energy_profiler.config.energy_settings import EnergySettings
 from energy_profiler.config.errors import ConfigError, ConfigIssue, broken_under, did_you_mean, suggest_name
 from energy_profiler.config.executor import LOCAL, Executor, executor_from_document
@@ -103,6 +104,8 @@ class Settings:
     """Where the trials run: `"local"`, or each as an exclusive Slurm job (SlurmOptions)."""
     stop_after_start_failures: int = DEFAULT_STOP_AFTER_START_FAILURES
     """Trials in a row failing the same way within seconds of starting after which the campaign stops."""
+    carbon: CarbonSettings | None = None
+    """What a kWh emits and costs (each row's co2e_g and cost), or None when the settings do not say."""
 
 
 def load_settings(file: Path, registry: Registry) -> Settings:
@@ -142,6 +145,8 @@ def settings_from_document(document: Any, file: Path, registry: Registry) -> Set
     if not isinstance(document, dict) or not isinstance(document.get("experiments"), list):
         raise ConfigError(issues)  # nothing to check the experiments against
     schema_found = list(issues)
+    if not broken_under(schema_found, ("carbon",)):
+        issues.extend(carbon_issues(document, name))
     # Top-level problems (an unknown key, a bad type) do not stop the experiments being checked in the
     # same pass, so a file is fixed in one round; only what the experiments inherit is guarded.
     top_level = {issue.path[0] for issue in issues if issue.path and issue.path[0] != "experiments"}
@@ -191,6 +196,7 @@ def _settings(file: Path, document: dict[str, Any], experiments: list[Experiment
         experiments=tuple(experiments),
         executor=executor_from_document(document.get("executor")),
         stop_after_start_failures=document.get("stop_after_start_failures", DEFAULT_STOP_AFTER_START_FAILURES),
+        carbon=carbon_settings(document.get("carbon")),
     )
 
 

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from energy_profiler.config.carbon import CarbonSettings
 from energy_profiler.config.registry import ModelSpec, Registry
 from energy_profiler.config.settings import Settings
 from energy_profiler.energy.base import Window
@@ -28,7 +29,7 @@ from energy_profiler.energy.recorder import EnergyPlan, TrialEnergy, measure_pow
 from energy_profiler.energy.selection import NONE
 from energy_profiler.execution.runtime import Output, StopRequest, signal_name, sleep_unless_stopped
 from energy_profiler.metrics import LogFindings, log_contains, quoted_line, scan_log
-from energy_profiler.model.energy_fields import EnergyFields
+from energy_profiler.model.energy_fields import EnergyFields, with_carbon
 from energy_profiler.model.record import Attempt, BackgroundResult, Record
 from energy_profiler.model.status import NOT_RETRIED, TrialStatus
 from energy_profiler.planning.placeholders import WorkloadDirs
@@ -96,7 +97,8 @@ def run_trial(
         duration_s=duration_s, argv=trial.argv, hyperparameters=trial.hyperparameters,
         mutated=trial.mutated, metrics=tuple((name, final.metrics.get(name)) for name in model.metrics),
         required_metrics=tuple(name for name, spec in model.metrics.items() if spec.required),
-        energy=final.energy, energy_details=final.energy_details, host=dict(host), repo_git=git_state(repo.path),
+        energy=_with_carbon(final.energy, settings), energy_details=final.energy_details, host=dict(host),
+        repo_git=git_state(repo.path),
         attempts=(*earlier_attempts, *(result.attempt for result in results)), background=tuple(final.background),
         not_passed=trial.not_passed,
     )
@@ -316,3 +318,9 @@ def _last_line(log_path: Path) -> str:
         log.seek(max(0, log.tell() - 4096))
         lines = [line.strip() for line in log.read().decode("utf-8", "replace").splitlines()]
     return next((quoted for line in reversed(lines) if (quoted := quoted_line(line))), "")
+
+
+def _with_carbon(fields: EnergyFields, settings: Settings) -> EnergyFields:
+    """The record's energy with its CO2e and cost, at the settings' carbon intensity and price."""
+    carbon = settings.carbon or CarbonSettings()
+    return with_carbon(fields, carbon.g_per_kwh, carbon.source, carbon.price_per_kwh, carbon.currency)

@@ -6,9 +6,11 @@ reason beside it, never 0, and every value says the method that gave it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 NOT_MEASURED_REASON = "energy was not measured"
+NO_CARBON_REASON = "no carbon intensity given (settings: carbon)"
+JOULES_PER_KWH = 3.6e6
 
 
 @dataclass(frozen=True)
@@ -47,3 +49,35 @@ class EnergyFields:
     """The foreground's share of the measured GPUs' busy time: its processes' SM utilisation samples
     over all processes' (nvmlDeviceGetProcessUtilization), not a share of the energy."""
     gpu_baseline_reason: str | None = None
+    co2e_g: float | None = None
+    """The CO2e of the measured energy (every device measured), at co2e_g_per_kwh."""
+    co2e_g_per_kwh: float | None = None
+    co2e_source: str | None = None
+    """`given` (settings' carbon.g_per_kwh), or the table's source, country and year (carbon.region)."""
+    co2e_reason: str | None = NO_CARBON_REASON
+    """Why co2e_g is empty, or what it leaves out (a device not measured)."""
+    cost: float | None = None
+    """The measured energy at the settings' carbon.price_per_kwh, in cost_currency."""
+    cost_currency: str | None = None
+
+
+def with_carbon(fields: EnergyFields, g_per_kwh: float | None, source: str | None, price_per_kwh: float | None,
+                currency: str | None) -> EnergyFields:
+    """`fields` with their CO2e and cost: the energy of every measured device in kWh times the intensity
+    (and the price). Nothing measured: empty, with the reason; one device unmeasured: its energy is not
+    in the figure, and the reason says so."""
+    measured = {kind: joules for kind, joules in (("cpu", fields.cpu_energy_j), ("gpu", fields.gpu_energy_j))
+                if joules is not None}
+    missing = [kind for kind, method in (("cpu", fields.cpu_energy_method), ("gpu", fields.gpu_energy_method))
+               if kind not in measured and method != "none"]
+    if not measured:
+        reason = "energy was not measured" if g_per_kwh is not None or price_per_kwh is not None else NO_CARBON_REASON
+        return replace(fields, co2e_g=None, co2e_g_per_kwh=g_per_kwh, co2e_source=source, co2e_reason=reason,
+                       cost=None, cost_currency=currency)
+    kwh = sum(measured.values()) / JOULES_PER_KWH
+    partial = f"{' and '.join(missing)} energy not measured: not in the figure" if missing else None
+    return replace(
+        fields, co2e_g=kwh * g_per_kwh if g_per_kwh is not None else None, co2e_g_per_kwh=g_per_kwh,
+        co2e_source=source, co2e_reason=NO_CARBON_REASON if g_per_kwh is None else partial,
+        cost=kwh * price_per_kwh if price_per_kwh is not None else None,
+        cost_currency=currency if price_per_kwh is not None else None)

@@ -26,7 +26,7 @@ TEXT_COLUMNS = ("experiment_id", "run_id", "trial", "mode", "repo", "model", "st
                 "cpu_energy_method", "cpu_energy_scope", "cpu_energy_reason", "gpu_energy_method",
                 "gpu_energy_reason", "cpu_baseline_reason", "gpu_baseline_reason", "source_table")
 NUMBER_COLUMNS = ("duration_s", *(column for pair in ENERGY_COLUMNS.values() for column in pair),
-                  "cpu_idle_w", "gpu_idle_w", "cpu_background_w", "gpu_background_w")
+                  "cpu_idle_w", "gpu_idle_w", "cpu_background_w", "gpu_background_w", "co2e_g", "cost")
 REQUIRED = ("repo", "model", "status")
 CATEGORY_COLUMNS = ("mode", "repo", "model", "status", "mutated", "cpu_energy_method", "cpu_energy_scope",
                     "gpu_energy_method")

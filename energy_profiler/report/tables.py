@@ -45,13 +45,17 @@ class Tables:
 
     fixed: bool = False
     """Trials of a model differ in what they held fixed: the group and correlation tables say how."""
+    carbon: bool = False
+    """Some rows have a co2e_g: the group table adds each group's total (every trial's: a failed one
+    emitted too; `-` for a group with none)."""
     metric_names: dict[str, str] = field(default_factory=dict)
     """Each repository's main metric (`metric` is then the `_metric` column that holds its values)."""
 
     def headers(self, which: str) -> list[str]:
         metric = self.metric_name
         fixed = ["fixed"] if self.fixed else []
-        return {"groups": [*GROUP_HEADERS[:4], *fixed, *GROUP_HEADERS[4:], metric],
+        carbon = ["co2e_g"] if self.carbon else []
+        return {"groups": [*GROUP_HEADERS[:4], *fixed, *GROUP_HEADERS[4:], *carbon, metric],
                 "repeats": [*REPEAT_HEADERS, metric],
                 "correlations": [*CORRELATION_HEADERS[:4], *fixed, *CORRELATION_HEADERS[4:]]}[which]
 
@@ -155,15 +159,20 @@ def summarize(table: pd.DataFrame, metric: str | None, kinds: Kinds,
               metric_names: dict[str, str] | None = None) -> Tables:
     tables = Tables(metric, metric_names=dict(metric_names or {}))
     tables.fixed = bool((table["_context"].astype(str) != "").any())
+    tables.carbon = bool(table["co2e_g"].notna().any())
     keys = [*GROUP_KEYS, "_context"]
-    narrow = table[[*keys, "_ok", "_config", "duration_s", "energy_j", *([metric] if metric else [])]]
+    narrow = table[[*keys, "_ok", "_config", "duration_s", "energy_j", "co2e_g", *([metric] if metric else [])]]
     for key, group in narrow.groupby(keys, sort=False, observed=True):
         good = group[group["_ok"]]
         *named, context = key
         tables.groups.append([*named, *([context or "-"] if tables.fixed else []), len(group),
                               f"{len(good) / len(group):.0%}", group["_config"].nunique(),
                               spread(good["duration_s"]), spread(good["energy_j"]),
+                              *([_total(group["co2e_g"])] if tables.carbon else []),
                               tables.metric_cell(str(named[0]), spread(good[metric])) if metric else "missing"])
+    if tables.carbon:
+        tables.notes.append("co2e_g is each group's total over every trial (a failed one emitted too), at the "
+                            "intensity each row names (co2e_source)")
     if tables.fixed:
         tables.notes.append("'fixed' names what differs between the trials of a model: values held fixed "
                             "(name=value) or drawn (name=*); trials that differ there are never pooled")
@@ -173,6 +182,12 @@ def summarize(table: pd.DataFrame, metric: str | None, kinds: Kinds,
         tables.notes.append(f"{more} more repeated configurations are not listed (the {MAX_REPEATS} most repeated are)")
     _correlations(tables, ok, metric, kinds)
     return tables
+
+
+def _total(values: pd.Series) -> str:
+    """The sum of the values there are (4 significant digits), `-` when there are none."""
+    present = values.dropna()
+    return f"{present.sum():.4g}" if not present.empty else "-"
 
 
 def _correlations(tables: Tables, ok: pd.DataFrame, metric: str | None, kinds: Kinds) -> None:
