@@ -175,11 +175,16 @@ def startable_issues(settings: Settings, registry: Registry, plan: Plan) -> list
 
 
 def history_for(settings: Settings, registry: Registry, app: AppContext) -> History | None:
-    """The measurements the settings' `dedup` points at (`true`: the results folder's global table)."""
-    if settings.dedup is False:
+    """The measurements the settings' `dedup` points at (`true`: the results folder's global table);
+    without dedup, the global table when an experiment tops up to `runs_total` (counted, never skipped)."""
+    topping_up = any(experiment.runs_total is not None for experiment in settings.experiments)
+    if settings.dedup is False and not topping_up:
         return None
-    files = [app.results_dir / GLOBAL_TABLE] if settings.dedup is True else [Path(f) for f in settings.dedup]
-    history = load_history(files, registry)
+    # runs_total counts in the history dedup reads, else in the results folder's global table.
+    files = [Path(f) for f in settings.dedup] if isinstance(settings.dedup, tuple) else [app.results_dir / GLOBAL_TABLE]
+    history = load_history(files, registry, dedup=settings.dedup is not False)
+    if not history.dedup:
+        return history
     # A table that compares with nothing would silently dedup against nothing: an error, at its path.
     paths = {table_file: ("dedup",) if settings.dedup is True else ("dedup", "history", index)
              for index, table_file in enumerate(str(f) for f in files)}

@@ -102,6 +102,10 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
     `settings_file` is the file the user named (the resume line names it again); `options` are
     those a resumed run folder runs with (else this command line's, recorded in plan.json).
     """
+    if not plan.trials and resume_dir is None:  # every experiment's runs_total is in the history already
+        for line in [*plan.lines(), f"nothing to run: {settings.file} plans no trial (no run folder made)"]:
+            app.info(line)
+        return
     options = options or RunOptions.of(app)
     settings_file = settings_file or settings.file
     # A resumed run writes its rows to the results folder it is in, whatever --results-dir says now.

@@ -67,6 +67,8 @@ class Experiment:
     warmup_s: float = 0.0
     seeds_left_out: tuple[str, ...] = ()
     """Seeds (`"seed": true` in the registry) that `mutate: ["all"]` did not draw."""
+    runs_total: int | None = None
+    """Top up to this many successful runs (`runs_total`): the plan runs it minus those the history holds."""
 
     @property
     def repo(self) -> str:
@@ -237,6 +239,9 @@ def _check_experiment(
             issues.extend(checked_background.issues)
             if checked_background.workload is not None:
                 background.append(checked_background.workload)
+    if "runs_total" in entry and "runs_per_config" in entry:
+        issues.append(ConfigIssue(file, where, "give runs_per_config or runs_total, not both: a number of runs, "
+                                               "or the number to top the history up to"))
     if checked.workload is None or issues or not build:
         return None, issues
     foreground_mode = foreground_entry.get("mode", "default") if isinstance(foreground_entry, dict) else "default"
@@ -255,6 +260,7 @@ def _check_experiment(
         background=tuple(background),
         warmup_s=float(entry.get("warmup_s", 0.0)),
         seeds_left_out=checked.seeds_left_out,
+        runs_total=entry.get("runs_total"),
     )
     return experiment, []
 

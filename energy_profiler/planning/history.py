@@ -68,9 +68,17 @@ class History:
     measured: dict[Space, dict[tuple[str, ...], int]] = field(default_factory=dict)
     """Space -> configuration key -> index in `tables` of the first table that measured it."""
     tables: list[HistoryTable] = field(default_factory=list)
+    dedup: bool = True
+    """Draws measured here are skipped (`dedup`); False: it is read only to count successes (`runs_total`)."""
+    successes: dict[tuple[Space, frozenset[str]], set[str]] = field(default_factory=dict)
+    """(space, mutated hyperparameters) -> the ids of its successful trials (a trial two tables hold counts once)."""
 
     def keys(self, space: Space) -> dict[tuple[str, ...], int]:
-        return self.measured.get(space, {})
+        return self.measured.get(space, {}) if self.dedup else {}
+
+    def successful(self, space: Space, mutated: Iterable[str]) -> int:
+        """How many successful trials of this space mutated exactly these hyperparameters (none: default mode)."""
+        return len(self.successes.get((space, frozenset(mutated)), ()))
 
     @property
     def rows_read(self) -> int:
@@ -81,8 +89,8 @@ class History:
         return sum(table.rows_compared for table in self.tables)
 
 
-def load_history(files: Iterable[Path], registry: Registry) -> History:
-    history = History(files=list(files))
+def load_history(files: Iterable[Path], registry: Registry, *, dedup: bool = True) -> History:
+    history = History(files=list(files), dedup=dedup)
     for path in history.files:
         table = HistoryTable(str(path))
         if not path.exists():
@@ -100,6 +108,10 @@ def load_history(files: Iterable[Path], registry: Registry) -> History:
                 space, key = parsed
                 history.measured.setdefault(space, {}).setdefault(key, len(history.tables) - 1)
                 table.rows_compared += 1
+                if row.get("status") == TrialStatus.SUCCESS:
+                    mutated = frozenset(filter(None, (row.get("mutated") or "").split(";")))
+                    trial_id = row.get("experiment_id") or f"{path}:{table.rows_read}"
+                    history.successes.setdefault((space, mutated), set()).add(trial_id)
     return history
 
 

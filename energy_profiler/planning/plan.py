@@ -12,7 +12,7 @@ import random
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from energy_profiler.config.errors import ConfigError, ConfigIssue
@@ -103,6 +103,30 @@ class Trial:
 
 
 @dataclass(frozen=True)
+class TopUp:
+    """An experiment with `runs_total`: how many successful runs its history holds, so how many it plans."""
+
+    experiment_index: int
+    wanted: int
+    held: int
+    where: str
+    """`repo/model mode` (and the mutated names): what was counted."""
+
+    @property
+    def to_run(self) -> int:
+        return max(self.wanted - self.held, 0)
+
+    def line(self) -> str:
+        plan = f"{self.to_run} to run" if self.to_run else "nothing to run"
+        return (f"experiments[{self.experiment_index}] ({self.where}): history holds {self.held} of {self.wanted} "
+                f"successful runs (runs_total): {plan}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"experiment_index": self.experiment_index, "wanted": self.wanted, "held": self.held,
+                "where": self.where}
+
+
+@dataclass(frozen=True)
 class Plan:
     seed: int
     seed_was_drawn: bool
@@ -114,6 +138,8 @@ class Plan:
     """(file, rows read, rows comparable, draws skipped) for each history table that exists."""
     seeds_left_out: tuple[tuple[int, tuple[str, ...]], ...] = ()
     """(experiment index, seeds that `mutate: ["all"]` left at their value)."""
+    top_ups: tuple[TopUp, ...] = ()
+    """What each `runs_total` experiment found in its history, and so planned."""
 
     def to_json(self) -> dict[str, Any]:
         tables = [{"file": file, "rows_read": read, "rows_comparable": compared, "draws_skipped": skipped}
@@ -121,6 +147,7 @@ class Plan:
         return {"seed": self.seed, "seed_was_drawn": self.seed_was_drawn,
                 "history": {"files": list(self.history_files), "tables": tables,
                             "draws_skipped": {f"experiments[{index}]": count for index, count in self.history_skips}},
+                **({"top_ups": [top_up.to_json() for top_up in self.top_ups]} if self.top_ups else {}),
                 "trials": [trial.to_json() for trial in self.trials]}
 
     @classmethod
@@ -133,14 +160,15 @@ class Plan:
                        for table in history.get("tables", ()))
         return cls(seed=data["seed"], seed_was_drawn=data["seed_was_drawn"],
                    trials=tuple(Trial.from_json(trial) for trial in data["trials"]),
-                   history_skips=skips, history_files=tuple(history.get("files", ())), history_tables=tables)
+                   history_skips=skips, history_files=tuple(history.get("files", ())), history_tables=tables,
+                   top_ups=tuple(TopUp(**top_up) for top_up in data.get("top_ups", ())))
 
     def lines(self) -> list[str]:
         """What people should know about the plan besides its trials: history, seeds left out."""
         seeds = [f"experiments[{index}]: mutate all leaves {', '.join(names)} out (a seed in the registry: "
                  "drawn, it would mix run-to-run noise into every effect); name it in mutate to draw it"
                  for index, names in self.seeds_left_out]
-        return self.history_lines() + seeds
+        return self.history_lines() + [top_up.line() for top_up in self.top_ups] + seeds
 
     def history_lines(self) -> list[str]:
         """What the history did, for people: one line per table, one per experiment that lost draws to it."""
@@ -166,6 +194,7 @@ def build_plan(settings: Settings, registry: Registry, seed: int, python: str = 
     issues: list[ConfigIssue] = []
     seen: dict[tuple[str, str, str], set[ConfigKey]] = {}
     skipped_per_table: dict[int, int] = {}
+    top_ups: list[TopUp] = []
     for experiment in settings.experiments:
         repo = registry.repositories[experiment.repo]
         specs = {**repo.models[experiment.model].hyperparameters, **experiment.foreground.ranges}
@@ -176,7 +205,15 @@ def build_plan(settings: Settings, registry: Registry, seed: int, python: str = 
         # other backgrounds (or alone) is a different measurement, not a repeat.
         company = company_key((run.repo, run.model, run.hyperparameters) for run in background)
         seen_here = seen.setdefault((experiment.repo, experiment.model, company), set())
-        measured = history.keys((experiment.repo, experiment.model, experiment.mode, company)) if history else {}
+        space = (experiment.repo, experiment.model, experiment.mode, company)
+        measured = history.keys(space) if history else {}
+        if experiment.runs_total is not None:
+            held = history.successful(space, experiment.mutate) if history else 0
+            drawn = f" of {', '.join(experiment.mutate)}" if experiment.mutate else ""
+            top_up = TopUp(experiment.index, experiment.runs_total, held,
+                           f"{experiment.repo}/{experiment.model} {experiment.mode}{drawn}")
+            top_ups.append(top_up)
+            experiment = replace(experiment, runs=top_up.to_run)
         if not experiment.mutate:
             configs = [base] * experiment.runs
             seen_here.add(tuple(base.values()))
@@ -202,10 +239,12 @@ def build_plan(settings: Settings, registry: Registry, seed: int, python: str = 
             ))
     if issues:
         raise ConfigError(issues)
+    deduped = history is not None and history.dedup
     tables = tuple((table.file, table.rows_read, table.rows_compared, skipped_per_table.get(index, 0))
-                   for index, table in enumerate(history.tables)) if history else ()
+                   for index, table in enumerate(history.tables)) if history and deduped else ()
     return Plan(seed=seed, seed_was_drawn=settings.seed is None, trials=tuple(trials), history_skips=tuple(skips),
-                history_files=tuple(str(path) for path in history.files) if history else (), history_tables=tables,
+                history_files=tuple(str(path) for path in history.files) if history and deduped else (),
+                history_tables=tables, top_ups=tuple(top_ups),
                 seeds_left_out=tuple((e.index, e.seeds_left_out) for e in settings.experiments if e.seeds_left_out))
 
 
