@@ -32,13 +32,14 @@ def test_plan_prints_every_trial_and_writes_nothing(tmp_path: Path) -> None:
     result = invoke("--results-dir", tmp_path / "results", "plan", QUICKSTART)
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["#", "mode", "repo", "model", "epochs", "learning_rate", "batch_size", "dropout",
-                                "weight_decay", "seed"]
+    assert lines[0].split() == ["#", "mode", "repo", "model", "forecast_s", "forecast_j", "epochs", "learning_rate",
+                                "batch_size", "dropout", "weight_decay", "seed"]
+    assert lines[1].split()[4:6] == ["-", "-"]  # an empty results folder: no history, no forecast
     assert lines[1].split()[:4] == ["1", "default", "examples", "softmax"]
     assert sum("*" in line for line in lines[1:8]) == 5  # the five mutation trials mark their drawn values
     assert "7 trials, seed 7; * = mutated" in result.stdout
     assert not (tmp_path / "results").exists()
-    assert invoke("plan", QUICKSTART).stdout == result.stdout  # same seed, same plan
+    assert invoke("--results-dir", tmp_path / "results", "plan", QUICKSTART).stdout == result.stdout  # same seed
 
 
 def test_plan_without_a_seed_says_which_one_it_drew(write_json: Callable[[str, Any], Path]) -> None:

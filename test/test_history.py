@@ -18,6 +18,13 @@ REGISTRY = load_registry(REAL_REGISTRY)
 HP = ["epochs", "learning_rate", "batch_size", "dropout", "weight_decay", "seed"]
 
 
+def plan_column(output: str, name: str, trials: int) -> list[str]:
+    """The cells of column `name` in `plan`'s table (one word each), for its first `trials` rows."""
+    lines = output.splitlines()
+    position = lines[0].split().index(name)
+    return [line.split()[position] for line in lines[1:trials + 1]]
+
+
 def history_csv(path: Path, rows: list[dict[str, str]]) -> Path:
     columns = ["repo", "model", "mode", "status", *(f"hp_{name}" for name in HP)]
     with open(path, "w", newline="") as table:
@@ -93,7 +100,7 @@ def test_dedup_true_reads_the_global_table_of_the_results_folder(
     assert plan.exit_code == 0 and "draw(s) skipped: already measured in" in plan.stdout
     with open(only_run_dir(results) / "summary.csv", newline="") as table:
         first_values = {r["hp_epochs"] for r in csv.DictReader(table)}
-    second_values = {line.split()[4].rstrip("*") for line in plan.stdout.splitlines()[1:10]}
+    second_values = {value.rstrip("*") for value in plan_column(plan.stdout, "epochs", 9)}
     assert len(first_values) == 10 and len(second_values) == 9 and not first_values & second_values
     document["experiments"][0]["runs_per_config"] = 10  # 20 - default - 10 measured = 9 left
     third = invoke("--registry", registry, "--results-dir", results, "plan", write_json("d3.json", document))
@@ -132,7 +139,7 @@ def test_a_repository_that_passes_only_what_is_given_leaves_the_rest_to_the_scri
         {"mode": "mutation", "repo": "fake", "model": "tiny", "mutate": ["epochs"], "runs_per_config": 15}]})
     plan = invoke("--registry", registry, "--results-dir", results, "plan", again)
     assert plan.exit_code == 0, plan.output
-    drawn = {line.split()[4].rstrip("*") for line in plan.stdout.splitlines()[1:16]}
+    drawn = {value.rstrip("*") for value in plan_column(plan.stdout, "epochs", 15)}
     assert not drawn & {r["hp_epochs"] for r in rows[1:]} and len(drawn) == 15 and "2" not in drawn
     one_more = write_json("g3.json", {**json.loads(again.read_text()), "experiments": [
         {"mode": "mutation", "repo": "fake", "model": "tiny", "mutate": ["epochs"], "runs_per_config": 16}]})
@@ -202,7 +209,7 @@ def test_choice_and_switch_values_survive_records_merge_and_dedup(
     assert "tied is categorical: no rank correlation" in report.stdout
     planned = invoke("--registry", registry, "--results-dir", tmp_path / "elsewhere", "plan",
                      write_json("c1.json", document))
-    assert {line.split()[4] for line in planned.stdout.splitlines()[1:4]} <= {"adam*", "sgd*", "adam", "sgd"}
+    assert set(plan_column(planned.stdout, "optimizer", 3)) <= {"adam*", "sgd*", "adam", "sgd"}
     document["experiments"][0]["runs_per_config"] = 1  # 2 x 2 - the default - the 3 measured = nothing left
     again = invoke("--registry", registry, "--results-dir", results, "plan", write_json("c2.json", document))
     assert again.exit_code == 2 and "but only 0 exist" in again.stderr

@@ -1,14 +1,22 @@
-"""`plan FILE`: the trials a settings file expands to, as a table; writes nothing."""
+"""`plan FILE`: the trials a settings file expands to, with what each is forecast to take; writes nothing."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
 
-from energy_profiler.cli.context import AppContext, global_options, load_and_plan
-from energy_profiler.cli.tables import emit, format_option, format_table, terminal_width
+from energy_profiler.cli.context import AppContext, forecast_history, global_options, load_and_plan
+from energy_profiler.cli.display import duration
+from energy_profiler.cli.tables import emit, fitted, format_option, format_table, terminal_width
+from energy_profiler.config.settings import Settings
+from energy_profiler.model.energy_fields import JOULES_PER_KWH
+from energy_profiler.planning.forecast import Prediction, predict
 from energy_profiler.planning.plan import Plan
+
+FORECAST_HEADERS = ["predicted_duration_s", "predicted_energy_j", "predicted_cpu_energy_j", "predicted_gpu_energy_j",
+                    "prediction_n", "prediction_reason"]
 
 
 @click.command("plan")
@@ -16,33 +24,80 @@ from energy_profiler.planning.plan import Plan
 @format_option("one row per trial")
 @global_options
 def plan_command(settings_file: Path, output_format: str) -> None:
-    """Show the trials SETTINGS_FILE would run (mutated values marked *), without running them."""
-    _, _, plan = load_and_plan(click.get_current_context().ensure_object(AppContext), settings_file)
+    """Show the trials SETTINGS_FILE would run (mutated values marked *) and what each is forecast to
+    take from the history, without running them."""
+    app = click.get_current_context().ensure_object(AppContext)
+    registry, settings, plan = load_and_plan(app, settings_file)
+    history = forecast_history(settings, registry, app)
+    predictions = [predict(trial, history, registry) for trial in plan.trials]
     if output_format == "table":
-        click.echo(plan_text(plan, terminal_width()))
+        click.echo(plan_text(plan, terminal_width(), predictions, settings))
     else:
         names = _names(plan)
         rows = [[trial.index, trial.name, trial.mode, trial.repo, trial.model, ";".join(trial.mutated),
-                 *(dict(trial.hyperparameters).get(name) for name in names)] for trial in plan.trials]
-        emit(["index", "trial", "mode", "repo", "model", "mutated", *names], rows, output_format)
+                 *(dict(trial.hyperparameters).get(name) for name in names),
+                 prediction.duration_s, prediction.energy_j, prediction.cpu_energy_j, prediction.gpu_energy_j,
+                 prediction.n, prediction.reason]
+                for trial, prediction in zip(plan.trials, predictions, strict=True)]
+        emit(["index", "trial", "mode", "repo", "model", "mutated", *names, *FORECAST_HEADERS], rows, output_format)
 
 
 def _names(plan: Plan) -> list[str]:
     return list(dict.fromkeys(name for trial in plan.trials for name, _ in trial.hyperparameters))
 
 
-def plan_text(plan: Plan, width: int | None = None) -> str:
+def plan_text(plan: Plan, width: int | None = None, predictions: Sequence[Prediction] = (),
+              settings: Settings | None = None) -> str:
     names = _names(plan)
+    forecast = bool(predictions)
     rows = []
-    for trial in plan.trials:
+    for position, trial in enumerate(plan.trials):
         values = dict(trial.hyperparameters)
         cells = [None if name not in values else values[name] + ("*" if name in trial.mutated else "")
                  for name in names]
-        rows.append([trial.index, trial.mode, trial.repo, trial.model, *cells])
+        predicted = [_round(predictions[position].duration_s), _round(predictions[position].energy_j)] \
+            if forecast else []
+        rows.append([trial.index, trial.mode, trial.repo, trial.model, *predicted, *cells])
     # In a narrow terminal the hyperparameters no trial mutates are the ones left out (they are defaults
     # or fixed values, the same in every row of their model).
     constant = [name for name in names if not any(name in trial.mutated for trial in plan.trials)]
     seed_note = " (drawn: set \"seed\" in the settings to get this plan again)" if plan.seed_was_drawn else ""
-    table = format_table(["#", "mode", "repo", "model", *names], rows, width, optional=constant)
+    headers = ["#", "mode", "repo", "model", *(["forecast_s", "forecast_j"] if forecast else []), *names]
+    table = format_table(headers, rows, width, optional=[*constant, "forecast_j", "forecast_s"])
+    totals = [fitted(line, width) for line in forecast_lines(predictions, settings)] \
+        if forecast and settings is not None else []
     return "\n".join([table, "", f"{len(plan.trials)} trials, seed {plan.seed}{seed_note}; * = mutated",
-                      *plan.lines()])
+                      *totals, *plan.lines()])
+
+
+def forecast_lines(predictions: Sequence[Prediction], settings: Settings) -> list[str]:
+    """The campaign's forecast total (trainings, cool-downs, energy per device, CO2e and cost where the
+    settings give a carbon intensity and a price), saying how many trials it leaves out."""
+    known = [prediction for prediction in predictions if prediction.duration_s is not None]
+    if not known:
+        return ["forecast: none (no successful comparable run in the history: `plan --format csv` says why "
+                "for each trial)"]
+    trainings_s = sum(prediction.duration_s or 0.0 for prediction in known)
+    cooldowns_s = settings.cooldown_s * max(len(predictions) - 1, 0)
+    parts = [f"forecast: trainings {duration(trainings_s)} + cool-downs {duration(cooldowns_s)}"]
+    energy = {kind: [getattr(prediction, f"{kind}_energy_j") for prediction in known
+                     if getattr(prediction, f"{kind}_energy_j") is not None] for kind in ("cpu", "gpu")}
+    measured = {kind: sum(values) / JOULES_PER_KWH for kind, values in energy.items() if values}
+    if measured:
+        parts.append(", ".join(f"{kind} {kwh:.3g} kWh" for kind, kwh in measured.items()))
+        carbon = settings.carbon
+        total_kwh = sum(measured.values())
+        if carbon is not None and carbon.g_per_kwh is not None:
+            parts.append(f"co2e {total_kwh * carbon.g_per_kwh:.3g} g")
+        if carbon is not None and carbon.price_per_kwh is not None:
+            parts.append(f"cost {total_kwh * carbon.price_per_kwh:.3g} {carbon.currency or ''}".rstrip())
+    else:
+        parts.append("no energy measured in the history's runs")
+    missing = len(predictions) - len(known)
+    if missing:
+        parts.append(f"{missing} of {len(predictions)} trials without a forecast (not in the sums)")
+    return ["; ".join(parts)]
+
+
+def _round(value: float | None) -> float | None:
+    return float(f"{value:.3g}") if value is not None else None

@@ -17,6 +17,7 @@ from energy_profiler.cli.context import (
     AppContext,
     energy_options,
     energy_problem_source,
+    forecast_history,
     global_options,
     invocation,
     load_and_plan,
@@ -24,6 +25,7 @@ from energy_profiler.cli.context import (
     startable_issues,
 )
 from energy_profiler.cli.display import LiveProgress, PlainStream, timestamped
+from energy_profiler.cli.plan_cmd import forecast_lines
 from energy_profiler.cli.resume import RunOptions, options_notes, resume_hint, resume_run
 from energy_profiler.cli.signals import stop_on_signals
 from energy_profiler.config.energy_settings import EnergySettings
@@ -38,6 +40,7 @@ from energy_profiler.errors import ExitCode, ToolExit
 from energy_profiler.execution.runtime import Output, StopRequest
 from energy_profiler.execution.session import run_session
 from energy_profiler.fs import NO_ROOM
+from energy_profiler.planning.forecast import predict
 from energy_profiler.planning.plan import Plan, build_plan
 from energy_profiler.results.global_table import GLOBAL_TABLE, foreign_table
 from energy_profiler.results.rundir import run_dirs
@@ -143,7 +146,8 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
         try:
             result = run_session(settings, registry, plan, results_root=results_root, output=output, stop=stop,
                                  settings_bytes=settings_bytes, energy=energy, resume_dir=resume_dir,
-                                 options=options.to_json(), notes=options_notes(options, resume_dir))
+                                 options=options.to_json(),
+                                 notes=[*options_notes(options, resume_dir), *_forecast(app, registry, settings, plan)])
         except OSError as error:
             if error.errno not in NO_ROOM:
                 raise
@@ -198,3 +202,7 @@ def energy_plan(settings: EnergySettings, source: Path, given: Mapping[str, Any]
     return EnergyPlan(choice=choice, settings=settings, hardware=hardware, perf_spare=spare)
 
 
+def _forecast(app: AppContext, registry: Registry, settings: Settings, plan: Plan) -> list[str]:
+    """The plan's forecast total, for the campaign's header (as `plan` prints it)."""
+    history = forecast_history(settings, registry, app)
+    return forecast_lines([predict(trial, history, registry) for trial in plan.trials], settings)

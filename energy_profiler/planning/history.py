@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,17 @@ class HistoryTable:
         return f"none of its {self.rows_read} rows can be compared ({reasons})"
 
 
+@dataclass(frozen=True)
+class Sample:
+    """What one successful trial took: its configuration key (the model's hyperparameters in registry
+    order), its duration and the energy of each device measured (None: not measured)."""
+
+    key: tuple[str, ...]
+    duration_s: float
+    cpu_energy_j: float | None
+    gpu_energy_j: float | None
+
+
 @dataclass
 class History:
     """Measured configurations per space, the table each came from first, and per-table counts."""
@@ -72,6 +84,8 @@ class History:
     """Draws measured here are skipped (`dedup`); False: it is read only to count successes (`runs_total`)."""
     successes: dict[tuple[Space, frozenset[str]], set[str]] = field(default_factory=dict)
     """(space, mutated hyperparameters) -> the ids of its successful trials (a trial two tables hold counts once)."""
+    samples: dict[Space, dict[str, Sample]] = field(default_factory=dict)
+    """Space -> trial id -> what a successful trial of it took (for forecasts; a trial two tables hold once)."""
 
     def keys(self, space: Space) -> dict[tuple[str, ...], int]:
         return self.measured.get(space, {}) if self.dedup else {}
@@ -112,6 +126,8 @@ def load_history(files: Iterable[Path], registry: Registry, *, dedup: bool = Tru
                     mutated = frozenset(filter(None, (row.get("mutated") or "").split(";")))
                     trial_id = row.get("experiment_id") or f"{path}:{table.rows_read}"
                     history.successes.setdefault((space, mutated), set()).add(trial_id)
+                    if (sample := _sample(row, key)) is not None:
+                        history.samples.setdefault(space, {})[trial_id] = sample
     return history
 
 
@@ -134,6 +150,22 @@ def _row_key(row: dict[str, str], registry: Registry) -> tuple[Space, tuple[str,
     except (TypeError, ValueError):
         return "with an empty or unreadable hyperparameter value"
     return (repo.name, model.name, row.get("mode") or "", _company_from_row(row)), key
+
+
+def _sample(row: dict[str, str], key: tuple[str, ...]) -> Sample | None:
+    duration_s = _number(row.get("duration_s"))
+    if duration_s is None:
+        return None
+    return Sample(key, duration_s, _number(row.get("cpu_energy_j")), _number(row.get("gpu_energy_j")))
+
+
+def _number(cell: str | None) -> float | None:
+    """A cell's finite number, None for an empty or unreadable one (never 0)."""
+    try:
+        value = float(cell or "nan")
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _seconds(cell: str | None) -> float:
