@@ -10,7 +10,7 @@ from typing import Any
 
 from energy_profiler.model.record import Record
 from energy_profiler.results.global_table import append_row
-from test.conftest import PROJECT_ROOT, fake_repo, invoke
+from test.conftest import fake_repo, invoke
 
 
 def read(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -77,10 +77,17 @@ def test_record_from_json_is_the_inverse_of_to_json(tmp_path: Path) -> None:
     assert Record.from_json(document).to_row() == record.to_row()
 
 
-def test_merge_of_the_shipped_example_runs(tmp_path: Path) -> None:
+def test_merge_of_parallel_runs_keeps_the_background_columns(
+        write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path) -> None:
+    # Sleeping trainings: the shipped parallel example trains for real (test_example_repo.py runs it).
+    registry = fake_registry(fg=fake_repo("sleep", required_args=["--behaviour", "sleep", "--seconds", "0.3"]),
+                             bg=fake_repo("sleep", required_args=["--behaviour", "sleep", "--seconds", "0.2"]))
+    settings = write_json("p.json", {"experiment_name": "merge", "energy": {"cpu": "none", "gpu": "none"},
+                                     "experiments": [{"mode": "parallel", "foreground": {"repo": "fg", "model": "tiny"},
+                                                      "background": {"repo": "bg", "model": "tiny"},
+                                                      "runs_per_config": 2}]})
     results = tmp_path / "results"
-    assert invoke("--results-dir", results, "-q", "run", PROJECT_ROOT / "settings" / "parallel_example.json",
-                  "--cpu-energy", "none").exit_code == 0
+    assert invoke("--registry", registry, "--results-dir", results, "-q", "run", settings).exit_code == 0
     merged = tmp_path / "all.csv"
     assert invoke("merge", *results.glob("run_*"), "-o", merged).exit_code == 0
     header, rows = read(merged)
