@@ -205,6 +205,21 @@ def _running(pid: int) -> bool:
         return False
 
 
+def cluster_fixtures(instance: int) -> tuple[Any, Any]:
+    """A test file's two fixtures: `cluster` (its own cluster, for the whole file) and `slurm` (that
+    cluster, ready for one test). In the file: `cluster, slurm = cluster_fixtures(instance=N)`."""
+
+    @pytest.fixture(scope="module")
+    def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
+        yield from running_cluster(tmp_path_factory, instance)
+
+    @pytest.fixture
+    def slurm(cluster: SlurmCluster, monkeypatch: pytest.MonkeyPatch) -> SlurmCluster:
+        return ready(cluster, monkeypatch)
+
+    return cluster, slurm
+
+
 def running_cluster(tmp_path_factory: pytest.TempPathFactory, instance: int) -> Iterator[SlurmCluster]:
     """A test file's cluster (its module fixture), stopped whatever happens."""
     running = SlurmCluster(tmp_path_factory.mktemp("slurm"), instance)

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,11 +23,10 @@ import pytest
 from test.conftest import PROJECT_ROOT, fake_repo, invoke, only_run_dir, wait_for
 from test.slurm_cluster import (
     SlurmCluster,
+    cluster_fixtures,
     job_info,
     needs_slurm,
-    ready,
     rows,
-    running_cluster,
     settings_for,
     submitter,
 )
@@ -35,14 +34,7 @@ from test.slurm_cluster import (
 pytestmark = needs_slurm
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
-    yield from running_cluster(tmp_path_factory, instance=0)
-
-
-@pytest.fixture
-def slurm(cluster: SlurmCluster, monkeypatch: pytest.MonkeyPatch) -> SlurmCluster:
-    return ready(cluster, monkeypatch)
+cluster, slurm = cluster_fixtures(instance=0)  # this file's own cluster (the other file has its own)
 
 
 def test_each_trial_is_an_exclusive_job_and_the_submitter_writes_every_row_once(

@@ -13,23 +13,20 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from test.conftest import PROJECT_ROOT, fake_repo, invoke, only_run_dir, wait_for
 from test.slurm_cluster import (
     SlurmCluster,
+    cluster_fixtures,
     job_info,
     jobs_gone,
     needs_slurm,
-    ready,
     rows,
-    running_cluster,
     settings_for,
     submitter,
 )
@@ -37,14 +34,7 @@ from test.slurm_cluster import (
 pytestmark = needs_slurm
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
-    yield from running_cluster(tmp_path_factory, instance=1)
-
-
-@pytest.fixture
-def slurm(cluster: SlurmCluster, monkeypatch: pytest.MonkeyPatch) -> SlurmCluster:
-    return ready(cluster, monkeypatch)
+cluster, slurm = cluster_fixtures(instance=1)  # this file's own cluster (the other file has its own)
 
 
 def test_ctrl_c_then_the_printed_resume_line_runs_the_cancelled_trials_again(
