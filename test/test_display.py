@@ -107,6 +107,22 @@ def test_the_eta_counts_wall_time_per_trial_not_training_time() -> None:
     assert eta.remaining_s(10_000.0) == 0.0  # never negative
 
 
+def test_the_eta_counts_each_trials_forecast_when_the_plan_has_them() -> None:
+    # Two 10 s trainings then two of 100 s: the session's mean says 3 x 12 s left after the first;
+    # the forecasts say 10 + 100 + 100 s, plus the 2 s a trial has taken beyond its forecast.
+    eta = WallClockEta(trials_left=4, started_s=0.0, predicted_s=[10.0, 10.0, 100.0, 100.0])
+    assert eta.remaining_s(5.0) == 215.0  # before any trial ended: the forecasts alone
+    eta.trial_ended(12.0)  # 10 s of training, 2 s around it
+    assert eta.remaining_s(12.0) == 216.0  # (2 + 10) + (2 + 100) + (2 + 100)
+    plain = WallClockEta(trials_left=4, started_s=0.0)
+    plain.trial_ended(12.0)
+    assert plain.remaining_s(12.0) == 36.0  # without forecasts, as before
+    partly = WallClockEta(trials_left=3, started_s=0.0, predicted_s=[10.0, None, 50.0])
+    assert partly.remaining_s(1.0) is None  # not every trial has a forecast: no guess yet
+    partly.trial_ended(12.0)
+    assert partly.remaining_s(12.0) == 12.0 + 52.0  # the one without a forecast counts the mean
+
+
 def test_the_eta_counts_the_cooldowns_still_to_come() -> None:
     # Seen by a user: `cooldown_s: 8` showed "about 0:00 left" while cooling down.
     eta = WallClockEta(trials_left=3, started_s=0.0, cooldown_s=8.0)

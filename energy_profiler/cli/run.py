@@ -141,13 +141,14 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
     energy = energy_plan(replace(settings.energy, **app.energy_overrides), settings.file, app.energy_overrides)
     stop = StopRequest()
     output = _output(app)
+    forecast, predicted_s = _forecast(app, registry, settings, plan)
     earlier = set(run_dirs(results_root))  # a full disk: the resume line names the folder this campaign made
     with stop_on_signals(stop):
         try:
             result = run_session(settings, registry, plan, results_root=results_root, output=output, stop=stop,
                                  settings_bytes=settings_bytes, energy=energy, resume_dir=resume_dir,
-                                 options=options.to_json(),
-                                 notes=[*options_notes(options, resume_dir), *_forecast(app, registry, settings, plan)])
+                                 options=options.to_json(), notes=[*options_notes(options, resume_dir), *forecast],
+                                 forecast_s=predicted_s)
         except OSError as error:
             if error.errno not in NO_ROOM:
                 raise
@@ -202,7 +203,11 @@ def energy_plan(settings: EnergySettings, source: Path, given: Mapping[str, Any]
     return EnergyPlan(choice=choice, settings=settings, hardware=hardware, perf_spare=spare)
 
 
-def _forecast(app: AppContext, registry: Registry, settings: Settings, plan: Plan) -> list[str]:
-    """The plan's forecast total, for the campaign's header (as `plan` prints it)."""
+def _forecast(app: AppContext, registry: Registry, settings: Settings,
+              plan: Plan) -> tuple[list[str], dict[str, float | None]]:
+    """The plan's forecast total for the campaign's header (as `plan` prints it), and each trial's
+    forecast training time, for the time left."""
     history = forecast_history(settings, registry, app)
-    return forecast_lines([predict(trial, history, registry) for trial in plan.trials], settings)
+    predictions = [predict(trial, history, registry) for trial in plan.trials]
+    return (forecast_lines(predictions, settings),
+            {trial.name: prediction.duration_s for trial, prediction in zip(plan.trials, predictions, strict=True)})

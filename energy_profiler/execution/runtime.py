@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -93,28 +93,52 @@ class WallClockEta:
     per trial left, so that a campaign cooling down 60 s between 5 s trainings is not shown as
     nearly done, nor the time left as 0:00 while it cools down. Trials recorded before a resume are
     not counted: their time is not this session's.
+
+    With `predicted_s` (each remaining trial's forecast training time, None where there is none) a
+    trial left counts its own forecast plus the time this session has spent per trial beyond its
+    trials' forecasts, instead of the session's mean: a campaign whose slow trials come last is not
+    shown as nearly done. Before a trial has ended, the forecasts alone, when every trial has one.
     """
 
-    def __init__(self, trials_left: int, started_s: float, cooldown_s: float = 0.0):
+    def __init__(self, trials_left: int, started_s: float, cooldown_s: float = 0.0,
+                 predicted_s: Sequence[float | None] = ()):
         self.trials_left = trials_left
         self.started_s = started_s
         self.cooldown_s = cooldown_s
         self.finished = 0
         self.last_end_s = started_s
+        self.predicted_s = list(predicted_s)
+        """The forecasts of the trials left, in order (empty: none given)."""
+        self.predicted_done_s: list[float] = []
+        """The forecasts of the trials that ended, where they had one."""
 
     def trial_ended(self, now_s: float) -> None:
         """A trial has its record (called before its cool-down)."""
         self.finished += 1
         self.trials_left = max(0, self.trials_left - 1)
         self.last_end_s = now_s
+        if self.predicted_s and (predicted := self.predicted_s.pop(0)) is not None:
+            self.predicted_done_s.append(predicted)
 
     def remaining_s(self, now_s: float) -> float | None:
-        """Seconds left at `now_s`; None before the first trial of this session has ended."""
+        """Seconds left at `now_s`; None before the first trial of this session has ended (unless every
+        trial has a forecast)."""
+        forecasts = self.predicted_s[: self.trials_left]
+        forecast_all = len(forecasts) == self.trials_left and None not in forecasts
         if not self.finished:
-            return None
+            if not forecast_all or not self.trials_left:
+                return None
+            total_s = sum(f for f in forecasts if f is not None) + self.cooldown_s * (self.trials_left - 1)
+            return max(0.0, total_s - (now_s - self.started_s))
         cooled_s = self.cooldown_s * (self.finished - 1)  # the cool-downs between the trials that ended
         per_trial_s = max(0.0, self.last_end_s - self.started_s - cooled_s) / self.finished
-        return max(0.0, (per_trial_s + self.cooldown_s) * self.trials_left - (now_s - self.last_end_s))
+        if forecasts and self.predicted_done_s and len(self.predicted_done_s) == self.finished:
+            beyond_s = max(0.0, per_trial_s - sum(self.predicted_done_s) / self.finished)
+            left_s = sum(beyond_s + f if f is not None else per_trial_s for f in forecasts)
+            left_s += per_trial_s * (self.trials_left - len(forecasts))
+        else:
+            left_s = per_trial_s * self.trials_left
+        return max(0.0, left_s + self.cooldown_s * self.trials_left - (now_s - self.last_end_s))
 
 
 class Progress:

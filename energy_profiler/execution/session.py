@@ -48,13 +48,15 @@ def run_session(
     resume_dir: Path | None = None,
     options: Mapping[str, object] | None = None,
     notes: Sequence[str] = (),
+    forecast_s: Mapping[str, float | None] | None = None,
 ) -> SessionResult:
     """Run every trial of `plan`, writing the run folder as it goes; returns what happened.
 
     With `resume_dir`, continue that run folder: trials with a final record are kept as they are,
     summary.csv is rebuilt from their experiment.json (so it holds each trial once), and the others
     run again in a fresh attempt folder. Raises RunDirBusy if another campaign holds the folder.
-    `options` (the command line's, as JSON) go into plan.json; `notes` are said after the header.
+    `options` (the command line's, as JSON) go into plan.json; `notes` are said after the header;
+    `forecast_s` (trial name -> forecast training time) makes the time left count each trial's own.
     """
     started = time.monotonic()
     resumed = resume_dir is not None
@@ -71,7 +73,8 @@ def run_session(
                                           energy=energy, say=say, stop=stop)
         sinks = record_sinks(run_dir, results_root, summary, resumed=resumed)
         remaining = [trial for trial in plan.trials if trial.name not in finished]
-        eta = WallClockEta(len(remaining), time.monotonic(), settings.cooldown_s)
+        eta = WallClockEta(len(remaining), time.monotonic(), settings.cooldown_s,
+                           [(forecast_s or {}).get(trial.name) for trial in remaining] if forecast_s else ())
         start_failures = StartFailures(settings.stop_after_start_failures)
         for position, trial in enumerate(remaining):
             if stop.requested or start_failures.reached:
