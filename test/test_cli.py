@@ -32,9 +32,9 @@ def test_plan_prints_every_trial_and_writes_nothing(tmp_path: Path) -> None:
     result = invoke("--results-dir", tmp_path / "results", "plan", QUICKSTART)
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["#", "mode", "repo", "model", "forecast_s", "forecast_j", "epochs", "learning_rate",
-                                "batch_size", "dropout", "weight_decay", "seed"]
-    assert lines[1].split()[4:6] == ["-", "-"]  # an empty results folder: no history, no forecast
+    assert lines[0].split() == ["#", "mode", "repo", "model", "forecast_s", "forecast_j", "from", "epochs",
+                                "learning_rate", "batch_size", "dropout", "weight_decay", "seed"]
+    assert lines[1].split()[4:7] == ["-", "-", "-"]  # an empty results folder: no history, no forecast
     assert lines[1].split()[:4] == ["1", "default", "examples", "softmax"]
     assert sum("*" in line for line in lines[1:8]) == 5  # the five mutation trials mark their drawn values
     assert "7 trials, seed 7; * = mutated" in result.stdout

@@ -80,3 +80,31 @@ def test_bad_runs_total_exits_2_at_its_path_before_anything_runs(
                         settings(write_json, "bad.json", experiment))
         assert result.exit_code == 2 and expected in result.stderr, result.stderr
         assert not results.exists()
+
+
+def test_only_runs_of_the_same_study_count_and_a_top_up_never_draws_a_measured_value_again(
+        write_json: Write, fake_registry: Callable[..., Path], tmp_path: Path) -> None:
+    # Seen by a new user: runs with other fixed values or outside the ranges counted toward the total,
+    # and a top-up with the same seed ran the first campaign's draws again.
+    registry, results = fake_registry(), tmp_path / "results"
+    first = settings(write_json, "first.json", {**mutation(runs_per_config=3), "hyperparameters": {"epochs": 3}},
+                     {"mode": "default", "repo": "fake", "model": "tiny", "hyperparameters": {"epochs": 3}})
+    assert invoke("--registry", registry, "--results-dir", results, "-q", "run", first).exit_code == 0
+    measured = {row["hp_learning_rate"] for row in rows(results / "summary_all.csv") if row["mode"] == "mutation"}
+    other_fixed = {**mutation(runs_total=3), "hyperparameters": {"epochs": 4}}
+    narrower = {**mutation(runs_total=3), "hyperparameters": {"epochs": 3},
+                "ranges": {"learning_rate": [0.001, 0.0015]}}
+    inside = sum(0.001 <= float(value) <= 0.0015 for value in measured)
+    default = {"mode": "default", "repo": "fake", "model": "tiny", "hyperparameters": {"epochs": 5}, "runs_total": 1}
+    same = {**mutation(runs_total=5), "hyperparameters": {"epochs": 3}}
+    planned = invoke("--registry", registry, "--results-dir", results, "plan",
+                     settings(write_json, "top.json", other_fixed, narrower, default, same))
+    assert planned.exit_code == 0, planned.output
+    held = [line.split("history holds ")[1].split(" successful")[0] for line in planned.stdout.splitlines()
+            if "history holds" in line]
+    assert held == ["0 of 3", f"{inside} of 3", "0 of 1", "3 of 5"] and inside < 3
+    ran = invoke("--registry", registry, "--results-dir", results, "-q", "run",
+                 settings(write_json, "top_same.json", same))
+    assert ran.exit_code == 0, ran.output
+    drawn = [row["hp_learning_rate"] for row in rows(results / "summary_all.csv")][-2:]
+    assert len(drawn) == 2 and not set(drawn) & measured  # the same seed, yet no value drawn twice

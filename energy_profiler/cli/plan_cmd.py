@@ -12,6 +12,7 @@ from energy_profiler.cli.display import duration
 from energy_profiler.cli.tables import emit, fitted, format_option, format_table, terminal_width
 from energy_profiler.config.settings import Settings
 from energy_profiler.model.energy_fields import JOULES_PER_KWH
+from energy_profiler.model.rounding import rounded
 from energy_profiler.planning.forecast import Prediction, predict
 from energy_profiler.planning.plan import Plan
 
@@ -36,7 +37,9 @@ def plan_command(settings_file: Path, output_format: str) -> None:
         names = _names(plan)
         rows = [[trial.index, trial.name, trial.mode, trial.repo, trial.model, ";".join(trial.mutated),
                  *(dict(trial.hyperparameters).get(name) for name in names),
-                 prediction.duration_s, prediction.energy_j, prediction.cpu_energy_j, prediction.gpu_energy_j,
+                 *(rounded(value, name) for value, name in zip(
+                     (prediction.duration_s, prediction.energy_j, prediction.cpu_energy_j, prediction.gpu_energy_j),
+                     FORECAST_HEADERS, strict=False)),
                  prediction.n, prediction.reason]
                 for trial, prediction in zip(plan.trials, predictions, strict=True)]
         emit(["index", "trial", "mode", "repo", "model", "mutated", *names, *FORECAST_HEADERS], rows, output_format)
@@ -55,18 +58,21 @@ def plan_text(plan: Plan, width: int | None = None, predictions: Sequence[Predic
         values = dict(trial.hyperparameters)
         cells = [None if name not in values else values[name] + ("*" if name in trial.mutated else "")
                  for name in names]
-        predicted = [_round(predictions[position].duration_s), _round(predictions[position].energy_j)] \
-            if forecast else []
+        prediction = predictions[position] if forecast else None
+        predicted = [_round(prediction.duration_s), _round(prediction.energy_j),
+                     f"{prediction.basis}({prediction.n})" if prediction.n else None] if prediction else []
         rows.append([trial.index, trial.mode, trial.repo, trial.model, *predicted, *cells])
     # In a narrow terminal the hyperparameters no trial mutates are the ones left out (they are defaults
     # or fixed values, the same in every row of their model).
     constant = [name for name in names if not any(name in trial.mutated for trial in plan.trials)]
     seed_note = " (drawn: set \"seed\" in the settings to get this plan again)" if plan.seed_was_drawn else ""
-    headers = ["#", "mode", "repo", "model", *(["forecast_s", "forecast_j"] if forecast else []), *names]
-    table = format_table(headers, rows, width, optional=[*constant, "forecast_j", "forecast_s"])
+    headers = ["#", "mode", "repo", "model", *(["forecast_s", "forecast_j", "from"] if forecast else []), *names]
+    table = format_table(headers, rows, width, optional=[*constant, "from", "forecast_j", "forecast_s"])
     totals = [fitted(line, width) for line in forecast_lines(predictions, settings)] \
         if forecast and settings is not None else []
-    return "\n".join([table, "", f"{len(plan.trials)} trials, seed {plan.seed}{seed_note}; * = mutated",
+    legend = "; from: the same configuration, scaled by epochs, or other values (runs)" if forecast else ""
+    trials = f"{len(plan.trials)} trial{'' if len(plan.trials) == 1 else 's'}"
+    return "\n".join([table, "", fitted(f"{trials}, seed {plan.seed}{seed_note}; * = mutated{legend}", width),
                       *totals, *plan.lines()])
 
 

@@ -106,8 +106,9 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
     those a resumed run folder runs with (else this command line's, recorded in plan.json).
     """
     if not plan.trials and resume_dir is None:  # every experiment's runs_total is in the history already
-        for line in [*plan.lines(), f"nothing to run: {settings.file} plans no trial (no run folder made)"]:
+        for line in plan.lines():
             app.info(line)
+        click.echo(f"nothing to run: {settings.file} plans no trial (no run folder made)")  # also under -q
         return
     options = options or RunOptions.of(app)
     settings_file = settings_file or settings.file

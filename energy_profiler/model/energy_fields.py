@@ -77,7 +77,12 @@ def with_carbon(fields: EnergyFields, g_per_kwh: float | None, source: str | Non
     kwh = sum(measured.values()) / JOULES_PER_KWH
     partial = f"{' and '.join(missing)} energy not measured: not in the figure" if missing else None
     return replace(
-        fields, co2e_g=kwh * g_per_kwh if g_per_kwh is not None else None, co2e_g_per_kwh=g_per_kwh,
+        fields, co2e_g=_digits(kwh * g_per_kwh) if g_per_kwh is not None else None, co2e_g_per_kwh=g_per_kwh,
         co2e_source=source, co2e_reason=NO_CARBON_REASON if g_per_kwh is None else partial,
-        cost=kwh * price_per_kwh if price_per_kwh is not None else None,
+        cost=_digits(kwh * price_per_kwh) if price_per_kwh is not None else None,
         cost_currency=currency if price_per_kwh is not None else None)
+
+
+def _digits(value: float) -> float:
+    """Six significant digits: more than the energy (to 1 mJ) and the intensity (a yearly average) know."""
+    return float(f"{value:.6g}")

@@ -36,6 +36,8 @@ class Prediction:
     """How many comparable trials the prediction is the median of (0: none)."""
     reason: str
     """Its basis (`median of 5 runs of the same configuration, p10-p90 12.1-14.0 s`), or why it is empty."""
+    basis: str = ""
+    """In a word: `same` configuration, `scaled` by epochs, `other` values (not scaled); empty: none."""
 
 
 def predict(trial: Trial, history: History | None, registry: Registry) -> Prediction:
@@ -48,18 +50,18 @@ def predict(trial: Trial, history: History | None, registry: Registry) -> Predic
     key = _key(trial, names)
     same = [sample for sample in samples if sample.key == key]
     if same:
-        return _median(same, "of the same configuration")
+        return _median(same, "of the same configuration", "same")
     epochs = next((names.index(name) for name in EPOCH_NAMES if name in names), None)
     if epochs is not None and key[epochs] != NOT_PASSED:
         wanted = float(key[epochs])
         scaled = _per_epoch(samples, epochs, wanted)
         if scaled is not None:
             return _median(scaled, f"of {where}, scaled to {names[epochs]}={key[epochs]} (per {names[epochs]}: "
-                                   "the history shows the cost grows with it)")
+                                   "the history shows the cost grows with it)", "scaled")
         unscaled = f"of {where} with other values, {names[epochs]} not scaled: the history does not show the " \
                    f"cost growing with it"
-        return _median(samples, unscaled)
-    return _median(samples, f"of {where} with other values")
+        return _median(samples, unscaled, "other")
+    return _median(samples, f"of {where} with other values", "other")
 
 
 def _comparable(trial: Trial, history: History | None) -> list[Sample]:
@@ -109,7 +111,7 @@ def _quantiles(values: Sequence[float]) -> tuple[float, float, float]:
     return deciles[0], statistics.median(ordered), deciles[-1]
 
 
-def _median(samples: Sequence[Sample], basis: str) -> Prediction:
+def _median(samples: Sequence[Sample], basis: str, word: str) -> Prediction:
     durations = [sample.duration_s for sample in samples]
     totals = [sum(j for j in (sample.cpu_energy_j, sample.gpu_energy_j) if j is not None) for sample in samples
               if sample.cpu_energy_j is not None or sample.gpu_energy_j is not None]
@@ -125,4 +127,4 @@ def _median(samples: Sequence[Sample], basis: str) -> Prediction:
     counted = f"median of {len(samples)} runs" if len(samples) > 1 else "1 run"
     return Prediction(duration_s, statistics.median(totals) if totals else None,
                       statistics.median(cpu) if cpu else None, statistics.median(gpu) if gpu else None,
-                      len(samples), f"{counted} {basis}" + (f"; {', '.join(notes)}" if notes else ""))
+                      len(samples), f"{counted} {basis}" + (f"; {', '.join(notes)}" if notes else ""), word)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,17 +82,20 @@ class History:
     tables: list[HistoryTable] = field(default_factory=list)
     dedup: bool = True
     """Draws measured here are skipped (`dedup`); False: it is read only to count successes (`runs_total`)."""
-    successes: dict[tuple[Space, frozenset[str]], set[str]] = field(default_factory=dict)
-    """(space, mutated hyperparameters) -> the ids of its successful trials (a trial two tables hold counts once)."""
+    successes: dict[tuple[Space, frozenset[str]], dict[str, tuple[str, ...]]] = field(default_factory=dict)
+    """(space, mutated hyperparameters) -> trial id -> configuration key of its successful trials (a trial
+    two tables hold counts once)."""
     samples: dict[Space, dict[str, Sample]] = field(default_factory=dict)
     """Space -> trial id -> what a successful trial of it took (for forecasts; a trial two tables hold once)."""
 
-    def keys(self, space: Space) -> dict[tuple[str, ...], int]:
-        return self.measured.get(space, {}) if self.dedup else {}
+    def keys(self, space: Space, *, always: bool = False) -> dict[tuple[str, ...], int]:
+        """The configurations measured in `space` (none when this history is not for dedup, unless `always`)."""
+        return self.measured.get(space, {}) if self.dedup or always else {}
 
-    def successful(self, space: Space, mutated: Iterable[str]) -> int:
-        """How many successful trials of this space mutated exactly these hyperparameters (none: default mode)."""
-        return len(self.successes.get((space, frozenset(mutated)), ()))
+    def successful(self, space: Space, mutated: Iterable[str], counts: Callable[[tuple[str, ...]], bool]) -> int:
+        """How many successful trials of this space mutated exactly these hyperparameters (none: default
+        mode) and have a configuration that `counts` (the experiment's fixed values, its ranges)."""
+        return sum(1 for key in self.successes.get((space, frozenset(mutated)), {}).values() if counts(key))
 
     @property
     def rows_read(self) -> int:
@@ -125,7 +128,7 @@ def load_history(files: Iterable[Path], registry: Registry, *, dedup: bool = Tru
                 if row.get("status") == TrialStatus.SUCCESS:
                     mutated = frozenset(filter(None, (row.get("mutated") or "").split(";")))
                     trial_id = row.get("experiment_id") or f"{path}:{table.rows_read}"
-                    history.successes.setdefault((space, mutated), set()).add(trial_id)
+                    history.successes.setdefault((space, mutated), {})[trial_id] = key
                     if (sample := _sample(row, key)) is not None:
                         history.samples.setdefault(space, {})[trial_id] = sample
     return history

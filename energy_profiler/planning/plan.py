@@ -13,6 +13,7 @@ import re
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from typing import Any
 
 from energy_profiler.config.errors import ConfigError, ConfigIssue
@@ -208,7 +209,11 @@ def build_plan(settings: Settings, registry: Registry, seed: int, python: str = 
         space = (experiment.repo, experiment.model, experiment.mode, company)
         measured = history.keys(space) if history else {}
         if experiment.runs_total is not None:
-            held = history.successful(space, experiment.mutate) if history else 0
+            # Runs count toward the total when they are this experiment's: its fixed values, and drawn
+            # values its ranges could draw; and a top-up never draws again what the history measured.
+            ours = partial(_counts_toward, mutated=experiment.mutate, base=base, specs=specs)
+            held = history.successful(space, experiment.mutate, ours) if history else 0
+            measured = history.keys(space, always=True) if history else {}
             drawn = f" of {', '.join(experiment.mutate)}" if experiment.mutate else ""
             top_up = TopUp(experiment.index, experiment.runs_total, held,
                            f"{experiment.repo}/{experiment.model} {experiment.mode}{drawn}")
@@ -344,6 +349,15 @@ def _draw_unique(
                    f"{', '.join(names)} in {attempts} attempts; widen the ranges or lower runs_per_config")
         return [], skipped, ConfigIssue(file, (*where, "runs_per_config"), message)
     return configs, skipped, None
+
+
+def _counts_toward(key: ConfigKey, *, mutated: tuple[str, ...], base: dict[str, str],
+                   specs: Mapping[str, HyperparameterSpec]) -> bool:
+    """Whether a measured configuration is a run of this experiment (for runs_total): its fixed values,
+    and mutated values its ranges could draw (default mode: exactly its configuration)."""
+    if not mutated:
+        return key == tuple(base.values())
+    return _same_fixed_part(key, base, mutated, specs) and _drawable(key, mutated, specs)
 
 
 def _drawable(key: ConfigKey, mutated: tuple[str, ...], specs: Mapping[str, HyperparameterSpec]) -> bool:
