@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import re
+import statistics
 import tempfile
 import threading
 import time
@@ -297,7 +298,9 @@ def test_trainings_shorter_than_perfs_start_get_their_perf_started_trials_ahead(
     waits = [json.loads(path.read_text())["energy"]["details"]["cpu"]["details"]["enable_ack_s"]
              for path in sorted(run_dir.glob("*/experiment.json"))]
     assert len(waits) == 10 and max(waits[:3]) > 0.05, waits  # the first windows waited for their perf
-    assert max(waits[-3:]) < 0.05, waits  # the last found it started
+    # Most of the last five found theirs started (a loaded machine may still make one wait while the
+    # pool grows once more); with one spare every window waited about 0.2 s.
+    assert statistics.median(waits[5:]) < 0.01, waits
 
 
 def test_a_required_device_that_stops_measuring_fails_the_trial_and_is_retried(
