@@ -68,6 +68,8 @@ class AppContext:
     """`run --executor local|slurm`, over the settings file's `executor`."""
     project: Path | None = None
     """The checkout whose mutation.py runs (None for the installed command): where its .venv is."""
+    budget: dict[str, float] = field(default_factory=dict)
+    """`run --budget-*`: limits over the settings' `budget` (by its key)."""
 
     def registry(self) -> Registry:
         if not self.registry_file.exists():

@@ -10,6 +10,7 @@ import click
 from energy_profiler.cli.context import AppContext, forecast_history, global_options, load_and_plan
 from energy_profiler.cli.display import duration
 from energy_profiler.cli.tables import emit, fitted, format_option, format_table, terminal_width
+from energy_profiler.config.budget import LIMITS
 from energy_profiler.config.settings import Settings
 from energy_profiler.model.energy_fields import JOULES_PER_KWH
 from energy_profiler.model.rounding import rounded
@@ -102,7 +103,15 @@ def forecast_lines(predictions: Sequence[Prediction], settings: Settings) -> lis
     missing = len(predictions) - len(known)
     if missing:
         parts.append(f"{missing} of {len(predictions)} trials without a forecast (not in the sums)")
-    return ["; ".join(parts)]
+    total_kwh = sum(measured.values())
+    g_per_kwh = settings.carbon.g_per_kwh if settings.carbon else None
+    forecast_totals = {"wall_h": (trainings_s + cooldowns_s) / 3600, "energy_kwh": total_kwh if measured else None,
+                       "co2e_kg": total_kwh * g_per_kwh / 1000 if measured and g_per_kwh is not None else None}
+    over = [f"budget.{name} {limit:.3g} {LIMITS[name]} (forecast {forecast_totals[name] or 0:.3g})"
+            for name, limit in (settings.budget.limits() if settings.budget else {}).items()
+            if (forecast_totals[name] or 0) > limit]
+    warning = [f"warning: the forecast passes {', '.join(over)}: the campaign will stop before its end"] if over else []
+    return ["; ".join(parts), *warning]
 
 
 def _round(value: float | None) -> float | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ from energy_profiler.cli.display import LiveProgress, PlainStream, timestamped
 from energy_profiler.cli.plan_cmd import forecast_lines
 from energy_profiler.cli.resume import RunOptions, options_notes, resume_hint, resume_run
 from energy_profiler.cli.signals import stop_on_signals
+from energy_profiler.config.budget import Budget, budget_settings
 from energy_profiler.config.energy_settings import EnergySettings
 from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.executor import LOCAL, SlurmOptions
@@ -55,15 +57,24 @@ from energy_profiler.system import governor
               help="Where the trials run, over the settings' `executor`: here, or each as an exclusive Slurm job.")
 @click.option("--detach", is_flag=True,
               help="Slurm: submit the trials and exit; `status RUN_DIR` shows them, `--resume` writes their rows.")
+@click.option("--budget-wall-h", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Over the settings' budget.wall_h: stop scheduling before the campaign's wall time would pass it.")
+@click.option("--budget-energy-kwh", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Over the settings' budget.energy_kwh.")
+@click.option("--budget-co2e-kg", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Over the settings' budget.co2e_kg (needs carbon in the settings).")
 @click.option("--override-options", is_flag=True,
               help="With --resume: options given here replace those the run folder started with (else a "
                    "difference is refused).")
 @global_options
 @energy_options
-def run_command(settings_file: Path, resume: str | None, executor: str | None, detach: bool,
-                override_options: bool) -> None:
+def run_command(settings_file: Path, *, resume: str | None, executor: str | None, detach: bool,
+                override_options: bool, budget_wall_h: float | None, budget_energy_kwh: float | None,
+                budget_co2e_kg: float | None) -> None:
     """Run every experiment of SETTINGS_FILE (the same as `-ec SETTINGS_FILE`)."""
     app = click.get_current_context().ensure_object(AppContext)
+    app.budget = {name: value for name, value in (("wall_h", budget_wall_h), ("energy_kwh", budget_energy_kwh),
+                                                  ("co2e_kg", budget_co2e_kg)) if value is not None}
     app.executor = executor
     app.detach = detach
     if resume is None:
@@ -112,6 +123,7 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
         return
     options = options or RunOptions.of(app)
     settings_file = settings_file or settings.file
+    settings = with_budget(settings, settings_file, app.budget, resumed=resume_dir is not None)
     # A resumed run writes its rows to the results folder it is in, whatever --results-dir says now.
     results_root = resume_dir.parent if resume_dir is not None else app.results_dir
     if foreign := foreign_table(results_root / GLOBAL_TABLE):  # before anything is started or written
@@ -142,14 +154,14 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
     energy = energy_plan(replace(settings.energy, **app.energy_overrides), settings.file, app.energy_overrides)
     stop = StopRequest()
     output = _output(app)
-    forecast, predicted_s = _forecast(app, registry, settings, plan)
+    forecast, predicted = _forecast(app, registry, settings, plan)
     earlier = set(run_dirs(results_root))  # a full disk: the resume line names the folder this campaign made
     with stop_on_signals(stop):
         try:
             result = run_session(settings, registry, plan, results_root=results_root, output=output, stop=stop,
                                  settings_bytes=settings_bytes, energy=energy, resume_dir=resume_dir,
                                  options=options.to_json(), notes=[*options_notes(options, resume_dir), *forecast],
-                                 forecast_s=predicted_s)
+                                 forecast=predicted)
         except OSError as error:
             if error.errno not in NO_ROOM:
                 raise
@@ -205,10 +217,32 @@ def energy_plan(settings: EnergySettings, source: Path, given: Mapping[str, Any]
 
 
 def _forecast(app: AppContext, registry: Registry, settings: Settings,
-              plan: Plan) -> tuple[list[str], dict[str, float | None]]:
+              plan: Plan) -> tuple[list[str], dict[str, tuple[float | None, float | None]]]:
     """The plan's forecast total for the campaign's header (as `plan` prints it), and each trial's
-    forecast training time, for the time left."""
+    forecast duration and energy (for the time left and the budget)."""
     history = forecast_history(settings, registry, app)
     predictions = [predict(trial, history, registry) for trial in plan.trials]
     return (forecast_lines(predictions, settings),
-            {trial.name: prediction.duration_s for trial, prediction in zip(plan.trials, predictions, strict=True)})
+            {trial.name: (prediction.duration_s, prediction.energy_j)
+             for trial, prediction in zip(plan.trials, predictions, strict=True)})
+
+
+def with_budget(settings: Settings, settings_file: Path, given: Mapping[str, float], *, resumed: bool) -> Settings:
+    """The settings with the budget in force: a resume takes the named settings file's `budget` (raised
+    there to continue: the run folder's own copy holds the old one), and the command line's over it."""
+    budget = settings.budget
+    if resumed and settings_file.is_file():
+        try:
+            document = json.loads(settings_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            document = None
+        named = budget_settings(document.get("budget")) if isinstance(document, dict) else None
+        if named is not None and named != budget:
+            click.echo(f"note: the budget of {settings_file} is the one in force: {named.limits()}", err=True)
+            budget = named
+    if given:
+        budget = replace(budget or Budget(), **given)
+    if budget is not None and budget.co2e_kg is not None and (settings.carbon is None or
+                                                               settings.carbon.g_per_kwh is None):
+        raise ToolExit(f"{settings.file}: a CO2e budget needs a carbon intensity (carbon.region or carbon.g_per_kwh)")
+    return replace(settings, budget=budget)

@@ -18,6 +18,7 @@ import click
 from energy_profiler.cli.context import AppContext, global_options, invocation
 from energy_profiler.cli.tables import emit, format_option
 from energy_profiler.errors import ToolExit
+from energy_profiler.execution.budget import BUDGET_STOP
 from energy_profiler.execution.slurm_jobs import JobState, SlurmError, SlurmTools, job_states, read_jobs
 from energy_profiler.model.status import TrialStatus
 from energy_profiler.planning.plan import Plan
@@ -46,9 +47,12 @@ def status_command(run_dir: str | None, output_format: str) -> None:
     jobs = read_jobs(folder)
     states, unreachable = _states(jobs)
     in_summary = _summary_trials(folder / "summary.csv")
+    budget_stop = _budget_stop(folder)
     rows = []
     for trial in plan.trials:
         status, reason = _record(folder / trial.name / "experiment.json")
+        if status is None and budget_stop:
+            reason = "not run (budget: see below)"
         shown = [trial.name, status, "yes" if trial.name in in_summary else "no"]
         if jobs:
             job_id = jobs.get(trial.name)
@@ -68,6 +72,8 @@ def status_command(run_dir: str | None, output_format: str) -> None:
                + "".join(f", {count} {state}" for state, count in sorted(active.items())))
     if unreachable:
         click.echo(f"Slurm: {unreachable}")
+    if budget_stop:
+        click.echo(f"the campaign stopped scheduling: {budget_stop}")
     missing_rows = any(row[1] not in (None, TrialStatus.INTERRUPTED) and row[2] == "no" for row in rows)
     if is_running(folder):  # a resume would be refused: the folder is in use
         click.echo("a campaign is running in this folder now (its lock is held): it writes the rows itself, and "
@@ -122,3 +128,10 @@ def _summary_trials(path: Path) -> set[str]:
     except OSError:
         return set()
 
+
+def _budget_stop(folder: Path) -> str | None:
+    """Why the last session stopped scheduling at its budget, if it did."""
+    try:
+        return str(json.loads((folder / BUDGET_STOP).read_text())["reason"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

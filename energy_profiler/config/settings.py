@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from energy_profiler.config.budget import Budget, budget_issues, budget_settings
 from energy_profiler.config.carbon import CarbonSettings, carbon_issues, carbon_settings
 from energy_profiler.config.energy_settings import EnergySettings
 from energy_profiler.config.errors import ConfigError, ConfigIssue, broken_under, did_you_mean, suggest_name
@@ -108,6 +109,8 @@ class Settings:
     """Trials in a row failing the same way within seconds of starting after which the campaign stops."""
     carbon: CarbonSettings | None = None
     """What a kWh emits and costs (each row's co2e_g and cost), or None when the settings do not say."""
+    budget: Budget | None = None
+    """Limits the campaign stops scheduling at, or None."""
 
 
 def load_settings(file: Path, registry: Registry) -> Settings:
@@ -149,6 +152,8 @@ def settings_from_document(document: Any, file: Path, registry: Registry) -> Set
     schema_found = list(issues)
     if not broken_under(schema_found, ("carbon",)):
         issues.extend(carbon_issues(document, name))
+    if not broken_under(schema_found, ("budget",)):
+        issues.extend(budget_issues(document, name))
     # Top-level problems (an unknown key, a bad type) do not stop the experiments being checked in the
     # same pass, so a file is fixed in one round; only what the experiments inherit is guarded.
     top_level = {issue.path[0] for issue in issues if issue.path and issue.path[0] != "experiments"}
@@ -199,6 +204,7 @@ def _settings(file: Path, document: dict[str, Any], experiments: list[Experiment
         executor=executor_from_document(document.get("executor")),
         stop_after_start_failures=document.get("stop_after_start_failures", DEFAULT_STOP_AFTER_START_FAILURES),
         carbon=carbon_settings(document.get("carbon")),
+        budget=budget_settings(document.get("budget")),
     )
 
 

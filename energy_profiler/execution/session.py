@@ -17,6 +17,7 @@ from pathlib import Path
 from energy_profiler.config.registry import Registry
 from energy_profiler.config.settings import Settings
 from energy_profiler.energy.recorder import EnergyPlan, gpu_host_facts
+from energy_profiler.execution.budget import BUDGET_STOP, BudgetGuard, earlier_wall_s, stop_for_budget
 from energy_profiler.execution.machine import prepare_machine
 from energy_profiler.execution.run_folder import SessionResult, earlier_attempts, next_attempt, open_run
 from energy_profiler.execution.runtime import (
@@ -48,7 +49,7 @@ def run_session(
     resume_dir: Path | None = None,
     options: Mapping[str, object] | None = None,
     notes: Sequence[str] = (),
-    forecast_s: Mapping[str, float | None] | None = None,
+    forecast: Mapping[str, tuple[float | None, float | None]] | None = None,
 ) -> SessionResult:
     """Run every trial of `plan`, writing the run folder as it goes; returns what happened.
 
@@ -56,7 +57,8 @@ def run_session(
     summary.csv is rebuilt from their experiment.json (so it holds each trial once), and the others
     run again in a fresh attempt folder. Raises RunDirBusy if another campaign holds the folder.
     `options` (the command line's, as JSON) go into plan.json; `notes` are said after the header;
-    `forecast_s` (trial name -> forecast training time) makes the time left count each trial's own.
+    `forecast` (trial name -> forecast duration and energy) makes the time left count each trial's
+    own, and the budget judge the next trial by it.
     """
     started = time.monotonic()
     resumed = resume_dir is not None
@@ -66,6 +68,7 @@ def run_session(
         run_dir, finished, summary, say, result = (opened.run_dir, opened.finished, opened.summary, opened.say,
                                                    opened.result)
         result.energy = energy
+        (run_dir / BUDGET_STOP).unlink(missing_ok=True)  # this session schedules anew
         host = {**host_facts(), **(gpu_host_facts(energy) if energy else {})}
         stop.listen(say, settings.grace_s)
         output.progress.campaign_started(len(plan.trials), len(finished))
@@ -73,11 +76,18 @@ def run_session(
                                           energy=energy, say=say, stop=stop)
         sinks = record_sinks(run_dir, results_root, summary, resumed=resumed)
         remaining = [trial for trial in plan.trials if trial.name not in finished]
+        forecast = forecast or {}
         eta = WallClockEta(len(remaining), time.monotonic(), settings.cooldown_s,
-                           [(forecast_s or {}).get(trial.name) for trial in remaining] if forecast_s else ())
+                           [forecast.get(trial.name, (None, None))[0] for trial in remaining] if forecast else ())
         start_failures = StartFailures(settings.stop_after_start_failures)
+        guard = BudgetGuard(settings.budget, settings.carbon.g_per_kwh if settings.carbon else None,
+                            earlier_wall_s(list(finished.values())), started) if settings.budget else None
         for position, trial in enumerate(remaining):
             if stop.requested or start_failures.reached:
+                break
+            if guard and (crossed := guard.crossed(result.records, forecast.get(trial.name, (None, None)),
+                                                   time.monotonic())):
+                stop_for_budget(run_dir, crossed, len(remaining) - position, say)
                 break
             host["cpu_governor"] = governor.summary(governor.cpufreq_root())  # the one in force now
             record = run_trial(trial, settings=settings, registry=registry, run_dir=run_dir, host=host,
