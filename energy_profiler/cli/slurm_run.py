@@ -88,7 +88,8 @@ def execute_on_slurm(app: AppContext, registry: Registry, settings: Settings, pl
         result = run_slurm_session(settings, registry, plan, options=options, command_for=command_for,
                                    results_root=results, output=output, stop=stop, settings_bytes=settings_bytes,
                                    resume_dir=resume_dir, tools=tools, detach=detach,
-                                   run_options=run_options.to_json(), notes=options_notes(run_options, resume_dir))
+                                   run_options=run_options.to_json(),
+                                   notes=[*options_notes(run_options, resume_dir), *_budget_note(settings)])
     resume_line = resume_hint(settings_file, result.run_dir, run_options)
     if detach and result.stopped_by is None:
         click.echo(f"detached: the jobs run without this process. What they do:\n"
@@ -112,3 +113,11 @@ def _check_shared_files(tools: SlurmTools, options: SlurmOptions, settings: Sett
         raise ended(signalled(stop.first_signal))
     if warning:
         click.echo(f"warning: {warning}", err=True)
+
+
+def _budget_note(settings: Settings) -> list[str]:
+    """A budget is not kept on Slurm yet (the trials go out as one job array): said, not ignored silently."""
+    if settings.budget is None:
+        return []
+    return [f"warning: budget {settings.budget.limits()} is not kept with the Slurm executor (its trials are "
+            "submitted at once as a job array): scancel the jobs to stop earlier"]
