@@ -39,6 +39,7 @@ from energy_profiler.energy.perf import PerfSpare
 from energy_profiler.energy.recorder import EnergyPlan
 from energy_profiler.energy.selection import EnergySetupError, Hardware, choose
 from energy_profiler.errors import ExitCode, ToolExit
+from energy_profiler.execution.run_folder import finished_records
 from energy_profiler.execution.runtime import Output, StopRequest
 from energy_profiler.execution.session import run_session
 from energy_profiler.fs import NO_ROOM
@@ -154,7 +155,10 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
     energy = energy_plan(replace(settings.energy, **app.energy_overrides), settings.file, app.energy_overrides)
     stop = StopRequest()
     output = _output(app)
-    forecast, predicted = _forecast(app, registry, settings, plan)
+    # A resume forecasts what is left to run, not the trials recorded already.
+    recorded = finished_records(resume_dir, plan) if resume_dir is not None else {}
+    left = replace(plan, trials=tuple(trial for trial in plan.trials if trial.name not in recorded))
+    forecast, predicted = _forecast(app, registry, settings, left)
     earlier = set(run_dirs(results_root))  # a full disk: the resume line names the folder this campaign made
     with stop_on_signals(stop):
         try:
