@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from energy_profiler.config.registry import load_registry
-from energy_profiler.planning.forecast import predict
+from energy_profiler.planning.forecast import between_trials_s, predict
 from energy_profiler.planning.history import History, Sample
 from energy_profiler.planning.plan import Trial
 from test.conftest import invoke
@@ -91,3 +91,30 @@ def test_plan_prints_each_trials_forecast_and_the_total_from_a_real_campaigns_ro
     assert "forecast: none (no successful comparable run in the history" in fresh.stdout
     started = invoke("--registry", registry, "--results-dir", results, "run", measured)
     assert "forecast: trainings 0:0" in started.stdout  # the campaign's header says it too
+
+
+def test_the_time_between_trials_is_measured_in_the_history_less_each_campaigns_cooldown() -> None:
+    history = History(dedup=False, spans={
+        "run_a": {"1": (0.0, 10.0), "2": (12.5, 20.0), "3": (22.5, 30.0)},  # 2.5 s gaps, cool-down 2 s
+        "run_b": {"1": (0.0, 5.0), "2": (5.3, 9.0)},  # 0.3 s, no cool-down
+        "run_c": {"1": (0.0, 1.0), "2": (100.0, 101.0)},  # its settings are gone: not counted
+    })
+    cooldowns = {"run_a": 2.0, "run_b": 0.0}
+    measured = between_trials_s(history, cooldowns.get)
+    assert measured is not None and measured[0] == pytest.approx(0.5) and measured[1] == 3
+    assert between_trials_s(History(dedup=False), cooldowns.get) is None
+    assert between_trials_s(None, cooldowns.get) is None
+
+
+def test_plan_adds_the_measured_time_between_trials_to_its_total(
+        write_json: Callable[[str, Any], Path], fake_registry: Callable[..., Path], tmp_path: Path) -> None:
+    registry, results = fake_registry(), tmp_path / "results"
+    settings = write_json("c.json", {"experiment_name": "gaps", "seed": 1, "cooldown_s": 0.5,
+                                     "experiments": [{"mode": "default", "repo": "fake", "model": "tiny",
+                                                      "runs_per_config": 3}]})
+    assert invoke("--registry", registry, "--results-dir", results, "-q", "run", settings).exit_code == 0
+    text = invoke("--registry", registry, "--results-dir", results, "plan", settings).stdout
+    total = next(line for line in text.splitlines() if line.startswith("forecast:"))
+    seconds = float(total.split("between trials ")[1].split("(")[1].split(" s a trial")[0])
+    assert "measured over 2 gap(s) in the history" in total
+    assert 0 <= seconds < 0.5  # the 0.5 s cool-downs are not counted twice

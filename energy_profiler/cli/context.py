@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import secrets
@@ -203,6 +204,19 @@ def forecast_history(settings: Settings, registry: Registry, app: AppContext) ->
     tables = settings.dedup if isinstance(settings.dedup, tuple) else ()
     files = [app.results_dir / GLOBAL_TABLE, *(Path(table) for table in tables)]
     return load_history(list(dict.fromkeys(files)), registry, dedup=False)
+
+
+def cooldown_in(results_dir: Path) -> Callable[[str], float | None]:
+    """The cool-down a run folder of `results_dir` ran with (its settings.json), None where unknown."""
+
+    def cooldown(run_id: str) -> float | None:
+        try:
+            document = json.loads((results_dir / run_id / "settings.json").read_text(encoding="utf-8"))
+            return float(document.get("cooldown_s", 0))
+        except (OSError, ValueError, TypeError, AttributeError):
+            return None
+
+    return cooldown
 
 
 class FiniteRange(click.FloatRange):

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import click
 
-from energy_profiler.cli.context import AppContext, forecast_history, global_options, load_and_plan
+from energy_profiler.cli.context import AppContext, cooldown_in, forecast_history, global_options, load_and_plan
 from energy_profiler.cli.display import duration
 from energy_profiler.cli.tables import emit, fitted, format_option, format_table, terminal_width
 from energy_profiler.config.budget import LIMITS
 from energy_profiler.config.settings import Settings
 from energy_profiler.model.energy_fields import JOULES_PER_KWH
 from energy_profiler.model.rounding import rounded
-from energy_profiler.planning.forecast import Prediction, predict
+from energy_profiler.planning.forecast import Prediction, between_trials_s, predict
 from energy_profiler.planning.plan import Plan
 
 FORECAST_HEADERS = ["predicted_duration_s", "predicted_energy_j", "predicted_cpu_energy_j", "predicted_gpu_energy_j",
@@ -32,8 +32,9 @@ def plan_command(settings_file: Path, output_format: str) -> None:
     registry, settings, plan = load_and_plan(app, settings_file)
     history = forecast_history(settings, registry, app)
     predictions = [predict(trial, history, registry) for trial in plan.trials]
+    between = between_trials_s(history, cooldown_in(app.results_dir))
     if output_format == "table":
-        click.echo(plan_text(plan, terminal_width(), predictions, settings))
+        click.echo(plan_text(plan, terminal_width(), predictions, settings, between))
     else:
         names = _names(plan)
         rows = [[trial.index, trial.name, trial.mode, trial.repo, trial.model, ";".join(trial.mutated),
@@ -51,7 +52,7 @@ def _names(plan: Plan) -> list[str]:
 
 
 def plan_text(plan: Plan, width: int | None = None, predictions: Sequence[Prediction] = (),
-              settings: Settings | None = None) -> str:
+              settings: Settings | None = None, between: tuple[float, int] | None = None) -> str:
     names = _names(plan)
     forecast = bool(predictions)
     rows = []
@@ -69,7 +70,7 @@ def plan_text(plan: Plan, width: int | None = None, predictions: Sequence[Predic
     seed_note = " (drawn: set \"seed\" in the settings to get this plan again)" if plan.seed_was_drawn else ""
     headers = ["#", "mode", "repo", "model", *(["forecast_s", "forecast_j", "from"] if forecast else []), *names]
     table = format_table(headers, rows, width, optional=[*constant, "from", "forecast_j", "forecast_s"])
-    totals = [fitted(line, width) for line in forecast_lines(predictions, settings)] \
+    totals = [fitted(line, width) for line in forecast_lines(predictions, settings, between)] \
         if forecast and settings is not None else []
     legend = "; from: the same configuration, scaled by epochs, or other values (runs)" if forecast else ""
     trials = f"{len(plan.trials)} trial{'' if len(plan.trials) == 1 else 's'}"
@@ -77,16 +78,21 @@ def plan_text(plan: Plan, width: int | None = None, predictions: Sequence[Predic
                       *totals, *plan.lines()])
 
 
-def forecast_lines(predictions: Sequence[Prediction], settings: Settings) -> list[str]:
-    """The campaign's forecast total (trainings, cool-downs, energy per device, CO2e and cost where the
-    settings give a carbon intensity and a price), saying how many trials it leaves out."""
+def forecast_lines(predictions: Sequence[Prediction], settings: Settings,
+                   between: tuple[float, int] | None = None) -> list[str]:
+    """The campaign's forecast total (trainings, cool-downs, the time between trials the history
+    measured, energy per device, CO2e and cost where the settings give a carbon intensity and a
+    price), saying how many trials it leaves out, and a warning where it passes the budget."""
     known = [prediction for prediction in predictions if prediction.duration_s is not None]
     if not known:
         return ["forecast: none (no successful comparable run in the history: `plan --format csv` says why "
                 "for each trial)"]
     trainings_s = sum(prediction.duration_s or 0.0 for prediction in known)
     cooldowns_s = settings.cooldown_s * max(len(predictions) - 1, 0)
-    parts = [f"forecast: trainings {duration(trainings_s)} + cool-downs {duration(cooldowns_s)}"]
+    between_s = between[0] * len(predictions) if between else 0.0
+    parts = [f"forecast: trainings {duration(trainings_s)} + cool-downs {duration(cooldowns_s)}"
+             + (f" + between trials {duration(between_s)} ({between[0]:.2g} s a trial, measured over "
+                f"{between[1]} gap(s) in the history)" if between else "")]
     energy = {kind: [getattr(prediction, f"{kind}_energy_j") for prediction in known
                      if getattr(prediction, f"{kind}_energy_j") is not None] for kind in ("cpu", "gpu")}
     measured = {kind: sum(values) / JOULES_PER_KWH for kind, values in energy.items() if values}
@@ -105,7 +111,8 @@ def forecast_lines(predictions: Sequence[Prediction], settings: Settings) -> lis
         parts.append(f"{missing} of {len(predictions)} trials without a forecast (not in the sums)")
     total_kwh = sum(measured.values())
     g_per_kwh = settings.carbon.g_per_kwh if settings.carbon else None
-    forecast_totals = {"wall_h": (trainings_s + cooldowns_s) / 3600, "energy_kwh": total_kwh if measured else None,
+    forecast_totals = {"wall_h": (trainings_s + cooldowns_s + between_s) / 3600,
+                       "energy_kwh": total_kwh if measured else None,
                        "co2e_kg": total_kwh * g_per_kwh / 1000 if measured and g_per_kwh is not None else None}
     over = [f"budget.{name} {limit:.3g} {LIMITS[name]} (forecast {forecast_totals[name] or 0:.3g})"
             for name, limit in (settings.budget.limits() if settings.budget else {}).items()

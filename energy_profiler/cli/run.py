@@ -16,6 +16,7 @@ from rich.console import Console
 from energy_profiler.cli.closing import print_outcome
 from energy_profiler.cli.context import (
     AppContext,
+    cooldown_in,
     energy_options,
     energy_problem_source,
     forecast_history,
@@ -43,7 +44,7 @@ from energy_profiler.execution.run_folder import finished_records
 from energy_profiler.execution.runtime import Output, StopRequest
 from energy_profiler.execution.session import run_session
 from energy_profiler.fs import NO_ROOM
-from energy_profiler.planning.forecast import predict
+from energy_profiler.planning.forecast import between_trials_s, predict
 from energy_profiler.planning.plan import Plan, build_plan
 from energy_profiler.results.global_table import GLOBAL_TABLE, foreign_table
 from energy_profiler.results.rundir import run_dirs
@@ -226,7 +227,7 @@ def _forecast(app: AppContext, registry: Registry, settings: Settings,
     forecast duration and energy (for the time left and the budget)."""
     history = forecast_history(settings, registry, app)
     predictions = [predict(trial, history, registry) for trial in plan.trials]
-    return (forecast_lines(predictions, settings),
+    return (forecast_lines(predictions, settings, between_trials_s(history, cooldown_in(app.results_dir))),
             {trial.name: (prediction.duration_s, prediction.energy_j)
              for trial, prediction in zip(plan.trials, predictions, strict=True)})
 

@@ -12,8 +12,9 @@ the median and the p10-p90 spread. No comparable trial: empty, with the reason, 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from energy_profiler.config.registry import Registry
 from energy_profiler.model.values import NOT_PASSED
@@ -128,3 +129,20 @@ def _median(samples: Sequence[Sample], basis: str, word: str) -> Prediction:
     return Prediction(duration_s, statistics.median(totals) if totals else None,
                       statistics.median(cpu) if cpu else None, statistics.median(gpu) if gpu else None,
                       len(samples), f"{counted} {basis}" + (f"; {', '.join(notes)}" if notes else ""), word)
+
+
+def between_trials_s(history: History | None, cooldown_of: Callable[[str], float | None]) -> tuple[float, int] | None:
+    """What a trial costs besides its training (monitors, baselines, records, the next start), measured
+    in the history: the median gap between a campaign's consecutive trainings less that campaign's
+    cool-down, over the campaigns whose cool-down is known (`cooldown_of(run_id)`); with how many gaps.
+    None when the history has none."""
+    if history is None:
+        return None
+    gaps = []
+    for run_id, spans in history.spans.items():
+        cooldown_s = cooldown_of(run_id)
+        if cooldown_s is None:
+            continue
+        ordered = sorted(spans.values())
+        gaps += [max(0.0, later[0] - earlier[1] - cooldown_s) for earlier, later in pairwise(ordered)]
+    return (statistics.median(gaps), len(gaps)) if gaps else None

@@ -16,6 +16,7 @@ import json
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from energy_profiler.config.registry import Registry
@@ -85,6 +86,8 @@ class History:
     successes: dict[tuple[Space, frozenset[str]], dict[str, tuple[str, ...]]] = field(default_factory=dict)
     """(space, mutated hyperparameters) -> trial id -> configuration key of its successful trials (a trial
     two tables hold counts once)."""
+    spans: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    """run_id -> trial id -> (start, end) as POSIX seconds: what lay between a campaign's trials."""
     samples: dict[Space, dict[str, Sample]] = field(default_factory=dict)
     """Space -> trial id -> what a successful trial of it took (for forecasts; a trial two tables hold once)."""
 
@@ -118,6 +121,8 @@ def load_history(files: Iterable[Path], registry: Registry, *, dedup: bool = Tru
             table.columns = tuple(reader.fieldnames or ())
             for row in reader:
                 table.rows_read += 1
+                if (span := _span(row)) is not None and row.get("run_id"):
+                    history.spans.setdefault(row["run_id"], {})[row.get("experiment_id") or str(span)] = span
                 parsed = _row_key(row, registry)
                 if isinstance(parsed, str):
                     table.reasons[parsed] = table.reasons.get(parsed, 0) + 1
@@ -153,6 +158,15 @@ def _row_key(row: dict[str, str], registry: Registry) -> tuple[Space, tuple[str,
     except (TypeError, ValueError):
         return "with an empty or unreadable hyperparameter value"
     return (repo.name, model.name, row.get("mode") or "", _company_from_row(row)), key
+
+
+def _span(row: dict[str, str]) -> tuple[float, float] | None:
+    """The row's training start and end (POSIX seconds), None where either is missing or unreadable."""
+    try:
+        start, end = datetime.fromisoformat(row["start_utc"]), datetime.fromisoformat(row["end_utc"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return start.timestamp(), end.timestamp()
 
 
 def _sample(row: dict[str, str], key: tuple[str, ...]) -> Sample | None:
