@@ -53,6 +53,10 @@ def test_a_region_gives_each_row_its_co2e_and_cost_from_the_measured_energy(
     report = invoke("report", only_run_dir(tmp_path / "results"), "--no-plots", "--format", "csv")
     (group,) = csv.DictReader(report.stdout.splitlines())
     assert float(group["co2e_g"]) == pytest.approx(grams, rel=1e-3)  # the group's total
+    page = (only_run_dir(tmp_path / "results") / "report" / "report.md").read_text()
+    costs = page.split("## What each study emitted and cost")[1]
+    cost = sum(float(row["cost"]) for row in rows)
+    assert f"| fake | tiny | - | 2 | {grams:.4g} | {cost:.4g} EUR |" in costs  # the study's totals
 
 
 def test_a_given_intensity_is_said_given_and_no_carbon_block_leaves_the_cells_empty_with_the_reason(

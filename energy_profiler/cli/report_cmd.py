@@ -47,12 +47,14 @@ def report_command(inputs: tuple[Path, ...], *, output: Path | None, metric: str
         emit(tables.headers("groups"), tables.groups, output_format)
         return
     # Left out first, last first, where the terminal is too narrow (report.html has every column).
-    optional = {"groups": ["co2e_g", "duration_s", "configs", "success"], "repeats": ["duration_s"], "correlations": []}
+    optional = {"groups": ["co2e_g", "duration_s", "configs", "success"], "repeats": ["duration_s"], "correlations": [],
+                "costs": []}
     method = tables.headers("groups").index("energy")
     if all(str(row[method]).startswith("none") for row in tables.groups):  # all 'missing': the note says why
         optional["groups"] += ["energy_j", "energy"]
     keys, width = fixed_keys(tables), terminal_width()
-    for which, rows in (("groups", tables.groups), ("repeats", tables.repeats), ("correlations", tables.correlations)):
+    for which, rows in (("groups", tables.groups), ("repeats", tables.repeats), ("correlations", tables.correlations),
+                        ("costs", tables.costs)):
         if rows:
             if which != "groups":
                 click.echo("")
@@ -74,6 +76,7 @@ LEGENDS = {
     "repeats": "(cells: mean ± sd over the repeats of one configuration: the run-to-run noise)",
     "correlations": "(n pairs, rho and its 95 % interval, none below 10 pairs; an interval that spans 0 is no "
                     "evidence of an effect)",
+    "costs": "(each study's totals over every trial: what it emitted and cost)",
 }
 """What the cells of each table are, printed under it as report.md says above it."""
 

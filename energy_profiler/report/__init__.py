@@ -127,6 +127,11 @@ def _page(inputs: Sequence[Path], table: pd.DataFrame, tables: Tables, *, notes:
                                 tables.correlations, "n pairs, rho and its 95 % interval (bootstrap; Fisher z above "
                                                      "400 pairs; none below 10). An interval that spans 0 is no "
                                                      "evidence of an effect."))
+    if tables.costs:
+        sections.append(Section("What each study emitted and cost", tables.headers("costs"), tables.costs,
+                                "Totals over every trial (a failed one emitted too), per repository, model and "
+                                "the hyperparameters it mutated (-: default runs), at each row's carbon intensity "
+                                "and price."))
     if failures := failures_section(table, folder):
         sections.insert(0, failures)
     sections.append(trials_section(table, folder))

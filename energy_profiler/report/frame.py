@@ -24,7 +24,7 @@ ENERGY_COLUMNS = {
 TEXT_COLUMNS = ("experiment_id", "run_id", "trial", "mode", "repo", "model", "status", "status_reason", "mutated",
                 "not_passed",
                 "cpu_energy_method", "cpu_energy_scope", "cpu_energy_reason", "gpu_energy_method",
-                "gpu_energy_reason", "cpu_baseline_reason", "gpu_baseline_reason", "source_table")
+                "gpu_energy_reason", "cpu_baseline_reason", "gpu_baseline_reason", "source_table", "cost_currency")
 NUMBER_COLUMNS = ("duration_s", *(column for pair in ENERGY_COLUMNS.values() for column in pair),
                   "cpu_idle_w", "gpu_idle_w", "cpu_background_w", "gpu_background_w", "co2e_g", "cost")
 REQUIRED = ("repo", "model", "status")

@@ -30,6 +30,8 @@ GROUP_KEYS = ["repo", "model", "mode", "energy_method"]
 GROUP_HEADERS = ["repo", "model", "mode", "energy", "trials", "success", "configs", "duration_s", "energy_j"]
 REPEAT_HEADERS = ["repo", "model", "mode", "energy", "configuration", "n", "duration_s", "energy_j"]
 CORRELATION_HEADERS = ["repo", "model", "mode", "hyperparameter", "against", "n", "rho [95% CI]"]
+COST_HEADERS = ["repo", "model", "mutated", "trials", "co2e_g", "cost"]
+"""What each study (repository, model, the hyperparameters it mutated) emitted and cost: every trial's."""
 MAX_REPEATS = 50
 LOG_SPAN = 100.0
 """Without the registry's word, positive values spanning more than two decades get a log axis."""
@@ -41,6 +43,7 @@ class Tables:
     groups: list[list[object]] = field(default_factory=list)
     repeats: list[list[object]] = field(default_factory=list)
     correlations: list[list[object]] = field(default_factory=list)
+    costs: list[list[object]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     fixed: bool = False
@@ -57,7 +60,8 @@ class Tables:
         carbon = ["co2e_g"] if self.carbon else []
         return {"groups": [*GROUP_HEADERS[:4], *fixed, *GROUP_HEADERS[4:], *carbon, metric],
                 "repeats": [*REPEAT_HEADERS, metric],
-                "correlations": [*CORRELATION_HEADERS[:4], *fixed, *CORRELATION_HEADERS[4:]]}[which]
+                "correlations": [*CORRELATION_HEADERS[:4], *fixed, *CORRELATION_HEADERS[4:]],
+                "costs": COST_HEADERS}[which]
 
     @property
     def metric_name(self) -> str:
@@ -181,7 +185,22 @@ def summarize(table: pd.DataFrame, metric: str | None, kinds: Kinds,
     if more:
         tables.notes.append(f"{more} more repeated configurations are not listed (the {MAX_REPEATS} most repeated are)")
     _correlations(tables, ok, metric, kinds)
+    if tables.carbon or table["cost"].notna().any():
+        tables.costs = _costs(table)
     return tables
+
+
+def _costs(table: pd.DataFrame) -> list[list[object]]:
+    """Per repository, model and mutated set (`-`: default runs): trials, total co2e_g and cost (with its
+    currency where the rows name one), over every trial."""
+    rows: list[list[object]] = []
+    currency = table["cost_currency"] if "cost_currency" in table.columns else pd.Series("", index=table.index)
+    for (repo, model, mutated), group in table.groupby(["repo", "model", "mutated"], sort=False, observed=True):
+        money = group["cost"].dropna()
+        names = sorted({str(name) for name in currency[group.index] if str(name) not in ("", "nan")})
+        cost = f"{money.sum():.4g} {'/'.join(names)}".rstrip() if not money.empty else "-"
+        rows.append([repo, model, str(mutated).replace(";", ", ") or "-", len(group), _total(group["co2e_g"]), cost])
+    return rows
 
 
 def _total(values: pd.Series) -> str:
