@@ -74,3 +74,17 @@ def test_bad_budgets_exit_2_at_their_path_before_anything_runs(
                     campaign(write_json, budget=budget))
     assert result.exit_code == 2 and expected in result.stderr, result.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_the_budget_counts_the_cooldown_before_it_and_is_said_even_under_q(
+        write_json: Write, fake_registry: Callable[..., Path], tmp_path: Path) -> None:
+    # Seen by a new user: the cool-down was slept, then the limit found passed; and -q hid why it stopped.
+    registry, results = fake_registry(fake=SLEEPER), tmp_path / "results"
+    settings = campaign(write_json, cooldown_s=5, budget={"wall_h": 4 / 3600})
+    result = invoke("--registry", registry, "--results-dir", results, "-q", "run", settings)
+    assert result.exit_code == 0, result.output
+    assert len(rows(only_run_dir(results))) == 1  # 5 s of cool-down would pass the 4 s: not slept, not run
+    assert "budget.wall_h 0.00111 h would be passed" in result.stdout and "stopping with 5 trial(s) not run" \
+        in result.stdout
+    nan = invoke("--registry", registry, "--results-dir", tmp_path / "other", "run", settings, "--budget-wall-h", "nan")
+    assert nan.exit_code == 2 and not (tmp_path / "other").exists()

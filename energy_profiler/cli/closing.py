@@ -34,6 +34,8 @@ def print_outcome(result: SessionResult, registry: Registry, resume_line: str) -
     to be copied.
     """
     click.echo(summary_text(result, terminal_width(), defaults_of(registry)))
+    if result.budget_stop:
+        click.echo(fitted(result.budget_stop, terminal_width()))
     if result.stopped_by is not None or len(result.records) < result.planned:
         click.echo("to continue:")
         click.echo(resume_line)

@@ -198,11 +198,11 @@ def history_for(settings: Settings, registry: Registry, app: AppContext) -> Hist
     return history
 
 
-def forecast_history(settings: Settings, registry: Registry, app: AppContext) -> History:
+def forecast_history(settings: Settings, registry: Registry, results_dir: Path) -> History:
     """What a forecast learns from: the results folder's global table and the settings' dedup tables,
     read for their successful trials only (nothing is skipped because of them)."""
     tables = settings.dedup if isinstance(settings.dedup, tuple) else ()
-    files = [app.results_dir / GLOBAL_TABLE, *(Path(table) for table in tables)]
+    files = [results_dir / GLOBAL_TABLE, *(Path(table) for table in tables)]
     return load_history(list(dict.fromkeys(files)), registry, dedup=False)
 
 

@@ -30,7 +30,7 @@ def plan_command(settings_file: Path, output_format: str) -> None:
     take from the history, without running them."""
     app = click.get_current_context().ensure_object(AppContext)
     registry, settings, plan = load_and_plan(app, settings_file)
-    history = forecast_history(settings, registry, app)
+    history = forecast_history(settings, registry, app.results_dir)
     predictions = [predict(trial, history, registry) for trial in plan.trials]
     between = between_trials_s(history, cooldown_in(app.results_dir))
     if output_format == "table":
@@ -90,7 +90,8 @@ def forecast_lines(predictions: Sequence[Prediction], settings: Settings,
     trainings_s = sum(prediction.duration_s or 0.0 for prediction in known)
     cooldowns_s = settings.cooldown_s * max(len(predictions) - 1, 0)
     between_s = between[0] * len(predictions) if between else 0.0
-    parts = [f"forecast: trainings {duration(trainings_s)} + cool-downs {duration(cooldowns_s)}"
+    parts = [f"forecast: about {duration(trainings_s + cooldowns_s + between_s)} = trainings {duration(trainings_s)}"
+             f" + cool-downs {duration(cooldowns_s)}"
              + (f" + between trials {duration(between_s)} ({between[0]:.2g} s a trial, measured over "
                 f"{between[1]} gap(s) in the history)" if between else "")]
     energy = {kind: [getattr(prediction, f"{kind}_energy_j") for prediction in known
@@ -114,7 +115,7 @@ def forecast_lines(predictions: Sequence[Prediction], settings: Settings,
     forecast_totals = {"wall_h": (trainings_s + cooldowns_s + between_s) / 3600,
                        "energy_kwh": total_kwh if measured else None,
                        "co2e_kg": total_kwh * g_per_kwh / 1000 if measured and g_per_kwh is not None else None}
-    over = [f"budget.{name} {limit:.3g} {LIMITS[name]} (forecast {forecast_totals[name] or 0:.3g})"
+    over = [f"budget.{name} {limit:.3g} {LIMITS[name]} (forecast {forecast_totals[name] or 0:.3g} {LIMITS[name]})"
             for name, limit in (settings.budget.limits() if settings.budget else {}).items()
             if (forecast_totals[name] or 0) > limit]
     warning = [f"warning: the forecast passes {', '.join(over)}: the campaign will stop before its end"] if over else []

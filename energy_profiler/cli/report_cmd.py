@@ -76,7 +76,8 @@ LEGENDS = {
     "repeats": "(cells: mean ± sd over the repeats of one configuration: the run-to-run noise)",
     "correlations": "(n pairs, rho and its 95 % interval, none below 10 pairs; an interval that spans 0 is no "
                     "evidence of an effect)",
-    "costs": "(each study's totals over every trial: what it emitted and cost)",
+    "costs": "(each study's totals over every trial: what it emitted and cost; 'k of n' trials: only k have a "
+             "CO2e figure, the others ran without a carbon intensity)",
 }
 """What the cells of each table are, printed under it as report.md says above it."""
 

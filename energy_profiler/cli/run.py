@@ -16,6 +16,7 @@ from rich.console import Console
 from energy_profiler.cli.closing import print_outcome
 from energy_profiler.cli.context import (
     AppContext,
+    FiniteRange,
     cooldown_in,
     energy_options,
     energy_problem_source,
@@ -59,11 +60,11 @@ from energy_profiler.system import governor
               help="Where the trials run, over the settings' `executor`: here, or each as an exclusive Slurm job.")
 @click.option("--detach", is_flag=True,
               help="Slurm: submit the trials and exit; `status RUN_DIR` shows them, `--resume` writes their rows.")
-@click.option("--budget-wall-h", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--budget-wall-h", type=FiniteRange(min=0, min_open=True), default=None,
               help="Over the settings' budget.wall_h: stop scheduling before the campaign's wall time would pass it.")
-@click.option("--budget-energy-kwh", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--budget-energy-kwh", type=FiniteRange(min=0, min_open=True), default=None,
               help="Over the settings' budget.energy_kwh.")
-@click.option("--budget-co2e-kg", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--budget-co2e-kg", type=FiniteRange(min=0, min_open=True), default=None,
               help="Over the settings' budget.co2e_kg (needs carbon in the settings).")
 @click.option("--override-options", is_flag=True,
               help="With --resume: options given here replace those the run folder started with (else a "
@@ -159,7 +160,7 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
     # A resume forecasts what is left to run, not the trials recorded already.
     recorded = finished_records(resume_dir, plan) if resume_dir is not None else {}
     left = replace(plan, trials=tuple(trial for trial in plan.trials if trial.name not in recorded))
-    forecast, predicted = _forecast(app, registry, settings, left)
+    forecast, predicted = _forecast(results_root, registry, settings, left)
     earlier = set(run_dirs(results_root))  # a full disk: the resume line names the folder this campaign made
     with stop_on_signals(stop):
         try:
@@ -221,13 +222,13 @@ def energy_plan(settings: EnergySettings, source: Path, given: Mapping[str, Any]
     return EnergyPlan(choice=choice, settings=settings, hardware=hardware, perf_spare=spare)
 
 
-def _forecast(app: AppContext, registry: Registry, settings: Settings,
+def _forecast(results_root: Path, registry: Registry, settings: Settings,
               plan: Plan) -> tuple[list[str], dict[str, tuple[float | None, float | None]]]:
     """The plan's forecast total for the campaign's header (as `plan` prints it), and each trial's
     forecast duration and energy (for the time left and the budget)."""
-    history = forecast_history(settings, registry, app)
+    history = forecast_history(settings, registry, results_root)  # a resume's: its own results folder
     predictions = [predict(trial, history, registry) for trial in plan.trials]
-    return (forecast_lines(predictions, settings, between_trials_s(history, cooldown_in(app.results_dir))),
+    return (forecast_lines(predictions, settings, between_trials_s(history, cooldown_in(results_root))),
             {trial.name: (prediction.duration_s, prediction.energy_j)
              for trial, prediction in zip(plan.trials, predictions, strict=True)})
 
@@ -243,7 +244,8 @@ def with_budget(settings: Settings, settings_file: Path, given: Mapping[str, flo
             document = None
         named = budget_settings(document.get("budget")) if isinstance(document, dict) else None
         if named is not None and named != budget:
-            click.echo(f"note: the budget of {settings_file} is the one in force: {named.limits()}", err=True)
+            shown = ", ".join(f"{name} {value:g}" for name, value in named.limits().items())
+            click.echo(f"note: the budget of {settings_file} is the one in force: {shown}", err=True)
             budget = named
     if given:
         budget = replace(budget or Budget(), **given)

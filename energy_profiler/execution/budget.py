@@ -31,8 +31,9 @@ class BudgetGuard:
     """When this session started (monotonic)."""
 
     def crossed(self, records: Sequence[Record], forecast: tuple[float | None, float | None],
-                now_s: float) -> str | None:
-        """Which limit the next trial would pass, in a sentence with the figures; None when none."""
+                now_s: float, cooldown_s: float = 0.0) -> str | None:
+        """Which limit the next trial (after its cool-down) would pass, in a sentence with the figures;
+        None when none."""
         energies = [_energy_j(record) for record in records]
         measured = [joules for joules in energies if joules is not None]
         forecast_s, forecast_j = forecast
@@ -42,7 +43,7 @@ class BudgetGuard:
         spent_kwh = sum(measured) / JOULES_PER_KWH
         figures = {
             "wall_h": ((self.earlier_wall_s + now_s - self.started_s) / SECONDS_PER_HOUR,
-                       next_s / SECONDS_PER_HOUR if next_s is not None else None),
+                       (next_s + cooldown_s) / SECONDS_PER_HOUR if next_s is not None else None),
             "energy_kwh": (spent_kwh, next_j / JOULES_PER_KWH if next_j is not None else None),
             "co2e_kg": (sum(r.energy.co2e_g or 0.0 for r in records) / 1000,
                         next_j / JOULES_PER_KWH * self.g_per_kwh / 1000
@@ -75,7 +76,10 @@ BUDGET_STOP = "budget_stop.json"
 """In the run folder: why the last session stopped scheduling (for `status`); a resume that runs on removes it."""
 
 
-def stop_for_budget(run_dir: Path, crossed: str, not_run: int, say: Callable[[str], None]) -> None:
-    say(f"{crossed}: stopping with {not_run} trial(s) not run; raise the budget (the settings' budget, or "
-        "--budget-wall-h, --budget-energy-kwh, --budget-co2e-kg) and --resume to run them")
+def stop_for_budget(run_dir: Path, crossed: str, not_run: int, say: Callable[[str], None]) -> str:
+    """Say why the campaign stops scheduling, and keep it for `status`; the sentence, for the closing lines."""
+    said = (f"{crossed}: stopping with {not_run} trial(s) not run; raise the budget (the settings' budget, or "
+            "--budget-wall-h, --budget-energy-kwh, --budget-co2e-kg) and --resume to run them")
+    say(said)
     atomic_write_json(run_dir / BUDGET_STOP, {"reason": crossed, "not_run": not_run})
+    return said

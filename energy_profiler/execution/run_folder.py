@@ -39,6 +39,8 @@ class SessionResult:
     """How long the session took, start to end."""
     energy: EnergyPlan | None = None
     """The methods the campaign used (for the closing summary's reasons)."""
+    budget_stop: str | None = None
+    """Why the campaign stopped scheduling at its budget (said again by the closing lines, even under -q)."""
 
     @property
     def exit_code(self) -> int:

@@ -85,10 +85,17 @@ def run_session(
         for position, trial in enumerate(remaining):
             if stop.requested or start_failures.reached:
                 break
+            cooldown_s = settings.cooldown_s if position else 0.0  # before each trial but the first
             if guard and (crossed := guard.crossed(result.records, forecast.get(trial.name, (None, None)),
-                                                   time.monotonic())):
-                stop_for_budget(run_dir, crossed, len(remaining) - position, say)
+                                                   time.monotonic(), cooldown_s=cooldown_s)):
+                result.budget_stop = stop_for_budget(run_dir, crossed, len(remaining) - position, say)
                 break
+            if cooldown_s > 0:
+                say(f"cooling down for {cooldown_s:g} s")
+                output.progress.cooldown(cooldown_s)
+                sleep_unless_stopped(cooldown_s, stop)
+                if stop.requested:
+                    break
             host["cpu_governor"] = governor.summary(governor.cpufreq_root())  # the one in force now
             record = run_trial(trial, settings=settings, registry=registry, run_dir=run_dir, host=host,
                                output=replace(output, say=say), stop=stop, energy=energy,
@@ -110,10 +117,6 @@ def run_session(
             if start_failures.count(record):
                 say(start_failures.explanation(len(result.records), len(plan.trials)))
                 break
-            if settings.cooldown_s > 0 and position < len(remaining) - 1 and not stop.requested:
-                say(f"cooling down for {settings.cooldown_s:g} s")
-                output.progress.cooldown(settings.cooldown_s)
-                sleep_unless_stopped(settings.cooldown_s, stop)
         result.stopped_by = stop.first_signal
         if result.stopped_by is not None:
             done = len(result.records)

@@ -131,7 +131,7 @@ def _page(inputs: Sequence[Path], table: pd.DataFrame, tables: Tables, *, notes:
         sections.append(Section("What each study emitted and cost", tables.headers("costs"), tables.costs,
                                 "Totals over every trial (a failed one emitted too), per repository, model and "
                                 "the hyperparameters it mutated (-: default runs), at each row's carbon intensity "
-                                "and price."))
+                                "and price; 'k of n' trials: only k have a CO2e figure."))
     if failures := failures_section(table, folder):
         sections.insert(0, failures)
     sections.append(trials_section(table, folder))

@@ -199,7 +199,9 @@ def _costs(table: pd.DataFrame) -> list[list[object]]:
         money = group["cost"].dropna()
         names = sorted({str(name) for name in currency[group.index] if str(name) not in ("", "nan")})
         cost = f"{money.sum():.4g} {'/'.join(names)}".rstrip() if not money.empty else "-"
-        rows.append([repo, model, str(mutated).replace(";", ", ") or "-", len(group), _total(group["co2e_g"]), cost])
+        with_co2e = int(group["co2e_g"].notna().sum())
+        trials = len(group) if with_co2e == len(group) else f"{with_co2e} of {len(group)}"  # never a silent gap
+        rows.append([repo, model, str(mutated).replace(";", ", ") or "-", trials, _total(group["co2e_g"]), cost])
     return rows
 
 
