@@ -99,8 +99,8 @@ def summary_text(result: SessionResult, width: int | None = None, defaults: Defa
 
 def _energy_j(record: Record) -> float | None:
     """The sum of the devices that were measured; None (shown `-`) when none was."""
-    measured = [joules for joules in (record.energy.cpu_energy_j, record.energy.gpu_energy_j) if joules is not None]
-    return round(sum(measured), 1) if measured else None
+    joules = record.energy.measured_j
+    return round(joules, 1) if joules is not None else None
 
 
 def _methods(record: Record) -> str:

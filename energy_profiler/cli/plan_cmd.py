@@ -97,12 +97,14 @@ def forecast_lines(predictions: Sequence[Prediction], settings: Settings,
     energy = {kind: [getattr(prediction, f"{kind}_energy_j") for prediction in known
                      if getattr(prediction, f"{kind}_energy_j") is not None] for kind in ("cpu", "gpu")}
     measured = {kind: sum(values) / JOULES_PER_KWH for kind, values in energy.items() if values}
-    if measured:
+    carbon = settings.carbon
+    total_kwh = sum(measured.values()) if measured else None
+    co2e_g = total_kwh * carbon.g_per_kwh if total_kwh is not None and carbon and carbon.g_per_kwh is not None \
+        else None
+    if total_kwh is not None:
         parts.append(", ".join(f"{kind} {kwh:.3g} kWh" for kind, kwh in measured.items()))
-        carbon = settings.carbon
-        total_kwh = sum(measured.values())
-        if carbon is not None and carbon.g_per_kwh is not None:
-            parts.append(f"co2e {total_kwh * carbon.g_per_kwh:.3g} g")
+        if co2e_g is not None:
+            parts.append(f"co2e {co2e_g:.3g} g")
         if carbon is not None and carbon.price_per_kwh is not None:
             parts.append(f"cost {total_kwh * carbon.price_per_kwh:.3g} {carbon.currency or ''}".rstrip())
     else:
@@ -110,11 +112,8 @@ def forecast_lines(predictions: Sequence[Prediction], settings: Settings,
     missing = len(predictions) - len(known)
     if missing:
         parts.append(f"{missing} of {len(predictions)} trials without a forecast (not in the sums)")
-    total_kwh = sum(measured.values())
-    g_per_kwh = settings.carbon.g_per_kwh if settings.carbon else None
-    forecast_totals = {"wall_h": (trainings_s + cooldowns_s + between_s) / 3600,
-                       "energy_kwh": total_kwh if measured else None,
-                       "co2e_kg": total_kwh * g_per_kwh / 1000 if measured and g_per_kwh is not None else None}
+    forecast_totals = {"wall_h": (trainings_s + cooldowns_s + between_s) / 3600, "energy_kwh": total_kwh,
+                       "co2e_kg": co2e_g / 1000 if co2e_g is not None else None}
     over = [f"budget.{name} {limit:.3g} {LIMITS[name]} (forecast {forecast_totals[name] or 0:.3g} {LIMITS[name]})"
             for name, limit in (settings.budget.limits() if settings.budget else {}).items()
             if (forecast_totals[name] or 0) > limit]

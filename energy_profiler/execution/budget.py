@@ -34,8 +34,7 @@ class BudgetGuard:
                 now_s: float, cooldown_s: float = 0.0) -> str | None:
         """Which limit the next trial (after its cool-down) would pass, in a sentence with the figures;
         None when none."""
-        energies = [_energy_j(record) for record in records]
-        measured = [joules for joules in energies if joules is not None]
+        measured = [joules for record in records if (joules := record.energy.measured_j) is not None]
         forecast_s, forecast_j = forecast
         next_s = forecast_s if forecast_s is not None else _mean([record.duration_s for record in records])
         next_j = forecast_j if forecast_j is not None else _mean(measured)
@@ -56,11 +55,6 @@ class BudgetGuard:
                 return (f"budget.{name} {limit:.3g} {unit} would be passed: spent {spent:.3g} {unit} + the next trial "
                         f"about {upcoming:.3g} {unit} ({basis})")
         return None
-
-
-def _energy_j(record: Record) -> float | None:
-    measured = [j for j in (record.energy.cpu_energy_j, record.energy.gpu_energy_j) if j is not None]
-    return sum(measured) if measured else None
 
 
 def _mean(values: Sequence[float]) -> float | None:

@@ -60,6 +60,12 @@ class EnergyFields:
     """The measured energy at the settings' carbon.price_per_kwh, in cost_currency."""
     cost_currency: str | None = None
 
+    @property
+    def measured_j(self) -> float | None:
+        """The energy of the devices that were measured together; None when none was (never 0)."""
+        measured = [joules for joules in (self.cpu_energy_j, self.gpu_energy_j) if joules is not None]
+        return sum(measured) if measured else None
+
 
 def with_carbon(fields: EnergyFields, g_per_kwh: float | None, source: str | None, price_per_kwh: float | None,
                 currency: str | None) -> EnergyFields:
@@ -74,7 +80,7 @@ def with_carbon(fields: EnergyFields, g_per_kwh: float | None, source: str | Non
         reason = "energy was not measured" if g_per_kwh is not None or price_per_kwh is not None else NO_CARBON_REASON
         return replace(fields, co2e_g=None, co2e_g_per_kwh=g_per_kwh, co2e_source=source, co2e_reason=reason,
                        cost=None, cost_currency=currency)
-    kwh = sum(measured.values()) / JOULES_PER_KWH
+    kwh = (fields.measured_j or 0.0) / JOULES_PER_KWH
     partial = f"{' and '.join(missing)} energy not measured: not in the figure" if missing else None
     return replace(
         fields, co2e_g=_digits(kwh * g_per_kwh) if g_per_kwh is not None else None, co2e_g_per_kwh=g_per_kwh,
