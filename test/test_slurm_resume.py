@@ -135,7 +135,7 @@ def test_status_beside_a_running_campaign_and_a_task_cancelled_while_pending(
     assert sorted((row["trial"], row["status"]) for row in rows(run_dir)) == [
         ("001_fake_tiny", "success"), ("002_fake_tiny", "success"), ("003_fake_tiny", "interrupted")], output
     shown = invoke("--registry", registry, "--results-dir", results, "status", run_dir, "--format", "json")
-    by_trial = {row["trial"]: row for row in json.loads(shown.stdout)}
+    by_trial = {row["trial"]: row for row in json.loads(shown.stdout)["trials"]}
     assert by_trial["003_fake_tiny"]["job_state"] == "CANCELLED"
 
 
@@ -213,7 +213,7 @@ def test_detach_submits_and_exits_status_shows_the_jobs_and_resume_writes_their_
 
     assert wait_for(lambda: recorded("001_quick_tiny") and recorded("002_quick_tiny"), 60)
     shown = invoke("--registry", registry, "status", run_dir, "--format", "json")
-    by_trial = {row["trial"]: row for row in json.loads(shown.stdout)}
+    by_trial = {row["trial"]: row for row in json.loads(shown.stdout)["trials"]}
     assert by_trial["001_quick_tiny"]["record"] == "success" and by_trial["001_quick_tiny"]["in_summary"] == "no"
     assert by_trial["003_slow_tiny"]["job_state"] in ("RUNNING", "PENDING")
     # The line --detach printed, pasted from another folder: it names neither --registry nor

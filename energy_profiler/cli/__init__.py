@@ -29,6 +29,7 @@ COMMANDS = {  # name -> module of energy_profiler.cli, attribute
     "cleanup": ("cleanup", "cleanup_command"), "merge": ("merge_cmd", "merge_command"),
     "report": ("report_cmd", "report_command"), "migrate": ("migrate_cmd", "migrate_command"),
     "status": ("status_cmd", "status_command"), "runs": ("runs_cmd", "runs_command"),
+    "stop": ("stop_cmd", "stop_command"), "mcp": ("mcp_cmd", "mcp_command"),
     "run-trial": ("run_trial", "run_trial_command"),
 }
 

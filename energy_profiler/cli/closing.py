@@ -34,15 +34,16 @@ def print_outcome(result: SessionResult, registry: Registry, resume_line: str) -
     to be copied.
     """
     click.echo(summary_text(result, terminal_width(), defaults_of(registry)))
-    if result.budget_stop:
-        click.echo(fitted(result.budget_stop, terminal_width()))
+    for why in (result.budget_stop, result.stopped_on_request):  # said again: -q hid the session's lines
+        if why:
+            click.echo(fitted(why, terminal_width()))
     if result.stopped_by is not None or len(result.records) < result.planned:
         click.echo("to continue:")
         click.echo(resume_line)
     raise ended(result.exit_code)
 
 
-def _no_defaults(_repo: str, _model: str) -> Mapping[str, str]:
+def no_defaults(_repo: str, _model: str) -> Mapping[str, str]:
     return {}
 
 
@@ -54,7 +55,7 @@ def defaults_of(registry: Registry) -> Defaults:
     return defaults
 
 
-def summary_text(result: SessionResult, width: int | None = None, defaults: Defaults = _no_defaults) -> str:
+def summary_text(result: SessionResult, width: int | None = None, defaults: Defaults = no_defaults) -> str:
     """One line per trial (fitted to `width` columns when given), then counts and where the files are.
 
     Only required metrics are shown (summary.csv has them all).

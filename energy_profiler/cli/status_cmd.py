@@ -10,40 +10,79 @@ from __future__ import annotations
 import csv
 import json
 import shlex
+import sys
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
+from energy_profiler.cli import status_live
+from energy_profiler.cli.closing import defaults_of, no_defaults, summary_text
 from energy_profiler.cli.context import AppContext, global_options, invocation
-from energy_profiler.cli.tables import emit, format_option
+from energy_profiler.cli.tables import emit, format_option, terminal_width
 from energy_profiler.errors import ToolExit
 from energy_profiler.execution.budget import BUDGET_STOP
+from energy_profiler.execution.run_folder import SessionResult
 from energy_profiler.execution.slurm_jobs import JobState, SlurmError, SlurmTools, job_states, read_jobs
+from energy_profiler.model.record import Record
 from energy_profiler.model.status import TrialStatus
 from energy_profiler.planning.plan import Plan
-from energy_profiler.results.rundir import is_running, named_run_dir, run_dirs
+from energy_profiler.results.campaign_state import CampaignState, campaign_state, read_state, seconds_since
+from energy_profiler.results.rundir import named_run_dir, run_dirs
 
 LOCAL_HEADERS = ["trial", "record", "in_summary", "reason"]
 SLURM_HEADERS = ["trial", "record", "in_summary", "job", "job_state", "node", "reason"]
+WATCH_INTERVAL_S = 2.0
 
 
 @click.command("status")
 @click.argument("run_dir", required=False)
-@format_option("one row per planned trial")
+@format_option("one row per planned trial; json: the campaign's state and its trials")
+@click.option("--watch", is_flag=True, help="Redraw every 2 s until the campaign ends (plain lines when not a "
+                                             "terminal: one each time it moves on).")
+@click.option("--summary", is_flag=True, help="The run's closing table instead (per trial: status, energy and "
+                                               "method, main metric, the values that differ from the defaults).")
 @global_options
-def status_command(run_dir: str | None, output_format: str) -> None:
-    """What each trial of RUN_DIR has come to: recorded (and its status), in summary.csv, its Slurm job.
+def status_command(run_dir: str | None, output_format: str, watch: bool, summary: bool) -> None:
+    """Where the campaign of RUN_DIR stands (running and what it does now, or how it ended), and what
+    each trial has come to: recorded (and its status), in summary.csv, its Slurm job.
 
     RUN_DIR is a run folder, or its name in the results folder; without it, the latest run folder.
     """
     app = click.get_current_context().ensure_object(AppContext)
     folder = _run_dir(app, run_dir)
-    try:
-        plan_document = json.loads((folder / "plan.json").read_text())
-        plan = Plan.from_json(plan_document)
-    except (OSError, ValueError, KeyError) as error:
-        raise ToolExit(f"{folder}: not a run folder with a readable plan.json ({error})") from None
+    if watch and output_format != "table":
+        raise click.UsageError("--watch redraws the table; --format csv|json is one reading (ask again for another)")
+    if summary:
+        click.echo(closing_table(app, folder))
+        return
+    if not watch:
+        show_status(folder, output_format)
+        return
+    terminal = sys.stdout.isatty()
+    last: list[object] = []
+
+    def draw() -> CampaignState:
+        if terminal:
+            return show_status(folder, output_format)
+        state, lines = campaign_and_headline(folder, plan_of(folder))
+        moved = [state.state, state.current.get("trial"), state.current.get("attempt"),
+                 state.current.get("phase"), state.document.get("done"), state.document.get("stop")]
+        if moved != last:  # a pipe or a file gets a line each time the campaign moves on, not a screen a second
+            last[:] = moved
+            click.echo(f"{datetime.now():%Y-%m-%d %H:%M:%S} " + " | ".join(lines))
+        if not state.running:
+            show_status(folder, output_format)
+        return state
+
+    status_live.watch(draw, WATCH_INTERVAL_S, terminal)
+
+
+def show_status(folder: Path, output_format: str) -> CampaignState:
+    """Print the campaign's state and its trials (as a table, CSV or JSON); return the state."""
+    plan_document, plan = plan_of(folder)
     jobs = read_jobs(folder)
     states, unreachable = _states(jobs)
     in_summary = _summary_trials(folder / "summary.csv")
@@ -60,11 +99,22 @@ def status_command(run_dir: str | None, output_format: str) -> None:
             shown += [job_id, state.state if state else None, state.node if state else None]
             reason = reason or (state.shown_reason if state else None)
         rows.append([*shown, reason])
-    emit(SLURM_HEADERS if jobs else LOCAL_HEADERS, rows, output_format)
-    if output_format != "table":
-        return
+    headers = SLURM_HEADERS if jobs else LOCAL_HEADERS
     statuses = Counter(str(row[1]) for row in rows if row[1] is not None)
     final = sum(count for status, count in statuses.items() if status != TrialStatus.INTERRUPTED)
+    campaign = campaign_state(folder, all_recorded=final == len(plan.trials))
+    if output_format == "json":
+        document = {**status_live.as_json(campaign, len(plan.trials), final), "run_dir": str(folder.absolute()),
+                    "trials": [dict(zip(headers, row, strict=True)) for row in rows]}
+        click.echo(json.dumps(document, indent=1, default=str))
+        return campaign
+    if output_format == "table":
+        for line in status_live.headline(campaign, len(plan.trials), final):
+            click.echo(line)
+        click.echo("")
+    emit(headers, rows, output_format)
+    if output_format != "table":
+        return campaign
     active = Counter(str(row[4]).lower() for row in rows if jobs and row[4] in ("PENDING", "RUNNING", "COMPLETING"))
     tally = ", ".join(f"{count} {status}" for status, count in statuses.items())
     click.echo(f"{len(plan.trials)} trials: {sum(statuses.values())} recorded ({tally or 'none yet'}), "
@@ -75,14 +125,52 @@ def status_command(run_dir: str | None, output_format: str) -> None:
     if budget_stop:
         click.echo(f"the campaign stopped scheduling: {budget_stop}")
     missing_rows = any(row[1] not in (None, TrialStatus.INTERRUPTED) and row[2] == "no" for row in rows)
-    if is_running(folder):  # a resume would be refused: the folder is in use
-        click.echo("a campaign is running in this folder now (its lock is held): it writes the rows itself, and "
-                   "its closing lines say how to continue if it is stopped")
+    if campaign.running:  # a resume would be refused: the folder is in use
+        click.echo("it writes the rows itself; `stop RUN_DIR` from another shell ends it after the trial in "
+                   "progress (--now: at once)")
     elif missing_rows or (final < len(plan.trials) and not active):
         settings_file = plan_document.get("settings_file", str(folder / "settings.json"))
         command = shlex.join([*invocation(), "run", settings_file, "--resume", str(folder.absolute())])
         what = "to write their rows (and run what is left)" if missing_rows else "to run what is left"
         click.echo(f"{what}:\n{command}")
+    return campaign
+
+
+def closing_table(app: AppContext, folder: Path) -> str:
+    """The table a campaign prints at its end, of every trial the run folder has a record of."""
+    _, plan = plan_of(folder)
+    records = []
+    for trial in plan.trials:
+        try:
+            records.append(Record.from_json(json.loads((folder / trial.name / "experiment.json").read_text())))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not recorded yet
+    try:
+        defaults = defaults_of(app.registry())
+    except ToolExit:  # the registry moved or changed: the mutated values are named instead
+        defaults = no_defaults
+    state = read_state(folder) or {}
+    started, ended = state.get("started_utc"), state.get("ended_utc")
+    wall_s = (seconds_since(started) or 0.0) - (seconds_since(ended) or 0.0) if started and ended else 0.0
+    result = SessionResult(run_dir=folder, records=records, planned=len(plan.trials), stopped_by=None, wall_s=wall_s)
+    return summary_text(result, terminal_width(), defaults)
+
+
+def plan_of(folder: Path) -> tuple[dict[str, Any], Plan]:
+    try:
+        plan_document = json.loads((folder / "plan.json").read_text())
+        return plan_document, Plan.from_json(plan_document)
+    except (OSError, ValueError, KeyError) as error:
+        raise ToolExit(f"{folder}: not a run folder with a readable plan.json ({error})") from None
+
+
+def campaign_and_headline(folder: Path, planned: tuple[dict[str, Any], Plan]) -> tuple[CampaignState, list[str]]:
+    """The campaign's state and headline, for --watch in a pipe."""
+    plan = planned[1]
+    final = sum(1 for trial in plan.trials
+                if _record(folder / trial.name / "experiment.json")[0] not in (None, TrialStatus.INTERRUPTED))
+    state = campaign_state(folder, all_recorded=final == len(plan.trials))
+    return state, status_live.headline(state, len(plan.trials), final)
 
 
 def _run_dir(app: AppContext, text: str | None) -> Path:

@@ -41,6 +41,10 @@ class SessionResult:
     """The methods the campaign used (for the closing summary's reasons)."""
     budget_stop: str | None = None
     """Why the campaign stopped scheduling at its budget (said again by the closing lines, even under -q)."""
+    stopped_on_request: str | None = None
+    """Who stopped the campaign with `stop RUN_DIR` (after the trial in progress), and what was not run."""
+    start_failures: str | None = None
+    """Why the campaign stopped after trainings that failed to start, in a row."""
 
     @property
     def exit_code(self) -> int:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from energy_profiler.execution.journal import Events
 from energy_profiler.model.status import TrialStatus
 from energy_profiler.process.training import ByteSink
 
@@ -27,18 +28,37 @@ class StopRequest:
 
     signals: list[int] = field(default_factory=list)
     received_utc: list[datetime] = field(default_factory=list)
+    origins: list[str | None] = field(default_factory=list)
+    """Who sent each signal where it came another way than a signal (`stop --now` from another shell)."""
+    graceful: str | None = None
+    """Set by `stop RUN_DIR` from another shell: who asked; the trial in progress finishes, no other starts."""
     _say: Callable[[str], None] | None = None
+    _noted: Callable[[str], None] | None = None
     _grace_s: float = 0.0
     _announced: int = 0
+    _graceful_announced: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def request(self, signum: int) -> None:
-        self.signals.append(signum)
+    def request(self, signum: int, origin: str | None = None) -> None:
+        """Stop now, as `signum` does (`origin`: who asked, where it was not a signal)."""
+        self.origins.append(origin)
         self.received_utc.append(datetime.now(UTC))
+        self.signals.append(signum)  # last: a reader that sees the signal finds its origin and time
 
-    def listen(self, say: Callable[[str], None], grace_s: float) -> None:
-        """Say (console and session.log) what each signal does, the first time it is read."""
-        self._say, self._grace_s = say, grace_s
+    def request_graceful(self, origin: str) -> None:
+        """Stop after the trial in progress (`origin`: who asked)."""
+        self.graceful = self.graceful or origin
+
+    @property
+    def winding_down(self) -> bool:
+        """No other trial is to start: a stop, or a graceful stop, was asked."""
+        return self.requested or self.graceful is not None
+
+    def listen(self, say: Callable[[str], None], grace_s: float,
+               noted: Callable[[str], None] | None = None) -> None:
+        """Say (console and session.log) what each signal does, the first time it is read; `noted`
+        is told the name of each real signal then (not from the handler: it may write files)."""
+        self._say, self._grace_s, self._noted = say, grace_s, noted
 
     @property
     def requested(self) -> bool:
@@ -54,14 +74,31 @@ class StopRequest:
     def first_signal(self) -> int | None:
         return self.signals[0] if self.signals else None
 
+    @property
+    def first_cause(self) -> str | None:
+        """What stopped the campaign, in words: `SIGTERM`, or `` `stop --now` from alice ``."""
+        if not self.signals:
+            return None
+        return self.origins[0] or signal_name(self.signals[0])
+
     def _announce(self) -> None:
-        if self._say is None or self._announced >= len(self.signals):
+        if self._say is None:
+            return
+        if self.graceful is not None and not self._graceful_announced:
+            with self._lock:
+                if not self._graceful_announced:
+                    self._graceful_announced = True
+                    self._say(f"{self.graceful}: the trial in progress finishes and is recorded, no other "
+                              "starts (Ctrl-C or `stop --now` ends it now)")
+        if self._announced >= len(self.signals):
             return
         with self._lock:
             while self._announced < len(self.signals):
                 number = self._announced
                 self._announced += 1
-                name = signal_name(self.signals[number])
+                name = self.origins[number] or signal_name(self.signals[number])
+                if self._noted is not None and self.origins[number] is None:
+                    self._noted(name)
                 at = self.received_utc[number].astimezone().strftime("%H:%M:%S")
                 if number == 0:
                     message = (f"{name} received at {at}: stopping. A running training is sent SIGTERM and given up "
@@ -171,11 +208,14 @@ class Output:
     detail: Callable[[str], None]
     training: ByteSink | None
     progress: Progress = field(default_factory=Progress)
+    events: Events = field(default_factory=Events)
+    """events.jsonl and state.json (a campaign with a run folder of its own; else silent)."""
 
 
-def sleep_unless_stopped(seconds: float, stop: StopRequest) -> None:
+def sleep_unless_stopped(seconds: float, stop: StopRequest, *, or_winding_down: bool = False) -> None:
+    """Sleep `seconds`, less if a stop is asked (`or_winding_down`: a graceful stop too, as in a cool-down)."""
     deadline = time.monotonic() + seconds
-    while not stop.requested and time.monotonic() < deadline:
+    while not (stop.winding_down if or_winding_down else stop.requested) and time.monotonic() < deadline:
         time.sleep(min(POLL_S, max(0.0, deadline - time.monotonic())))
 
 

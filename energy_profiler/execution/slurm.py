@@ -20,6 +20,7 @@ from pathlib import Path
 from energy_profiler.config.executor import SlurmOptions
 from energy_profiler.config.registry import Registry
 from energy_profiler.config.settings import Settings
+from energy_profiler.execution.journal import Journal
 from energy_profiler.execution.run_folder import OpenedRun, SessionResult, open_run
 from energy_profiler.execution.runtime import Output, StopRequest, sleep_unless_stopped
 from energy_profiler.execution.sinks import RecordSink, record_sinks
@@ -66,6 +67,9 @@ def run_slurm_session(settings: Settings, registry: Registry, plan: Plan, *, opt
         opened = open_run(cleanup, settings, registry, plan, results_root=results_root, output=output,
                           settings_bytes=settings_bytes, resume_dir=resume_dir, options=run_options, notes=notes)
         sinks = record_sinks(opened.run_dir, results_root, opened.summary, resumed=resume_dir is not None)
+        journal = Journal(opened.run_dir, experiment_name=settings.experiment_name, executor="slurm",
+                          settings_file=str(settings.file), planned=len(plan.trials), recorded=opened.finished.values())
+        cleanup.callback(journal.close)
         follower = JobFollower(tools, options, opened, plan, command_for=command_for, sinks=sinks)
         queue = [trial for trial in plan.trials if trial.name not in opened.finished]
         follower.follow_earlier_jobs(queue)
@@ -73,15 +77,25 @@ def run_slurm_session(settings: Settings, registry: Registry, plan: Plan, *, opt
         if queue and fits_one_array(plan, max_array_size(tools)):  # else one job each, throttled below
             follower.submit_array(queue)
             queue = []
-        if not detach:
+        journal.campaign_started(None)
+        if detach:
+            journal.update(state="detached", reason="the jobs were submitted and the submitter exited (--detach): "
+                                                    "they run on; `run --resume` writes their rows")
+        else:
+            told = len(opened.result.records)
             while (queue or follower.running) and not stop.requested:
                 while queue and len(follower.running) < options.max_parallel and not stop.requested:
                     follower.submit(queue.pop(0), submissions=1)
                 follower.poll(settings.max_retries)
+                for record in opened.result.records[told:]:  # state.json counts each row as it is written
+                    journal.trial_ended(record, None)
+                told = len(opened.result.records)
                 sleep_unless_stopped(POLL_S, stop)
             if stop.requested:
                 follower.cancel_all()
             opened.result.stopped_by = stop.first_signal
+            journal.campaign_ended("interrupted" if stop.requested else "finished", opened.result.exit_code,
+                                   f"stopped by {stop.first_cause}" if stop.requested else None)
     opened.result.wall_s = time.monotonic() - started
     return opened.result
 

@@ -77,10 +77,14 @@ def run_trial(
     results: list[_AttemptResult] = []
     last = first_attempt + settings.max_retries
     for number in range(first_attempt, last + 1):
+        output.events.attempt_started(trial.name, number)
         result = _attempt(trial, number, settings=settings, model=model, run_dir=run_dir,
                           output=output, stop=stop, energy=energy, run_as=run_as)
         results.append(result)
         status, reason = result.attempt.status, result.attempt.status_reason
+        output.events.attempt_ended(trial.name, number, status=str(status), reason=reason,
+                                    duration_s=result.attempt.duration_s, exit_code=result.attempt.exit_code,
+                                    cpu_energy_j=result.energy.cpu_energy_j, gpu_energy_j=result.energy.gpu_energy_j)
         if status in NOT_RETRIED or stop.requested:
             break
         if number < last:
@@ -132,7 +136,10 @@ def _attempt(trial: Trial, number: int, *, settings: Settings, model: ModelSpec,
     try:
         try:
             if backgrounds is not None:
-                for warning in backgrounds.start(lambda: stop.requested):
+                warnings = backgrounds.start(lambda: stop.requested)
+                for run, pid in zip(trial.background, backgrounds.pids, strict=False):
+                    output.events.background_started(trial.name, run.index, run.repo, run.model, pid)
+                for warning in warnings:
                     output.say(f"[{trial.index}] warning: {warning}")
                 output.progress.backgrounds_running(backgrounds.described)
                 background_power = _settle(trial, energy, env, stop, folder=energy_dir / "background",
@@ -151,6 +158,8 @@ def _attempt(trial: Trial, number: int, *, settings: Settings, model: ModelSpec,
             if backgrounds is not None:
                 background = backgrounds.stop(settings.grace_s, lambda: stop.hurry, run_dir)
                 _report_backgrounds(trial, background, output.say)
+                for ended in background:
+                    output.events.background_ended(trial.name, ended)
         energy_fields, energy_details = EnergyFields(), dict[str, Any]()
         if monitors is not None:
             window = Window(duration_s=outcome.window_s, cpu_time_s=outcome.cpu_time_s)
@@ -168,7 +177,7 @@ def _attempt(trial: Trial, number: int, *, settings: Settings, model: ModelSpec,
     findings = (scan_log(log_path, model.metrics, model.success_marker, model.failure_patterns)
                 if outcome.ended_by != "not_started" else LogFindings(dict.fromkeys(model.metrics), False))
     found = findings.metrics
-    status, reason = classify(outcome, findings, model, log_path, stop.first_signal)
+    status, reason = classify(outcome, findings, model, log_path, stop.first_cause)
     if status == TrialStatus.SUCCESS and (failure := background_failure(background)) is not None:
         status, reason = TrialStatus.BACKGROUND_FAILED, failure
     if status == TrialStatus.SUCCESS and energy is not None:
@@ -278,15 +287,14 @@ def classify(
     findings: LogFindings,
     model: ModelSpec,
     log_path: Path,
-    stop_signal: int | None,
+    stopped_by: str | None,
 ) -> tuple[TrialStatus, str | None]:
     """(status, reason): success needs exit code 0, no failure line, the success marker (when the
     registry names one) and every required metric; else a named status."""
     if outcome.ended_by == "not_started":
         return TrialStatus.FAILED, outcome.error
     if outcome.ended_by == "interrupted":
-        name = signal_name(stop_signal) if stop_signal else "a stop request"
-        return TrialStatus.INTERRUPTED, f"interrupted by {name}"
+        return TrialStatus.INTERRUPTED, f"interrupted by {stopped_by or 'a stop request'}"
     if outcome.ended_by == "timeout":
         return TrialStatus.TIMEOUT, f"no exit within the timeout of {outcome.window_s:.0f} s"
     if outcome.exit_code is None:

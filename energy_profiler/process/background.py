@@ -246,6 +246,11 @@ class Backgrounds:
                 warnings.append(f"background {run.index} did not start a run within {FIRST_RUN_TIMEOUT_S:g} s")
         return warnings
 
+    @property
+    def pids(self) -> list[int]:
+        """Each started loop's pid: its process group and session."""
+        return [process.pid for process in self._processes]
+
     def described(self) -> list[str]:
         """What each loop has done so far, for the live panel: runs completed and failed, the one running."""
         lines = []
