@@ -57,8 +57,9 @@ def stop_command(run_dir: str, now: bool, wait: bool) -> None:
                        "cancels them), or `scancel` the jobs `status` lists")
     owner = document.get("uid")
     if os.geteuid() not in {0, owner, document.get("euid")} or not os.access(folder, os.W_OK):
-        raise ToolExit(f"{folder}: only {user_name(owner) if isinstance(owner, int) else 'its owner'} (who started "
-                       "the campaign) or root may stop it")
+        who = "root (who started the campaign)" if owner == 0 else \
+            f"{user_name(owner) if isinstance(owner, int) else 'its owner'} (who started the campaign) or root"
+        raise ToolExit(f"{folder}: only {who} may stop it")
     try:
         ask_to_stop(folder, now=now)
     except PermissionError:
