@@ -114,6 +114,7 @@ def test_a_campaign_started_through_mcp_outlives_the_server_and_is_followed_stop
     assert sorted(path.name for path in results.iterdir()) == [".summary_all.csv.lock", "mcp_started", run_dir.name,
                                                               "summary_all.csv"]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["models.json", "results", "s.json"]
+    assert wait_for(lambda: not psutil.pid_exists(pid), 30)  # its state is written a moment before it exits
     resumed = invoke("--registry", registry, "--results-dir", results, "run", tmp_path / "s.json", "--resume", run_dir)
     assert resumed.exit_code == 0, resumed.output
 

@@ -126,8 +126,9 @@ def show_status(folder: Path, output_format: str) -> CampaignState:
         click.echo(f"the campaign stopped scheduling: {budget_stop}")
     missing_rows = any(row[1] not in (None, TrialStatus.INTERRUPTED) and row[2] == "no" for row in rows)
     if campaign.running:  # a resume would be refused: the folder is in use
-        click.echo("it writes the rows itself; `stop RUN_DIR` from another shell ends it after the trial in "
-                   "progress (--now: at once)")
+        click.echo("a campaign is running in this folder now: it writes the rows itself; "
+                   + ("Ctrl-C its submitter to cancel its jobs" if campaign.document.get("executor") == "slurm" else
+                      "`stop RUN_DIR` from another shell ends it after the trial in progress (--now: at once)"))
     elif missing_rows or (final < len(plan.trials) and not active):
         settings_file = plan_document.get("settings_file", str(folder / "settings.json"))
         command = shlex.join([*invocation(), "run", settings_file, "--resume", str(folder.absolute())])

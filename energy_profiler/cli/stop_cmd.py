@@ -12,9 +12,11 @@ from __future__ import annotations
 import os
 import shlex
 import time
+from datetime import datetime
 from pathlib import Path
 
 import click
+import psutil
 
 from energy_profiler.cli.context import AppContext, global_options, invocation
 from energy_profiler.cli.status_cmd import campaign_and_headline, plan_of
@@ -74,13 +76,25 @@ def stop_command(run_dir: str, now: bool, wait: bool) -> None:
     click.echo(f"the campaign (pid {document.get('pid')}) will stop {what}")
     if not wait:
         return
-    while is_running(folder):
-        time.sleep(POLL_S)
+    while is_running(folder) or _alive(document.get("pid"), document.get("started_utc")):
+        time.sleep(POLL_S)  # the lock is free a moment before the process exits
     ended, lines = campaign_and_headline(folder, planned)
     for line in lines:
         click.echo(line)
     for line in _resume_line(folder, planned[0], ended.state):
         click.echo(line)
+
+
+def _alive(pid: object, started_utc: object) -> bool:
+    """Whether the campaign's process still runs: an exited one its parent has not reaped yet does not,
+    nor a process that took its pid after it (started after the campaign)."""
+    try:
+        process = psutil.Process(pid) if isinstance(pid, int) else None
+        started_s = datetime.fromisoformat(str(started_utc)).timestamp()
+        return process is not None and process.status() != psutil.STATUS_ZOMBIE and \
+            process.create_time() <= started_s + 1.0
+    except (psutil.Error, ValueError):
+        return False
 
 
 def _taken(folder: Path) -> bool:
