@@ -71,8 +71,12 @@ def umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, fsync it, then rename it over `path`."""
+def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Write to a temporary file beside `path`, fsync it, then rename it over `path`.
+
+    `durable=False` leaves the fsyncs out: a reader still sees the old content or the new, whole, but
+    a power cut may lose the change (for a status file rewritten often, not for a record).
+    """
     try:
         descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     except OSError as error:
@@ -82,7 +86,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fchmod(file.fileno(), 0o666 & ~umask())  # mkstemp makes 0600: colleagues could not read records
             file.write(data)
             file.flush()
-            os.fsync(file.fileno())
+            if durable:
+                os.fsync(file.fileno())
         own(Path(temporary))  # owned before it appears under its name
         Path(temporary).replace(path)
     except OSError as error:
@@ -91,7 +96,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    _fsync_directory(path.parent)
+    if durable:
+        _fsync_directory(path.parent)
 
 
 def append_whole(path: Path, data: bytes) -> None:
@@ -116,8 +122,8 @@ def append_whole(path: Path, data: bytes) -> None:
         os.close(descriptor)
 
 
-def atomic_write_json(path: Path, document: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode())
+def atomic_write_json(path: Path, document: Any, *, durable: bool = True) -> None:
+    atomic_write_bytes(path, (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode(), durable=durable)
 
 
 def _fsync_directory(folder: Path) -> None:

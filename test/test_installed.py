@@ -18,7 +18,10 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import anyio
 import pytest
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from test.conftest import FAKE_TRAIN, PROJECT_ROOT, fake_repo
 
@@ -137,3 +140,22 @@ def test_a_python_with_only_some_dependencies_gets_one_line_from_any_command(tmp
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
         assert "lacks its dependencies (no module 'psutil')" in result.stderr
+
+
+def test_the_installed_command_serves_mcp_from_the_users_folder(installed: Path, project_folder: Path) -> None:
+    # The client starts `mutation mcp` by its full path, with the SDK's own minimal environment (no
+    # PATH to the venv): the commands the server runs must be found all the same.
+    parameters = StdioServerParameters(command=str(installed / "mutation"), args=["mcp"], cwd=str(project_folder))
+    said: list[str] = []
+
+    async def main() -> None:
+        async with stdio_client(parameters) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            for tool, arguments in (("list_registry", {}), ("validate_settings", {"settings_file": "settings.json"})):
+                result = await session.call_tool(tool, arguments)
+                assert not result.is_error, result.content
+                said.append("".join(getattr(part, "text", "") for part in result.content))
+
+    anyio.run(main)
+    assert f"registry: {project_folder / 'repos' / 'models.json'}" in said[0]
+    assert said[1] == "ok: settings.json (1 trial)"

@@ -210,7 +210,7 @@ def test_annotations_are_allowed(write_json: Callable[[str, Any], Path]) -> None
         description="x", notes=["a"], _private={"any": 1}))
     result = invoke("validate", file)
     assert result.exit_code == 0, result.stderr
-    assert f"ok: {file} (1 trials)" in result.stdout
+    assert f"ok: {file} (1 trial)" in result.stdout
 
 
 def test_invalid_json_names_line_and_column(tmp_path: Path) -> None:

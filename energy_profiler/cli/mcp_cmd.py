@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from energy_profiler.cli.context import AppContext, global_options, invocation
@@ -18,7 +20,10 @@ def mcp_command() -> None:
     from energy_profiler.cli.mcp_server import Commands, build_server  # noqa: PLC0415 - the SDK loads only here
 
     app = click.get_current_context().ensure_object(AppContext)
+    words = invocation()
+    if words[-1] != "mutation.py" or len(words) < 2:  # `mutation` from a PATH the client may not have
+        words = [sys.executable, "-m", "energy_profiler"]
     given = ["--registry", str(app.registry_file.absolute())] if app.registry_given else []
     results_dir = app.results_dir.absolute()
-    commands = Commands(invocation(), [*given, "--results-dir", str(results_dir)], results_dir)
+    commands = Commands(words, [*given, "--results-dir", str(results_dir)], results_dir)
     build_server(commands).run("stdio")

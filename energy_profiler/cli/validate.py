@@ -23,6 +23,6 @@ def validate_command(settings_files: tuple[Path, ...]) -> None:
         if plan is None:
             issues.extend(problems)
             continue
-        click.echo(f"ok: {settings_file} ({len(plan.trials)} trials)")
+        click.echo(f"ok: {settings_file} ({len(plan.trials)} trial{'' if len(plan.trials) == 1 else 's'})")
     if issues:
         raise ConfigError(issues)  # the one error format every command uses

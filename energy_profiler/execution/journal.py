@@ -102,8 +102,10 @@ class Journal(Events):
         with self._lock:
             self.state.update(changes)
             self.state["updated_utc"] = now_utc()
+            # Not fsync'd (a few a trial, each a disk flush): a power cut may leave an older state, and
+            # `status` then judges by the records and the lock, as it does for any campaign that died.
             with contextlib.suppress(OSError):  # as above: the records are what counts
-                atomic_write_json(self.run_dir / STATE, self.state)
+                atomic_write_json(self.run_dir / STATE, self.state, durable=False)
 
     def campaign_started(self, eta_s: float | None) -> None:
         self.event("campaign_started", planned=self.state["planned"], recorded_before=self.state["recorded_before"],
