@@ -66,6 +66,8 @@ def test_a_campaign_killed_with_sigkill_is_shown_as_died_with_the_line_that_resu
     assert shown["state"] == "died" and "its pid is gone" in shown["state_note"]
     table = invoke("--registry", registry, "--results-dir", results, "status", run_dir).stdout
     assert table.startswith("died: campaign 'live' (pid ")
+    assert [row["state"] for row in json.loads(invoke("--results-dir", results, "runs", "--format", "json").stdout)] \
+        == ["died"]
     assert table.rstrip().endswith(f"to run what is left:\nmutation.py run {settings} --resume {run_dir.absolute()}")
 
 
