@@ -17,7 +17,7 @@ from energy_profiler.cli.context import AppContext, global_options
 from energy_profiler.cli.tables import emit, format_option
 from energy_profiler.model.status import TrialStatus
 from energy_profiler.results.campaign_state import DIED, RUNNING, campaign_state
-from energy_profiler.results.rundir import run_dirs
+from energy_profiler.results.rundir import is_running, run_dirs
 
 HEADERS = ["run", "state", "trials", "recorded", "success", "to_run", "experiment", "size_mib", "started_utc"]
 TABLE_HEADERS = ["run", "state", "recorded", "success", "to_run", "experiment", "size_mib", "started_utc"]
@@ -55,8 +55,8 @@ def _row(folder: Path) -> list[object]:
     statuses = Counter(status for name in planned if (status := _status(folder / name)) is not None)
     final = sum(count for status, count in statuses.items() if status != TrialStatus.INTERRUPTED)
     campaign = campaign_state(folder, all_recorded=final == len(planned))
-    state = campaign.state if campaign.state in (RUNNING, DIED) else "finished" if final == len(planned) else \
-        "incomplete"
+    state = RUNNING if is_running(folder) else DIED if campaign.state == DIED else \
+        "finished" if final == len(planned) else "incomplete"
     return [folder.name, state, len(planned), sum(statuses.values()), statuses.get(TrialStatus.SUCCESS, 0),
             len(planned) - final, plan.get("experiment_name"), _size_mib(folder),
             plan.get("created_utc", "")[:19] or None]
