@@ -3,7 +3,9 @@
 The run folder is opened by run_folder.py and the machine readied by machine.py; this is the loop.
 
 The session never installs signal handlers: the caller passes a `StopRequest` that its own
-handlers set, and the session checks it between steps and while a training runs.
+handlers set, and the session checks it between steps and while a training runs. Each step is
+also told to the run folder's Journal (events.jsonl, state.json), and a StopWatcher turns a
+`stop` from another shell into the same StopRequest.
 """
 
 from __future__ import annotations
