@@ -48,8 +48,12 @@ def test_status_of_a_running_campaign_says_what_it_does_now_and_how_it_ended(
     ended = status_json(registry, results)
     assert (ended["state"], ended["exit_code"], ended["current_trial"], ended["eta_s"]) == ("interrupted", 143, None,
                                                                                           None)
-    assert ended["reason"] == "stopped by SIGTERM"
-    assert "to run what is left:" in invoke("--registry", registry, "--results-dir", results, "status").stdout
+    assert ended["reason"] == "stopped by SIGTERM" and ended["done"] == {"success": 1, "interrupted": 1}
+    table = invoke("--registry", registry, "--results-dir", results, "status").stdout
+    assert "done: 1 of 3 trials (1 success); 1 interrupted (run again on resume)\n" in table
+    assert "to run what is left:" in table
+    listed = json.loads(invoke("--results-dir", results, "runs", "--format", "json").stdout)
+    assert [(row["state"], row["to_run"]) for row in listed] == [("interrupted", 2)]
 
 
 def test_a_campaign_killed_with_sigkill_is_shown_as_died_with_the_line_that_resumes_it(
@@ -149,6 +153,6 @@ def test_warnings_reach_the_event_log_and_hostile_names_stay_data(tmp_path: Path
     document = json.loads((tmp_path / "state.json").read_text())
     assert document["experiment_name"] == hostile
     # On the terminal the name is shown, not obeyed: one line, its newline and escape written out.
-    lines = headline(CampaignState("running", document, None), planned=1, recorded=0)
+    lines = headline(CampaignState("running", document, None), planned=1, statuses={})
     assert lines[0].startswith("running: campaign 'evil\\n\"quote\"; $(touch pwned) \\x1b[31m', pid ")
     assert not any("\x1b" in line or "\n" in line for line in lines)

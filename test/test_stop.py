@@ -61,6 +61,9 @@ def test_stop_lets_the_trial_in_progress_finish_runs_no_other_and_resume_runs_th
     assert not (run_dir / STOP_REQUEST).exists()
     shown = status_json(registry, results, run_dir)
     assert (shown["state"], shown["exit_code"], shown["recorded"]) == ("stopped", 0, 1)
+    # The closing table from another folder, without naming the registry the run was made with.
+    table = invoke("--results-dir", results, "status", run_dir, "--summary")
+    assert table.exit_code == 0 and "1 of 3 trials recorded: 1 success" in table.stdout, table.output
     resumed = invoke("--registry", registry, "--results-dir", results, "run", settings, "--resume", run_dir)
     assert resumed.exit_code == 0, resumed.output
     assert sorted(row["trial"] for row in rows(run_dir)) == ["001_slow_tiny", "002_slow_tiny", "003_slow_tiny"]
@@ -81,8 +84,7 @@ def test_stop_now_ends_the_trial_as_ctrl_c_does_and_wait_says_how_the_campaign_e
         stopped = stop(results, run_dir, "--now", "--wait")
         assert tool.poll() is not None  # --wait returned after the campaign ended
         output, _ = tool.communicate(timeout=10)
-    assert stopped.returncode == 0, stopped.stderr
-    assert tool.returncode == 130, output
+    assert stopped.returncode == tool.returncode == 130, stopped.stderr + output  # --wait: the campaign's code
     assert "will stop at once" in stopped.stdout
     assert "interrupted: campaign 'now' ended at " in stopped.stdout and "exit code 130" in stopped.stdout
     assert stopped.stdout.rstrip().endswith(f"run {settings} --resume {run_dir.absolute()}")

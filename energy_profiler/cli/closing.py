@@ -49,6 +49,8 @@ def no_defaults(_repo: str, _model: str) -> Mapping[str, str]:
 
 def defaults_of(registry: Registry) -> Defaults:
     def defaults(repo: str, model: str) -> Mapping[str, str]:
+        if repo not in registry.repositories or model not in registry.repositories[repo].models:
+            return {}  # a run made with another registry: its mutated values are named instead
         specs = registry.repositories[repo].models[model].hyperparameters
         return {name: format_value(spec.default, spec.type) for name, spec in specs.items()}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -21,7 +22,7 @@ def mcp_command() -> None:
 
     app = click.get_current_context().ensure_object(AppContext)
     words = invocation()
-    if words[-1] != "mutation.py" or len(words) < 2:  # `mutation` from a PATH the client may not have
+    if Path(words[-1]).name != "mutation.py":  # `mutation` from a PATH the client may not have
         words = [sys.executable, "-m", "energy_profiler"]
     given = ["--registry", str(app.registry_file.absolute())] if app.registry_given else []
     results_dir = app.results_dir.absolute()

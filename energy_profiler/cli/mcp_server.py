@@ -18,7 +18,7 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -70,7 +70,7 @@ class Commands:
         log_dir = self.results_dir / STARTED_LOGS
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"{datetime.now():%Y%m%d_%H%M%S_%f}.log"
-        resume = ["--resume", resume_run_dir] if resume_run_dir is not None else []
+        resume = [f"--resume={resume_run_dir}"] if resume_run_dir is not None else []
         with open(log_path, "wb") as log:
             campaign = subprocess.Popen(self.words("run", *resume, "--", settings_file), stdin=subprocess.DEVNULL,
                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -109,47 +109,74 @@ def _error_text(stderr: str, stdout: str, code: int) -> str:
     return "\n".join(said) or f"the command ended with exit code {code} and said nothing"
 
 
+def path_argument(name: str, value: str | None, *, required: bool) -> str | None:
+    """A path an assistant gave: an empty one means none (where the argument may be left out)."""
+    if value is None or value == "":
+        if required:
+            raise ToolError(f"{name} is empty: name a file or run folder")
+        return None
+    if "\0" in value:
+        raise ToolError(f"{name} contains a NUL character: no path does")
+    # `./-x` is the same path as `-x`, and no parser can take it for an option (click reads a value such as
+    # `--help` after an option with an optional value as the option it looks like).
+    return f"./{value}" if value.startswith("-") else value
+
+
 def build_server(commands: Commands) -> MCPServer:
     """The server and its tools (each with a JSON input schema from its signature)."""
     server: MCPServer = MCPServer("mutation", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING")
 
-    @server.tool()
+    def tool(function: Callable[..., str]) -> Callable[..., str]:
+        """Register `function` as a tool, its docstring on one line as the tool's description."""
+        server.add_tool(function, description=" ".join((function.__doc__ or "").split()))
+        return function
+
+    @tool
     def list_registry() -> str:
         """The repositories, models and hyperparameters (with their ranges) of the registry."""
         return commands.run("list")
 
-    @server.tool()
+    @tool
     def validate_settings(settings_file: str) -> str:
         """Check a settings file against the registry without running anything; each problem with its JSON path."""
-        return commands.run("validate", "--", settings_file)
+        return commands.run("validate", "--", _required("settings_file", settings_file))
 
-    @server.tool()
+    @tool
     def plan_campaign(settings_file: str) -> str:
         """The trials a settings file would run, with each one's forecast duration and energy, and the totals."""
-        return commands.run("plan", "--", settings_file)
+        return commands.run("plan", "--", _required("settings_file", settings_file))
 
-    @server.tool()
+    @tool
     def start_campaign(settings_file: str, resume_run_dir: str | None = None) -> str:
         """Start a campaign of the settings file as a process of its own (it outlives this server); returns its
         run folder. With resume_run_dir: continue that run folder, running what is left, each trial once."""
-        return commands.start(settings_file, resume_run_dir)
+        return commands.start(_required("settings_file", settings_file),
+                              path_argument("resume_run_dir", resume_run_dir, required=False))
 
-    @server.tool()
+    @tool
     def campaign_status(run_dir: str | None = None) -> str:
         """Where a campaign stands: running (the trial in progress, done/total, time left, energy so far),
         finished, stopped, interrupted or died; and each trial's record. Without run_dir: the latest run folder."""
-        return commands.run("status", *(["--", run_dir] if run_dir else []))
+        chosen = path_argument("run_dir", run_dir, required=False)
+        return commands.run("status", *(["--", chosen] if chosen else []))
 
-    @server.tool()
+    @tool
     def stop_campaign(run_dir: str, now: bool = False) -> str:
         """Stop a running campaign: after the trial in progress (its row written), or with now=true at once
         (the trial in progress recorded as interrupted). A resume later runs what is left."""
-        return commands.run("stop", *(["--now"] if now else []), "--", run_dir)
+        return commands.run("stop", *(["--now"] if now else []), "--", _required("run_dir", run_dir))
 
-    @server.tool()
+    @tool
     def report_summary(run_dir: str | None = None) -> str:
         """The headline table of a run: per trial its status, duration, energy and method, main metric, and
         the values that differ from the defaults; then the counts. Without run_dir: the latest run folder."""
-        return commands.run("status", "--summary", *(["--", run_dir] if run_dir else []))
+        chosen = path_argument("run_dir", run_dir, required=False)
+        return commands.run("status", "--summary", *(["--", chosen] if chosen else []))
 
     return server
+
+
+def _required(name: str, value: str) -> str:
+    checked = path_argument(name, value, required=True)
+    assert checked is not None
+    return checked

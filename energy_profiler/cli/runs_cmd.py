@@ -16,7 +16,7 @@ import click
 from energy_profiler.cli.context import AppContext, global_options
 from energy_profiler.cli.tables import emit, format_option
 from energy_profiler.model.status import TrialStatus
-from energy_profiler.results.campaign_state import DIED, RUNNING, campaign_state
+from energy_profiler.results.campaign_state import FINISHED, RUNNING, campaign_state
 from energy_profiler.results.rundir import is_running, run_dirs
 
 HEADERS = ["run", "state", "trials", "recorded", "success", "to_run", "experiment", "size_mib", "started_utc"]
@@ -29,7 +29,8 @@ the same counts as `status` and a campaign's closing line."""
 @format_option("one row per run folder")
 @global_options
 def runs_command(output_format: str) -> None:
-    """List the run folders of the results folder: state (running, finished, incomplete, died), trials, size."""
+    """List the run folders of the results folder: state (running, finished, stopped, interrupted, died; incomplete
+    for a folder of an earlier version with trials left), trials, size."""
     app = click.get_current_context().ensure_object(AppContext)
     folders = run_dirs(app.results_dir)
     rows = [_row(folder) for folder in folders]
@@ -55,8 +56,12 @@ def _row(folder: Path) -> list[object]:
     statuses = Counter(status for name in planned if (status := _status(folder / name)) is not None)
     final = sum(count for status, count in statuses.items() if status != TrialStatus.INTERRUPTED)
     campaign = campaign_state(folder, all_recorded=final == len(planned))
-    state = RUNNING if is_running(folder) else DIED if campaign.state == DIED else \
-        "finished" if final == len(planned) else "incomplete"
+    if is_running(folder):
+        state = RUNNING
+    elif campaign.document and campaign.state != FINISHED:  # as its state.json says (and status shows)
+        state = campaign.state
+    else:  # finished, or an earlier version's folder: by its records
+        state = FINISHED if final == len(planned) else "incomplete"
     return [folder.name, state, len(planned), sum(statuses.values()), statuses.get(TrialStatus.SUCCESS, 0),
             len(planned) - final, plan.get("experiment_name"), _size_mib(folder),
             plan.get("created_utc", "")[:19] or None]

@@ -21,7 +21,7 @@ import click
 from energy_profiler.cli import status_live
 from energy_profiler.cli.closing import defaults_of, no_defaults, summary_text
 from energy_profiler.cli.context import AppContext, global_options, invocation
-from energy_profiler.cli.tables import emit, format_option, terminal_width
+from energy_profiler.cli.tables import emit, fitted, format_option, terminal_width
 from energy_profiler.errors import ToolExit
 from energy_profiler.execution.budget import BUDGET_STOP
 from energy_profiler.execution.run_folder import SessionResult
@@ -56,6 +56,9 @@ def status_command(run_dir: str | None, output_format: str, watch: bool, summary
     if watch and output_format != "table":
         raise click.UsageError("--watch redraws the table; --format csv|json is one reading (ask again for another)")
     if summary:
+        if output_format != "table":
+            raise click.UsageError("--summary prints the closing table; --format csv|json is the trials' list "
+                                   "(summary.csv holds every column)")
         click.echo(closing_table(app, folder))
         return
     if not watch:
@@ -104,13 +107,13 @@ def show_status(folder: Path, output_format: str) -> CampaignState:
     final = sum(count for status, count in statuses.items() if status != TrialStatus.INTERRUPTED)
     campaign = campaign_state(folder, all_recorded=final == len(plan.trials))
     if output_format == "json":
-        document = {**status_live.as_json(campaign, len(plan.trials), final), "run_dir": str(folder.absolute()),
+        document = {**status_live.as_json(campaign, len(plan.trials), statuses), "run_dir": str(folder.absolute()),
                     "trials": [dict(zip(headers, row, strict=True)) for row in rows]}
         click.echo(json.dumps(document, indent=1, default=str))
         return campaign
     if output_format == "table":
-        for line in status_live.headline(campaign, len(plan.trials), final):
-            click.echo(line)
+        for line in status_live.headline(campaign, len(plan.trials), statuses):
+            click.echo(fitted(line, terminal_width()))
         click.echo("")
     emit(headers, rows, output_format)
     if output_format != "table":
@@ -126,9 +129,13 @@ def show_status(folder: Path, output_format: str) -> CampaignState:
         click.echo(f"the campaign stopped scheduling: {budget_stop}")
     missing_rows = any(row[1] not in (None, TrialStatus.INTERRUPTED) and row[2] == "no" for row in rows)
     if campaign.running:  # a resume would be refused: the folder is in use
-        click.echo("a campaign is running in this folder now: it writes the rows itself; "
-                   + ("Ctrl-C its submitter to cancel its jobs" if campaign.document.get("executor") == "slurm" else
-                      "`stop RUN_DIR` from another shell ends it after the trial in progress (--now: at once)"))
+        if campaign.document.get("executor") == "slurm":
+            click.echo(fitted("a campaign is running in this folder now: it writes the rows itself; Ctrl-C its "
+                              "submitter to cancel its jobs", terminal_width()))
+        else:
+            click.echo(fitted("a campaign is running in this folder now: it writes the rows itself. To stop it after "
+                              "the trial in progress (add --now: at once):", terminal_width()))
+            click.echo(shlex.join([*invocation(), "stop", str(folder.absolute())]))
     elif missing_rows or (final < len(plan.trials) and not active):
         settings_file = plan_document.get("settings_file", str(folder / "settings.json"))
         command = shlex.join([*invocation(), "run", settings_file, "--resume", str(folder.absolute())])
@@ -146,6 +153,9 @@ def closing_table(app: AppContext, folder: Path) -> str:
             records.append(Record.from_json(json.loads((folder / trial.name / "experiment.json").read_text())))
         except (OSError, ValueError, KeyError, TypeError):
             continue  # not recorded yet
+    recorded = (plan_of(folder)[0].get("options") or {}).get("registry")
+    if not app.registry_given and isinstance(recorded, str) and Path(recorded).is_file():
+        app.registry_file = Path(recorded)  # the registry the run was made with, as a resume takes it
     try:
         defaults = defaults_of(app.registry())
     except ToolExit:  # the registry moved or changed: the mutated values are named instead
@@ -158,6 +168,8 @@ def closing_table(app: AppContext, folder: Path) -> str:
 
 
 def plan_of(folder: Path) -> tuple[dict[str, Any], Plan]:
+    if not (folder / "plan.json").is_file():
+        raise ToolExit(f"{folder}: not a run folder (it has no plan.json)")
     try:
         plan_document = json.loads((folder / "plan.json").read_text())
         return plan_document, Plan.from_json(plan_document)
@@ -168,10 +180,11 @@ def plan_of(folder: Path) -> tuple[dict[str, Any], Plan]:
 def campaign_and_headline(folder: Path, planned: tuple[dict[str, Any], Plan]) -> tuple[CampaignState, list[str]]:
     """The campaign's state and headline, for --watch in a pipe."""
     plan = planned[1]
-    final = sum(1 for trial in plan.trials
-                if _record(folder / trial.name / "experiment.json")[0] not in (None, TrialStatus.INTERRUPTED))
+    statuses = Counter(status for trial in plan.trials
+                       if (status := _record(folder / trial.name / "experiment.json")[0]) is not None)
+    final = sum(count for status, count in statuses.items() if status != TrialStatus.INTERRUPTED)
     state = campaign_state(folder, all_recorded=final == len(plan.trials))
-    return state, status_live.headline(state, len(plan.trials), final)
+    return state, status_live.headline(state, len(plan.trials), statuses)
 
 
 def _run_dir(app: AppContext, text: str | None) -> Path:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 import click
 
 from energy_profiler.execution.runtime import clock
+from energy_profiler.model.status import TrialStatus
 from energy_profiler.results.campaign_state import DIED, RUNNING, CampaignState, seconds_since
 
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
@@ -25,8 +26,11 @@ def plain(text: object) -> str:
     return _CONTROLS.sub(lambda found: repr(found.group())[1:-1], str(text))
 
 
-def headline(state: CampaignState, planned: int, recorded: int) -> list[str]:
-    """A few lines: the campaign's state, what it does now, what is done, the time left, energy so far."""
+def headline(state: CampaignState, planned: int, statuses: Mapping[str, int]) -> list[str]:
+    """A few lines: the campaign's state, what it does now, what is done, the time left, energy so far.
+
+    `statuses`: how many of the run folder's records have each status (an interrupted trial runs again).
+    """
     document = state.document
     who = f"pid {document.get('pid')} on {plain(document.get('host'))}" if document else ""
     name = f"campaign '{plain(document['experiment_name'])}'" if document.get("experiment_name") else "the campaign"
@@ -51,11 +55,13 @@ def headline(state: CampaignState, planned: int, recorded: int) -> list[str]:
                      + (f": {plain(document['reason'])}" if document.get("reason") else ""))
     if state.why and state.state != DIED:
         lines.append(f"note: {state.why}")
-    done = document.get("done") or {}
-    tally = ", ".join(f"{count} {plain(status)}" for status, count in done.items())
+    final = {status: count for status, count in statuses.items() if status != TrialStatus.INTERRUPTED}
+    tally = ", ".join(f"{count} {plain(status)}" for status, count in final.items())
+    interrupted = statuses.get(TrialStatus.INTERRUPTED, 0)
     eta = state.eta_s
-    lines.append(f"done: {recorded} of {planned} trials" + (f" ({tally})" if tally else "")
-                 + (f"; about {clock(eta)} left" if eta is not None and state.running else ""))
+    lines.append(f"done: {sum(final.values())} of {planned} trials" + (f" ({tally})" if tally else "")
+                 + (f"; {interrupted} interrupted (run again on resume)" if interrupted and not state.running else "")
+                 + (f"; about {clock(eta)} left" if eta is not None else ""))
     if energy := energy_line(document.get("energy_j") or {}):
         lines.append(f"energy so far: {energy}")
     return lines
@@ -76,7 +82,9 @@ def _now_doing(state: CampaignState, planned: int) -> str | None:
     if not current:
         return None
     if current.get("phase") == "cooldown":
-        return f"cooling down ({current.get('seconds', 0):g} s) before the next trial"
+        seconds = current.get("seconds") or 0
+        left = max(0.0, seconds - (seconds_since(current.get("started_utc")) or 0.0))
+        return f"cooling down before the next trial: {clock(left)} of {seconds:g} s left"
     trial = plain(current.get("trial"))
     since = seconds_since(current.get("attempt_started_utc") or current.get("started_utc"))
     attempt = f", attempt {current['attempt']}" if current.get("attempt") else ""
@@ -93,7 +101,7 @@ def _local(stamp: object) -> str:
         return "an unknown time"
 
 
-def as_json(state: CampaignState, planned: int, recorded: int) -> dict[str, Any]:
+def as_json(state: CampaignState, planned: int, statuses: Mapping[str, int]) -> dict[str, Any]:
     """The campaign's fields of `status --format json`, beside its per-trial list."""
     document, current = state.document, state.current
     return {
@@ -101,7 +109,9 @@ def as_json(state: CampaignState, planned: int, recorded: int) -> dict[str, Any]
         "pid": document.get("pid"), "host": document.get("host"), "executor": document.get("executor"),
         "started_utc": document.get("started_utc"), "updated_utc": document.get("updated_utc"),
         "ended_utc": document.get("ended_utc"), "exit_code": document.get("exit_code"),
-        "reason": document.get("reason"), "planned": planned, "recorded": recorded, "done": document.get("done"),
+        "reason": document.get("reason"), "planned": planned,
+        "recorded": sum(count for status, count in statuses.items() if status != TrialStatus.INTERRUPTED),
+        "done": dict(statuses),
         "current_trial": current.get("trial") if current else None,
         "current_index": current.get("index") if current else None,
         "current_attempt": current.get("attempt") if current else None,
@@ -116,12 +126,16 @@ def _rounded(seconds: float | None) -> float | None:
 
 
 def watch(draw: Callable[[], CampaignState], interval_s: float, terminal: bool) -> None:
-    """Call `draw` every `interval_s` until the campaign no longer runs (a terminal: cleared each time;
-    else `draw` prints only what changed, as plain lines)."""
-    while True:
-        if terminal:
-            click.clear()
-        state = draw()
-        if state.state != RUNNING:
-            return
-        time.sleep(interval_s)
+    """Call `draw` every `interval_s` until the campaign no longer runs. In a terminal each drawing
+    replaces the last in place (cursor home, erase below: no copy of it left in the scrollback);
+    elsewhere `draw` prints only what changed, as plain lines. Ctrl-C ends the watching, not the campaign."""
+    try:
+        while True:
+            if terminal:
+                click.echo("\x1b[H\x1b[J", nl=False)
+            state = draw()
+            if state.state != RUNNING:
+                return
+            time.sleep(interval_s)
+    except KeyboardInterrupt:
+        click.echo("")

@@ -33,7 +33,7 @@ POLL_S = 0.2
 @click.command("stop")
 @click.argument("run_dir")
 @click.option("--now", is_flag=True, help="End the trial in progress too (recorded as interrupted), as Ctrl-C does.")
-@click.option("--wait", is_flag=True, help="Return once the campaign has ended, and say how it ended.")
+@click.option("--wait", is_flag=True, help="Return once the campaign has ended, say how, and exit with its exit code.")
 @global_options
 def stop_command(run_dir: str, now: bool, wait: bool) -> None:
     """Stop the campaign running in RUN_DIR: after the trial in progress (its row written), or --now.
@@ -83,6 +83,9 @@ def stop_command(run_dir: str, now: bool, wait: bool) -> None:
         click.echo(line)
     for line in _resume_line(folder, planned[0], ended.state):
         click.echo(line)
+    code = ended.document.get("exit_code")
+    if isinstance(code, int) and code != ExitCode.SUCCESS:
+        raise ToolExit(exit_code=code)  # the campaign's own: 130 after --now, 1 if a trial failed
 
 
 def _alive(pid: object, started_utc: object) -> bool:

@@ -20,7 +20,7 @@ import socket
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,7 @@ class Journal(Events):
             "pid": os.getpid(), "host": socket.gethostname(), "uid": _owner_uid(), "euid": os.geteuid(),
             "started_utc": now_utc(), "updated_utc": None, "planned": planned,
             "recorded_before": len(self._records), "done": {}, "energy_j": {}, "current": None,
-            "eta_s": None, "eta_utc": None, "stop": None, "ended_utc": None, "exit_code": None, "reason": None,
+            "eta_s": None, "expected_end_utc": None, "stop": None, "ended_utc": None, "exit_code": None, "reason": None,
         }
         self._tally()
 
@@ -110,7 +110,7 @@ class Journal(Events):
     def campaign_started(self, eta_s: float | None) -> None:
         self.event("campaign_started", planned=self.state["planned"], recorded_before=self.state["recorded_before"],
                    host=self.state["host"], experiment_name=self.state["experiment_name"])
-        self.update(eta_s=_rounded(eta_s), eta_utc=now_utc())
+        self.update(**_eta(eta_s))
 
     def trial_started(self, trial: str, index: int) -> None:
         self.event("trial_started", trial=trial, index=index)
@@ -142,7 +142,7 @@ class Journal(Events):
         with self._lock:
             self._records[record.trial] = record
         self._tally()
-        self.update(current=None, eta_s=_rounded(eta_s), eta_utc=now_utc())
+        self.update(current=None, **_eta(eta_s))
 
     def cooldown(self, seconds: float) -> None:
         self.event("cooldown", seconds=seconds)
@@ -161,7 +161,8 @@ class Journal(Events):
 
     def campaign_ended(self, state: str, exit_code: int | None, reason: str | None) -> None:
         self.event("campaign_ended", state=state, exit_code=exit_code, reason=reason, done=self.state["done"])
-        self.update(state=state, exit_code=exit_code, reason=reason, current=None, eta_s=None, ended_utc=now_utc())
+        self.update(state=state, exit_code=exit_code, reason=reason, current=None, eta_s=None, expected_end_utc=None,
+                    ended_utc=now_utc())
 
     def close(self) -> None:
         os.close(self._events)
@@ -197,5 +198,9 @@ def _owner_uid() -> int:
     return int(sudo_uid) if os.geteuid() == 0 and sudo_uid.isdigit() else os.geteuid()
 
 
-def _rounded(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds, 1)
+def _eta(seconds: float | None) -> dict[str, Any]:
+    """The time left as the campaign works it out now, and the end it foresees (None: not known yet)."""
+    if seconds is None:
+        return {"eta_s": None, "expected_end_utc": None}
+    end = datetime.now(UTC) + timedelta(seconds=seconds)
+    return {"eta_s": round(seconds, 1), "expected_end_utc": end.isoformat(timespec="milliseconds")}

@@ -101,9 +101,10 @@ class StopRequest:
                     self._noted(name)
                 at = self.received_utc[number].astimezone().strftime("%H:%M:%S")
                 if number == 0:
+                    again = "Ctrl-C or `stop --now` again" if self.origins[number] else "press Ctrl-C again"
                     message = (f"{name} received at {at}: stopping. A running training is sent SIGTERM and given up "
                                f"to {self._grace_s:g} s (grace_s) before SIGKILL, then recorded as interrupted; "
-                               "press Ctrl-C again to end it now")
+                               f"{again} to end it now")
                 elif number == 1:
                     message = f"{name} received at {at}: a second signal, so no more waiting: SIGKILL now"
                 else:

@@ -148,7 +148,8 @@ def _loop(cleanup: ExitStack, settings: Settings, registry: Registry, plan: Plan
         say(f"[{trial.index}/{len(plan.trials)}] {trial.name}: {record.status}"
             + (f" ({record.status_reason})" if record.status_reason else "")
             + f" in {record.duration_s:.1f} s"
-            + (f"; about {clock(left_s)} left" if left_s and position < len(remaining) - 1 else ""))
+            + (f"; about {clock(left_s)} left" if left_s and position < len(remaining) - 1
+               and not stop.winding_down else ""))
         if start_failures.count(record):
             result.start_failures = start_failures.explanation(len(result.records), len(plan.trials))
             say(result.start_failures)

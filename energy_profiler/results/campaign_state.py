@@ -44,11 +44,15 @@ class CampaignState:
 
     @property
     def eta_s(self) -> float | None:
-        """The time left now: the campaign's figure less the time since it worked it out."""
-        eta_s, since_s = self.document.get("eta_s"), seconds_since(self.document.get("eta_utc"))
-        if not self.running or not isinstance(eta_s, int | float):
+        """The time left now, to the end the campaign foresaw at its last step; None once a stop is asked
+        (the trial in progress is all that is left) or while nothing is known."""
+        end = self.document.get("expected_end_utc")
+        if not self.running or not end or self.document.get("stop"):
             return None
-        return max(0.0, eta_s - (since_s or 0.0))
+        try:
+            return max(0.0, (datetime.fromisoformat(str(end)) - datetime.now(UTC)).total_seconds())
+        except ValueError:
+            return None
 
 
 def seconds_since(stamp: object, now: datetime | None = None) -> float | None:
