@@ -120,9 +120,9 @@ def show_status(folder: Path, output_format: str) -> CampaignState:
         return campaign
     active = Counter(str(row[4]).lower() for row in rows if jobs and row[4] in ("PENDING", "RUNNING", "COMPLETING"))
     tally = ", ".join(f"{count} {status}" for status, count in statuses.items())
-    click.echo(f"{len(plan.trials)} trials: {sum(statuses.values())} recorded ({tally or 'none yet'}), "
-               f"{len(plan.trials) - final} still to run, {len(in_summary)} in summary.csv"
-               + "".join(f", {count} {state}" for state, count in sorted(active.items())))
+    click.echo(fitted(f"{len(plan.trials)} trials: {sum(statuses.values())} recorded ({tally or 'none yet'}), "
+                      f"{len(plan.trials) - final} still to run, {len(in_summary)} in summary.csv"
+                      + "".join(f", {count} {state}" for state, count in sorted(active.items())), terminal_width()))
     if unreachable:
         click.echo(f"Slurm: {unreachable}")
     if budget_stop:
