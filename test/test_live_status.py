@@ -49,6 +49,7 @@ def test_status_of_a_running_campaign_says_what_it_does_now_and_how_it_ended(
     assert (ended["state"], ended["exit_code"], ended["current_trial"], ended["eta_s"]) == ("interrupted", 143, None,
                                                                                           None)
     assert ended["reason"] == "stopped by SIGTERM" and ended["done"] == {"success": 1, "interrupted": 1}
+    assert (ended["recorded"], ended["still_to_run"]) == (2, 2)  # as the table counts: the interrupted runs again
     table = invoke("--registry", registry, "--results-dir", results, "status").stdout
     assert "done: 1 of 3 trials (1 success); 1 interrupted (run again on resume)\n" in table
     assert "to run what is left:" in table

@@ -61,6 +61,8 @@ def test_the_tools_their_schemas_and_the_quickstart_planned_and_checked(tmp_path
                                                resume_run_dir="--help"),
                 "nul": await call(session, "plan_campaign", settings_file="a\0b"),
                 "empty": await call(session, "stop_campaign", run_dir=""),
+                "empty_resume": await call(session, "start_campaign", settings_file="settings/quickstart.json",
+                                           resume_run_dir=""),
                 "nothing": await call(session, "campaign_status")}
 
     # The checkout's own defaults (its registry), as a client configured with only `mutation.py mcp` gets.
@@ -83,6 +85,8 @@ def test_the_tools_their_schemas_and_the_quickstart_planned_and_checked(tmp_path
     assert got["nul"] == (True, "Error executing tool plan_campaign: settings_file contains a NUL character: no "
                                 "path does")
     assert got["empty"][0] and "run_dir is empty" in got["empty"][1]
+    assert got["empty_resume"] == (True, "Error executing tool start_campaign: resume_run_dir is empty: leave it out "
+                                         "to start a new campaign, or name the run folder to continue")
     error, said = got["nothing"]
     assert error and "no run folder in" in said
     # Nothing written by looking; the start that was refused left only its console's log.

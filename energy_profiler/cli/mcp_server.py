@@ -109,12 +109,20 @@ def _error_text(stderr: str, stdout: str, code: int) -> str:
     return "\n".join(said) or f"the command ended with exit code {code} and said nothing"
 
 
+EMPTY = {
+    "settings_file": "name a settings file",
+    "run_dir": "name a run folder (where it may be left out: leave it out for the latest)",
+    "resume_run_dir": "leave it out to start a new campaign, or name the run folder to continue",
+}
+
+
 def path_argument(name: str, value: str | None, *, required: bool) -> str | None:
-    """A path an assistant gave: an empty one means none (where the argument may be left out)."""
-    if value is None or value == "":
-        if required:
-            raise ToolError(f"{name} is empty: name a file or run folder")
+    """A path an assistant gave, None where left out; an empty one is refused (it means no choice, and
+    the command line would read it as the latest run folder, or the working folder)."""
+    if value is None and not required:
         return None
+    if not value:
+        raise ToolError(f"{name} is empty: {EMPTY[name]}")
     if "\0" in value:
         raise ToolError(f"{name} contains a NUL character: no path does")
     # `./-x` is the same path as `-x`, and no parser can take it for an option (click reads a value such as

@@ -120,10 +120,10 @@ def apply(app: AppContext, options: RunOptions) -> None:
 
 def resume_hint(settings_file: Path, run_dir: Path, options: RunOptions) -> str:
     """The command that continues `run_dir`: the options it runs with are in it, so that it reads
-    whole, and its run folder absolute, so that it works from any folder."""
+    whole, and its settings file and run folder absolute, so that it works from any folder."""
     before, after = options.arguments()
-    return shlex.join([*invocation(), *before, "run", str(settings_file), "--resume", str(run_dir.absolute()),
-                       *after])
+    settings = settings_file.absolute() if settings_file.exists() else settings_file
+    return shlex.join([*invocation(), *before, "run", str(settings), "--resume", str(run_dir.absolute()), *after])
 
 
 class Execute(Protocol):

@@ -59,7 +59,7 @@ def status_command(run_dir: str | None, output_format: str, watch: bool, summary
         if output_format != "table":
             raise click.UsageError("--summary prints the closing table; --format csv|json is the trials' list "
                                    "(summary.csv holds every column)")
-        click.echo(closing_table(app, folder))
+        click.echo(closing_table(app, folder).lstrip("\n"))
         return
     if not watch:
         show_status(folder, output_format)

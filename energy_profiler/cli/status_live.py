@@ -110,8 +110,8 @@ def as_json(state: CampaignState, planned: int, statuses: Mapping[str, int]) -> 
         "started_utc": document.get("started_utc"), "updated_utc": document.get("updated_utc"),
         "ended_utc": document.get("ended_utc"), "exit_code": document.get("exit_code"),
         "reason": document.get("reason"), "planned": planned,
-        "recorded": sum(count for status, count in statuses.items() if status != TrialStatus.INTERRUPTED),
-        "done": dict(statuses),
+        "recorded": sum(statuses.values()), "done": dict(statuses),
+        "still_to_run": planned - sum(count for status, count in statuses.items() if status != TrialStatus.INTERRUPTED),
         "current_trial": current.get("trial") if current else None,
         "current_index": current.get("index") if current else None,
         "current_attempt": current.get("attempt") if current else None,
@@ -126,16 +126,25 @@ def _rounded(seconds: float | None) -> float | None:
 
 
 def watch(draw: Callable[[], CampaignState], interval_s: float, terminal: bool) -> None:
-    """Call `draw` every `interval_s` until the campaign no longer runs. In a terminal each drawing
-    replaces the last in place (cursor home, erase below: no copy of it left in the scrollback);
-    elsewhere `draw` prints only what changed, as plain lines. Ctrl-C ends the watching, not the campaign."""
+    """Call `draw` every `interval_s` until the campaign no longer runs. In a terminal the drawings
+    replace each other on the alternate screen (as `watch` and `top` do: none is left in the
+    scrollback), and the last one is drawn again on the normal screen; elsewhere `draw` prints only
+    what changed, as plain lines. Ctrl-C ends the watching, not the campaign (exit 0)."""
+    ended = False
     try:
+        if terminal:
+            click.echo("\x1b[?1049h", nl=False)
         while True:
             if terminal:
                 click.echo("\x1b[H\x1b[J", nl=False)
-            state = draw()
-            if state.state != RUNNING:
-                return
+            if draw().state != RUNNING:
+                ended = True
+                break
             time.sleep(interval_s)
     except KeyboardInterrupt:
-        click.echo("")
+        pass
+    finally:
+        if terminal:
+            click.echo("\x1b[?1049l", nl=False)
+    if terminal and ended:
+        draw()  # how it ended, where it stays on screen
