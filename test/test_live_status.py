@@ -140,7 +140,7 @@ def test_events_jsonl_tells_each_step_as_it_happens(
 
 def test_warnings_reach_the_event_log_and_hostile_names_stay_data(tmp_path: Path) -> None:
     hostile = 'evil\n"quote"; $(touch pwned) \x1b[31m'
-    journal = Journal(tmp_path, experiment_name=hostile, settings_file=hostile, planned=1, recorded=())
+    journal = Journal(tmp_path, experiment_name=hostile, planned=1, recorded=())
     said: list[str] = []
     say = watching_warnings(said.append, journal)
     say("[1] warning: background 1 did not start a run within 30 s")

@@ -137,23 +137,27 @@ def show_status(folder: Path, output_format: str) -> CampaignState:
                               "the trial in progress (add --now: at once):", terminal_width()))
             click.echo(shlex.join([*invocation(), "stop", str(folder.absolute())]))
     elif missing_rows or (final < len(plan.trials) and not active):
-        settings_file = plan_document.get("settings_file", str(folder / "settings.json"))
-        command = shlex.join([*invocation(), "run", settings_file, "--resume", str(folder.absolute())])
         what = "to write their rows (and run what is left)" if missing_rows else "to run what is left"
-        click.echo(f"{what}:\n{command}")
+        click.echo(f"{what}:\n{resume_command(folder, plan_document)}")
     return campaign
+
+
+def resume_command(folder: Path, plan_document: dict[str, Any]) -> str:
+    """The command that runs what is left of the run folder's plan, from any folder."""
+    settings_file = str(plan_document.get("settings_file") or folder / "settings.json")
+    return shlex.join([*invocation(), "run", settings_file, "--resume", str(folder.absolute())])
 
 
 def closing_table(app: AppContext, folder: Path) -> str:
     """The table a campaign prints at its end, of every trial the run folder has a record of."""
-    _, plan = plan_of(folder)
+    plan_document, plan = plan_of(folder)
     records = []
     for trial in plan.trials:
         try:
             records.append(Record.from_json(json.loads((folder / trial.name / "experiment.json").read_text())))
         except (OSError, ValueError, KeyError, TypeError):
             continue  # not recorded yet
-    recorded = (plan_of(folder)[0].get("options") or {}).get("registry")
+    recorded = (plan_document.get("options") or {}).get("registry")
     if not app.registry_given and isinstance(recorded, str) and Path(recorded).is_file():
         app.registry_file = Path(recorded)  # the registry the run was made with, as a resume takes it
     try:

@@ -10,16 +10,16 @@ once the campaign has ended.
 from __future__ import annotations
 
 import os
-import shlex
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 import psutil
 
-from energy_profiler.cli.context import AppContext, global_options, invocation
-from energy_profiler.cli.status_cmd import campaign_and_headline, plan_of
+from energy_profiler.cli.context import AppContext, global_options
+from energy_profiler.cli.status_cmd import campaign_and_headline, plan_of, resume_command
 from energy_profiler.errors import ExitCode, ToolExit
 from energy_profiler.execution.stop_request import STOP_REQUEST, ask_to_stop, user_name
 from energy_profiler.results.campaign_state import FINISHED, RUNNING
@@ -112,10 +112,6 @@ def _taken(folder: Path) -> bool:
     return False
 
 
-def _resume_line(folder: Path, plan_document: dict[str, object], state: str) -> list[str]:
+def _resume_line(folder: Path, plan_document: dict[str, Any], state: str) -> list[str]:
     """How to run what is left of the plan, when something is."""
-    if state == FINISHED:
-        return []
-    settings_file = str(plan_document.get("settings_file") or folder / "settings.json")
-    command = shlex.join([*invocation(), "run", settings_file, "--resume", str(folder.absolute())])
-    return ["to run what is left:", command]
+    return [] if state == FINISHED else ["to run what is left:", resume_command(folder, plan_document)]

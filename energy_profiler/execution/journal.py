@@ -27,6 +27,7 @@ from typing import Any
 from energy_profiler.fs import atomic_write_json, own
 from energy_profiler.model.record import BackgroundResult, Record
 from energy_profiler.results.campaign_state import STATE
+from energy_profiler.system.sudo import invoking_user
 
 EVENTS = "events.jsonl"
 STATE_SCHEMA_VERSION = 1
@@ -67,8 +68,8 @@ class Journal(Events):
     Thread-safe: a stop request is noticed by a watcher thread while the main thread writes.
     """
 
-    def __init__(self, run_dir: Path, *, experiment_name: str, settings_file: str, planned: int,
-                 recorded: Iterable[Record], executor: str = "local") -> None:
+    def __init__(self, run_dir: Path, *, experiment_name: str, planned: int, recorded: Iterable[Record],
+                 executor: str = "local") -> None:
         self.run_dir = run_dir
         self._lock = threading.Lock()
         self._records = {record.trial: record for record in recorded}
@@ -76,7 +77,7 @@ class Journal(Events):
         own(run_dir / EVENTS)
         self.state: dict[str, Any] = {
             "schema_version": STATE_SCHEMA_VERSION, "state": "running", "executor": executor,
-            "experiment_name": experiment_name, "settings_file": settings_file,
+            "experiment_name": experiment_name,
             "pid": os.getpid(), "host": socket.gethostname(), "uid": _owner_uid(), "euid": os.geteuid(),
             "started_utc": now_utc(), "updated_utc": None, "planned": planned,
             "recorded_before": len(self._records), "done": {}, "energy_j": {}, "current": None,
@@ -194,8 +195,8 @@ def watching_warnings(say: Callable[[str], None], events: Events) -> Callable[[s
 
 def _owner_uid() -> int:
     """Who started the campaign: under sudo the invoking user (they may stop it), else this process's user."""
-    sudo_uid = os.environ.get("SUDO_UID", "")
-    return int(sudo_uid) if os.geteuid() == 0 and sudo_uid.isdigit() else os.geteuid()
+    user = invoking_user()
+    return user.uid if user is not None else os.geteuid()
 
 
 def _eta(seconds: float | None) -> dict[str, Any]:

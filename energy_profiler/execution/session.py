@@ -10,10 +10,9 @@ also told to the run folder's Journal (events.jsonl, state.json), and a StopWatc
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -70,9 +69,8 @@ def run_session(
     with ExitStack() as cleanup:
         opened = open_run(cleanup, settings, registry, plan, results_root=results_root, output=output,
                           settings_bytes=settings_bytes, resume_dir=resume_dir, options=options, notes=notes)
-        journal = _journal(cleanup, opened, settings, plan, stop)
+        journal, say = _journal(cleanup, opened, settings, plan, stop)
         result = opened.result
-        say = watching_warnings(opened.say, journal)
         output = replace(output, say=say, events=journal)
         result.energy = energy
         (opened.run_dir / BUDGET_STOP).unlink(missing_ok=True)  # this session schedules anew
@@ -156,24 +154,19 @@ def _loop(cleanup: ExitStack, settings: Settings, registry: Registry, plan: Plan
             break
 
 
-def _journal(cleanup: ExitStack, opened: OpenedRun, settings: Settings, plan: Plan, stop: StopRequest) -> Journal:
-    """events.jsonl and state.json, and the watcher of `stop` requests from other shells."""
-    journal = Journal(opened.run_dir, experiment_name=settings.experiment_name, settings_file=_settings_file(opened),
-                      planned=len(plan.trials), recorded=opened.finished.values())
+def _journal(cleanup: ExitStack, opened: OpenedRun, settings: Settings, plan: Plan,
+             stop: StopRequest) -> tuple[Journal, Callable[[str], None]]:
+    """events.jsonl and state.json, the watcher of `stop` requests from other shells, and the campaign's
+    `say` that also puts each warning into the event log."""
+    journal = Journal(opened.run_dir, experiment_name=settings.experiment_name, planned=len(plan.trials),
+                      recorded=opened.finished.values())
     cleanup.callback(journal.close)
     say = watching_warnings(opened.say, journal)
     stop.listen(say, settings.grace_s, noted=lambda name: journal.stop_requested("signal", name))
     watcher = StopWatcher(opened.run_dir, stop, allowed_uids={0, os.geteuid(), journal.state["uid"]},
                           on_request=journal.stop_requested, say=say)
     cleanup.callback(watcher.close)
-    return journal
-
-
-def _settings_file(opened: OpenedRun) -> str:
-    try:
-        return str(json.loads((opened.run_dir / "plan.json").read_text())["settings_file"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return str(opened.run_dir / "settings.json")
+    return journal, say
 
 
 def _final_state(result: SessionResult, stop: StopRequest) -> tuple[str, int, str | None]:

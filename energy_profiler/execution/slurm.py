@@ -68,7 +68,7 @@ def run_slurm_session(settings: Settings, registry: Registry, plan: Plan, *, opt
                           settings_bytes=settings_bytes, resume_dir=resume_dir, options=run_options, notes=notes)
         sinks = record_sinks(opened.run_dir, results_root, opened.summary, resumed=resume_dir is not None)
         journal = Journal(opened.run_dir, experiment_name=settings.experiment_name, executor="slurm",
-                          settings_file=str(settings.file), planned=len(plan.trials), recorded=opened.finished.values())
+                          planned=len(plan.trials), recorded=opened.finished.values())
         cleanup.callback(journal.close)
         follower = JobFollower(tools, options, opened, plan, command_for=command_for, sinks=sinks)
         queue = [trial for trial in plan.trials if trial.name not in opened.finished]
