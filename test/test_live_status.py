@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import signal
 import subprocess
@@ -10,6 +11,8 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from energy_profiler.cli.status_live import headline
 from energy_profiler.execution.journal import Journal, watching_warnings
@@ -108,10 +111,17 @@ def test_events_jsonl_tells_each_step_as_it_happens(
          "background": {"repo": "bg", "model": "tiny"}, "warmup_s": 0.2},
         {"mode": "default", "repo": "bg", "model": "tiny"}]})
     results = tmp_path / "results"
-    with campaign(registry, settings, results) as tool:
+    # The estimate (CPU time x a given TDP) measures here without energy hardware: energy so far is a figure.
+    with campaign(registry, settings, results, "--cpu-energy", "estimate", "--cpu-tdp-w", "20") as tool:
         tool.communicate(timeout=120)
     assert tool.returncode == 0
     run_dir = only_run_dir(results)
+    with open(run_dir / "summary.csv", newline="") as table:
+        cpu_j = sum(float(row["cpu_energy_j"]) for row in csv.DictReader(table))
+    energy = json.loads((run_dir / "state.json").read_text())["energy_j"]
+    assert energy["cpu_methods"] == ["estimate"] and energy["cpu"] == pytest.approx(cpu_j, abs=0.01) and cpu_j > 0
+    assert f"energy so far: cpu {energy['cpu']:.1f} J (estimate); gpu not measured" in invoke(
+        "--registry", registry, "--results-dir", results, "status").stdout
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     assert all(datetime.fromisoformat(event["ts"]).tzinfo is not None for event in events)
     assert {event["pid"] for event in events} == {tool.pid}
