@@ -116,11 +116,16 @@ def test_a_background_failing_at_once_beside_a_short_foreground_fails_the_trial_
 
 def test_a_background_whose_runs_are_short_keeps_the_first_and_last_logs(
         fake_registry: Registry, write_json: WriteJson, tmp_path: Path) -> None:
-    registry = fake_registry(fg=busy(2.5), bg=background_repo("ok"))
+    # The foreground trains until the background has finished 14 runs (a header and 14 lines), not
+    # for a fixed time: how many runs fit in a few seconds depends on how loaded the machine is.
+    until_14_runs = fake_repo("wait-lines", required_args=[
+        "--behaviour", "wait-lines", "--wait-file", "background_logs/iterations.csv", "--lines", "15",
+        "--seconds", "60"])
+    registry = fake_registry(fg=until_14_runs, bg=background_repo("ok"))
     result, run_dir, row, record = run(registry, parallel_settings(write_json), tmp_path / "results")
     assert result.exit_code == 0, result.output
     started = int(row["bg_iterations_started"])
-    assert started > 12, row  # a short training: many runs while the foreground trains
+    assert started > 14, row  # a short training: many runs while the foreground trains
     logs = run_dir / row["trial"] / "attempt_1" / "background_logs"
     kept = sorted(int(log.stem.rsplit("_", 1)[1]) for log in logs.glob("bg1_run_*.log"))
     assert kept[:5] == [1, 2, 3, 4, 5] and kept[-1] == started and len(kept) <= 11, kept
