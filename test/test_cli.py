@@ -222,7 +222,7 @@ def test_list_for_scripts_gives_each_models_own_typed_values_and_metrics(
     assert big["learning_rate"]["range"] == [0.001, 0.4] and big["learning_rate"]["distribution"] == "log_uniform"
     assert big["epochs"] == {"name": "epochs", "flag": "--epochs", "type": "int", "default": 2, "range": [1, 5],
                              "limits": [1, 50], "values": None, "distribution": "uniform", "zero_probability": 0.0,
-                             "precision": None, "seed": False}
+                             "precision": None, "seed": False, "knob": False}
     assert tiny["epochs"]["limits"] is None
     assert tiny["optimizer"]["values"] == ["adam", 0.5] and tiny["optimizer"]["range"] is None
     assert [(m["name"], m["required"]) for m in models["big"]["metrics"]] == [

@@ -20,7 +20,6 @@ from energy_profiler.energy.recorder import EnergyPlan
 from energy_profiler.errors import ended
 from energy_profiler.execution.run_folder import SessionResult
 from energy_profiler.model.record import Record
-from energy_profiler.model.values import format_value
 
 BRIEF_CHARS = 80
 Defaults = Callable[[str, str], Mapping[str, str]]
@@ -52,7 +51,7 @@ def defaults_of(registry: Registry) -> Defaults:
         if repo not in registry.repositories or model not in registry.repositories[repo].models:
             return {}  # a run made with another registry: its mutated values are named instead
         specs = registry.repositories[repo].models[model].hyperparameters
-        return {name: format_value(spec.default, spec.type) for name, spec in specs.items()}
+        return {name: spec.default_text for name, spec in specs.items()}
 
     return defaults
 

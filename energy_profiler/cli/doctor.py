@@ -21,9 +21,11 @@ from energy_profiler.cli.context import (
     settings_and_plan,
     startable_issues,
 )
+from energy_profiler.cli.knobs_view import doctor_lines
 from energy_profiler.cli.slurm_run import slurm_accepts
 from energy_profiler.cli.tables import fitted, format_table, terminal_width
 from energy_profiler.config.energy_settings import EnergySettings
+from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.executor import LOCAL, Executor, SlurmOptions
 from energy_profiler.energy.advice import advice
 from energy_profiler.energy.selection import (
@@ -35,7 +37,9 @@ from energy_profiler.energy.selection import (
     probe,
 )
 from energy_profiler.errors import ExitCode, ended
+from energy_profiler.execution.knob_keeper import check_on_machine
 from energy_profiler.execution.slurm_jobs import SlurmError, describe_cluster
+from energy_profiler.system.gpu_knobs import KnobError
 
 REASON_INDENT = "    "
 """A folded sentence's continuation, deeper than the two spaces a problem line starts with."""
@@ -65,6 +69,10 @@ def doctor_command(settings_file: Path | None) -> None:
                 slurm_accepts(executor, plan)
             except SlurmError as error:
                 cannot_start.append(f"{settings_file}: executor slurm: {error}")
+        try:  # the check `run` makes of the knobs the plan sets, before the first trial
+            check_on_machine(plan, loaded)
+        except (KnobError, ConfigError) as error:
+            cannot_start += list(error.messages)
     settings = replace(settings, **app.energy_overrides)
     hardware = Hardware()
     problems: list[str] = []
@@ -88,6 +96,10 @@ def doctor_command(settings_file: Path | None) -> None:
             click.echo(fitted(line, width, REASON_INDENT))
         click.echo("")
     click.echo(format_table(["device", "backend", "usable", "why"], rows, width))
+    click.echo("")
+    knob_rows = [[name, "yes" if why is None else "no", why or "root, and the driver answers its limits"]
+                 for name, why in doctor_lines()]
+    click.echo(format_table(["system knob", "settable", "why"], knob_rows, width))
     click.echo("")
     for line in choice.describe():
         click.echo(fitted(line, width, REASON_INDENT))

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from energy_profiler.cli.context import AppContext, global_options
+from energy_profiler.cli.knobs_view import knob_documents, knob_lines
 from energy_profiler.cli.tables import emit, format_option, format_table, terminal_width
 from energy_profiler.config.hyperparams import HyperparameterSpec
 from energy_profiler.config.registry import Registry
@@ -41,7 +42,7 @@ def hyperparameter_document(spec: HyperparameterSpec) -> dict[str, Any]:
     numeric = spec.discrete_values is None
     return {
         "name": spec.name, "flag": spec.flag, "type": spec.type,
-        "default": canonical_to_json(format_value(spec.default, spec.type)),
+        "default": canonical_to_json(spec.default_text) if spec.default is not None else None,
         "range": [_typed(spec.low, spec), _typed(spec.high, spec)] if numeric else None,
         "limits": [_typed(value, spec) for value in spec.limits] if numeric and spec.limits else None,
         "values": [canonical_to_json(value) for value in spec.discrete_values or ()] if not numeric else None,
@@ -49,6 +50,7 @@ def hyperparameter_document(spec: HyperparameterSpec) -> dict[str, Any]:
         "zero_probability": spec.zero_probability if numeric else None,
         "precision": spec.precision if spec.type == "float" else None,
         "seed": spec.seed,
+        "knob": spec.knob,
     }
 
 
@@ -68,7 +70,7 @@ def registry_document(registry: Registry) -> dict[str, Any]:
             "metrics": [{"name": metric.name, "pattern": metric.pattern.pattern, "required": metric.required}
                         for metric in model.metrics.values()],
         } for model in repo.models.values()],
-    } for repo in registry.repositories.values()]}
+    } for repo in registry.repositories.values()], "system": knob_documents(registry)}
 
 
 CSV_HEADERS = ["repo", "model", "kind", "name", "flag", "type", "default", "low", "high", "limit_low", "limit_high",
@@ -86,7 +88,7 @@ def csv_rows(registry: Registry) -> list[list[object]]:
                 limit_low, limit_high = entry["limits"] or (None, None)
                 values = ";".join(format_value(value, spec.type) for value in spec.discrete_values or ())
                 rows.append([repo.name, model.name, "hyperparameter", spec.name, spec.flag, spec.type,
-                             format_value(spec.default, spec.type), low, high, limit_low, limit_high, values or None,
+                             spec.default_text, low, high, limit_low, limit_high, values or None,
                              entry["distribution"], entry["zero_probability"], entry["precision"],
                              str(spec.seed).lower(), None, None])
             for metric in model.metrics.values():
@@ -97,7 +99,7 @@ def csv_rows(registry: Registry) -> list[list[object]]:
 
 def _row(spec: HyperparameterSpec) -> list[object]:
     kind = f"{spec.type} (seed)" if spec.seed else spec.type  # a seed: `mutate: ["all"]` leaves it out
-    return [spec.name, spec.flag, kind, format_value(spec.default, spec.type), _values(spec),
+    return [spec.name, spec.flag, kind, spec.default_text, _values(spec),
             spec.distribution if spec.discrete_values is None else "uniform", spec.zero_probability or None]
 
 
@@ -115,12 +117,14 @@ def registry_text(registry: Registry, width: int | None = None) -> str:
         lines += [INDENT + line for line in table.splitlines()]
         for model in repo.models.values():
             changed = [f"{name} {_difference(base[name], spec)}" for name, spec in model.hyperparameters.items()
-                       if spec != base[name]]
+                       if not spec.knob and spec != base[name]]
             if changed:
                 lines.append(f"  {model.name} overrides: " + "; ".join(changed))
         metrics = [f"{metric.name}{' (required)' if metric.required else ''}" for metric in repo.metrics.values()]
         lines.append(f"  metrics: {', '.join(metrics) or '(none)'}")
         blocks.append("\n".join(lines))
+    if registry.knobs:
+        blocks.append("\n".join(knob_lines(registry)))
     return "\n\n".join(blocks)
 
 
@@ -142,7 +146,7 @@ def _values(spec: HyperparameterSpec) -> str:
 def _difference(base: HyperparameterSpec, spec: HyperparameterSpec) -> str:
     parts = []
     if spec.default != base.default:
-        parts.append(f"default {format_value(spec.default, spec.type)}")
+        parts.append(f"default {spec.default_text}")
     if (spec.low, spec.high, spec.values) != (base.low, base.high, base.values):
         parts.append(f"values {_values(spec)}")
     if spec.distribution != base.distribution:

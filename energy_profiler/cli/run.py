@@ -41,6 +41,7 @@ from energy_profiler.energy.perf import PerfSpare
 from energy_profiler.energy.recorder import EnergyPlan
 from energy_profiler.energy.selection import EnergySetupError, Hardware, choose
 from energy_profiler.errors import ExitCode, ToolExit
+from energy_profiler.execution.knob_keeper import check_on_machine
 from energy_profiler.execution.run_folder import finished_records
 from energy_profiler.execution.runtime import Output, StopRequest
 from energy_profiler.execution.session import run_session
@@ -50,6 +51,7 @@ from energy_profiler.planning.plan import Plan, build_plan
 from energy_profiler.results.global_table import GLOBAL_TABLE, foreign_table
 from energy_profiler.results.rundir import run_dirs
 from energy_profiler.system import governor
+from energy_profiler.system.gpu_knobs import KnobError
 
 
 @click.command("run")
@@ -154,6 +156,7 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
                    "; to run with the governor as it is, remove \"governor\" from the settings file")
             raise governor.GovernorError(f"{given}: {error}{fix}") from None
     _check_startable(settings, registry, plan)
+    check_on_machine(plan, settings)  # every knob settable here, to every value planned; nothing changed yet
     energy = energy_plan(replace(settings.energy, **app.energy_overrides), settings.file, app.energy_overrides)
     stop = StopRequest()
     output = _output(app)
@@ -182,6 +185,10 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
                            exit_code=ExitCode.FAILED) from None
         except governor.GovernorError as error:  # checked above, yet refused now: every CPU was restored
             raise ToolExit(f"{error} (every CPU's previous governor was written back)",
+                           exit_code=ExitCode.FAILED) from None
+        except KnobError as error:  # checked above, yet refused now: what was changed was written back
+            raise ToolExit(*error.messages, details=["the campaign stopped; the trials recorded so far are intact, "
+                                                     "and the knobs changed were written back"],
                            exit_code=ExitCode.FAILED) from None
         finally:
             output.progress.close()

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from energy_profiler.model.values import SWITCH_VALUES, ValueType, format_value
+from energy_profiler.model.values import NOT_PASSED, SWITCH_VALUES, ValueType, format_value
 
 Distribution = Literal["uniform", "log_uniform"]
 
@@ -29,8 +29,9 @@ class HyperparameterSpec:
     name: str
     flag: str
     type: ValueType
-    default: float | str | bool
-    """A number for int and float, one of `values` for a choice, a boolean for a switch."""
+    default: float | str | bool | None
+    """A number for int and float, one of `values` for a choice, a boolean for a switch; None only for a
+    system knob declared without one (the machine's own value, left as it is)."""
     low: float
     high: float
     """The range drawn from (int and float; 0 for a choice or a switch)."""
@@ -43,6 +44,14 @@ class HyperparameterSpec:
     """A choice's values, as canonical strings; a switch's are SWITCH_VALUES."""
     seed: bool = False
     """A random seed (`"seed": true`): `mutate: ["all"]` leaves it out; named in mutate, it is drawn."""
+    knob: bool = False
+    """A system knob (the registry's `system` block): the tool sets it on the machine, no flag is passed,
+    and `mutate: ["all"]` leaves it out."""
+
+    @property
+    def default_text(self) -> str:
+        """The default's canonical string, or NOT_PASSED for a knob without one (left as the machine has it)."""
+        return NOT_PASSED if self.default is None else format_value(self.default, self.type)
 
     @property
     def discrete_values(self) -> tuple[str, ...] | None:

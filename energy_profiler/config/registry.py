@@ -17,6 +17,7 @@ from typing import Any
 from energy_profiler.config.errors import ConfigError, ConfigIssue, broken_under, did_you_mean, file_error
 from energy_profiler.config.hyperparams import DEFAULT_FLOAT_PRECISION, HyperparameterSpec
 from energy_profiler.config.json_file import read_json
+from energy_profiler.config.system_knobs import KNOB_KINDS
 from energy_profiler.config.validation import issue_sort_key, schema_issues
 from energy_profiler.model.values import format_value
 
@@ -80,6 +81,8 @@ class Registry:
 
     file: Path
     repositories: Mapping[str, RepoSpec]
+    knobs: Mapping[str, HyperparameterSpec] = field(default_factory=dict)
+    """The `system` block's knobs; each model's hyperparameters end with them too."""
 
 
 def load_registry(file: Path) -> Registry:
@@ -108,9 +111,38 @@ def load_registry(file: Path) -> Registry:
         repo, repo_issues = _build_repo(repo_name, repo_doc, str(file), file.resolve().parent, schema_found)
         issues.extend(repo_issues)
         repositories[repo_name] = repo
+    knobs = _build_knobs(document.get("system"), str(file), schema_found)
+    issues.extend(knobs[1])
+    for repo in repositories.values():
+        issues.extend(ConfigIssue(str(file), ("repositories", repo.name, "hyperparameters", name),
+                                  f"'{name}' is a system knob's name (the registry's `system` block); "
+                                  "give the training's hyperparameter another name")
+                      for name in repo.hyperparameters if name in KNOB_KINDS)
     if issues:
         raise ConfigError(sorted(issues, key=lambda issue: issue_sort_key(issue.path[:2])))
-    return Registry(file=file, repositories=repositories)
+    if knobs[0]:
+        repositories = {name: replace(repo, models={model_name: replace(
+            model, hyperparameters={**model.hyperparameters, **knobs[0]}) for model_name, model in repo.models.items()})
+            for name, repo in repositories.items()}
+    return Registry(file=file, repositories=repositories, knobs=knobs[0])
+
+
+def _build_knobs(document: Any, file: str,
+                 schema_found: tuple[ConfigIssue, ...]) -> tuple[dict[str, HyperparameterSpec], list[ConfigIssue]]:
+    """The `system` block's knobs, as hyperparameters without a flag; a default is optional."""
+    knobs: dict[str, HyperparameterSpec] = {}
+    issues: list[ConfigIssue] = []
+    for name, doc in document.items() if isinstance(document, dict) else ():
+        where = ("system", name)
+        if name not in KNOB_KINDS or broken_under(schema_found, where) or not isinstance(doc, dict):
+            continue
+        # Without a default the knob is left as the machine has it; the range's low end (or the first
+        # value) stands in while the rest is checked, and is not kept.
+        stand_in = doc.get("default", doc["values"][0] if doc["type"] == "choice" else doc["range"][0])
+        spec, knob_issues = _build_hyperparameter(name, {**doc, "flag": "", "default": stand_in}, file, where)
+        issues.extend(knob_issues)
+        knobs[name] = replace(spec, knob=True, default=doc.get("default"))
+    return knobs, issues
 
 
 def _build_repo(
@@ -304,7 +336,7 @@ def _build_number(
     if spec.distribution == "log_uniform" and low <= 0:
         issues.append(ConfigIssue(file, (*where, "range"),
                                   "log_uniform needs a range above 0 (use zero_probability to draw 0)"))
-    if not spec.allows(float(spec.default)):
+    if not spec.allows(float(doc["default"])):
         issues.append(ConfigIssue(file, (*where, "default"), f"default {spec.default} is outside {spec.bounds_text()}"))
     return spec, issues
 

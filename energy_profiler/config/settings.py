@@ -19,6 +19,7 @@ from energy_profiler.config.errors import ConfigError, ConfigIssue, broken_under
 from energy_profiler.config.executor import LOCAL, Executor, executor_from_document
 from energy_profiler.config.hyperparams import HyperparameterSpec
 from energy_profiler.config.json_file import StructureError, read_json
+from energy_profiler.config.knob_checks import knob_issues
 from energy_profiler.config.older_format import older_project_above, older_settings_markers
 from energy_profiler.config.registry import Registry
 from energy_profiler.config.validation import issue_sort_key, load_schema, schema_issues
@@ -28,6 +29,8 @@ from energy_profiler.model.values import format_value
 Mode = Literal["default", "mutation", "parallel"]
 MUTATE_ALL = "all"
 DEFAULT_GRACE_S = 10.0
+DEFAULT_KNOB_SETTLE_S = 1.0
+"""Not measured on a GPU yet (no device was lent): see docs/energy.md."""
 DEFAULT_STOP_AFTER_START_FAILURES = 3
 
 
@@ -111,6 +114,8 @@ class Settings:
     """What a kWh emits and costs (each row's co2e_g and cost), or None when the settings do not say."""
     budget: Budget | None = None
     """Limits the campaign stops scheduling at, or None."""
+    knob_settle_s: float = DEFAULT_KNOB_SETTLE_S
+    """Seconds waited after a trial's system knobs are set, before its window opens."""
 
 
 def load_settings(file: Path, registry: Registry) -> Settings:
@@ -169,6 +174,8 @@ def settings_from_document(document: Any, file: Path, registry: Registry) -> Set
         issues.extend(entry_issues)
         if experiment is not None:
             experiments.append(experiment)
+    if registry.knobs:
+        issues.extend(knob_issues(document, name, registry))
     if issues:
         issues.sort(key=lambda issue: issue_sort_key(issue.path[:2]))  # by experiment; in file order within one
         # Keys the schema does not know change nothing the settings hold; any other top-level problem might.
@@ -205,6 +212,7 @@ def _settings(file: Path, document: dict[str, Any], experiments: list[Experiment
         stop_after_start_failures=document.get("stop_after_start_failures", DEFAULT_STOP_AFTER_START_FAILURES),
         carbon=carbon_settings(document.get("carbon")),
         budget=budget_settings(document.get("budget")),
+        knob_settle_s=float(document.get("knob_settle_s", DEFAULT_KNOB_SETTLE_S)),
     )
 
 
@@ -352,8 +360,10 @@ def _check_workload(entry: Any, where: tuple[str | int, ...], file: str, registr
         if hp_name == MUTATE_ALL:
             if len(listed) > 1:
                 issues.append(ConfigIssue(file, mutate_where, "'all' must be the only item of mutate"))
-            # A seed drawn beside the others would add run-to-run noise to every other effect.
-            mutate.extend(name for name in specs if name not in fixed and not specs[name].seed)
+            # A seed drawn beside the others would add run-to-run noise to every other effect; a
+            # system knob changes the machine (and needs root), so it is drawn only when named.
+            mutate.extend(name for name in specs if name not in fixed and not specs[name].seed
+                          and not specs[name].knob)
             seeds_left_out.extend(name for name in specs if name not in fixed and specs[name].seed)
             continue
         if hp_name not in specs:

@@ -9,10 +9,8 @@ The pynvml module is loaded in start(), never at import, and is injectable for t
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable, Sequence
-from types import ModuleType
 from typing import Any
 
 from energy_profiler.energy.base import Availability, Kind, Measurement, not_measured
@@ -20,20 +18,14 @@ from energy_profiler.energy.gpu_traces import GpuSeries, RoundTotals, summary_fi
 from energy_profiler.energy.integrate import WindowIntegral
 from energy_profiler.energy.sampled import SampledMonitor
 from energy_profiler.energy.samples import SampleSink
+from energy_profiler.system.nvml_module import NvmlLoader
 
-NvmlLoader = Callable[[], ModuleType]
-NVML_MODULE_ENV = "MUTATION_NVML_MODULE"
-"""Name of the module to use instead of pynvml (a fake with the same functions, for tests)."""
 UTILISATION_PERIOD_S = 0.5
 """How often per-process utilisation is read while the window runs. The driver keeps its samples
 between calls, so the window's last periods are read once more after it ends (not in the final
 reading, which must be quick); the foreground's session is known by then from its earlier samples."""
 NVML_ERROR_NOT_FOUND = 6
 """nvmlDeviceGetProcessUtilization's answer when no process had a sample since the time asked about."""
-
-
-def load_pynvml() -> ModuleType:
-    return importlib.import_module(os.environ.get(NVML_MODULE_ENV, "pynvml"))
 
 
 def _text(value: Any) -> str:

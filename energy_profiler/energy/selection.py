@@ -18,6 +18,7 @@ from energy_profiler.energy import perf as perf_backend
 from energy_profiler.energy.base import Availability, Kind, Monitor
 from energy_profiler.energy.samples import SampleSink
 from energy_profiler.errors import ToolExit
+from energy_profiler.system.nvml_module import NvmlLoader, load_pynvml
 
 CPU_CHAIN = ("rapl", "perf", "estimate")
 GPU_CHAIN = ("nvml", "nvidia_smi")
@@ -33,7 +34,7 @@ class Hardware:
     perf_events: Path = field(default_factory=perf_backend.events_dir)
     perf_paranoid: Path = field(default_factory=perf_backend.paranoid_file)
     nvidia_smi: str = field(default_factory=nvidia_smi.nvidia_smi_executable)
-    nvml_loader: nvml.NvmlLoader = nvml.load_pynvml
+    nvml_loader: NvmlLoader = load_pynvml
     cpuinfo: Path = field(default_factory=cpu_tdp.cpuinfo_path)
 
 

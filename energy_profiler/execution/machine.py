@@ -14,6 +14,7 @@ from pathlib import Path
 
 from energy_profiler.config.settings import Settings
 from energy_profiler.energy.recorder import EnergyPlan, measure_power
+from energy_profiler.execution.knob_keeper import KnobKeeper
 from energy_profiler.execution.runtime import StopRequest
 from energy_profiler.fs import atomic_write_json
 from energy_profiler.process.ledger import Ledger, clean_stale
@@ -24,8 +25,9 @@ from energy_profiler.system.sudo import InvokingUser, invoking_user
 
 def prepare_machine(cleanup: ExitStack, settings: Settings, *, results_root: Path, run_dir: Path,
                      energy: EnergyPlan | None, say: Callable[[str], None],
-                     stop: StopRequest) -> tuple[EnergyPlan | None, InvokingUser | None]:
-    """Before the first trial: stale groups ended, the watchdog, the governor, energy, the user.
+                     stop: StopRequest) -> tuple[EnergyPlan | None, InvokingUser | None, KnobKeeper]:
+    """Before the first trial: stale groups ended, the watchdog, the governor, the knobs' keeper, energy,
+    the user.
 
     Each step that changes the machine registers its undoing on `cleanup`, so that whatever ends
     the session (an exception, a signal) restores the machine in reverse order.
@@ -36,6 +38,8 @@ def prepare_machine(cleanup: ExitStack, settings: Settings, *, results_root: Pat
     ledger = cleanup.enter_context(tracking(results_root, settings.grace_s, run_dir / "session.log"))
     if settings.governor is not None:
         cleanup.enter_context(_governor_set(settings.governor, ledger, say))
+    knobs = KnobKeeper(settings, ledger, say, stop)
+    cleanup.callback(knobs.restore)  # before the governor's restore: a trial's governor lies over the campaign's
     if energy is not None:
         cleanup.callback(energy.close)  # before the watchdog's ledger closes: what it started is in it
         energy.prepare_next()  # as early as possible: perf starts while the header is printed
@@ -48,7 +52,7 @@ def prepare_machine(cleanup: ExitStack, settings: Settings, *, results_root: Pat
     if run_as is not None:
         say(f"trainings run as {run_as.name} (uid {run_as.uid}), who also owns the results; "
             "monitors keep root (set run_as_root to change)")
-    return energy, run_as
+    return energy, run_as, knobs
 
 
 def _measure_baseline(energy: EnergyPlan, run_dir: Path, say: Callable[[str], None],

@@ -107,7 +107,7 @@ def run_planned_trial(run_dir: Path, trial_name: str, registry: Registry, settin
             say(f"gpus_per_trial: CUDA_VISIBLE_DEVICES={narrowed} of the job's "
                 f"{os.environ['CUDA_VISIBLE_DEVICES']}")
             os.environ["CUDA_VISIBLE_DEVICES"] = narrowed  # this process runs this one trial only
-        energy, run_as = prepare_machine(cleanup, settings, results_root=node_ledger_root(), run_dir=trial_dir,
+        energy, run_as, _ = prepare_machine(cleanup, settings, results_root=node_ledger_root(), run_dir=trial_dir,
                                          energy=energy, say=say, stop=stop)
         host = {**host_facts(), **(gpu_host_facts(energy) if energy else {}),
                 "cpu_governor": governor.summary(governor.cpufreq_root()),

@@ -21,6 +21,7 @@ from energy_profiler.energy.recorder import EnergyPlan
 from energy_profiler.errors import ExitCode, signalled
 from energy_profiler.execution.runtime import Output
 from energy_profiler.fs import atomic_write_bytes, atomic_write_json
+from energy_profiler.model.knob_fields import APPLIED_COLUMNS
 from energy_profiler.model.record import Attempt, Record, summary_columns
 from energy_profiler.model.status import TrialStatus
 from energy_profiler.planning.plan import Plan
@@ -117,7 +118,8 @@ def open_summary(run_dir: Path, plan: Plan, registry: Registry, *,
                            for name in registry.repositories[trial.repo].models[trial.model].metrics)
     parallel = any(trial.background for trial in plan.trials)
     columns = summary_columns(hyperparameter_names, metric_names, background=parallel,
-                              not_passed=any(trial.not_passed for trial in plan.trials))
+                              not_passed=any(trial.not_passed for trial in plan.trials),
+                              knobs=any(name in APPLIED_COLUMNS for name in hyperparameter_names))
     finished = finished_records(run_dir, plan) if resumed else {}
     rows = [(record.trial_index, record.to_row()) for record in finished.values()] if resumed else None
     return finished, SummaryTable(run_dir / "summary.csv", columns, rows)

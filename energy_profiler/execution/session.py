@@ -102,7 +102,7 @@ def _loop(cleanup: ExitStack, settings: Settings, registry: Registry, plan: Plan
     run_dir, finished, result, say = opened.run_dir, opened.finished, opened.result, output.say
     host = {**host_facts(), **(gpu_host_facts(energy) if energy else {})}
     output.progress.campaign_started(len(plan.trials), len(finished))
-    energy, run_as = prepare_machine(cleanup, settings, results_root=results_root, run_dir=run_dir,
+    energy, run_as, knobs = prepare_machine(cleanup, settings, results_root=results_root, run_dir=run_dir,
                                       energy=energy, say=say, stop=stop)
     sinks = record_sinks(run_dir, results_root, opened.summary, resumed=resumed)
     remaining = [trial for trial in plan.trials if trial.name not in finished]
@@ -127,12 +127,14 @@ def _loop(cleanup: ExitStack, settings: Settings, registry: Registry, plan: Plan
             sleep_unless_stopped(cooldown_s, stop, or_winding_down=True)
             if stop.winding_down:
                 break
-        host["cpu_governor"] = governor.summary(governor.cpufreq_root())  # the one in force now
         journal.trial_started(trial.name, trial.index)
-        record = run_trial(trial, settings=settings, registry=registry, run_dir=run_dir, host=host,
-                           output=output, stop=stop, energy=energy,
-                           first_attempt=next_attempt(run_dir / trial.name), run_as=run_as,
-                           earlier_attempts=earlier_attempts(run_dir / trial.name) if resumed else ())
+        with knobs.applied(trial) as applied:
+            host["cpu_governor"] = governor.summary(governor.cpufreq_root())  # the one in force now
+            record = run_trial(trial, settings=settings, registry=registry, run_dir=run_dir, host=host,
+                               output=output, stop=stop, energy=energy,
+                               first_attempt=next_attempt(run_dir / trial.name), run_as=run_as,
+                               earlier_attempts=earlier_attempts(run_dir / trial.name) if resumed else ())
+        record = replace(record, knobs=applied)
         for sink in sinks:
             if note := sink.write(record):
                 say(note)

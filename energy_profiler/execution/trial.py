@@ -24,7 +24,7 @@ from energy_profiler.config.registry import ModelSpec, Registry
 from energy_profiler.config.settings import Settings
 from energy_profiler.energy.base import Window
 from energy_profiler.energy.baselines import PowerBaseline
-from energy_profiler.energy.nvml import free_memory_mib, load_pynvml
+from energy_profiler.energy.nvml import free_memory_mib
 from energy_profiler.energy.recorder import EnergyPlan, TrialEnergy, measure_power
 from energy_profiler.energy.selection import NONE
 from energy_profiler.execution.runtime import Output, StopRequest, signal_name, sleep_unless_stopped
@@ -37,6 +37,7 @@ from energy_profiler.planning.plan import Trial
 from energy_profiler.process.background import OOM_MARKER, Backgrounds
 from energy_profiler.process.training import ProcessOutcome, run_training
 from energy_profiler.system.host import git_state
+from energy_profiler.system.nvml_module import load_pynvml
 from energy_profiler.system.sudo import InvokingUser
 
 

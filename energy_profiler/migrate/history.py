@@ -177,7 +177,7 @@ def _row(row: Mapping[str, str], registry: Registry, table: ConvertedTable) -> d
                 values[name] = format_value(cell, spec.type)
             except ValueError:
                 return f"an unreadable value of {name}"
-    defaults = {name: format_value(spec.default, spec.type) for name, spec in model.hyperparameters.items()}
+    defaults = {name: spec.default_text for name, spec in model.hyperparameters.items()}
     if mode is None:
         # The older generator never drew the defaults' combination: all defaults means a default run.
         mode = "default" if all(values.get(name) == value for name, value in defaults.items()) else "mutation"

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from energy_profiler.model.energy_fields import EnergyFields
+from energy_profiler.model.knob_fields import KNOB_COLUMNS, KnobsApplied
 from energy_profiler.model.status import TrialStatus
 from energy_profiler.model.values import canonical_to_json, json_to_canonical
 
@@ -108,6 +109,8 @@ class Record:
     """Parallel mode: what each background loop did (empty otherwise)."""
     not_passed: tuple[str, ...] = ()
     """Hyperparameters a `pass: "given"` repository left to the script's own default: value unknown."""
+    knobs: KnobsApplied | None = None
+    """The system knobs the trial set, as read back on the machine; None when it set none."""
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -135,6 +138,7 @@ class Record:
             attempts=tuple(Attempt(**attempt) for attempt in document["attempts"]),
             background=tuple(BackgroundResult(**result) for result in document.get("background", ())),
             not_passed=tuple(document.get("not_passed", ())),
+            knobs=KnobsApplied.from_json(document["knobs"]) if document.get("knobs") else None,
         )
 
     def _scalars(self) -> dict[str, Any]:
@@ -167,6 +171,7 @@ class Record:
             "repo_git": self.repo_git,
             "attempts": [asdict(attempt) for attempt in self.attempts],
             "background": [asdict(result) for result in self.background],
+            **({"knobs": self.knobs.to_json()} if self.knobs else {}),
         }
 
     def to_row(self) -> dict[str, str]:
@@ -178,6 +183,8 @@ class Record:
         row.update({f"hp_{name}": value for name, value in self.hyperparameters})
         row.update({f"perf_{name}": value for name, value in self.metrics})
         row.update(asdict(self.energy))
+        if self.knobs:
+            row.update(self.knobs.cells())
         if self.background:
             row.update(self._background_cells())
         row.update({
@@ -219,14 +226,15 @@ TRAILING_COLUMNS = ("cpu_governor", "hostname", "tool_version", "tool_commit", "
 
 
 def summary_columns(hyperparameters: Sequence[str], metrics: Sequence[str], background: bool = False,
-                    not_passed: bool = False) -> list[str]:
+                    not_passed: bool = False, knobs: bool = False) -> list[str]:
     """The summary.csv header for a plan whose models have these hyperparameter and metric names.
 
     The bg_* columns are there when the plan has parallel trials; `not_passed` when a repository of
-    the plan passes only the values given (its hp_* cells of values left to the script are empty).
+    the plan passes only the values given (its hp_* cells of values left to the script are empty); the
+    knobs' applied columns when a trial of the plan sets a system knob.
     """
     return [*LEADING_COLUMNS, *(("not_passed",) if not_passed else ()), *(f"hp_{name}" for name in hyperparameters),
-            *(f"perf_{name}" for name in metrics), *ENERGY_COLUMNS,
+            *(f"perf_{name}" for name in metrics), *ENERGY_COLUMNS, *(KNOB_COLUMNS if knobs else ()),
             *(BACKGROUND_COLUMNS if background else ()), *TRAILING_COLUMNS]
 
 

@@ -150,9 +150,10 @@ def _row_key(row: dict[str, str], registry: Registry) -> tuple[Space, tuple[str,
     if repo is None or model is None:
         return "of a repository or model the registry does not have"
     not_passed = set(filter(None, (row.get("not_passed") or "").split(";")))
+    # A knob's empty cell (or a table from before the registry had knobs): left as the machine had it.
     try:
-        key = tuple(NOT_PASSED if name in not_passed else format_value(row[f"hp_{name}"], spec.type)
-                    for name, spec in model.hyperparameters.items())
+        key = tuple(NOT_PASSED if name in not_passed or (spec.knob and not row.get(f"hp_{name}"))
+                    else format_value(row[f"hp_{name}"], spec.type) for name, spec in model.hyperparameters.items())
     except KeyError:
         return "without a column of one of the model's hyperparameters"
     except (TypeError, ValueError):

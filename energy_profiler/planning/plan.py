@@ -20,7 +20,7 @@ from energy_profiler.config.errors import ConfigError, ConfigIssue
 from energy_profiler.config.hyperparams import HyperparameterSpec, draw, value_count
 from energy_profiler.config.registry import Registry
 from energy_profiler.config.settings import Experiment, Settings, Workload
-from energy_profiler.model.values import NOT_PASSED, format_value
+from energy_profiler.model.values import NOT_PASSED
 from energy_profiler.planning.history import History, company_key
 
 MAX_DRAWS_PER_TRIAL = 200
@@ -236,7 +236,8 @@ def build_plan(settings: Settings, registry: Registry, seed: int, python: str = 
             trials.append(Trial(
                 index=len(trials) + 1, experiment_index=experiment.index, run=run,
                 mode=experiment.mode, repo=experiment.repo, model=experiment.model,
-                hyperparameters=_passed(config), mutated=experiment.mutate, not_passed=_not_passed(config),
+                hyperparameters=_passed(config), mutated=experiment.mutate,
+                not_passed=_not_passed(config, specs),
                 argv=_argv(registry, experiment.repo, experiment.model, config, python), cwd=str(repo.path),
                 env=tuple({**repo.env, **experiment.foreground.env}.items()), timeout_s=experiment.timeout_s,
                 background=background, warmup_s=experiment.warmup_s,
@@ -258,7 +259,8 @@ def _configuration(specs: Mapping[str, HyperparameterSpec], fixed: Mapping[str, 
     """Every hyperparameter's value: the fixed ones, else the registry default, or NOT_PASSED for a
     repository that passes only what is given (canonical strings)."""
     def unfixed(spec: HyperparameterSpec) -> str:
-        return format_value(spec.default, spec.type) if passes_all else NOT_PASSED
+        # A knob is the machine's, not the script's: its default (or none: left as it is) holds either way.
+        return spec.default_text if passes_all or spec.knob else NOT_PASSED
 
     return {name: fixed[name] if name in fixed else unfixed(spec) for name, spec in specs.items()}
 
@@ -267,8 +269,9 @@ def _passed(config: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple((name, value) for name, value in config.items() if value != NOT_PASSED)
 
 
-def _not_passed(config: Mapping[str, str]) -> tuple[str, ...]:
-    return tuple(name for name, value in config.items() if value == NOT_PASSED)
+def _not_passed(config: Mapping[str, str], specs: Mapping[str, HyperparameterSpec]) -> tuple[str, ...]:
+    """Hyperparameters left to the script; a knob left as the machine has it is not one of them."""
+    return tuple(name for name, value in config.items() if value == NOT_PASSED and not specs[name].knob)
 
 
 def _argv(registry: Registry, repo_name: str, model: str, config: Mapping[str, str], python: str) -> tuple[str, ...]:
@@ -280,6 +283,8 @@ def _argv(registry: Registry, repo_name: str, model: str, config: Mapping[str, s
     if repo.model_flag:
         argv += [repo.model_flag, model]
     for name, value in _passed(config):
+        if specs[name].knob:
+            continue  # set on the machine by the tool, never passed to the script
         if specs[name].type == "switch":
             argv += [specs[name].flag] if value == "true" else []  # a switch is its flag, or nothing
         else:
@@ -289,7 +294,9 @@ def _argv(registry: Registry, repo_name: str, model: str, config: Mapping[str, s
 
 def _background_run(position: int, workload: Workload, registry: Registry, python: str) -> BackgroundRun:
     repo = registry.repositories[workload.repo]
-    config = _configuration(repo.models[workload.model].hyperparameters, workload.fixed, passes_all=repo.passes_all)
+    # The machine's knobs are the measured foreground's: a background only shares them.
+    specs = {name: spec for name, spec in repo.models[workload.model].hyperparameters.items() if not spec.knob}
+    config = _configuration(specs, workload.fixed, passes_all=repo.passes_all)
     return BackgroundRun(
         index=position, repo=workload.repo, model=workload.model, hyperparameters=_passed(config),
         argv=_argv(registry, workload.repo, workload.model, config, python), cwd=str(repo.path),
@@ -314,8 +321,7 @@ def _draw_unique(
     names = experiment.mutate
     # The defaults' combination is the base run; under `pass: "given"` the base passes no value, and
     # drawing every mutated one at its default would repeat that training with the values spelt out.
-    spelt_out = {**base, **{name: format_value(specs[name].default, specs[name].type)
-                            for name in names if base[name] == NOT_PASSED}}
+    spelt_out = {**base, **{name: specs[name].default_text for name in names if base[name] == NOT_PASSED}}
     excluded = {tuple(base.values()), tuple(spelt_out.values())} | {key for key in seen | measured.keys()
                                                                     if _same_fixed_part(key, base, names, specs)}
     counts = [value_count(specs[name]) for name in names]

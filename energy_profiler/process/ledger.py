@@ -1,8 +1,8 @@
 """The ledger: a file in the results folder listing every process group a campaign has running.
 
 Each entry is a pgid, its leader's start time (against PID reuse), role and trial; grandchildren
-are in those groups too. The ledger also records the CPU governors a campaign changed, before it
-changes them. A ledger whose owner is dead (the machine rebooted mid-campaign, or the watchdog was
+are in those groups too. The ledger also records the CPU governors and the system knobs a campaign
+changed, before it changes them. A ledger whose owner is dead (the machine rebooted mid-campaign, or the watchdog was
 killed) is found at the start of every campaign and by `mutation.py cleanup`: its groups are
 ended and its governors restored.
 """
@@ -23,6 +23,7 @@ import psutil
 from energy_profiler.fs import atomic_write_json, make_dirs
 from energy_profiler.process.groups import end_groups, group_members
 from energy_profiler.system.governor import restore_recorded
+from energy_profiler.system.knobs import restore_recorded as restore_knobs
 
 LEDGER_FOLDER = ".running"
 START_TIME_TOLERANCE_S = 0.05
@@ -53,12 +54,19 @@ class Ledger:
         self.groups: dict[int, TrackedGroup] = {}
         self.governor: dict[str, Any] | None = None
         """{"root": cpufreq root, "previous": {cpu: governor}} while a changed governor awaits restoring."""
+        self.knobs: dict[str, Any] | None = None
+        """The system knobs' values before the campaign changed them (system/knobs.py), while any awaits restoring."""
         self._lock = threading.Lock()
         """Backgrounds are ended in parallel threads: each change and its write is one step."""
 
     def set_governor(self, root: Path | None, previous: dict[str, str] | None) -> None:
         with self._lock:
             self.governor = {"root": str(root), "previous": previous} if root is not None and previous else None
+            self._write()
+
+    def set_knobs(self, record: dict[str, Any] | None) -> None:
+        with self._lock:
+            self.knobs = record or None
             self._write()
 
     def add(self, pgid: int, role: str, trial: str | None) -> None:
@@ -75,7 +83,7 @@ class Ledger:
         make_dirs(self.path.parent)
         atomic_write_json(self.path, {"owner": {"pid": self.owner_pid, "start_time": self.owner_start_time},
                                       "groups": [asdict(group) for group in self.groups.values()],
-                                      "governor": self.governor})
+                                      "governor": self.governor, "knobs": self.knobs})
 
 
 def groups_still_ours(groups: Sequence[TrackedGroup]) -> tuple[list[int], list[str]]:
@@ -128,9 +136,15 @@ def clean_stale(results_root: Path, grace_s: float) -> list[str]:
             report.append(f"ended {group.role} group {group.pgid} of trial {group.trial} "
                           f"left by dead campaign {document['owner']['pid']}")
         report.extend(notes)
-        report.extend(restore_recorded(document.get("governor")))
+        report.extend(restore_machine(document))
         remove_ledger(path)
     return report
+
+
+def restore_machine(document: dict[str, Any]) -> list[str]:
+    """Restore what a ledger says was changed: a trial's knobs first (a per-trial governor lies over the
+    campaign's), then the campaign's governor."""
+    return [*restore_knobs(document.get("knobs")), *restore_recorded(document.get("governor"))]
 
 
 def remove_ledger(path: Path) -> None:

@@ -18,9 +18,15 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from energy_profiler.process.ledger import LEDGER_FOLDER, Ledger, TrackedGroup, end_recorded_groups, remove_ledger
+from energy_profiler.process.ledger import (
+    LEDGER_FOLDER,
+    Ledger,
+    TrackedGroup,
+    end_recorded_groups,
+    remove_ledger,
+    restore_machine,
+)
 from energy_profiler.process.spawn import Campaign
-from energy_profiler.system.governor import restore_recorded
 
 
 @contextmanager
@@ -59,13 +65,13 @@ def main(argv: list[str]) -> int:
     except (OSError, json.JSONDecodeError):
         return 0
     groups = [TrackedGroup(**group) for group in document["groups"]]
-    if not groups and not document.get("governor"):
+    if not groups and not document.get("governor") and not document.get("knobs"):
         return 0
     ended, notes = end_recorded_groups(groups, grace_s)
     done = ", ".join(f"{group.role} {group.pgid}" for group in ended)
     lines = [f"watchdog: campaign {document['owner']['pid']} ended with {len(groups)} group(s) listed; "
              + (f"ended {done}" if done else "none was left to end"), *notes,
-             *restore_recorded(document.get("governor"))]
+             *restore_machine(document)]
     if log is not None:
         stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
         with open(log, "a", encoding="utf-8") as file:

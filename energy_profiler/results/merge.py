@@ -26,6 +26,7 @@ def merge(run_dirs: Iterable[Path], output: Path) -> int:
     hyperparameters = list(dict.fromkeys(name for record in records for name, _ in record.hyperparameters))
     metrics = list(dict.fromkeys(name for record in records for name, _ in record.metrics))
     columns = summary_columns(hyperparameters, metrics, background=any(record.background for record in records),
-                              not_passed=any(record.not_passed for record in records))
+                              not_passed=any(record.not_passed for record in records),
+                              knobs=any(record.knobs for record in records))
     atomic_write_bytes(output, table_bytes(columns, [record.to_row() for record in records]))
     return len(records)

@@ -1,0 +1,134 @@
+"""A trial's system knobs: checked before the first trial, set before its window, restored after it.
+
+Order for each trial that sets a knob: the machine's values are read and written to the
+campaign's ledger (so that the watchdog, should mutation.py be killed, and `cleanup`, should the
+machine stop, can write them back), the knobs are set and read back, `knob_settle_s` passes, the
+trial runs, and the values are written back. The campaign's cleanup restores once more at the end,
+which covers an exception or a signal in between.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from energy_profiler.config.errors import ConfigError, ConfigIssue
+from energy_profiler.config.settings import Settings
+from energy_profiler.energy.selection import gpus_for
+from energy_profiler.execution.runtime import StopRequest, sleep_unless_stopped
+from energy_profiler.model.knob_fields import APPLIED_COLUMNS, KnobsApplied
+from energy_profiler.planning.plan import Plan, Trial
+from energy_profiler.process.ledger import Ledger
+from energy_profiler.system import knobs
+from energy_profiler.system.governor import cpufreq_root
+from energy_profiler.system.gpu_knobs import KnobError
+
+
+def trial_knobs(trial: Trial) -> dict[str, str]:
+    """The knobs a trial sets, {name: canonical value} (a knob left as the machine has it is not listed)."""
+    return {name: value for name, value in trial.hyperparameters if name in APPLIED_COLUMNS}
+
+
+def machine_for(trial: Trial, settings: Settings) -> knobs.Machine:
+    """Where the trial's knobs go: the GPUs it measures (energy.gpus, else CUDA_VISIBLE_DEVICES, else
+    every GPU) and every CPU."""
+    return knobs.Machine(gpus_for(settings.energy, {**os.environ, **dict(trial.env)}), cpufreq_root())
+
+
+def check_on_machine(plan: Plan, settings: Settings) -> None:
+    """Before the first trial: every knob the plan sets can be set here, to each planned value.
+
+    ConfigError at the value's JSON path (a fixed value, else the experiment's mutate entry) for a
+    value the machine does not take; KnobError for a knob this process cannot set (not root, no
+    NVML, no cpufreq). Nothing is changed.
+    """
+    problems: list[str] = []
+    issues: list[ConfigIssue] = []
+    limits: dict[tuple[str, Any], tuple[float, float] | tuple[str, ...]] = {}
+    for trial in plan.trials:
+        machine = machine_for(trial, settings)
+        for name, value in trial_knobs(trial).items():
+            key = (name, machine.gpus if name in knobs.GPU_KNOBS else None)
+            if key not in limits:
+                if (why := knobs.why_not(name, machine)) is not None:
+                    problems.append(f"{name} cannot be set here: {why}")
+                    limits[key] = ()
+                    continue
+                limits[key] = knobs.allowed(name, machine)
+            if limits[key] and (why := knobs.outside(name, value, limits[key])) is not None:
+                issues.append(ConfigIssue(str(settings.file), _where(trial, name, settings), f"{name}: {why}"))
+    if problems:
+        raise KnobError(*(f"{settings.file}: {problem}" for problem in dict.fromkeys(problems)))
+    if issues:
+        raise ConfigError(list({(issue.path, issue.message): issue for issue in issues}.values()))
+
+
+def _where(trial: Trial, name: str, settings: Settings) -> tuple[str | int, ...]:
+    """The JSON path a trial's knob value comes from: its fixed value, or its mutate entry."""
+    experiment = settings.experiments[trial.experiment_index]
+    base: tuple[str | int, ...] = ("experiments", trial.experiment_index)
+    if experiment.mode == "parallel":
+        base = (*base, "foreground")
+    if name in experiment.fixed:
+        return (*base, "hyperparameters", name)
+    listed = settings.document["experiments"][trial.experiment_index]
+    listed = listed.get("foreground", listed) if experiment.mode == "parallel" else listed
+    names = listed.get("mutate", [])
+    return (*base, "mutate", names.index(name)) if name in names else (*base, "mutate")
+
+
+class KnobKeeper:
+    """Sets each trial's knobs and writes the machine's values back, keeping the ledger's record true."""
+
+    def __init__(self, settings: Settings, ledger: Ledger, say: Callable[[str], None], stop: StopRequest):
+        self.settings, self.ledger, self.say, self.stop = settings, ledger, say, stop
+        self.recorded: dict[str, Any] = {}
+        """The machine's own values of what is changed now: what restoring writes back."""
+
+    @contextmanager
+    def applied(self, trial: Trial) -> Iterator[KnobsApplied | None]:
+        """The trial's knobs set (None when it sets none) while inside; written back on the way out."""
+        values = trial_knobs(trial)
+        if not values:
+            yield None
+            return
+        machine = machine_for(trial, self.settings)
+        self.recorded = knobs.merged(self.recorded, knobs.originals(list(values), machine))
+        self.ledger.set_knobs(self.recorded)  # before the first change: a kill from here on still restores
+        try:
+            readings = knobs.apply(values, machine)
+            applies_to = describe(readings, trial)
+            shown = ", ".join(f"{name}={value}" for name, value in values.items())
+            self.say(f"[{trial.index}] set {shown} on {applies_to}; settling {self.settings.knob_settle_s:g} s")
+            sleep_unless_stopped(self.settings.knob_settle_s, self.stop)
+            yield KnobsApplied(readings, applies_to, self.settings.knob_settle_s)
+        finally:
+            self.restore()
+
+    def restore(self) -> None:
+        """Write back what was changed (nothing when nothing is); the ledger forgets it once done."""
+        if not self.recorded:
+            return
+        lines = knobs.restore_recorded(self.recorded)
+        if any(not line.startswith("restored") for line in lines):
+            for line in lines:
+                self.say(f"warning: {line}; `mutation.py cleanup` tries again")
+            return  # left in the ledger for cleanup
+        self.recorded = {}
+        self.ledger.set_knobs(None)
+
+
+def describe(readings: Mapping[str, Mapping[str, Any]], trial: Trial) -> str:
+    """`GPU 0, 1; 4 CPUs`, and in parallel mode who shares them: `(shared with background bg/tiny)`."""
+    gpus = list(dict.fromkeys(gpu for name in knobs.GPU_KNOBS for gpu in readings.get(name, {})))
+    cpus = list(dict.fromkeys(cpu for name in knobs.CPU_KNOBS for cpu in readings.get(name, {})))
+    parts = ([f"GPU {', '.join(gpus)}"] if gpus else []) + ([f"{len(cpus)} CPUs"] if cpus else [])
+    shared = _shared(trial.background)
+    return "; ".join(parts) + (f" (shared with background {shared})" if shared else "")
+
+
+def _shared(background: Sequence[Any]) -> str:
+    return ", ".join(f"{run.repo}/{run.model}" for run in background)
+
