@@ -3,6 +3,7 @@ machine takes and whether this process may set it (read, never changed)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from energy_profiler.config.hyperparams import HyperparameterSpec
@@ -11,19 +12,24 @@ from energy_profiler.config.system_knobs import KNOB_KINDS, KNOB_NAMES
 from energy_profiler.model.values import canonical_to_json, format_value
 from energy_profiler.system import knobs
 from energy_profiler.system.governor import cpufreq_root
-from energy_profiler.system.gpu_knobs import KnobError
+from energy_profiler.system.gpu_knobs import KnobError, handles, nvml_session
 
 
 def machine() -> knobs.Machine:
     return knobs.Machine(None, cpufreq_root())
 
 
-def here(name: str) -> tuple[list[Any] | None, str | None]:
-    """(what this machine takes for `name`, or None where it cannot be read; why this process cannot
-    set it, or None)."""
+def here(name: str) -> tuple[dict[str, list[Any]] | None, str | None]:
+    """(what this machine takes for `name`: {"GPU 0": [low, high], ...} for a GPU knob, {"CPUs": ...}
+    for a CPU one, or None where it cannot be read; why this process cannot set it, or None)."""
     where = machine()
     try:
-        allowed: list[Any] | None = list(knobs.allowed(name, where))
+        if name in knobs.GPU_KNOBS:
+            with nvml_session(where.nvml) as nvml:
+                gpus = [gpu for gpu, _ in handles(nvml, None)]
+            allowed = {f"GPU {gpu}": list(knobs.allowed(name, replace(where, gpus=(gpu,)))) for gpu in gpus}
+        else:
+            allowed = {"CPUs": list(knobs.allowed(name, where))}
     except KnobError as error:
         return None, "; ".join(error.messages)
     return allowed, knobs.why_not(name, where)
@@ -51,10 +57,15 @@ def knob_lines(registry: Registry) -> list[str]:
     return lines
 
 
-def _shown(name: str, allowed: list[Any]) -> str:
-    if name == "cpu_governor":
-        return "{" + ", ".join(allowed) + "}"
-    return f"[{allowed[0]:g}, {allowed[1]:g}]"
+def _shown(name: str, allowed: dict[str, list[Any]]) -> str:
+    def one(values: list[Any]) -> str:
+        if name == "cpu_governor":
+            return "{" + ", ".join(values) + "}"
+        return f"[{knobs.shown(values[0])}, {knobs.shown(values[1])}]"
+
+    if list(allowed) == ["CPUs"]:
+        return one(allowed["CPUs"])
+    return ", ".join(f"{device} {one(values)}" for device, values in allowed.items())
 
 
 def knob_documents(registry: Registry) -> list[dict[str, Any]]:

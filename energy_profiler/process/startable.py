@@ -47,7 +47,11 @@ def start_problem(argv: Sequence[str], cwd: Path, env: Mapping[str, str], uid: i
     program = argv[0]
     if "/" in program:
         path = (cwd / program) if not Path(program).is_absolute() else Path(program)
-        if not path.exists():
+        try:
+            exists = path.exists()
+        except OSError as error:  # a folder on the way this user may not enter
+            return f"{program!r} cannot be reached: {error.strerror}"
+        if not exists:
             return f"{program!r} does not exist" + (f" (in {cwd})" if not Path(program).is_absolute() else "")
     else:
         found = shutil.which(program, path=env.get("PATH", os.defpath))

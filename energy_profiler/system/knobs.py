@@ -70,8 +70,13 @@ def outside(name: str, canonical: str, limits: tuple[float, float] | tuple[str, 
     low, high = float(limits[0]), float(limits[1])
     if low <= float(canonical) <= high:
         return None
-    where = "the GPUs measured" if name in GPU_KNOBS else "every CPU"
-    return f"{canonical} is outside [{low:g}, {high:g}], what {where} take{'s' if name not in GPU_KNOBS else ''} here"
+    where = "the GPUs measured take" if name in GPU_KNOBS else "every CPU takes"
+    return f"{canonical} is outside [{shown(low)}, {shown(high)}], what {where} here"
+
+
+def shown(number: float) -> str:
+    """200.0 -> `200`, 3500000 -> `3500000` (never 3.5e+06), 247.5 -> `247.5`."""
+    return str(int(number)) if float(number).is_integer() else f"{number:g}"
 
 
 def originals(names: Sequence[str], machine: Machine) -> dict[str, Any]:

@@ -1,0 +1,296 @@
+"""System knobs: a GPU's power limit and clocks, each CPU's frequency cap and governor, per trial.
+
+The hardware is faked at its boundary: NVML by test/fixtures/fake_pynvml.py (milliwatts, MHz, a
+driver state that outlives the process, NVML_ERROR_NO_PERMISSION for a user), cpufreq by a tree of
+the real file names under MUTATION_CPUFREQ_ROOT (root-owned 0644 files, as in /sys). The campaign,
+its watchdog and `cleanup` are real processes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+import test.fixtures.fake_pynvml  # noqa: F401 - imported before a child drops root: nobody may not read it
+from test.conftest import PROJECT_ROOT, fake_repo, invoke, only_run_dir, wait_for
+from test.privileges import in_child
+
+CPUS = ("cpu0", "cpu1", "cpu2", "cpu3")
+CAP_BEFORE_KHZ = 3_000_000
+GOVERNOR_BEFORE = "powersave"
+SYSTEM = {
+    "gpu_power_limit_w": {"type": "int", "range": [100, 300]},
+    "gpu_sm_clock_mhz": {"type": "int", "range": [300, 2000]},
+    "cpu_max_freq_khz": {"type": "int", "range": [500_000, 3_000_000]},
+    "cpu_governor": {"type": "choice", "values": ["performance", "powersave", "ondemand"]},
+}
+
+
+@pytest.fixture
+def machine(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fake cpufreq tree (800 MHz to 3.5 GHz, capped at 3 GHz, powersave) and a fake NVML driver state,
+    in a folder `nobody` can read (as /sys is), with files only root may write."""
+    base = Path(tempfile.mkdtemp(prefix="knobs-test-"))
+    base.chmod(0o755)
+    root = base / "cpu"
+    for cpu in CPUS:
+        folder = root / cpu / "cpufreq"
+        folder.mkdir(parents=True)
+        for name, value in (("scaling_max_freq", CAP_BEFORE_KHZ), ("cpuinfo_min_freq", 800_000),
+                            ("cpuinfo_max_freq", 3_500_000), ("scaling_governor", GOVERNOR_BEFORE),
+                            ("scaling_available_governors", "performance powersave")):
+            (folder / name).write_text(f"{value}\n")
+            (folder / name).chmod(0o644)
+    for folder in (base, *root.rglob("*")):
+        if folder.is_dir():
+            folder.chmod(0o755)
+    monkeypatch.setenv("MUTATION_CPUFREQ_ROOT", str(root))
+    monkeypatch.setenv("MUTATION_NVML_MODULE", "test.fixtures.fake_pynvml")
+    monkeypatch.setenv("FAKE_NVML_STATE", str(base / "nvml_state.json"))
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base)
+
+
+def caps(base: Path) -> dict[str, int]:
+    return {cpu: int((base / "cpu" / cpu / "cpufreq" / "scaling_max_freq").read_text()) for cpu in CPUS}
+
+
+def governors(base: Path) -> set[str]:
+    return {(base / "cpu" / cpu / "cpufreq" / "scaling_governor").read_text().strip() for cpu in CPUS}
+
+
+def driver(base: Path) -> dict[str, Any]:
+    path = base / "nvml_state.json"
+    return json.loads(path.read_text()) if path.exists() else {"power_limit_mw": {}, "locked_clocks": {}}
+
+
+def untouched(base: Path) -> bool:
+    """The machine as the fixture made it: caps, governors, GPU 0's limit (700 W) and no locked clocks."""
+    state = driver(base)
+    return (caps(base) == dict.fromkeys(CPUS, CAP_BEFORE_KHZ) and governors(base) == {GOVERNOR_BEFORE}
+            and state["power_limit_mw"].get("0", 700_000) == 700_000 and not state["locked_clocks"])
+
+
+def knob_repo(base: Path, behaviour: str = "sleep", seconds: float = 1.0, **extra: Any) -> dict[str, Any]:
+    """A training on GPU 0 that prints the CPU cap and governor in force while it runs, as metrics."""
+    cpufreq = base / "cpu" / "cpu0" / "cpufreq"
+    return fake_repo(behaviour, env={"CUDA_VISIBLE_DEVICES": "0"}, required_args=[
+        "--behaviour", behaviour, "--seconds", str(seconds), "--cat", str(cpufreq / "scaling_max_freq"),
+        "--pid-file", str(base / "training.pid")], metrics={
+        "accuracy": {"pattern": r"accuracy: ([0-9.]+)", "required": True},
+        "cap_khz": {"pattern": r"CAT (\d+)"}}, **extra)
+
+
+def registry(write_json: Callable[[str, Any], Path], repo: dict[str, Any],
+             system: dict[str, Any] | None = None) -> Path:
+    return write_json("models.json", {"repositories": {"fake": repo}, "system": system or SYSTEM})
+
+
+def rows(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "summary.csv", newline="") as table:
+        return list(csv.DictReader(table))
+
+
+def test_a_campaign_mutating_gpu_and_cpu_knobs_records_them_requested_and_applied_and_restores_them(
+        machine: Path, write_json: Callable[[str, Any], Path], tmp_path: Path) -> None:
+    settings = write_json("s.json", {"experiment_name": "knobs", "seed": 7, "knob_settle_s": 0.2,
+                                     "energy": {"gpu_interval_s": 0.05}, "experiments": [
+        {"mode": "mutation", "repo": "fake", "model": "tiny", "runs_per_config": 3,
+         "mutate": ["gpu_power_limit_w", "cpu_max_freq_khz"],
+         "ranges": {"gpu_power_limit_w": [200, 240], "cpu_max_freq_khz": [1_000_000, 2_000_000]}}]})
+    result = invoke("--registry", registry(write_json, knob_repo(machine)), "--results-dir", tmp_path / "r",
+                    "run", settings)
+    assert result.exit_code == 0, result.output
+    run_dir = only_run_dir(tmp_path / "r")
+    table = rows(run_dir)
+    assert len(table) == 3 and len({(row["hp_gpu_power_limit_w"], row["hp_cpu_max_freq_khz"]) for row in table}) == 3
+    for row in table:
+        limit_w, cap_khz = int(row["hp_gpu_power_limit_w"]), int(row["hp_cpu_max_freq_khz"])
+        assert 200 <= limit_w <= 240 and 1_000_000 <= cap_khz <= 2_000_000
+        # Read back from the driver and the kernel, and in force while the training ran.
+        assert int(row["gpu_power_limit_applied_w"]) == limit_w and int(row["cpu_max_freq_applied_khz"]) == cap_khz
+        assert float(row["perf_cap_khz"]) == cap_khz
+        assert row["knobs_applied_to"] == "GPU 0; 4 CPUs" and row["mutated"] == "gpu_power_limit_w;cpu_max_freq_khz"
+        # The GPU draws 250 W unloaded by a limit (FAKE_NVML_POWER_W): capped, its energy follows the limit.
+        assert float(row["gpu_energy_j"]) == pytest.approx(limit_w * float(row["duration_s"]), rel=0.05)
+        assert float(row["gpu_power_avg_w"]) == pytest.approx(limit_w, rel=0.02)
+    record = json.loads((run_dir / table[0]["trial"] / "experiment.json").read_text())
+    assert "--gpu_power_limit_w" not in " ".join(record["argv"]) and "gpu_power_limit_w" in record["hyperparameters"]
+    assert record["knobs"]["applied"]["cpu_max_freq_khz"] == dict.fromkeys(CPUS, int(table[0]["hp_cpu_max_freq_khz"]))
+    assert untouched(machine) and "1" not in driver(machine)["power_limit_mw"]  # GPU 1 is not measured: left alone
+    assert driver(machine)["power_limit_mw"]["0"] == 700_000  # written back, not merely left at a default
+    assert not (tmp_path / "r" / ".running").exists()
+    assert result.stdout.count("set gpu_power_limit_w=") == 3
+
+
+def test_fixed_clocks_and_governor_are_rounded_by_the_driver_and_the_row_says_both(
+        machine: Path, write_json: Callable[[str, Any], Path], tmp_path: Path) -> None:
+    settings = write_json("s.json", {"experiment_name": "clocks", "knob_settle_s": 0, "experiments": [
+        {"mode": "default", "repo": "fake", "model": "tiny",
+         "hyperparameters": {"gpu_sm_clock_mhz": 1203, "cpu_governor": "performance"}}]})
+    result = invoke("--registry", registry(write_json, knob_repo(machine, "ok")), "--results-dir", tmp_path / "r",
+                    "run", settings)
+    assert result.exit_code == 0, result.output
+    [row] = rows(only_run_dir(tmp_path / "r"))
+    # The driver takes the nearest supported clock (15 MHz steps from 345): asked 1203, applied 1200.
+    assert (row["hp_gpu_sm_clock_mhz"], row["gpu_sm_clock_applied_mhz"]) == ("1203", "1200")
+    assert (row["hp_cpu_governor"], row["cpu_governor_applied"], row["cpu_governor"]) == \
+        ("performance", "performance", "performance")
+    assert untouched(machine)
+
+
+def test_a_knob_value_the_machine_does_not_take_is_refused_before_anything_runs(
+        machine: Path, write_json: Callable[[str, Any], Path], tmp_path: Path) -> None:
+    # Inside the registry's range, outside the board's: GPU 0 takes 200-700 W, its CPUs 800 MHz-3.5 GHz.
+    settings = write_json("s.json", {"experiment_name": "low", "experiments": [
+        {"mode": "default", "repo": "fake", "model": "tiny", "hyperparameters": {"gpu_power_limit_w": 150}},
+        {"mode": "mutation", "repo": "fake", "model": "tiny", "mutate": ["learning_rate", "cpu_max_freq_khz"],
+         "ranges": {"cpu_max_freq_khz": [500_000, 700_000]}}]})
+    result = invoke("--registry", registry(write_json, knob_repo(machine)), "--results-dir", tmp_path / "r",
+                    "run", settings)
+    assert result.exit_code == 2, result.output
+    assert (f"{settings}: experiments[0].hyperparameters.gpu_power_limit_w: gpu_power_limit_w: 150 is outside "
+            "[200, 700], what the GPUs measured take here") in result.stderr
+    assert (f"{settings}: experiments[1].mutate[1]: cpu_max_freq_khz: ") in result.stderr
+    assert "is outside [800000, 3500000], what every CPU takes here" in result.stderr
+    assert not (tmp_path / "r").exists() and untouched(machine)
+    # Outside the registry's own range: the settings check says so, as for any hyperparameter.
+    beyond = write_json("b.json", {"experiment_name": "b", "experiments": [
+        {"mode": "default", "repo": "fake", "model": "tiny", "hyperparameters": {"gpu_power_limit_w": 400}}]})
+    said = invoke("--registry", registry(write_json, knob_repo(machine)), "validate", beyond)
+    assert said.exit_code == 2
+    assert "experiments[0].hyperparameters.gpu_power_limit_w: 400 is outside the range [100, 300]" in said.stderr
+    # The same refusal from doctor, the pre-flight check.
+    doctor = invoke("--registry", registry(write_json, knob_repo(machine)), "doctor", settings)
+    assert doctor.exit_code == 2 and "gpu_power_limit_w: 150 is outside [200, 700]" in doctor.stdout
+
+
+def test_a_user_without_root_is_told_by_doctor_and_run_which_knobs_need_it(
+        machine: Path, write_json: Callable[[str, Any], Path]) -> None:
+    files = machine / "files"
+    files.mkdir(mode=0o755)
+    models = files / "models.json"
+    # The system interpreter: nobody cannot enter root's home, where the venv's one may live.
+    repo = knob_repo(machine, command=["/usr/bin/python3", "fake_train.py"])
+    models.write_text(json.dumps({"repositories": {"fake": repo}, "system": SYSTEM}))
+    settings = files / "s.json"
+    settings.write_text(json.dumps({"experiment_name": "user", "experiments": [
+        {"mode": "default", "repo": "fake", "model": "tiny",
+         "hyperparameters": {"gpu_power_limit_w": 250, "cpu_max_freq_khz": 2_000_000}}]}))
+    for path in (models, settings):
+        path.chmod(0o644)
+
+    # Whatever the commands import late is imported now: `nobody` may not read this interpreter's library.
+    invoke("--registry", models, "doctor", settings)
+    invoke("--registry", models, "list")
+    invoke("--registry", models, "--results-dir", machine / "results", "run", machine / "no such file.json")
+
+    def as_user() -> list[Any]:
+        doctor = invoke("--registry", models, "doctor", settings)
+        run = invoke("--registry", models, "--results-dir", machine / "results", "run", settings)
+        listed = invoke("--registry", models, "list")
+        return [doctor.exit_code, doctor.stdout, run.exit_code, run.stderr, listed.stdout]
+
+    doctor_code, doctor_out, run_code, run_err, listed = in_child(as_user, as_nobody=True)
+    assert doctor_code == 2 and run_code == 2, (doctor_out, run_err)
+    needs_root = "setting a GPU's power limit or clocks needs root: run mutation.py with sudo"
+    assert needs_root in " ".join(doctor_out.split()) and needs_root in run_err
+    assert "cpu_max_freq_khz cannot be set here:" in run_err and "is not writable: run mutation.py with sudo" in run_err
+    assert f"{settings}: gpu_power_limit_w cannot be set here" in run_err
+    assert not (machine / "results").exists() and untouched(machine)
+    # list shows what the machine takes even so, and that this user cannot set it.
+    assert ("gpu_power_limit_w  [100, 300], no default: left as the machine has it; here: GPU 0 [200, 700], "
+            "GPU 1 [125, 250] (cannot be set by this process: setting a GPU's power limit or clocks needs root"
+            ) in listed
+    assert "cpu_max_freq_khz  [500000, 3000000], no default: left as the machine has it; here: [800000, 3500000] (" \
+        in listed
+
+
+
+
+@pytest.mark.parametrize("also_the_watchdog", [False, True])
+def test_knobs_are_restored_after_sigkill_by_the_watchdog_or_by_cleanup(
+        also_the_watchdog: bool, machine: Path, write_json: Callable[[str, Any], Path], tmp_path: Path) -> None:
+    settings = write_json("s.json", {"experiment_name": "killed", "knob_settle_s": 0, "grace_s": 1, "experiments": [
+        {"mode": "default", "repo": "fake", "model": "tiny", "hyperparameters": {
+            "gpu_power_limit_w": 220, "gpu_sm_clock_mhz": 990, "cpu_max_freq_khz": 1_500_000,
+            "cpu_governor": "performance"}}]})
+    models = registry(write_json, knob_repo(machine, "hang"))
+    results = tmp_path / "r"
+    tool = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "mutation.py"), "--registry", str(models),
+                             "--results-dir", str(results), "run", str(settings)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
+    try:
+        assert wait_for((machine / "training.pid").exists, 30)
+        assert caps(machine) == dict.fromkeys(CPUS, 1_500_000) and governors(machine) == {"performance"}
+        assert driver(machine)["power_limit_mw"]["0"] == 220_000 and driver(machine)["locked_clocks"]["0"] == [990, 990]
+        if also_the_watchdog:  # the machine as a power cut leaves it: nothing of the campaign runs on
+            for child in psutil.Process(tool.pid).children():
+                if "energy_profiler.process.watchdog" in " ".join(child.cmdline()):
+                    child.kill()
+        tool.send_signal(signal.SIGKILL)
+        tool.wait(timeout=20)
+    finally:
+        if tool.poll() is None:
+            tool.kill()
+            tool.wait()
+    if not also_the_watchdog:
+        assert wait_for(lambda: untouched(machine), 10), (caps(machine), governors(machine), driver(machine))
+        assert "restored the system knobs: GPU 0" in (only_run_dir(results) / "session.log").read_text()
+        return
+    assert not untouched(machine)
+    cleaned = invoke("--results-dir", results, "cleanup")
+    assert cleaned.exit_code == 0, cleaned.output
+    assert ("restored the system knobs: GPU 0; the frequency cap of 4 CPUs; the governor of 4 CPUs"
+            in cleaned.stdout), cleaned.stdout
+    assert untouched(machine)
+
+
+def test_knobs_in_a_background_or_a_slurm_campaign_are_refused_at_their_path(
+        machine: Path, write_json: Callable[[str, Any], Path]) -> None:
+    models = registry(write_json, knob_repo(machine))
+    settings = write_json("s.json", {"experiment_name": "where", "experiments": [
+        {"mode": "parallel", "foreground": {"repo": "fake", "model": "tiny", "hyperparameters": {"cpu_governor":
+                                                                                               "performance"}},
+         "background": {"repo": "fake", "model": "tiny", "hyperparameters": {"gpu_power_limit_w": 200}}}]})
+    said = invoke("--registry", models, "validate", settings)
+    assert said.exit_code == 2
+    assert "experiments[0].background.hyperparameters.gpu_power_limit_w: 'gpu_power_limit_w' is a system knob" \
+        in said.stderr
+    slurm = write_json("slurm.json", {"experiment_name": "s", "executor": {"slurm": {}}, "experiments": [
+        {"mode": "mutation", "repo": "fake", "model": "tiny", "mutate": ["learning_rate", "gpu_power_limit_w"]}]})
+    said = invoke("--registry", models, "validate", slurm)
+    assert said.exit_code == 2 and "experiments[0].mutate[1]: 'gpu_power_limit_w' is a system knob, which a Slurm" \
+        in said.stderr
+
+
+def test_mutate_all_leaves_knobs_out_and_a_parallel_row_says_the_background_shares_them(
+        machine: Path, write_json: Callable[[str, Any], Path], tmp_path: Path) -> None:
+    models = registry(write_json, knob_repo(machine, "sleep", 0.5))
+    plan = invoke("--registry", models, "plan", write_json("all.json", {"experiment_name": "all", "experiments": [
+        {"mode": "mutation", "repo": "fake", "model": "tiny", "mutate": ["all"]}]}), "--format", "json")
+    assert plan.exit_code == 0, plan.output
+    assert json.loads(plan.stdout)[0]["mutated"] == "learning_rate;epochs"
+    settings = write_json("p.json", {"experiment_name": "par", "knob_settle_s": 0, "grace_s": 1, "experiments": [
+        {"mode": "parallel", "foreground": {"repo": "fake", "model": "tiny",
+                                            "hyperparameters": {"gpu_power_limit_w": 210}},
+         "background": {"repo": "fake", "model": "tiny"}}]})
+    result = invoke("--registry", models, "--results-dir", tmp_path / "r", "run", settings)
+    assert result.exit_code == 0, result.output
+    [row] = rows(only_run_dir(tmp_path / "r"))
+    assert row["knobs_applied_to"] == "GPU 0 (shared with background fake/tiny)"
+    assert "gpu_power_limit_w" not in row["bg_hyperparameters"] and untouched(machine)
