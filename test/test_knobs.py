@@ -135,6 +135,15 @@ def test_a_campaign_mutating_gpu_and_cpu_knobs_records_them_requested_and_applie
     assert driver(machine)["power_limit_mw"]["0"] == 700_000  # written back, not merely left at a default
     assert not (tmp_path / "r" / ".running").exists()
     assert result.stdout.count("set gpu_power_limit_w=") == 3
+    # The report's front: at equal durations the lowest limit costs least, so it is on it.
+    report = invoke("--registry", registry(write_json, knob_repo(machine)), "report", run_dir, "--no-plots",
+                    "-o", tmp_path / "report")
+    assert report.exit_code == 0, report.output
+    page = (tmp_path / "report" / "report.md").read_text()
+    lowest = min(table, key=lambda row: int(row["hp_gpu_power_limit_w"]))
+    assert "System knobs: the energy-duration Pareto front per model" in page
+    assert (f"gpu_power_limit_w={lowest['hp_gpu_power_limit_w']}, cpu_max_freq_khz={lowest['hp_cpu_max_freq_khz']}"
+            in page.split("Pareto front per model")[1].split("##")[0])
 
 
 def test_fixed_clocks_and_governor_are_rounded_by_the_driver_and_the_row_says_both(

@@ -15,6 +15,7 @@ import pandas as pd
 from energy_profiler.fs import atomic_write_bytes
 from energy_profiler.report.frame import ReportInputError as ReportInputError
 from energy_profiler.report.frame import energy_missing_reason, load, trial_dir
+from energy_profiler.report.knob_front import knob_front_section
 from energy_profiler.report.metric import METRIC, MetricOrder, main_metrics, with_metric
 from energy_profiler.report.pages import Page, Plotted, Section, html_page, markdown
 from energy_profiler.report.tables import (
@@ -127,6 +128,8 @@ def _page(inputs: Sequence[Path], table: pd.DataFrame, tables: Tables, *, notes:
                                 tables.correlations, "n pairs, rho and its 95 % interval (bootstrap; Fisher z above "
                                                      "400 pairs; none below 10). An interval that spans 0 is no "
                                                      "evidence of an effect."))
+    if front := knob_front_section(table, tables.metric, tables.metric_name):
+        sections.append(front)
     if tables.costs:
         sections.append(Section("What each study emitted and cost", tables.headers("costs"), tables.costs,
                                 "Totals over every trial (a failed one emitted too), per repository, model and "
