@@ -175,7 +175,8 @@ def test_a_knob_value_the_machine_does_not_take_is_refused_before_anything_runs(
     assert (f"{settings}: experiments[0].hyperparameters.gpu_power_limit_w: gpu_power_limit_w: 150 is outside "
             "[200, 700], what the GPUs measured take here") in result.stderr
     assert (f"{settings}: experiments[1].mutate[1]: cpu_max_freq_khz: ") in result.stderr
-    assert "is outside [800000, 3500000], what every CPU takes here" in result.stderr
+    assert ('is outside [800000, 3500000], what every CPU takes here; keep its draws inside with "ranges": '
+            '{"cpu_max_freq_khz": [800000, 3500000]}') in result.stderr
     assert not (tmp_path / "r").exists() and untouched(machine)
     # Outside the registry's own range: the settings check says so, as for any hyperparameter.
     beyond = write_json("b.json", {"experiment_name": "b", "experiments": [
@@ -303,3 +304,23 @@ def test_mutate_all_leaves_knobs_out_and_a_parallel_row_says_the_background_shar
     [row] = rows(only_run_dir(tmp_path / "r"))
     assert row["knobs_applied_to"] == "GPU 0 (shared with background fake/tiny)"
     assert "gpu_power_limit_w" not in row["bg_hyperparameters"] and untouched(machine)
+
+
+def test_rows_from_before_the_registry_had_knobs_stay_in_the_history_as_the_machine_s_own_settings(
+        machine: Path, write_json: Callable[[str, Any], Path], tmp_path: Path) -> None:
+    plain = write_json("plain.json", {"repositories": {"fake": knob_repo(machine, "ok")}})
+    settings = write_json("s.json", {"experiment_name": "h", "dedup": True, "experiments": [
+        {"mode": "mutation", "repo": "fake", "model": "tiny", "mutate": ["epochs"], "runs_per_config": 3}]})
+    first = invoke("--registry", plain, "--results-dir", tmp_path / "r", "run", settings)
+    assert first.exit_code == 0, first.output
+    # The registry gains knobs; the same campaign, planned again, knows the three epochs measured.
+    planned = invoke("--registry", registry(write_json, knob_repo(machine, "ok")), "--results-dir", tmp_path / "r",
+                     "plan", settings)
+    assert planned.exit_code == 2, planned.output
+    assert "only 1 exist besides the defaults, earlier trials and the history" in planned.stderr
+    with_knob = write_json("k.json", {"experiment_name": "h", "dedup": True, "experiments": [
+        {"mode": "mutation", "repo": "fake", "model": "tiny", "mutate": ["epochs"], "runs_per_config": 3,
+         "hyperparameters": {"gpu_power_limit_w": 250}}]})
+    planned = invoke("--registry", registry(write_json, knob_repo(machine, "ok")), "--results-dir", tmp_path / "r",
+                     "plan", with_knob)
+    assert planned.exit_code == 0, planned.output  # at another power limit, every epochs value is new again

@@ -3,7 +3,6 @@ machine takes and whether this process may set it (read, never changed)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from energy_profiler.config.hyperparams import HyperparameterSpec
@@ -12,7 +11,7 @@ from energy_profiler.config.system_knobs import KNOB_KINDS, KNOB_NAMES
 from energy_profiler.model.values import canonical_to_json, format_value
 from energy_profiler.system import knobs
 from energy_profiler.system.governor import cpufreq_root
-from energy_profiler.system.gpu_knobs import KnobError, handles, nvml_session
+from energy_profiler.system.gpu_knobs import KnobError
 
 
 def machine() -> knobs.Machine:
@@ -24,12 +23,11 @@ def here(name: str) -> tuple[dict[str, list[Any]] | None, str | None]:
     for a CPU one, or None where it cannot be read; why this process cannot set it, or None)."""
     where = machine()
     try:
+        allowed: dict[str, list[Any]]
         if name in knobs.GPU_KNOBS:
-            with nvml_session(where.nvml) as nvml:
-                gpus = [gpu for gpu, _ in handles(nvml, None)]
-            allowed = {f"GPU {gpu}": list(knobs.allowed(name, replace(where, gpus=(gpu,)))) for gpu in gpus}
+            allowed = {f"GPU {gpu}": list(bounds) for gpu, bounds in knobs.allowed_by_gpu(name, where).items()}
         else:
-            allowed = {"CPUs": list(knobs.allowed(name, where))}
+            allowed = {"CPUs": [*knobs.allowed(name, where)]}
     except KnobError as error:
         return None, "; ".join(error.messages)
     return allowed, knobs.why_not(name, where)

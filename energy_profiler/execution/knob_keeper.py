@@ -40,13 +40,13 @@ def machine_for(trial: Trial, settings: Settings) -> knobs.Machine:
 def check_on_machine(plan: Plan, settings: Settings) -> None:
     """Before the first trial: every knob the plan sets can be set here, to each planned value.
 
-    ConfigError at the value's JSON path (a fixed value, else the experiment's mutate entry) for a
-    value the machine does not take; KnobError for a knob this process cannot set (not root, no
+    ConfigError at the value's JSON path (a fixed value, else the experiment's mutate entry) for
+    values the machine does not take; KnobError for a knob this process cannot set (not root, no
     NVML, no cpufreq). Nothing is changed.
     """
     problems: list[str] = []
-    issues: list[ConfigIssue] = []
     limits: dict[tuple[str, Any], tuple[float, float] | tuple[str, ...]] = {}
+    refused: dict[tuple[str | int, ...], tuple[str, knobs.Machine, list[str]]] = {}
     for trial in plan.trials:
         machine = machine_for(trial, settings)
         for name, value in trial_knobs(trial).items():
@@ -57,12 +57,31 @@ def check_on_machine(plan: Plan, settings: Settings) -> None:
                     limits[key] = ()
                     continue
                 limits[key] = knobs.allowed(name, machine)
-            if limits[key] and (why := knobs.outside(name, value, limits[key])) is not None:
-                issues.append(ConfigIssue(str(settings.file), _where(trial, name, settings), f"{name}: {why}"))
+            if limits[key] and not knobs.takes(name, value, limits[key]):
+                _, _, values = refused.setdefault(_where(trial, name, settings), (name, machine, []))
+                values.append(value)
     if problems:
         raise KnobError(*(f"{settings.file}: {problem}" for problem in dict.fromkeys(problems)))
-    if issues:
-        raise ConfigError(list({(issue.path, issue.message): issue for issue in issues}.values()))
+    if refused:
+        raise ConfigError([ConfigIssue(str(settings.file), where, _refusal(name, machine, values, where))
+                           for where, (name, machine, values) in refused.items()])
+
+
+def _refusal(name: str, machine: knobs.Machine, values: list[str], where: tuple[str | int, ...]) -> str:
+    """`gpu_power_limit_w: 150 is outside [200, 700], what ...`, with each GPU's limits and, for draws,
+    the `ranges` that keeps them inside."""
+    limits = knobs.allowed(name, machine)
+    distinct = list(dict.fromkeys(values))
+    said = f"{distinct[0]} is" if len(distinct) == 1 else f"{len(distinct)} planned draws ({', '.join(distinct)}) are"
+    text = f"{name}: {said} {'not one of' if name == 'cpu_governor' else 'outside'} {knobs.limits_text(name, limits)}"
+    if name in knobs.GPU_KNOBS:
+        each = knobs.allowed_by_gpu(name, machine)
+        text += " (" + ", ".join(f"GPU {gpu} [{knobs.shown(low)}, {knobs.shown(high)}]" for gpu, (low, high)
+                                 in each.items()) + "; energy.gpus, else CUDA_VISIBLE_DEVICES, chooses the GPUs)"
+    if "mutate" in where and name != "cpu_governor":
+        text += (f"; keep its draws inside with \"ranges\": {{\"{name}\": [{knobs.shown(float(limits[0]))}, "
+                 f"{knobs.shown(float(limits[1]))}]}}")
+    return text
 
 
 def _where(trial: Trial, name: str, settings: Settings) -> tuple[str | int, ...]:

@@ -68,23 +68,21 @@ def handles(nvml: ModuleType, gpus: Sequence[str] | None) -> list[tuple[str, Any
     return found
 
 
-def bounds(nvml: ModuleType, gpus: Sequence[str] | None, knob: str) -> tuple[float, float]:
-    """What every one of `gpus` takes: [low, high] W of the power limit, or MHz of the SM clock."""
-    lows, highs = [], []
+def bounds_each(nvml: ModuleType, gpus: Sequence[str] | None, knob: str) -> dict[str, tuple[float, float]]:
+    """{gpu: [low, high]} each of `gpus` takes: W of the power limit, or MHz of the SM clock."""
+    found = {}
     for gpu, handle in handles(nvml, gpus):
         try:
             if knob == "gpu_power_limit_w":
                 low_mw, high_mw = nvml.nvmlDeviceGetPowerManagementLimitConstraints(handle)
-                lows.append(low_mw / 1000)
-                highs.append(high_mw / 1000)
+                found[gpu] = (low_mw / 1000, high_mw / 1000)
             else:
                 memory = max(nvml.nvmlDeviceGetSupportedMemoryClocks(handle))
                 clocks = nvml.nvmlDeviceGetSupportedGraphicsClocks(handle, memory)
-                lows.append(min(clocks))
-                highs.append(max(clocks))
+                found[gpu] = (float(min(clocks)), float(max(clocks)))
         except Exception as error:
             raise KnobError(f"{knob} on GPU {gpu}: {nvml_why(error)}") from None
-    return max(lows), min(highs)
+    return found
 
 
 def may_set() -> str | None:

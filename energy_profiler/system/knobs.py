@@ -51,8 +51,8 @@ def why_not(name: str, machine: Machine) -> str | None:
 def allowed(name: str, machine: Machine) -> tuple[float, float] | tuple[str, ...]:
     """What the machine takes for `name`: [low, high] for a number, the governors offered for cpu_governor."""
     if name in GPU_KNOBS:
-        with nvml_session(machine.nvml) as nvml:
-            return gpu_knobs.bounds(nvml, machine.gpus, name)
+        each = allowed_by_gpu(name, machine)
+        return max(low for low, _ in each.values()), min(high for _, high in each.values())
     if name == "cpu_governor":
         offered = governor.available(machine.cpufreq_root)
         if not offered:
@@ -62,16 +62,25 @@ def allowed(name: str, machine: Machine) -> tuple[float, float] | tuple[str, ...
     return cpu_knobs.bounds(machine.cpufreq_root)
 
 
-def outside(name: str, canonical: str, limits: tuple[float, float] | tuple[str, ...]) -> str | None:
-    """Why a knob's value is not one the machine takes, or None."""
+def allowed_by_gpu(name: str, machine: Machine) -> dict[str, tuple[float, float]]:
+    """{gpu: [low, high]} of a GPU knob on each GPU the machine's trial measures."""
+    with nvml_session(machine.nvml) as nvml:
+        return gpu_knobs.bounds_each(nvml, machine.gpus, name)
+
+
+def takes(name: str, canonical: str, limits: tuple[float, float] | tuple[str, ...]) -> bool:
+    """Whether the machine takes a knob's value (a canonical string) within `allowed`'s limits."""
     if name == "cpu_governor":
-        return None if canonical in limits else \
-            f"'{canonical}' is not a governor these CPUs offer ({', '.join(str(choice) for choice in limits)})"
-    low, high = float(limits[0]), float(limits[1])
-    if low <= float(canonical) <= high:
-        return None
+        return canonical in limits
+    return float(limits[0]) <= float(canonical) <= float(limits[1])
+
+
+def limits_text(name: str, limits: tuple[float, float] | tuple[str, ...]) -> str:
+    """`[200, 700], what the GPUs measured take here`, or the governors the CPUs offer."""
+    if name == "cpu_governor":
+        return f"the governors these CPUs offer ({', '.join(str(choice) for choice in limits)})"
     where = "the GPUs measured take" if name in GPU_KNOBS else "every CPU takes"
-    return f"{canonical} is outside [{shown(low)}, {shown(high)}], what {where} here"
+    return f"[{shown(float(limits[0]))}, {shown(float(limits[1]))}], what {where} here"
 
 
 def shown(number: float) -> str:
