@@ -145,8 +145,12 @@ def test_model_overrides_merge_into_the_repository_spec() -> None:
     plain = repo.models["mlp"].hyperparameters["learning_rate"]
     assert (deep.default, plain.default) == (0.02, 0.05)
     assert (deep.low, deep.high, deep.distribution) == (plain.low, plain.high, "log_uniform")
+    # The registry's system knobs follow each model's own hyperparameters, flagless and without a default.
     assert list(repo.models["mlp"].hyperparameters) == ["epochs", "learning_rate", "batch_size", "dropout",
-                                                        "weight_decay", "seed"]
+                                                        "weight_decay", "seed", "gpu_power_limit_w",
+                                                        "gpu_sm_clock_mhz", "cpu_max_freq_khz", "cpu_governor"]
+    knob = repo.models["mlp"].hyperparameters["gpu_power_limit_w"]
+    assert (knob.knob, knob.flag, knob.default, knob.default_text) == (True, "", None, "")
 
 
 def test_a_broken_registry_stops_every_command(write_json: Callable[[str, Any], Path]) -> None:

@@ -41,7 +41,7 @@ from energy_profiler.energy.perf import PerfSpare
 from energy_profiler.energy.recorder import EnergyPlan
 from energy_profiler.energy.selection import EnergySetupError, Hardware, choose
 from energy_profiler.errors import ExitCode, ToolExit
-from energy_profiler.execution.knob_keeper import check_on_machine
+from energy_profiler.execution.knob_keeper import check_on_machine, trial_knobs
 from energy_profiler.execution.run_folder import finished_records
 from energy_profiler.execution.runtime import Output, StopRequest
 from energy_profiler.execution.session import run_session
@@ -135,6 +135,10 @@ def execute(app: AppContext, registry: Registry, settings: Settings, plan: Plan,
         raise ToolExit(foreign)
     executor = settings.executor if app.executor is None else LOCAL if app.executor == LOCAL else \
         settings.executor if isinstance(settings.executor, SlurmOptions) else SlurmOptions()
+    if isinstance(executor, SlurmOptions) and (knobs := sorted({name for trial in plan.trials
+                                                                 for name in trial_knobs(trial)})):
+        raise ToolExit(f"{settings.file}: {', '.join(knobs)}: system knobs, which a Slurm campaign cannot set on its "
+                       "nodes; run it with --executor local")
     if isinstance(executor, SlurmOptions):  # the nodes prepare themselves: governor and energy are theirs
         from energy_profiler.cli.slurm_run import execute_on_slurm  # noqa: PLC0415 - it imports this module
 
