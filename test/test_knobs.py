@@ -312,7 +312,8 @@ def test_mutate_all_leaves_knobs_out_and_a_parallel_row_says_the_background_shar
     settings = write_json("p.json", {"experiment_name": "par", "knob_settle_s": 0, "grace_s": 1, "experiments": [
         {"mode": "parallel", "foreground": {"repo": "fake", "model": "tiny",
                                             "hyperparameters": {"gpu_power_limit_w": 210}},
-         "background": {"repo": "fake", "model": "tiny"}}]})
+         # The first background shares GPU 0 with the foreground; the second runs on GPU 1, outside the knob.
+         "background": [{"repo": "fake", "model": "tiny"}, {"repo": "fake", "model": "tiny", "gpus": [1]}]}]})
     result = invoke("--registry", models, "--results-dir", tmp_path / "r", "run", settings)
     assert result.exit_code == 0, result.output
     [row] = rows(only_run_dir(tmp_path / "r"))

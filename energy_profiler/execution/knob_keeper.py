@@ -140,14 +140,17 @@ class KnobKeeper:
 
 
 def describe(readings: Mapping[str, Mapping[str, Any]], trial: Trial) -> str:
-    """`GPU 0, 1; 4 CPUs`, and in parallel mode who shares them: `(shared with background bg/tiny)`."""
+    """`GPU 0, 1; 4 CPUs`, and in parallel mode the backgrounds on those devices: `(shared with background
+    bg/tiny)` (every background shares the CPUs; a GPU, where its CUDA_VISIBLE_DEVICES, or none, lets it see one)."""
     gpus = list(dict.fromkeys(gpu for name in knobs.GPU_KNOBS for gpu in readings.get(name, {})))
     cpus = list(dict.fromkeys(cpu for name in knobs.CPU_KNOBS for cpu in readings.get(name, {})))
     parts = ([f"GPU {', '.join(gpus)}"] if gpus else []) + ([f"{len(cpus)} CPUs"] if cpus else [])
-    shared = _shared(trial.background)
-    return "; ".join(parts) + (f" (shared with background {shared})" if shared else "")
+    shared = [f"{run.repo}/{run.model}" for run in trial.background if cpus or _sees_any(run, gpus)]
+    return "; ".join(parts) + (f" (shared with background {', '.join(shared)})" if shared else "")
 
 
-def _shared(background: Sequence[Any]) -> str:
-    return ", ".join(f"{run.repo}/{run.model}" for run in background)
-
+def _sees_any(run: Any, gpus: Sequence[str]) -> bool:
+    visible = dict(run.env).get("CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES"))
+    if visible is None:
+        return True  # it sees every GPU
+    return bool({part.strip() for part in visible.split(",")} & set(gpus))
