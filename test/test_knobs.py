@@ -305,10 +305,20 @@ def test_knobs_in_a_background_or_a_slurm_campaign_are_refused_at_their_path(
 def test_mutate_all_leaves_knobs_out_and_a_parallel_row_says_the_background_shares_them(
         machine: Path, write_json: Callable[[str, Any], Path], tmp_path: Path) -> None:
     models = registry(write_json, knob_repo(machine, "sleep", 0.5))
-    plan = invoke("--registry", models, "plan", write_json("all.json", {"experiment_name": "all", "experiments": [
-        {"mode": "mutation", "repo": "fake", "model": "tiny", "mutate": ["all"]}]}), "--format", "json")
+    everything = write_json("all.json", {"experiment_name": "all", "experiments": [
+        {"mode": "mutation", "repo": "fake", "model": "tiny", "mutate": ["all"]}]})
+    plan = invoke("--registry", models, "plan", everything, "--format", "json")
     assert plan.exit_code == 0, plan.output
     assert json.loads(plan.stdout)[0]["mutated"] == "learning_rate;epochs"
+    plan = invoke("--registry", models, "plan", everything)
+    assert ("experiments[0]: mutate all leaves the system knobs gpu_power_limit_w, gpu_sm_clock_mhz, cpu_max_freq_khz, "
+            'cpu_governor as the machine has them; to draw one, name it beside all: ["all", "gpu_power_limit_w"]'
+            in " ".join(plan.output.split()))
+    plan = invoke("--registry", models, "plan", write_json("all_and.json", {"experiment_name": "a", "experiments": [
+        {"mode": "mutation", "repo": "fake", "model": "tiny", "mutate": ["all", "gpu_power_limit_w"]}]}),
+        "--format", "json")
+    assert plan.exit_code == 0, plan.output
+    assert json.loads(plan.stdout)[0]["mutated"] == "learning_rate;epochs;gpu_power_limit_w"
     settings = write_json("p.json", {"experiment_name": "par", "knob_settle_s": 0, "grace_s": 1, "experiments": [
         {"mode": "parallel", "foreground": {"repo": "fake", "model": "tiny",
                                             "hyperparameters": {"gpu_power_limit_w": 210}},

@@ -60,7 +60,8 @@ BAD_FILES: list[tuple[dict[str, Any], list[str]]] = [
       "(did you mean 'learning_rate'?)"]),
     (settings(mutation(hyperparameters={"learning_rate": 0.01})),
      ["experiments[0].mutate[0]: 'learning_rate' is both mutated and fixed in hyperparameters"]),
-    (settings(mutation(mutate=["all", "epochs"])), ["experiments[0].mutate[0]: 'all' must be the only item of mutate"]),
+    (settings(mutation(mutate=["all", "epochs"])), ["experiments[0].mutate[0]: 'all' already draws 'epochs': beside "
+                                                    "'all', name only what it leaves out (seeds and system knobs)"]),
     (settings(mutation(mutate=["epochs"], hyperparameters={"learning_rate": 0.01}, runs_per_config=25)),
      ["experiments[0].runs_per_config: asks for 25 unique combinations of epochs, but only 19 exist"]),
     (settings({"mode": "parallel", "foreground": {"repo": "examples", "model": "mlp"},

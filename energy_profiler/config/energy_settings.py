@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 DEFAULT_BACKGROUND_BASELINE_S = 5.0
 
@@ -20,3 +21,14 @@ class EnergySettings:
     background_baseline_s: float = DEFAULT_BACKGROUND_BASELINE_S
     require: tuple[str, ...] = ()
     cpu_tdp_w: float | None = None
+
+
+def energy_settings(block: dict[str, Any]) -> EnergySettings:
+    """The schema-valid `energy` block as EnergySettings (absent keys take the defaults)."""
+    values: dict[str, Any] = {key: block[key] for key in ("cpu", "gpu", "interval_s", "gpu_interval_s", "baseline_s",
+                                                          "background_baseline_s", "cpu_tdp_w") if key in block}
+    if "gpus" in block:
+        values["gpus"] = tuple(str(gpu) for gpu in block["gpus"])
+    if "require" in block:
+        values["require"] = tuple(block["require"])
+    return EnergySettings(**values)

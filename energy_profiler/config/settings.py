@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from energy_profiler.config.budget import Budget, budget_issues, budget_settings
 from energy_profiler.config.carbon import CarbonSettings, carbon_issues, carbon_settings
-from energy_profiler.config.energy_settings import EnergySettings
+from energy_profiler.config.energy_settings import EnergySettings, energy_settings
 from energy_profiler.config.errors import ConfigError, ConfigIssue, broken_under, did_you_mean, suggest_name
 from energy_profiler.config.executor import LOCAL, Executor, executor_from_document
 from energy_profiler.config.hyperparams import HyperparameterSpec
@@ -71,6 +71,8 @@ class Experiment:
     warmup_s: float = 0.0
     seeds_left_out: tuple[str, ...] = ()
     """Seeds (`"seed": true` in the registry) that `mutate: ["all"]` did not draw."""
+    knobs_left_out: tuple[str, ...] = ()
+    """System knobs that `mutate: ["all"]` did not draw (name them beside it to draw them)."""
     runs_total: int | None = None
     """Top up to this many successful runs (`runs_total`): the plan runs it minus those the history holds."""
 
@@ -274,6 +276,7 @@ def _check_experiment(
         background=tuple(background),
         warmup_s=float(entry.get("warmup_s", 0.0)),
         seeds_left_out=checked.seeds_left_out,
+        knobs_left_out=checked.knobs_left_out,
         runs_total=entry.get("runs_total"),
     )
     return experiment, []
@@ -285,6 +288,7 @@ class _CheckedWorkload:
     mutate: tuple[str, ...]
     issues: list[ConfigIssue]
     seeds_left_out: tuple[str, ...] = ()
+    knobs_left_out: tuple[str, ...] = ()
 
 
 def _check_workload(entry: Any, where: tuple[str | int, ...], file: str, registry: Registry, *,
@@ -352,19 +356,26 @@ def _check_workload(entry: Any, where: tuple[str | int, ...], file: str, registr
 
     mutate: list[str] = []
     seeds_left_out: list[str] = []
+    knobs_left_out: list[str] = []
     listed = entry.get("mutate", []) if may_mutate and sound("mutate") else []
     for position, hp_name in enumerate(listed if isinstance(listed, list) else []):
         mutate_where = (*where, "mutate", position)
         if not isinstance(hp_name, str) or not sound("mutate", position):
             continue
         if hp_name == MUTATE_ALL:
-            if len(listed) > 1:
-                issues.append(ConfigIssue(file, mutate_where, "'all' must be the only item of mutate"))
             # A seed drawn beside the others would add run-to-run noise to every other effect; a
-            # system knob changes the machine (and needs root), so it is drawn only when named.
+            # system knob changes the machine (and needs root), so it is drawn only when named, here
+            # beside 'all' too.
+            named = {name for name in listed if isinstance(name, str) and name != MUTATE_ALL}
+            if extra := [name for name in named if name not in specs or not (specs[name].seed or specs[name].knob)]:
+                issues.append(ConfigIssue(file, mutate_where, f"'all' already draws {extra[0]!r}: beside 'all', "
+                                          "name only what it leaves out (seeds and system knobs)"))
             mutate.extend(name for name in specs if name not in fixed and not specs[name].seed
                           and not specs[name].knob)
-            seeds_left_out.extend(name for name in specs if name not in fixed and specs[name].seed)
+            seeds_left_out.extend(name for name in specs if name not in fixed and name not in named
+                                  and specs[name].seed)
+            knobs_left_out.extend(name for name in specs if name not in fixed and name not in named
+                                  and specs[name].knob)
             continue
         if hp_name not in specs:
             hint = suggest_name(hp_name, aliases)
@@ -386,18 +397,7 @@ def _check_workload(entry: Any, where: tuple[str | int, ...], file: str, registr
     workload = Workload(repo=repo.name, model=model.name, fixed=fixed, env=env,
                         gpu_memory_mib=entry.get("gpu_memory_mib", model.gpu_memory_mib),
                         restart_delay_s=float(entry.get("restart_delay_s", 0.0)), ranges=ranges[0])
-    return _CheckedWorkload(workload, tuple(mutate), issues, tuple(seeds_left_out))
-
-
-def energy_settings(block: dict[str, Any]) -> EnergySettings:
-    """The schema-valid `energy` block as EnergySettings (absent keys take the defaults)."""
-    values: dict[str, Any] = {key: block[key] for key in ("cpu", "gpu", "interval_s", "gpu_interval_s", "baseline_s",
-                                                          "background_baseline_s", "cpu_tdp_w") if key in block}
-    if "gpus" in block:
-        values["gpus"] = tuple(str(gpu) for gpu in block["gpus"])
-    if "require" in block:
-        values["require"] = tuple(block["require"])
-    return EnergySettings(**values)
+    return _CheckedWorkload(workload, tuple(mutate), issues, tuple(seeds_left_out), tuple(knobs_left_out))
 
 
 def _dedup(value: bool | dict[str, Any]) -> bool | tuple[str, ...]:

@@ -138,6 +138,8 @@ class Plan:
     history_tables: tuple[tuple[str, int, int, int], ...] = ()
     """(file, rows read, rows comparable, draws skipped) for each history table that exists."""
     seeds_left_out: tuple[tuple[int, tuple[str, ...]], ...] = ()
+    knobs_left_out: tuple[tuple[int, tuple[str, ...]], ...] = ()
+    """(experiment index, system knobs that `mutate: ["all"]` left as the machine has them)."""
     """(experiment index, seeds that `mutate: ["all"]` left at their value)."""
     top_ups: tuple[TopUp, ...] = ()
     """What each `runs_total` experiment found in its history, and so planned."""
@@ -169,6 +171,9 @@ class Plan:
         seeds = [f"experiments[{index}]: mutate all leaves {', '.join(names)} out (a seed in the registry: "
                  "drawn, it would mix run-to-run noise into every effect); name it in mutate to draw it"
                  for index, names in self.seeds_left_out]
+        seeds += [f"experiments[{index}]: mutate all leaves the system knobs {', '.join(names)} as the machine has "
+                  f"them; to draw one, name it beside all: [\"all\", \"{names[0]}\"]"
+                  for index, names in self.knobs_left_out]
         return self.history_lines() + [top_up.line() for top_up in self.top_ups] + seeds
 
     def history_lines(self) -> list[str]:
@@ -251,7 +256,8 @@ def build_plan(settings: Settings, registry: Registry, seed: int, python: str = 
     return Plan(seed=seed, seed_was_drawn=settings.seed is None, trials=tuple(trials), history_skips=tuple(skips),
                 history_files=tuple(str(path) for path in history.files) if history and deduped else (),
                 history_tables=tables, top_ups=tuple(top_ups),
-                seeds_left_out=tuple((e.index, e.seeds_left_out) for e in settings.experiments if e.seeds_left_out))
+                seeds_left_out=tuple((e.index, e.seeds_left_out) for e in settings.experiments if e.seeds_left_out),
+                knobs_left_out=tuple((e.index, e.knobs_left_out) for e in settings.experiments if e.knobs_left_out))
 
 
 def _configuration(specs: Mapping[str, HyperparameterSpec], fixed: Mapping[str, str], *,
