@@ -134,6 +134,11 @@ def test_a_campaign_mutating_gpu_and_cpu_knobs_records_them_requested_and_applie
     record = json.loads((run_dir / table[0]["trial"] / "experiment.json").read_text())
     assert "--gpu_power_limit_w" not in " ".join(record["argv"]) and "gpu_power_limit_w" in record["hyperparameters"]
     assert record["knobs"]["applied"]["cpu_max_freq_khz"] == dict.fromkeys(CPUS, int(table[0]["hp_cpu_max_freq_khz"]))
+    # What the machine had: the study's baseline, kept with the trial.
+    assert record["knobs"]["before"]["gpus"] == {"0": {"power_limit_mw": 700_000}}
+    assert record["knobs"]["before"]["cpu_max_freq_khz"] == dict.fromkeys(CPUS, CAP_BEFORE_KHZ)
+    assert f"[1] set gpu_power_limit_w={table[0]['hp_gpu_power_limit_w']} (GPU 0), cpu_max_freq_khz=" in result.stdout
+    assert "[1] restored the system knobs: GPU 0; the frequency cap of 4 CPUs" in result.stdout
     assert untouched(machine) and "1" not in driver(machine)["power_limit_mw"]  # GPU 1 is not measured: left alone
     assert driver(machine)["power_limit_mw"]["0"] == 700_000  # written back, not merely left at a default
     assert not (tmp_path / "r" / ".running").exists()
@@ -175,8 +180,8 @@ def test_a_knob_value_the_machine_does_not_take_is_refused_before_anything_runs(
     result = invoke("--registry", registry(write_json, knob_repo(machine)), "--results-dir", tmp_path / "r",
                     "run", settings)
     assert result.exit_code == 2, result.output
-    assert (f"{settings}: experiments[0].hyperparameters.gpu_power_limit_w: gpu_power_limit_w: 150 is outside "
-            "[200, 700], what the GPUs measured take here") in result.stderr
+    assert (f"{settings}: experiments[0].hyperparameters.gpu_power_limit_w: 150 is outside [200, 700], what the GPUs "
+            "measured take here") in result.stderr
     assert (f"{settings}: experiments[1].mutate[1]: cpu_max_freq_khz: ") in result.stderr
     assert ('is outside [800000, 3500000], what every CPU takes here; keep its draws inside with "ranges": '
             '{"cpu_max_freq_khz": [800000, 3500000]}') in result.stderr
@@ -222,8 +227,10 @@ def test_a_user_without_root_is_told_by_doctor_and_run_which_knobs_need_it(
     assert doctor_code == 2 and run_code == 2, (doctor_out, run_err)
     needs_root = "setting a GPU's power limit or clocks needs root: run mutation.py with sudo"
     assert needs_root in " ".join(doctor_out.split()) and needs_root in run_err
-    assert "cpu_max_freq_khz cannot be set here:" in run_err and "is not writable: run mutation.py with sudo" in run_err
-    assert f"{settings}: gpu_power_limit_w cannot be set here" in run_err
+    assert (f"{settings}: experiments[0].hyperparameters.cpu_max_freq_khz: cannot be set here: "
+            f"{machine / 'cpu' / 'cpu0' / 'cpufreq' / 'scaling_max_freq'} is not writable: run mutation.py with sudo"
+            ) in run_err
+    assert f"{settings}: experiments[0].hyperparameters.gpu_power_limit_w: cannot be set here: {needs_root}" in run_err
     assert not (machine / "results").exists() and untouched(machine)
     # list shows what the machine takes even so, and that this user cannot set it.
     assert ("gpu_power_limit_w  [100, 300], no default: left as the machine has it; here: GPU 0 [200, 700], "
@@ -264,7 +271,7 @@ def test_knobs_are_restored_after_a_signal_by_the_campaign_its_watchdog_or_clean
     log = only_run_dir(results) / "session.log"
     if how == "sigterm":  # the campaign restores them itself on its way out; its watchdog finds nothing to do
         assert tool.returncode == 143 and untouched(machine), (caps(machine), governors(machine), driver(machine))
-        assert "restored the system knobs" not in (log.read_text() if log.exists() else "")
+        assert "[1] restored the system knobs: GPU 0" in log.read_text() and "watchdog:" not in log.read_text()
         return
     if how == "sigkill":
         assert wait_for(lambda: untouched(machine), 10), (caps(machine), governors(machine), driver(machine))

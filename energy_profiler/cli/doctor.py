@@ -97,7 +97,8 @@ def doctor_command(settings_file: Path | None) -> None:
         click.echo("")
     click.echo(format_table(["device", "backend", "usable", "why"], rows, width))
     click.echo("")
-    knob_rows = [[name, "yes" if why is None else "no", why or "root, and the driver answers its limits"]
+    knob_rows = [[name, "yes" if why is None else "no", why or ("root, and the driver answers its limits"
+                                                               if name.startswith("gpu") else "cpufreq files writable")]
                  for name, why in doctor_lines()]
     click.echo(format_table(["system knob", "settable", "why"], knob_rows, width))
     click.echo("")

@@ -37,8 +37,9 @@ def knob_issues(document: dict[str, Any], file: str, registry: Registry) -> list
                        if isinstance(name, str) and name in registry.knobs] if isinstance(listed, list) else []
             for tail, name in fixed + mutated:
                 if "background" in where:
-                    issues.append(ConfigIssue(file, (*where, *tail), f"'{name}' is a system knob: it is set on the "
-                                              "machine for the measured foreground (the background shares it)"))
+                    issues.append(ConfigIssue(file, (*where, *tail), f"'{name}' is a system knob, which only the "
+                                              "measured foreground may set (a background shares its machine): "
+                                              "move it to the foreground"))
                 elif slurm:
                     issues.append(ConfigIssue(file, (*where, *tail), f"'{name}' is a system knob, which a Slurm "
                                               "campaign cannot set on its nodes; run this experiment locally"))

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from energy_profiler.config.errors import ConfigError, ConfigIssue
+from energy_profiler.config.errors import ConfigError, ConfigIssue, format_path
 from energy_profiler.config.settings import Settings
 from energy_profiler.energy.selection import gpus_for
 from energy_profiler.execution.runtime import StopRequest, sleep_unless_stopped
@@ -53,7 +53,9 @@ def check_on_machine(plan: Plan, settings: Settings) -> None:
             key = (name, machine.gpus if name in knobs.GPU_KNOBS else None)
             if key not in limits:
                 if (why := knobs.why_not(name, machine)) is not None:
-                    problems.append(f"{name} cannot be set here: {why}")
+                    where = _where(trial, name, settings)
+                    named = "" if where[-1] == name else f"{name} "  # a mutate entry's path does not name it
+                    problems.append(f"{format_path(where)}: {named}cannot be set here: {why}")
                     limits[key] = ()
                     continue
                 limits[key] = knobs.allowed(name, machine)
@@ -73,7 +75,8 @@ def _refusal(name: str, machine: knobs.Machine, values: list[str], where: tuple[
     limits = knobs.allowed(name, machine)
     distinct = list(dict.fromkeys(values))
     said = f"{distinct[0]} is" if len(distinct) == 1 else f"{len(distinct)} planned draws ({', '.join(distinct)}) are"
-    text = f"{name}: {said} {'not one of' if name == 'cpu_governor' else 'outside'} {knobs.limits_text(name, limits)}"
+    named = "" if where[-1] == name else f"{name}: "  # a mutate entry's path does not name the knob
+    text = f"{named}{said} {'not one of' if name == 'cpu_governor' else 'outside'} {knobs.limits_text(name, limits)}"
     if name in knobs.GPU_KNOBS:
         each = knobs.allowed_by_gpu(name, machine)
         text += " (" + ", ".join(f"GPU {gpu} [{knobs.shown(low)}, {knobs.shown(high)}]" for gpu, (low, high)
@@ -114,27 +117,30 @@ class KnobKeeper:
             yield None
             return
         machine = machine_for(trial, self.settings)
-        self.recorded = knobs.merged(self.recorded, knobs.originals(list(values), machine))
+        before = knobs.originals(list(values), machine)
+        self.recorded = knobs.merged(self.recorded, before)
         self.ledger.set_knobs(self.recorded)  # before the first change: a kill from here on still restores
         try:
             readings = knobs.apply(values, machine)
             applies_to = describe(readings, trial)
-            shown = ", ".join(f"{name}={value}" for name, value in values.items())
-            self.say(f"[{trial.index}] set {shown} on {applies_to}; settling {self.settings.knob_settle_s:g} s")
+            shown = ", ".join(f"{name}={value} ({_devices(readings.get(name, {}))})" for name, value in values.items())
+            self.say(f"[{trial.index}] set {shown}{_shared_note(applies_to)}; "
+                     f"settling {self.settings.knob_settle_s:g} s")
             sleep_unless_stopped(self.settings.knob_settle_s, self.stop)
-            yield KnobsApplied(readings, applies_to, self.settings.knob_settle_s)
+            yield KnobsApplied(readings, applies_to, self.settings.knob_settle_s, before=before)
         finally:
-            self.restore()
+            self.restore(f"[{trial.index}] ")
 
-    def restore(self) -> None:
-        """Write back what was changed (nothing when nothing is); the ledger forgets it once done."""
+    def restore(self, prefix: str = "") -> None:
+        """Write back what was changed (nothing when nothing is), saying so; the ledger forgets it once done."""
         if not self.recorded:
             return
         lines = knobs.restore_recorded(self.recorded)
         if any(not line.startswith("restored") for line in lines):
             for line in lines:
-                self.say(f"warning: {line}; `mutation.py cleanup` tries again")
+                self.say(f"{prefix}warning: {line}; `mutation.py cleanup` tries again")
             return  # left in the ledger for cleanup
+        self.say(prefix + lines[0])
         self.recorded = {}
         self.ledger.set_knobs(None)
 
@@ -147,6 +153,18 @@ def describe(readings: Mapping[str, Mapping[str, Any]], trial: Trial) -> str:
     parts = ([f"GPU {', '.join(gpus)}"] if gpus else []) + ([f"{len(cpus)} CPUs"] if cpus else [])
     shared = [f"{run.repo}/{run.model}" for run in trial.background if cpus or _sees_any(run, gpus)]
     return "; ".join(parts) + (f" (shared with background {', '.join(shared)})" if shared else "")
+
+
+def _devices(by_device: Mapping[str, Any]) -> str:
+    """`GPU 0, 1` or `4 CPUs`: the devices a knob was set on."""
+    names = list(by_device)
+    if names and all(name.startswith("cpu") for name in names):
+        return f"{len(names)} CPUs"
+    return f"GPU {', '.join(names)}"
+
+
+def _shared_note(applies_to: str) -> str:
+    return applies_to[applies_to.index(" (shared"):] if " (shared" in applies_to else ""
 
 
 def _sees_any(run: Any, gpus: Sequence[str]) -> bool:

@@ -28,6 +28,8 @@ class KnobsApplied:
     applies_to: str = ""
     """The devices, and in parallel mode that the backgrounds share them: `GPU 0 (shared with ...)`."""
     settle_s: float = 0.0
+    before: dict[str, Any] = field(default_factory=dict)
+    """What the machine had before the trial set them (written back after it): the baseline of the study."""
 
     def cells(self) -> dict[str, object]:
         """The row's cells: one value where every device reads the same, else each joined by `;`."""
@@ -41,12 +43,13 @@ class KnobsApplied:
         return cells
 
     def to_json(self) -> dict[str, Any]:
-        return {"applied": self.applied, "applies_to": self.applies_to, "settle_s": self.settle_s}
+        return {"applied": self.applied, "applies_to": self.applies_to, "settle_s": self.settle_s,
+                "before": self.before}
 
     @classmethod
     def from_json(cls, document: dict[str, Any]) -> KnobsApplied:
         return cls(applied=document.get("applied", {}), applies_to=document.get("applies_to", ""),
-                   settle_s=float(document.get("settle_s", 0.0)))
+                   settle_s=float(document.get("settle_s", 0.0)), before=document.get("before", {}))
 
 
 def _plain(value: object) -> object:

@@ -124,7 +124,7 @@ def restore(nvml: ModuleType, recorded: dict[str, dict[str, Any]]) -> list[str]:
         try:
             if "power_limit_mw" in previous:
                 nvml.nvmlDeviceSetPowerManagementLimit(handle, int(previous["power_limit_mw"]))
-            if previous.get("clocks_locked"):
+            if previous.get("reset_locked_clocks"):
                 nvml.nvmlDeviceResetGpuLockedClocks(handle)
         except Exception as error:
             problems.append(f"could not restore GPU {gpu}: {nvml_why(error)}")

@@ -97,7 +97,7 @@ def originals(names: Sequence[str], machine: Machine) -> dict[str, Any]:
         if "gpu_power_limit_w" not in names:
             gpus = {gpu: {} for gpu in gpus}
         if "gpu_sm_clock_mhz" in names:
-            gpus = {gpu: {**values, "clocks_locked": True} for gpu, values in gpus.items()}
+            gpus = {gpu: {**values, "reset_locked_clocks": True} for gpu, values in gpus.items()}
         record["gpus"] = gpus
     if any(name in CPU_KNOBS for name in names):
         record["cpufreq_root"] = str(machine.cpufreq_root)
