@@ -356,3 +356,12 @@ def test_rows_from_before_the_registry_had_knobs_stay_in_the_history_as_the_mach
     planned = invoke("--registry", registry(write_json, knob_repo(machine, "ok")), "--results-dir", tmp_path / "r",
                      "plan", with_knob)
     assert planned.exit_code == 0, planned.output  # at another power limit, every epochs value is new again
+    ran = invoke("--registry", registry(write_json, knob_repo(machine, "ok")), "--results-dir", tmp_path / "r",
+                 "run", with_knob)
+    assert ran.exit_code == 0, ran.output
+    # The report keeps the two apart, the first as the machine's own setting rather than an empty value.
+    report = invoke("--registry", registry(write_json, knob_repo(machine, "ok")), "report", tmp_path / "r",
+                    "--no-plots", "-o", tmp_path / "report")
+    assert report.exit_code == 0, report.output
+    page = (tmp_path / "report" / "report.md").read_text()
+    assert "| gpu_power_limit_w=machine's |" in page and "| gpu_power_limit_w=250 |" in page

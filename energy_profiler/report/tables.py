@@ -16,6 +16,7 @@ from typing import cast
 import numpy as np
 import pandas as pd
 
+from energy_profiler.model.knob_fields import APPLIED_COLUMNS
 from energy_profiler.report.frame import as_numbers, mutated_names, mutated_together
 from energy_profiler.report.stats import Correlation, spearman, spread
 
@@ -117,6 +118,10 @@ DRAWN = "*"
 """A hyperparameter's state in `_context` where it was mutated (drawn) in the trial."""
 
 
+MACHINE_OWN_STATE = "machine's"
+"""A system knob's state in a trial that did not set it."""
+
+
 def add_contexts(table: pd.DataFrame) -> pd.DataFrame:
     """`_context`: what a trial held fixed that other trials of its repository and model did not.
 
@@ -143,6 +148,8 @@ def add_contexts(table: pd.DataFrame) -> pd.DataFrame:
             # older tool wrote the registry's default; this tool leaves the cell empty).
             left = unpassed.map({cell: name in names for cell, names in unpassed_sets.items()}).to_numpy(dtype=bool)
             state = np.where(drawn, DRAWN, np.where(left, "", group[column].astype(str).to_numpy()))
+            if name in APPLIED_COLUMNS:  # a knob not set: the machine's own setting, not a missing value
+                state = np.where(state == "", MACHINE_OWN_STATE, state)
             if len(set(state.tolist())) > 1:
                 parts.append(np.char.add(f"{name}=", state.astype(str)))
         if parts:
