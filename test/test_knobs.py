@@ -195,6 +195,10 @@ def test_a_knob_value_the_machine_does_not_take_is_refused_before_anything_runs(
     # The same refusal from doctor, the pre-flight check.
     doctor = invoke("--registry", registry(write_json, knob_repo(machine)), "doctor", settings)
     assert doctor.exit_code == 2 and "gpu_power_limit_w: 150 is outside [200, 700]" in doctor.stdout
+    # plan shows the trials, and notes what `run` here would refuse.
+    planned = invoke("--registry", registry(write_json, knob_repo(machine)), "plan", settings)
+    assert planned.exit_code == 0 and "note: `run` on this machine would refuse these system knobs:" in planned.stderr
+    assert "gpu_power_limit_w: 150 is outside [200, 700]" in planned.stderr
 
 
 def test_a_user_without_root_is_told_by_doctor_and_run_which_knobs_need_it(
@@ -278,6 +282,13 @@ def test_knobs_are_restored_after_a_signal_by_the_campaign_its_watchdog_or_clean
         assert "restored the system knobs: GPU 0" in log.read_text()
         return
     assert not untouched(machine)
+    # status and doctor say what the dead campaign left changed, and the command that writes it back.
+    left = (f"warning: campaign {tool.pid} died leaving the knobs of GPU 0, the CPUs' frequency cap, the CPUs' "
+            f"governor changed; to write it back: ")
+    status = invoke("--results-dir", results, "status", only_run_dir(results))
+    assert left in status.stdout and f"--results-dir {results} cleanup" in status.stdout, status.stdout
+    doctor = invoke("--results-dir", results, "doctor")
+    assert left in doctor.stdout, doctor.stdout
     cleaned = invoke("--results-dir", results, "cleanup")
     assert cleaned.exit_code == 0, cleaned.output
     assert ("restored the system knobs: GPU 0; the frequency cap of 4 CPUs; the governor of 4 CPUs"

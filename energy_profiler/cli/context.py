@@ -6,6 +6,7 @@ import json
 import math
 import os
 import secrets
+import shlex
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -255,6 +256,11 @@ def energy_arguments(overrides: dict[str, Any]) -> list[str]:
 def option_text(value: object) -> str:
     """An option's value as the command line gives it; a float in its shortest form that reads back exactly."""
     return repr(value).removesuffix(".0") if isinstance(value, float) else str(value)
+
+
+def cleanup_command(results_root: Path) -> str:
+    """The command that ends what dead campaigns of `results_root` left running and writes back what they changed."""
+    return shlex.join([*invocation(), "--results-dir", str(results_root.absolute()), "cleanup"])
 
 
 def invocation() -> list[str]:

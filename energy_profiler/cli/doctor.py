@@ -15,6 +15,7 @@ import click
 
 from energy_profiler.cli.context import (
     AppContext,
+    cleanup_command,
     energy_options,
     energy_problem_source,
     global_options,
@@ -39,6 +40,7 @@ from energy_profiler.energy.selection import (
 from energy_profiler.errors import ExitCode, ended
 from energy_profiler.execution.knob_keeper import check_on_machine
 from energy_profiler.execution.slurm_jobs import SlurmError, describe_cluster
+from energy_profiler.process.ledger import left_changed
 from energy_profiler.system.gpu_knobs import KnobError
 
 REASON_INDENT = "    "
@@ -101,6 +103,9 @@ def doctor_command(settings_file: Path | None) -> None:
                                                                if name.startswith("gpu") else "cpufreq files writable")]
                  for name, why in doctor_lines()]
     click.echo(format_table(["system knob", "settable", "why"], knob_rows, width))
+    for line in left_changed(app.results_dir):
+        click.echo(fitted(f"warning: {line}; to write it back: {cleanup_command(app.results_dir)}", width,
+                          REASON_INDENT))
     click.echo("")
     for line in choice.describe():
         click.echo(fitted(line, width, REASON_INDENT))

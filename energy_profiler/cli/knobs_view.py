@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from energy_profiler.cli.tables import fitted
 from energy_profiler.config.hyperparams import HyperparameterSpec
 from energy_profiler.config.registry import Registry
 from energy_profiler.config.system_knobs import KNOB_KINDS, KNOB_NAMES
@@ -41,7 +42,7 @@ def declared(spec: HyperparameterSpec) -> str:
     return f"{shown}, {default}"
 
 
-def knob_lines(registry: Registry) -> list[str]:
+def knob_lines(registry: Registry, width: int | None = None) -> list[str]:
     """`list`'s block: each knob declared, with what this machine takes and who may set it."""
     if not registry.knobs:
         return []
@@ -51,7 +52,7 @@ def knob_lines(registry: Registry) -> list[str]:
         machine_says = ("here: " + _shown(name, allowed)) if allowed is not None else f"here: {why_not}"
         if allowed is not None and why_not:
             machine_says += f" (cannot be set by this process: {why_not})"
-        lines.append(f"  {name}  {declared(spec)}; {machine_says}")
+        lines.append(fitted(f"  {name}  {declared(spec)}; {machine_says}", width, "      "))
     return lines
 
 

@@ -75,7 +75,8 @@ def registry_document(registry: Registry) -> dict[str, Any]:
 
 CSV_HEADERS = ["repo", "model", "kind", "name", "flag", "type", "default", "low", "high", "limit_low", "limit_high",
                "values", "distribution", "zero_probability", "precision", "seed", "pattern", "required"]
-"""One row per model and hyperparameter (kind `hyperparameter`) or metric (kind `metric`)."""
+"""One row per model and hyperparameter (kind `hyperparameter`, or `knob` for the registry's system knobs, which
+every model has) or metric (kind `metric`)."""
 
 
 def csv_rows(registry: Registry) -> list[list[object]]:
@@ -87,7 +88,8 @@ def csv_rows(registry: Registry) -> list[list[object]]:
                 low, high = entry["range"] or (None, None)
                 limit_low, limit_high = entry["limits"] or (None, None)
                 values = ";".join(format_value(value, spec.type) for value in spec.discrete_values or ())
-                rows.append([repo.name, model.name, "hyperparameter", spec.name, spec.flag, spec.type,
+                rows.append([repo.name, model.name, "knob" if spec.knob else "hyperparameter", spec.name, spec.flag,
+                             spec.type,
                              spec.default_text, low, high, limit_low, limit_high, values or None,
                              entry["distribution"], entry["zero_probability"], entry["precision"],
                              str(spec.seed).lower(), None, None])
@@ -124,7 +126,7 @@ def registry_text(registry: Registry, width: int | None = None) -> str:
         lines.append(f"  metrics: {', '.join(metrics) or '(none)'}")
         blocks.append("\n".join(lines))
     if registry.knobs:
-        blocks.append("\n".join(knob_lines(registry)))
+        blocks.append("\n".join(knob_lines(registry, width)))
     return "\n\n".join(blocks)
 
 

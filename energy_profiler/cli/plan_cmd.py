@@ -11,11 +11,14 @@ from energy_profiler.cli.context import AppContext, cooldown_in, forecast_histor
 from energy_profiler.cli.display import duration
 from energy_profiler.cli.tables import emit, fitted, format_option, format_table, terminal_width
 from energy_profiler.config.budget import LIMITS
+from energy_profiler.config.errors import ConfigError
 from energy_profiler.config.settings import Settings
+from energy_profiler.execution.knob_keeper import check_on_machine
 from energy_profiler.model.energy_fields import JOULES_PER_KWH
 from energy_profiler.model.rounding import rounded
 from energy_profiler.planning.forecast import Prediction, between_trials_s, predict
 from energy_profiler.planning.plan import Plan
+from energy_profiler.system.gpu_knobs import KnobError
 
 FORECAST_HEADERS = ["predicted_duration_s", "predicted_energy_j", "predicted_cpu_energy_j", "predicted_gpu_energy_j",
                     "prediction_n", "prediction_reason"]
@@ -45,6 +48,12 @@ def plan_command(settings_file: Path, output_format: str) -> None:
                  prediction.n, prediction.reason]
                 for trial, prediction in zip(plan.trials, predictions, strict=True)]
         emit(["index", "trial", "mode", "repo", "model", "mutated", *names, *FORECAST_HEADERS], rows, output_format)
+    try:  # what `run` checks before the first trial, said here as a note: the plan may be for another machine
+        check_on_machine(plan, settings)
+    except (KnobError, ConfigError) as error:
+        click.echo("note: `run` on this machine would refuse these system knobs:", err=True)
+        for message in error.messages:
+            click.echo(f"  {message}", err=True)
 
 
 def _names(plan: Plan) -> list[str]:

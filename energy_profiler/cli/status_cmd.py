@@ -20,7 +20,7 @@ import click
 
 from energy_profiler.cli import status_live
 from energy_profiler.cli.closing import defaults_of, no_defaults, summary_text
-from energy_profiler.cli.context import AppContext, global_options, invocation
+from energy_profiler.cli.context import AppContext, cleanup_command, global_options, invocation
 from energy_profiler.cli.tables import emit, fitted, format_option, terminal_width
 from energy_profiler.errors import ToolExit
 from energy_profiler.execution.budget import BUDGET_STOP
@@ -29,7 +29,8 @@ from energy_profiler.execution.slurm_jobs import JobState, SlurmError, SlurmTool
 from energy_profiler.model.record import Record
 from energy_profiler.model.status import TrialStatus
 from energy_profiler.planning.plan import Plan
-from energy_profiler.results.campaign_state import CampaignState, campaign_state, read_state, seconds_since
+from energy_profiler.process.ledger import left_changed
+from energy_profiler.results.campaign_state import DIED, CampaignState, campaign_state, read_state, seconds_since
 from energy_profiler.results.rundir import named_run_dir, run_dirs
 
 LOCAL_HEADERS = ["trial", "record", "in_summary", "reason"]
@@ -114,6 +115,10 @@ def show_status(folder: Path, output_format: str) -> CampaignState:
     if output_format == "table":
         for line in status_live.headline(campaign, len(plan.trials), statuses):
             click.echo(fitted(line, terminal_width()))
+        if campaign.state == DIED:
+            for line in left_changed(folder.parent):
+                click.echo(fitted(f"warning: {line}; to write it back: {cleanup_command(folder.parent)}",
+                                  terminal_width()))
         click.echo("")
     emit(headers, rows, output_format)
     if output_format != "table":

@@ -147,6 +147,31 @@ def restore_machine(document: dict[str, Any]) -> list[str]:
     return [*restore_knobs(document.get("knobs")), *restore_recorded(document.get("governor"))]
 
 
+def left_changed(results_root: Path) -> list[str]:
+    """What dead campaigns of this results folder left changed on the machine (their ledgers still hold
+    it: their watchdog died too), one line each; `cleanup` writes it back. Nothing is changed here."""
+    folder = results_root / LEDGER_FOLDER
+    lines = []
+    for path in sorted(folder.glob("campaign-*.json")) if folder.is_dir() else []:
+        try:
+            document = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if owner_alive(document["owner"]):
+            continue
+        knobs = document.get("knobs") or {}
+        changed = []
+        if knobs.get("gpus"):
+            changed.append(f"the knobs of GPU {', '.join(knobs['gpus'])}")
+        if knobs.get("cpu_max_freq_khz"):
+            changed.append("the CPUs' frequency cap")
+        if knobs.get("cpu_governor") or document.get("governor"):
+            changed.append("the CPUs' governor")
+        if changed:
+            lines.append(f"campaign {document['owner']['pid']} died leaving {', '.join(changed)} changed")
+    return lines
+
+
 def remove_ledger(path: Path) -> None:
     """Delete a ledger, and its folder once no other campaign's ledger is in it."""
     path.unlink(missing_ok=True)
