@@ -85,8 +85,10 @@ def test_mutate_all_leaves_a_seed_out_says_so_and_draws_it_only_when_named(tmp_p
     plan = plan_of(mutation("all", runs=3))
     assert all("seed" not in trial.mutated for trial in plan.trials)
     assert {dict(trial.hyperparameters)["seed"] for trial in plan.trials} == {"42"}  # the default, every trial
-    assert plan.lines() == ["experiments[0]: mutate all leaves seed out (a seed in the registry: drawn, it would "
-                            "mix run-to-run noise into every effect); name it in mutate to draw it"]
+    assert plan.lines()[0] == ("experiments[0]: mutate all leaves seed out (a seed in the registry: drawn, it would "
+                               "mix run-to-run noise into every effect); name it in mutate to draw it")
+    assert plan.lines()[1].startswith("experiments[0]: mutate all leaves the system knobs gpu_power_limit_w, ")
+    assert len(plan.lines()) == 2
     named = plan_of(mutation("seed", "epochs", runs=3))
     assert all("seed" in trial.mutated for trial in named.trials) and named.lines() == []
     assert len({dict(trial.hyperparameters)["seed"] for trial in named.trials}) == 3
