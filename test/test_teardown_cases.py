@@ -156,7 +156,8 @@ def test_a_background_start_that_fails_part_way_ends_the_loop_that_did_start(
     loops = background.Backgrounds(runs, WorkloadDirs(tmp_path, tmp_path, tmp_path / "attempt"), "t")
     with pytest.raises(OSError, match="Too many open files"):
         loops.start(lambda: False)
-    results = loops.stop(grace_s=5, hurry=lambda: False, run_dir=tmp_path)  # slack for a loaded machine: SIGTERM ends it in well under 1 s
+    # Slack for a loaded machine: SIGTERM ends the loop in well under a second.
+    results = loops.stop(grace_s=5, hurry=lambda: False, run_dir=tmp_path)
     assert [result.index for result in results] == [1]
     assert results[0].survivors == 0 and started[0].poll() is not None
     # The loop's trap ended its run on SIGTERM; the two never started have nothing to end.
