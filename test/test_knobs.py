@@ -195,6 +195,14 @@ def test_a_knob_value_the_machine_does_not_take_is_refused_before_anything_runs(
     # The same refusal from doctor, the pre-flight check.
     doctor = invoke("--registry", registry(write_json, knob_repo(machine)), "doctor", settings)
     assert doctor.exit_code == 2 and "gpu_power_limit_w: 150 is outside [200, 700]" in doctor.stdout
+    # A GPU knob for a trial that sees no GPU has nothing to be set on.
+    hidden = write_json("hidden.json", {"experiment_name": "h", "experiments": [
+        {"mode": "default", "repo": "fake", "model": "tiny", "env": {"CUDA_VISIBLE_DEVICES": ""},
+         "hyperparameters": {"gpu_power_limit_w": 250}}]})
+    said = invoke("--registry", registry(write_json, knob_repo(machine)), "--results-dir", tmp_path / "r", "run",
+                  hidden)
+    assert said.exit_code == 2 and ("experiments[0].hyperparameters.gpu_power_limit_w: cannot be set here: the trial "
+                                    "sees no GPU (its CUDA_VISIBLE_DEVICES is empty)") in said.stderr
     # plan shows the trials, and notes what `run` here would refuse.
     planned = invoke("--registry", registry(write_json, knob_repo(machine)), "plan", settings)
     assert planned.exit_code == 0 and "note: `run` on this machine would refuse these system knobs:" in planned.stderr

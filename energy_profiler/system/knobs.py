@@ -34,6 +34,8 @@ def why_not(name: str, machine: Machine) -> str | None:
     """Why `name` cannot be set by this process on this machine, or None. Nothing is changed."""
     try:
         if name in GPU_KNOBS:
+            if machine.gpus == ():
+                return "the trial sees no GPU (its CUDA_VISIBLE_DEVICES is empty): there is none to set it on"
             if (refusal := gpu_knobs.may_set()) is not None:
                 return refusal
             allowed(name, machine)  # NVML there, and the board answers the knob's limits
