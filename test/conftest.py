@@ -38,7 +38,7 @@ handed out first instead of finishing last."""
 
 
 LONGEST_NEXT = ("test_parallel.py", "test_mcp.py", "test_migrate_flow.py", "test_resume.py", "test_stop.py",
-                "test_terminal_width.py")
+                "test_knobs.py", "test_terminal_width.py")
 """The files that take longest after those (15-30 s of waiting on real processes each, measured with
 `--durations=0`): handed out next, so that the short ones fill the gaps at the end."""
 
