@@ -384,3 +384,19 @@ def test_rows_from_before_the_registry_had_knobs_stay_in_the_history_as_the_mach
     assert report.exit_code == 0, report.output
     page = (tmp_path / "report" / "report.md").read_text()
     assert "| gpu_power_limit_w=machine's |" in page and "| gpu_power_limit_w=250 |" in page
+
+
+def test_a_knob_the_driver_refuses_when_set_stops_the_campaign_with_the_machine_restored(
+        machine: Path, write_json: Callable[[str, Any], Path], tmp_path: Path) -> None:
+    # Locked clocks need Volta or newer: GPU 1 (Pascal) reads its clocks but refuses to lock them, which
+    # only setting them shows. The power limit, set first, is written back.
+    settings = write_json("s.json", {"experiment_name": "pascal", "knob_settle_s": 0, "experiments": [
+        {"mode": "default", "repo": "fake", "model": "tiny", "gpus": [1],
+         "hyperparameters": {"gpu_power_limit_w": 200, "gpu_sm_clock_mhz": 900}}]})
+    result = invoke("--registry", registry(write_json, knob_repo(machine, "ok")), "--results-dir", tmp_path / "r",
+                    "run", settings)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("error: could not set GPU 1's knobs: not supported by this GPU or driver\n")
+    assert "the knobs changed were written back" in result.stderr
+    assert driver(machine)["power_limit_mw"]["1"] == 250_000 and untouched(machine)
+    assert not (tmp_path / "r" / ".running").exists()
