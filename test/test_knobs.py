@@ -139,6 +139,13 @@ def test_a_campaign_mutating_gpu_and_cpu_knobs_records_them_requested_and_applie
     assert record["knobs"]["before"]["cpu_max_freq_khz"] == dict.fromkeys(CPUS, CAP_BEFORE_KHZ)
     assert f"[1] set gpu_power_limit_w={table[0]['hp_gpu_power_limit_w']} (GPU 0), cpu_max_freq_khz=" in result.stdout
     assert "[1] restored the system knobs: GPU 0; the frequency cap of 4 CPUs" in result.stdout
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    steps = [(event["event"], event.get("trial")) for event in events if event["event"].startswith("knobs_")]
+    assert steps == [(step, row["trial"]) for row in table for step in ("knobs_set", "knobs_restored")]
+    first = next(event for event in events if event["event"] == "knobs_set")
+    assert first["requested"] == {"gpu_power_limit_w": table[0]["hp_gpu_power_limit_w"],
+                                  "cpu_max_freq_khz": table[0]["hp_cpu_max_freq_khz"]}
+    assert first["applied"]["gpu_power_limit_w"] == {"0": int(table[0]["hp_gpu_power_limit_w"])}
     assert untouched(machine) and "1" not in driver(machine)["power_limit_mw"]  # GPU 1 is not measured: left alone
     assert driver(machine)["power_limit_mw"]["0"] == 700_000  # written back, not merely left at a default
     assert not (tmp_path / "r" / ".running").exists()

@@ -17,6 +17,7 @@ from typing import Any
 from energy_profiler.config.errors import ConfigError, ConfigIssue, format_path
 from energy_profiler.config.settings import Settings
 from energy_profiler.energy.selection import gpus_for
+from energy_profiler.execution.journal import Events
 from energy_profiler.execution.runtime import StopRequest, sleep_unless_stopped
 from energy_profiler.model.knob_fields import APPLIED_COLUMNS, KnobsApplied
 from energy_profiler.planning.plan import Plan, Trial
@@ -104,8 +105,9 @@ def _where(trial: Trial, name: str, settings: Settings) -> tuple[str | int, ...]
 class KnobKeeper:
     """Sets each trial's knobs and writes the machine's values back, keeping the ledger's record true."""
 
-    def __init__(self, settings: Settings, ledger: Ledger, say: Callable[[str], None], stop: StopRequest):
-        self.settings, self.ledger, self.say, self.stop = settings, ledger, say, stop
+    def __init__(self, settings: Settings, ledger: Ledger, say: Callable[[str], None], stop: StopRequest,
+                 events: Events):
+        self.settings, self.ledger, self.say, self.stop, self.events = settings, ledger, say, stop, events
         self.recorded: dict[str, Any] = {}
         """The machine's own values of what is changed now: what restoring writes back."""
 
@@ -126,12 +128,14 @@ class KnobKeeper:
             shown = ", ".join(f"{name}={value} ({_devices(readings.get(name, {}))})" for name, value in values.items())
             self.say(f"[{trial.index}] set {shown}{_shared_note(applies_to)}; "
                      f"settling {self.settings.knob_settle_s:g} s")
+            self.events.event("knobs_set", trial=trial.name, requested=values, applied=readings,
+                              applies_to=applies_to, before=before)
             sleep_unless_stopped(self.settings.knob_settle_s, self.stop)
             yield KnobsApplied(readings, applies_to, self.settings.knob_settle_s, before=before)
         finally:
-            self.restore(f"[{trial.index}] ")
+            self.restore(f"[{trial.index}] ", trial.name)
 
-    def restore(self, prefix: str = "") -> None:
+    def restore(self, prefix: str = "", trial: str | None = None) -> None:
         """Write back what was changed (nothing when nothing is), saying so; the ledger forgets it once done."""
         if not self.recorded:
             return
@@ -141,6 +145,7 @@ class KnobKeeper:
                 self.say(f"{prefix}warning: {line}; `mutation.py cleanup` tries again")
             return  # left in the ledger for cleanup
         self.say(prefix + lines[0])
+        self.events.event("knobs_restored", trial=trial, restored=self.recorded)
         self.recorded = {}
         self.ledger.set_knobs(None)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from energy_profiler.config.settings import Settings
 from energy_profiler.energy.recorder import EnergyPlan, measure_power
+from energy_profiler.execution.journal import Events
 from energy_profiler.execution.knob_keeper import KnobKeeper
 from energy_profiler.execution.runtime import StopRequest
 from energy_profiler.fs import atomic_write_json
@@ -24,8 +25,8 @@ from energy_profiler.system.sudo import InvokingUser, invoking_user
 
 
 def prepare_machine(cleanup: ExitStack, settings: Settings, *, results_root: Path, run_dir: Path,
-                     energy: EnergyPlan | None, say: Callable[[str], None],
-                     stop: StopRequest) -> tuple[EnergyPlan | None, InvokingUser | None, KnobKeeper]:
+                     energy: EnergyPlan | None, say: Callable[[str], None], stop: StopRequest,
+                     events: Events | None = None) -> tuple[EnergyPlan | None, InvokingUser | None, KnobKeeper]:
     """Before the first trial: stale groups ended, the watchdog, the governor, the knobs' keeper, energy,
     the user.
 
@@ -38,7 +39,7 @@ def prepare_machine(cleanup: ExitStack, settings: Settings, *, results_root: Pat
     ledger = cleanup.enter_context(tracking(results_root, settings.grace_s, run_dir / "session.log"))
     if settings.governor is not None:
         cleanup.enter_context(_governor_set(settings.governor, ledger, say))
-    knobs = KnobKeeper(settings, ledger, say, stop)
+    knobs = KnobKeeper(settings, ledger, say, stop, events or Events())
     cleanup.callback(knobs.restore)  # before the governor's restore: a trial's governor lies over the campaign's
     if energy is not None:
         cleanup.callback(energy.close)  # before the watchdog's ledger closes: what it started is in it

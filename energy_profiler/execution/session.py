@@ -103,7 +103,7 @@ def _loop(cleanup: ExitStack, settings: Settings, registry: Registry, plan: Plan
     host = {**host_facts(), **(gpu_host_facts(energy) if energy else {})}
     output.progress.campaign_started(len(plan.trials), len(finished))
     energy, run_as, knobs = prepare_machine(cleanup, settings, results_root=results_root, run_dir=run_dir,
-                                      energy=energy, say=say, stop=stop)
+                                      energy=energy, say=say, stop=stop, events=journal)
     sinks = record_sinks(run_dir, results_root, opened.summary, resumed=resumed)
     remaining = [trial for trial in plan.trials if trial.name not in finished]
     eta = WallClockEta(len(remaining), time.monotonic(), settings.cooldown_s,
