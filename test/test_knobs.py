@@ -411,3 +411,18 @@ def test_a_knob_the_driver_refuses_when_set_stops_the_campaign_with_the_machine_
     assert "the knobs changed were written back" in result.stderr
     assert driver(machine)["power_limit_mw"]["1"] == 250_000 and untouched(machine)
     assert not (tmp_path / "r" / ".running").exists()
+
+
+def test_a_hostile_governor_value_is_refused_before_it_reaches_a_cpufreq_file(
+        machine: Path, write_json: Callable[[str, Any], Path], tmp_path: Path) -> None:
+    hostile = 'powersave\nperformance; $(touch "pwned")'
+    system = {**SYSTEM, "cpu_governor": {"type": "choice", "values": ["performance", hostile]}}
+    settings = write_json("s.json", {"experiment_name": "h", "experiments": [
+        {"mode": "default", "repo": "fake", "model": "tiny", "hyperparameters": {"cpu_governor": hostile}}]})
+    result = invoke("--registry", registry(write_json, knob_repo(machine), system), "--results-dir", tmp_path / "r",
+                    "run", settings)
+    assert result.exit_code == 2, result.output
+    [line] = [line for line in result.stderr.splitlines() if "cpu_governor" in line]  # one line, the value quoted
+    assert line.endswith(f"experiments[0].hyperparameters.cpu_governor: {json.dumps(hostile)} is not one of the "
+                         "governors these CPUs offer (performance, powersave)")
+    assert untouched(machine) and not (tmp_path / "r").exists() and not (tmp_path / "pwned").exists()

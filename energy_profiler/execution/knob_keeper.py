@@ -9,6 +9,7 @@ which covers an exception or a signal in between.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -74,7 +75,9 @@ def _refusal(name: str, machine: knobs.Machine, values: list[str], where: tuple[
     """`gpu_power_limit_w: 150 is outside [200, 700], what ...`, with each GPU's limits and, for draws,
     the `ranges` that keeps them inside."""
     limits = knobs.allowed(name, machine)
-    distinct = list(dict.fromkeys(values))
+    # A value of the registry's own making can hold anything (a newline, `$( )`): shown quoted, never raw.
+    distinct = [value if value.isprintable() and value.strip() == value else json.dumps(value)
+                for value in dict.fromkeys(values)]
     said = f"{distinct[0]} is" if len(distinct) == 1 else f"{len(distinct)} planned draws ({', '.join(distinct)}) are"
     named = "" if where[-1] == name else f"{name}: "  # a mutate entry's path does not name the knob
     text = f"{named}{said} {'not one of' if name == 'cpu_governor' else 'outside'} {knobs.limits_text(name, limits)}"
