@@ -13,7 +13,7 @@ import contextlib
 import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -119,17 +119,23 @@ def owner_alive(owner: dict[str, Any]) -> bool:
     return started is not None and (recorded is None or abs(started - float(recorded)) <= START_TIME_TOLERANCE_S)
 
 
-def clean_stale(results_root: Path, grace_s: float) -> list[str]:
-    """End the groups of campaigns that died without cleaning up; one line per thing done."""
+def dead_ledgers(results_root: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """(path, document) of each readable ledger in the results folder whose owner is dead; those of
+    campaigns running now are skipped."""
     folder = results_root / LEDGER_FOLDER
-    report: list[str] = []
     for path in sorted(folder.glob("campaign-*.json")) if folder.is_dir() else []:
         try:
             document = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        if owner_alive(document["owner"]):
-            continue  # a campaign that is running now
+        if not owner_alive(document["owner"]):
+            yield path, document
+
+
+def clean_stale(results_root: Path, grace_s: float) -> list[str]:
+    """End the groups of campaigns that died without cleaning up; one line per thing done."""
+    report: list[str] = []
+    for path, document in dead_ledgers(results_root):
         groups = [TrackedGroup(**group) for group in document["groups"]]
         ended, notes = end_recorded_groups(groups, grace_s)
         for group in ended:
@@ -150,15 +156,8 @@ def restore_machine(document: dict[str, Any]) -> list[str]:
 def left_changed(results_root: Path) -> list[str]:
     """What dead campaigns of this results folder left changed on the machine (their ledgers still hold
     it: their watchdog died too), one line each; `cleanup` writes it back. Nothing is changed here."""
-    folder = results_root / LEDGER_FOLDER
     lines = []
-    for path in sorted(folder.glob("campaign-*.json")) if folder.is_dir() else []:
-        try:
-            document = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if owner_alive(document["owner"]):
-            continue
+    for _, document in dead_ledgers(results_root):
         knobs = document.get("knobs") or {}
         changed = []
         if knobs.get("gpus"):
