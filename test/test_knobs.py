@@ -144,8 +144,8 @@ def test_a_campaign_mutating_gpu_and_cpu_knobs_records_them_requested_and_applie
     steps = [(event["event"], event.get("trial")) for event in events if event["event"].startswith("knobs_")]
     assert steps == [(step, row["trial"]) for row in table for step in ("knobs_set", "knobs_restored")]
     first = next(event for event in events if event["event"] == "knobs_set")
-    assert first["requested"] == {"gpu_power_limit_w": table[0]["hp_gpu_power_limit_w"],
-                                  "cpu_max_freq_khz": table[0]["hp_cpu_max_freq_khz"]}
+    assert first["requested"] == {"gpu_power_limit_w": int(table[0]["hp_gpu_power_limit_w"]),
+                                  "cpu_max_freq_khz": int(table[0]["hp_cpu_max_freq_khz"])}
     assert first["applied"]["gpu_power_limit_w"] == {"0": int(table[0]["hp_gpu_power_limit_w"])}
     assert untouched(machine) and "1" not in driver(machine)["power_limit_mw"]  # GPU 1 is not measured: left alone
     assert driver(machine)["power_limit_mw"]["0"] == 700_000  # written back, not merely left at a default
@@ -173,6 +173,8 @@ def test_fixed_clocks_and_governor_are_rounded_by_the_driver_and_the_row_says_bo
     [row] = rows(only_run_dir(tmp_path / "r"))
     # The driver takes the nearest supported clock (15 MHz steps from 345): asked 1203, applied 1200.
     assert (row["hp_gpu_sm_clock_mhz"], row["gpu_sm_clock_applied_mhz"]) == ("1203", "1200")
+    assert "[1] set gpu_sm_clock_mhz=1203 (GPU 0: 1200 applied), cpu_governor=performance (4 CPUs); settling 0 s" \
+        in result.stdout
     assert (row["hp_cpu_governor"], row["cpu_governor_applied"], row["cpu_governor"]) == \
         ("performance", "performance", "performance")
     assert untouched(machine)
@@ -194,6 +196,14 @@ def test_a_knob_value_the_machine_does_not_take_is_refused_before_anything_runs(
     assert ('is outside [800000, 3500000], what every CPU takes here; keep its draws inside with "ranges": '
             '{"cpu_max_freq_khz": [800000, 3500000]}') in result.stderr
     assert not (tmp_path / "r").exists() and untouched(machine)
+    # A governor the CPUs do not offer, among the draws: the ranges that keeps them to those offered.
+    governors_drawn = write_json("g.json", {"experiment_name": "g", "experiments": [
+        {"mode": "mutation", "repo": "fake", "model": "tiny", "mutate": ["cpu_governor"], "runs_per_config": 3}]})
+    said = invoke("--registry", registry(write_json, knob_repo(machine)), "--results-dir", tmp_path / "r", "run",
+                  governors_drawn)
+    assert said.exit_code == 2 and ("experiments[0].mutate[0]: cpu_governor: ondemand is not one of the governors "
+                                    'these CPUs offer (performance, powersave); keep its draws inside with "ranges": '
+                                    '{"cpu_governor": ["performance", "powersave"]}') in said.stderr, said.stderr
     # Outside the registry's own range: the settings check says so, as for any hyperparameter.
     beyond = write_json("b.json", {"experiment_name": "b", "experiments": [
         {"mode": "default", "repo": "fake", "model": "tiny", "hyperparameters": {"gpu_power_limit_w": 400}}]})
@@ -365,6 +375,7 @@ def test_mutate_all_leaves_knobs_out_and_a_parallel_row_says_the_background_shar
     assert result.exit_code == 0, result.output
     [row] = rows(only_run_dir(tmp_path / "r"))
     assert row["knobs_applied_to"] == "GPU 0 (shared with background fake/tiny)"
+    assert "[1] set gpu_power_limit_w=210 (GPU 0); shared with background fake/tiny; settling 0 s" in result.stdout
     assert "gpu_power_limit_w" not in row["bg_hyperparameters"] and untouched(machine)
 
 
@@ -394,23 +405,37 @@ def test_rows_from_before_the_registry_had_knobs_stay_in_the_history_as_the_mach
                     "--no-plots", "-o", tmp_path / "report")
     assert report.exit_code == 0, report.output
     page = (tmp_path / "report" / "report.md").read_text()
-    assert "| gpu_power_limit_w=machine's |" in page and "| gpu_power_limit_w=250 |" in page
+    assert "| gpu_power_limit_w=machine's own |" in page and "| gpu_power_limit_w=250 |" in page
 
 
-def test_a_knob_the_driver_refuses_when_set_stops_the_campaign_with_the_machine_restored(
-        machine: Path, write_json: Callable[[str, Any], Path], tmp_path: Path) -> None:
-    # Locked clocks need Volta or newer: GPU 1 (Pascal) reads its clocks but refuses to lock them, which
-    # only setting them shows. The power limit, set first, is written back.
+def test_locked_clocks_on_a_pre_volta_gpu_are_refused_before_the_run_or_stop_it_restored(
+        machine: Path, write_json: Callable[[str, Any], Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Locked clocks need Volta or newer: GPU 1 (Pascal) reads its clocks but refuses to lock them.
     settings = write_json("s.json", {"experiment_name": "pascal", "knob_settle_s": 0, "experiments": [
         {"mode": "default", "repo": "fake", "model": "tiny", "gpus": [1],
          "hyperparameters": {"gpu_power_limit_w": 200, "gpu_sm_clock_mhz": 900}}]})
-    result = invoke("--registry", registry(write_json, knob_repo(machine, "ok")), "--results-dir", tmp_path / "r",
-                    "run", settings)
+    models = registry(write_json, knob_repo(machine, "ok"))
+    result = invoke("--registry", models, "--results-dir", tmp_path / "r", "run", settings)
+    assert result.exit_code == 2 and not (tmp_path / "r").exists(), result.output
+    assert ("experiments[0].hyperparameters.gpu_sm_clock_mhz: cannot be set here: gpu_sm_clock_mhz on GPU 1: locked "
+            "clocks need a Volta or newer GPU, this one is Pascal") in result.stderr
+    # A driver that cannot say the board's architecture: only setting the clocks shows it. The power
+    # limit, set first, is written back, and the run folder says how the campaign ended.
+    monkeypatch.setenv("FAKE_NVML_NO_ARCHITECTURE", "1")
+    result = invoke("--registry", models, "--results-dir", tmp_path / "r", "run", settings)
     assert result.exit_code == 1, result.output
-    assert result.stderr.startswith("error: could not set GPU 1's knobs: not supported by this GPU or driver\n")
+    assert result.stderr.startswith("error: could not set gpu_sm_clock_mhz on GPU 1: not supported by this GPU or "
+                                    "driver\n")
     assert "the knobs changed were written back" in result.stderr
     assert driver(machine)["power_limit_mw"]["1"] == 250_000 and untouched(machine)
     assert not (tmp_path / "r" / ".running").exists()
+    run_dir = only_run_dir(tmp_path / "r")
+    assert "the campaign stopped on an error: could not set gpu_sm_clock_mhz on GPU 1" in \
+        (run_dir / "session.log").read_text()
+    status = invoke("--results-dir", tmp_path / "r", "status", run_dir)
+    assert ("stopped: campaign 'pascal'" in status.stdout and "with exit code 1: it stopped on an error: could not set "
+            "gpu_sm_clock_mhz on GPU 1" in status.stdout), status.stdout
 
 
 def test_a_hostile_governor_value_is_refused_before_it_reaches_a_cpufreq_file(
@@ -426,3 +451,28 @@ def test_a_hostile_governor_value_is_refused_before_it_reaches_a_cpufreq_file(
     assert line.endswith(f"experiments[0].hyperparameters.cpu_governor: {json.dumps(hostile)} is not one of the "
                          "governors these CPUs offer (performance, powersave)")
     assert untouched(machine) and not (tmp_path / "r").exists() and not (tmp_path / "pwned").exists()
+
+
+def test_the_reports_front_stands_each_knob_setting_by_its_medians_not_its_luckiest_trial(tmp_path: Path) -> None:
+    run = tmp_path / "run_20260101_000000_pl"
+    run.mkdir()
+    columns = ["experiment_id", "run_id", "trial", "mode", "repo", "model", "status", "duration_s", "mutated",
+               "hp_gpu_power_limit_w", "perf_accuracy", "cpu_energy_j", "cpu_energy_method", "gpu_energy_j",
+               "gpu_energy_method"]
+    trials = [  # 200 W twice (one lucky run at 10 s, 2000 J), 250 W once, the machine's own limit once
+        ("e1", "200", 10.0, 2000), ("e2", "200", 14.0, 2800), ("e3", "250", 11.0, 2600), ("e4", "", 10.5, 3000)]
+    with open(run / "summary.csv", "w", newline="") as table:
+        writer = csv.writer(table)
+        writer.writerow(columns)
+        for index, (uid, limit, duration_s, joules) in enumerate(trials, start=1):
+            writer.writerow([uid, run.name, f"00{index}_r_m", "default", "r", "m", "success", duration_s,
+                             "", limit, 0.9, "", "none", joules, "nvml_counter"])
+    result = invoke("report", run, "--no-plots", "-o", tmp_path / "report")
+    assert result.exit_code == 0, result.output
+    front = (tmp_path / "report" / "report.md").read_text().split("Pareto front per model")[1].split("##")[0]
+    rows = [line for line in front.splitlines() if line.startswith("| r |")]
+    # Medians: 200 W (2400 J, 12 s), 250 W (2600 J, 11 s), the machine's own (3000 J, 10.5 s): each is
+    # faster than the cheaper ones, so all three are on it; 200 W's lucky trial alone would hide the others.
+    assert [row.split(" | ")[3:7] for row in rows] == [["gpu_power_limit_w=200", "2", "12", "2400"],
+                                                       ["gpu_power_limit_w=250", "1", "11", "2600"],
+                                                       ["machine's own", "1", "10.5", "3000"]], front

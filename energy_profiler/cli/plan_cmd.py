@@ -51,9 +51,10 @@ def plan_command(settings_file: Path, output_format: str) -> None:
     try:  # what `run` checks before the first trial, said here as a note: the plan may be for another machine
         check_on_machine(plan, settings)
     except (KnobError, ConfigError) as error:
-        click.echo("note: `run` on this machine would refuse these system knobs:", err=True)
+        width = terminal_width()
+        click.echo(fitted("note: `run` on this machine would refuse these system knobs:", width), err=True)
         for message in error.messages:
-            click.echo(f"  {message}", err=True)
+            click.echo(fitted(f"  {message}", width, "    "), err=True)
 
 
 def _names(plan: Plan) -> list[str]:

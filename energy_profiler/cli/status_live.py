@@ -46,7 +46,8 @@ def headline(state: CampaignState, planned: int, statuses: Mapping[str, int]) ->
                          + ("; the trial in progress finishes, no other starts" if stop.get("mode") == "graceful"
                             else ""))
     elif state.state == DIED:
-        lines.append(f"died: {name}" + (f" ({who})" if who else "") + f": {state.why}; its state was last "
+        why = state.why or plain(document.get("reason")) or "it ended without saying why"
+        lines.append(f"died: {name}" + (f" ({who})" if who else "") + f": {why}; its state was last "
                      f"written at {_local(document.get('updated_utc'))}")
     else:
         ended = _local(document.get("ended_utc")) if document.get("ended_utc") else None

@@ -21,6 +21,7 @@ from energy_profiler.energy.selection import gpus_for
 from energy_profiler.execution.journal import Events
 from energy_profiler.execution.runtime import StopRequest, sleep_unless_stopped
 from energy_profiler.model.knob_fields import APPLIED_COLUMNS, KnobsApplied
+from energy_profiler.model.values import canonical_to_json
 from energy_profiler.planning.plan import Plan, Trial
 from energy_profiler.process.ledger import Ledger
 from energy_profiler.system import knobs
@@ -85,9 +86,10 @@ def _refusal(name: str, machine: knobs.Machine, values: list[str], where: tuple[
         each = knobs.allowed_by_gpu(name, machine)
         text += " (" + ", ".join(f"GPU {gpu} [{knobs.shown(low)}, {knobs.shown(high)}]" for gpu, (low, high)
                                  in each.items()) + "; energy.gpus, else CUDA_VISIBLE_DEVICES, chooses the GPUs)"
-    if "mutate" in where and name != "cpu_governor":
-        text += (f"; keep its draws inside with \"ranges\": {{\"{name}\": [{knobs.shown(float(limits[0]))}, "
-                 f"{knobs.shown(float(limits[1]))}]}}")
+    if "mutate" in where:
+        inside = json.dumps(list(limits)) if name == "cpu_governor" else \
+            f"[{knobs.shown(float(limits[0]))}, {knobs.shown(float(limits[1]))}]"
+        text += f"; keep its draws inside with \"ranges\": {{\"{name}\": {inside}}}"
     return text
 
 
@@ -128,11 +130,12 @@ class KnobKeeper:
         try:
             readings = knobs.apply(values, machine)
             applies_to = describe(readings, trial)
-            shown = ", ".join(f"{name}={value} ({_devices(readings.get(name, {}))})" for name, value in values.items())
-            self.say(f"[{trial.index}] set {shown}{_shared_note(applies_to)}; "
-                     f"settling {self.settings.knob_settle_s:g} s")
-            self.events.event("knobs_set", trial=trial.name, requested=values, applied=readings,
-                              applies_to=applies_to, before=before)
+            shared = sharing(readings, trial)
+            self.say(f"[{trial.index}] set {_set_text(values, readings)}"
+                     + (f"; shared with background {', '.join(shared)}" if shared else "")
+                     + f"; settling {self.settings.knob_settle_s:g} s")
+            self.events.event("knobs_set", trial=trial.name, applied=readings, applies_to=applies_to, before=before,
+                              requested={name: canonical_to_json(value) for name, value in values.items()})
             sleep_unless_stopped(self.settings.knob_settle_s, self.stop)
             yield KnobsApplied(readings, applies_to, self.settings.knob_settle_s, before=before)
         finally:
@@ -159,8 +162,27 @@ def describe(readings: Mapping[str, Mapping[str, Any]], trial: Trial) -> str:
     gpus = list(dict.fromkeys(gpu for name in knobs.GPU_KNOBS for gpu in readings.get(name, {})))
     cpus = list(dict.fromkeys(cpu for name in knobs.CPU_KNOBS for cpu in readings.get(name, {})))
     parts = ([f"GPU {', '.join(gpus)}"] if gpus else []) + ([f"{len(cpus)} CPUs"] if cpus else [])
-    shared = [f"{run.repo}/{run.model}" for run in trial.background if cpus or _sees_any(run, gpus)]
+    shared = sharing(readings, trial)
     return "; ".join(parts) + (f" (shared with background {', '.join(shared)})" if shared else "")
+
+
+def sharing(readings: Mapping[str, Mapping[str, Any]], trial: Trial) -> list[str]:
+    """The backgrounds (`repo/model`) on the devices the knobs were set on."""
+    gpus = [gpu for name in knobs.GPU_KNOBS for gpu in readings.get(name, {})]
+    cpus = any(readings.get(name) for name in knobs.CPU_KNOBS)
+    return [f"{run.repo}/{run.model}" for run in trial.background if cpus or _sees_any(run, gpus)]
+
+
+def _set_text(values: Mapping[str, str], readings: Mapping[str, Mapping[str, Any]]) -> str:
+    """`gpu_sm_clock_mhz=1000 (GPU 0: 1005 applied), cpu_max_freq_khz=2000000 (4 CPUs)`: each knob, its
+    devices, and what the driver applied where that is not what was asked."""
+    parts = []
+    for name, value in values.items():
+        by_device = readings.get(name, {})
+        other = list(dict.fromkeys(str(reading) for reading in by_device.values() if str(reading) != value))
+        parts.append(f"{name}={value} ({_devices(by_device)}" + (f": {', '.join(other)} applied" if other else "")
+                     + ")")
+    return ", ".join(parts)
 
 
 def _devices(by_device: Mapping[str, Any]) -> str:
@@ -169,10 +191,6 @@ def _devices(by_device: Mapping[str, Any]) -> str:
     if names and all(name.startswith("cpu") for name in names):
         return f"{len(names)} CPUs"
     return f"GPU {', '.join(names)}"
-
-
-def _shared_note(applies_to: str) -> str:
-    return applies_to[applies_to.index(" (shared"):] if " (shared" in applies_to else ""
 
 
 def _sees_any(run: Any, gpus: Sequence[str]) -> bool:

@@ -87,6 +87,6 @@ def _governor_set(name: str, ledger: Ledger, say: Callable[[str], None]) -> Iter
     finally:
         governor.apply(root, previous)
         ledger.set_governor(None, None)
-        say("CPU governor restored")
+        say(f"CPU governor restored ({', '.join(sorted(set(previous.values())))})")
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from energy_profiler.config.registry import Registry
 from energy_profiler.config.settings import Settings
 from energy_profiler.energy.recorder import EnergyPlan, gpu_host_facts
+from energy_profiler.errors import ExitCode, ToolExit
 from energy_profiler.execution.budget import BUDGET_STOP, BudgetGuard, earlier_wall_s, stop_for_budget
 from energy_profiler.execution.journal import Journal, watching_warnings
 from energy_profiler.execution.machine import prepare_machine
@@ -77,6 +78,12 @@ def run_session(
         try:
             _loop(cleanup, settings, registry, plan, opened=opened, journal=journal, output=output, stop=stop,
                   energy=energy, results_root=results_root, resumed=resumed, forecast=forecast or {}, started=started)
+        except ToolExit as error:  # a refusal mid-campaign (a knob the driver will not take): the command exits 1
+            what = "; ".join(error.messages) or type(error).__name__
+            say(f"the campaign stopped on an error: {what}")
+            journal.error(what)
+            journal.campaign_ended("stopped", ExitCode.FAILED, f"it stopped on an error: {what}")
+            raise
         except BaseException as error:  # said in the event log and state.json, then raised on as it was
             what = str(error) or type(error).__name__
             journal.error(what)

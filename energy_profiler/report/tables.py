@@ -118,7 +118,7 @@ DRAWN = "*"
 """A hyperparameter's state in `_context` where it was mutated (drawn) in the trial."""
 
 
-MACHINE_OWN_STATE = "machine's"
+MACHINE_OWN_STATE = "machine's own"
 """A system knob's state in a trial that did not set it."""
 
 

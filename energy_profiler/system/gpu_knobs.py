@@ -20,6 +20,9 @@ from energy_profiler.system.nvml_module import NvmlLoader
 NVML_ERROR_NO_PERMISSION = 4
 NVML_ERROR_NOT_SUPPORTED = 3
 NVML_ERROR_INVALID_ARGUMENT = 2
+NVML_DEVICE_ARCH_VOLTA = 5
+"""Locked clocks (nvmlDeviceSetGpuLockedClocks) need Volta or newer; older boards refuse only when set."""
+ARCHITECTURES = {2: "Kepler", 3: "Maxwell", 4: "Pascal"}
 
 
 class KnobError(ToolExit):
@@ -77,12 +80,28 @@ def bounds_each(nvml: ModuleType, gpus: Sequence[str] | None, knob: str) -> dict
                 low_mw, high_mw = nvml.nvmlDeviceGetPowerManagementLimitConstraints(handle)
                 found[gpu] = (low_mw / 1000, high_mw / 1000)
             else:
+                _lockable(nvml, handle, gpu)
                 memory = max(nvml.nvmlDeviceGetSupportedMemoryClocks(handle))
                 clocks = nvml.nvmlDeviceGetSupportedGraphicsClocks(handle, memory)
                 found[gpu] = (float(min(clocks)), float(max(clocks)))
+        except KnobError:
+            raise
         except Exception as error:
             raise KnobError(f"{knob} on GPU {gpu}: {nvml_why(error)}") from None
     return found
+
+
+def _lockable(nvml: ModuleType, handle: Any, gpu: str) -> None:
+    """KnobError when the board is older than Volta (its driver would refuse to lock its clocks only
+    when asked); a driver that cannot say the architecture is let through (the set then says)."""
+    try:
+        architecture = int(nvml.nvmlDeviceGetArchitecture(handle))
+    except Exception:
+        return
+    if architecture < NVML_DEVICE_ARCH_VOLTA:
+        name = ARCHITECTURES.get(architecture, f"architecture {architecture}")
+        raise KnobError(f"gpu_sm_clock_mhz on GPU {gpu}: locked clocks need a Volta or newer GPU, this one is {name} "
+                        "(leave the knob out, or measure a newer GPU)")
 
 
 def may_set() -> str | None:
@@ -102,18 +121,25 @@ def apply(nvml: ModuleType, gpus: Sequence[str] | None, power_limit_w: int | Non
     applied: dict[str, dict[str, float]] = {}
     for gpu, handle in handles(nvml, gpus):
         readings: dict[str, float] = {}
+        knob = "gpu_power_limit_w"
         try:
             if power_limit_w is not None:
                 nvml.nvmlDeviceSetPowerManagementLimit(handle, power_limit_w * 1000)
                 # The limit in force: another (a board's own, an administrator's) can be lower.
-                readings["gpu_power_limit_w"] = nvml.nvmlDeviceGetEnforcedPowerLimit(handle) / 1000
+                readings[knob] = _plain(nvml.nvmlDeviceGetEnforcedPowerLimit(handle) / 1000)
+            knob = "gpu_sm_clock_mhz"
             if sm_clock_mhz is not None:
                 nvml.nvmlDeviceSetGpuLockedClocks(handle, sm_clock_mhz, sm_clock_mhz)
-                readings["gpu_sm_clock_mhz"] = nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM)
+                readings[knob] = _plain(nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM))
         except Exception as error:
-            raise KnobError(f"could not set GPU {gpu}'s knobs: {nvml_why(error)}") from None
+            raise KnobError(f"could not set {knob} on GPU {gpu}: {nvml_why(error)}") from None
         applied[gpu] = readings
     return applied
+
+
+def _plain(value: float) -> float:
+    """250.0 W read back as 250 (an int), as it was asked for; 247.5 stays."""
+    return int(value) if float(value).is_integer() else float(value)
 
 
 def restore(nvml: ModuleType, recorded: dict[str, dict[str, Any]]) -> list[str]:
