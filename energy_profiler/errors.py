@@ -46,6 +46,10 @@ class ToolExit(Exception):
     def __str__(self) -> str:
         return "\n".join(self.messages)
 
+    def said(self) -> str:
+        """The messages on one line (for a log line or a table cell)."""
+        return "; ".join(self.messages)
+
     def lines(self) -> list[str]:
         """What stderr gets."""
         return [f"error: {message}" for message in self.messages] + self.details

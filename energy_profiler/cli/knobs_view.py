@@ -30,7 +30,7 @@ def here(name: str) -> tuple[dict[str, list[Any]] | None, str | None]:
         else:
             allowed = {"CPUs": [*knobs.allowed(name, where)]}
     except KnobError as error:
-        return None, "; ".join(error.messages)
+        return None, error.said()
     return allowed, knobs.why_not(name, where)
 
 

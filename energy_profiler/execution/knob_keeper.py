@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from energy_profiler.config.energy_settings import EnergySettings
 from energy_profiler.config.errors import ConfigError, ConfigIssue, format_path
 from energy_profiler.config.settings import Settings
 from energy_profiler.energy.selection import gpus_for
@@ -49,7 +50,7 @@ def check_on_machine(plan: Plan, settings: Settings) -> None:
     """
     problems: list[str] = []
     limits: dict[tuple[str, Any], tuple[float, float] | tuple[str, ...]] = {}
-    refused: dict[tuple[str | int, ...], tuple[str, knobs.Machine, list[str]]] = {}
+    refused: dict[tuple[str | int, ...], tuple[str, knobs.Machine, Any, list[str]]] = {}
     for trial in plan.trials:
         machine = machine_for(trial, settings)
         for name, value in trial_knobs(trial).items():
@@ -63,19 +64,19 @@ def check_on_machine(plan: Plan, settings: Settings) -> None:
                     continue
                 limits[key] = knobs.allowed(name, machine)
             if limits[key] and not knobs.takes(name, value, limits[key]):
-                _, _, values = refused.setdefault(_where(trial, name, settings), (name, machine, []))
+                _, _, _, values = refused.setdefault(_where(trial, name, settings), (name, machine, limits[key], []))
                 values.append(value)
     if problems:
         raise KnobError(*(f"{settings.file}: {problem}" for problem in dict.fromkeys(problems)))
     if refused:
-        raise ConfigError([ConfigIssue(str(settings.file), where, _refusal(name, machine, values, where))
-                           for where, (name, machine, values) in refused.items()])
+        raise ConfigError([ConfigIssue(str(settings.file), where, _refusal(name, machine, limits, values, where))
+                           for where, (name, machine, limits, values) in refused.items()])
 
 
-def _refusal(name: str, machine: knobs.Machine, values: list[str], where: tuple[str | int, ...]) -> str:
+def _refusal(name: str, machine: knobs.Machine, limits: tuple[float, float] | tuple[str, ...], values: list[str],
+             where: tuple[str | int, ...]) -> str:
     """`gpu_power_limit_w: 150 is outside [200, 700], what ...`, with each GPU's limits and, for draws,
     the `ranges` that keeps them inside."""
-    limits = knobs.allowed(name, machine)
     # A value of the registry's own making can hold anything (a newline, `$( )`): shown quoted, never raw.
     distinct = [value if value.isprintable() and value.strip() == value else json.dumps(value)
                 for value in dict.fromkeys(values)]
@@ -129,8 +130,8 @@ class KnobKeeper:
         self.ledger.set_knobs(self.recorded)  # before the first change: a kill from here on still restores
         try:
             readings = knobs.apply(values, machine)
-            applies_to = describe(readings, trial)
             shared = sharing(readings, trial)
+            applies_to = describe(readings, shared)
             self.say(f"[{trial.index}] set {_set_text(values, readings)}"
                      + (f"; shared with background {', '.join(shared)}" if shared else "")
                      + f"; settling {self.settings.knob_settle_s:g} s")
@@ -156,18 +157,18 @@ class KnobKeeper:
         self.ledger.set_knobs(None)
 
 
-def describe(readings: Mapping[str, Mapping[str, Any]], trial: Trial) -> str:
-    """`GPU 0, 1; 4 CPUs`, and in parallel mode the backgrounds on those devices: `(shared with background
-    bg/tiny)` (every background shares the CPUs; a GPU, where its CUDA_VISIBLE_DEVICES, or none, lets it see one)."""
+def describe(readings: Mapping[str, Mapping[str, Any]], shared: Sequence[str]) -> str:
+    """`GPU 0, 1; 4 CPUs`, and in parallel mode the backgrounds on those devices (`sharing`): `(shared with
+    background bg/tiny)`."""
     gpus = list(dict.fromkeys(gpu for name in knobs.GPU_KNOBS for gpu in readings.get(name, {})))
     cpus = list(dict.fromkeys(cpu for name in knobs.CPU_KNOBS for cpu in readings.get(name, {})))
     parts = ([f"GPU {', '.join(gpus)}"] if gpus else []) + ([f"{len(cpus)} CPUs"] if cpus else [])
-    shared = sharing(readings, trial)
     return "; ".join(parts) + (f" (shared with background {', '.join(shared)})" if shared else "")
 
 
 def sharing(readings: Mapping[str, Mapping[str, Any]], trial: Trial) -> list[str]:
-    """The backgrounds (`repo/model`) on the devices the knobs were set on."""
+    """The backgrounds (`repo/model`) on the devices the knobs were set on: every background shares the CPUs;
+    a GPU, where its CUDA_VISIBLE_DEVICES (or none: every GPU) lets it see one."""
     gpus = [gpu for name in knobs.GPU_KNOBS for gpu in readings.get(name, {})]
     cpus = any(readings.get(name) for name in knobs.CPU_KNOBS)
     return [f"{run.repo}/{run.model}" for run in trial.background if cpus or _sees_any(run, gpus)]
@@ -180,21 +181,11 @@ def _set_text(values: Mapping[str, str], readings: Mapping[str, Mapping[str, Any
     for name, value in values.items():
         by_device = readings.get(name, {})
         other = list(dict.fromkeys(str(reading) for reading in by_device.values() if str(reading) != value))
-        parts.append(f"{name}={value} ({_devices(by_device)}" + (f": {', '.join(other)} applied" if other else "")
-                     + ")")
+        devices = f"{len(by_device)} CPUs" if name in knobs.CPU_KNOBS else f"GPU {', '.join(by_device)}"
+        parts.append(f"{name}={value} ({devices}" + (f": {', '.join(other)} applied" if other else "") + ")")
     return ", ".join(parts)
 
 
-def _devices(by_device: Mapping[str, Any]) -> str:
-    """`GPU 0, 1` or `4 CPUs`: the devices a knob was set on."""
-    names = list(by_device)
-    if names and all(name.startswith("cpu") for name in names):
-        return f"{len(names)} CPUs"
-    return f"GPU {', '.join(names)}"
-
-
 def _sees_any(run: Any, gpus: Sequence[str]) -> bool:
-    visible = dict(run.env).get("CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES"))
-    if visible is None:
-        return True  # it sees every GPU
-    return bool({part.strip() for part in visible.split(",")} & set(gpus))
+    seen = gpus_for(EnergySettings(), {**os.environ, **dict(run.env)})
+    return seen is None or bool(set(seen) & set(gpus))  # None: it sees every GPU

@@ -79,7 +79,7 @@ def run_session(
             _loop(cleanup, settings, registry, plan, opened=opened, journal=journal, output=output, stop=stop,
                   energy=energy, results_root=results_root, resumed=resumed, forecast=forecast or {}, started=started)
         except ToolExit as error:  # a refusal mid-campaign (a knob the driver will not take): the command exits 1
-            what = "; ".join(error.messages) or type(error).__name__
+            what = error.said() or type(error).__name__
             say(f"the campaign stopped on an error: {what}")
             journal.error(what)
             journal.campaign_ended("stopped", ExitCode.FAILED, f"it stopped on an error: {what}")

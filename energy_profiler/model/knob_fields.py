@@ -37,7 +37,7 @@ class KnobsApplied:
         for knob, column in APPLIED_COLUMNS.items():
             readings = list(self.applied.get(knob, {}).values())
             if readings:
-                distinct = list(dict.fromkeys(_plain(value) for value in readings))
+                distinct = list(dict.fromkeys(readings))  # read back as ints where whole (gpu_knobs.plain)
                 cells[column] = distinct[0] if len(distinct) == 1 else ";".join(str(value) for value in distinct)
         cells["knobs_applied_to"] = self.applies_to
         return cells
@@ -50,8 +50,3 @@ class KnobsApplied:
     def from_json(cls, document: dict[str, Any]) -> KnobsApplied:
         return cls(applied=document.get("applied", {}), applies_to=document.get("applies_to", ""),
                    settle_s=float(document.get("settle_s", 0.0)), before=document.get("before", {}))
-
-
-def _plain(value: object) -> object:
-    """250.0 W read back shows as 250, as requested; 247.5 stays."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value

@@ -126,18 +126,18 @@ def apply(nvml: ModuleType, gpus: Sequence[str] | None, power_limit_w: int | Non
             if power_limit_w is not None:
                 nvml.nvmlDeviceSetPowerManagementLimit(handle, power_limit_w * 1000)
                 # The limit in force: another (a board's own, an administrator's) can be lower.
-                readings[knob] = _plain(nvml.nvmlDeviceGetEnforcedPowerLimit(handle) / 1000)
+                readings[knob] = plain(nvml.nvmlDeviceGetEnforcedPowerLimit(handle) / 1000)
             knob = "gpu_sm_clock_mhz"
             if sm_clock_mhz is not None:
                 nvml.nvmlDeviceSetGpuLockedClocks(handle, sm_clock_mhz, sm_clock_mhz)
-                readings[knob] = _plain(nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM))
+                readings[knob] = plain(nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM))
         except Exception as error:
             raise KnobError(f"could not set {knob} on GPU {gpu}: {nvml_why(error)}") from None
         applied[gpu] = readings
     return applied
 
 
-def _plain(value: float) -> float:
+def plain(value: float) -> float:
     """250.0 W read back as 250 (an int), as it was asked for; 247.5 stays."""
     return int(value) if float(value).is_integer() else float(value)
 

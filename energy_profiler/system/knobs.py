@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from energy_profiler.system import cpu_knobs, governor, gpu_knobs
-from energy_profiler.system.gpu_knobs import KnobError, nvml_session
+from energy_profiler.system.gpu_knobs import KnobError, nvml_session, plain
 from energy_profiler.system.nvml_module import NvmlLoader, load_pynvml
 
 GPU_KNOBS = ("gpu_power_limit_w", "gpu_sm_clock_mhz")
@@ -44,10 +44,8 @@ def why_not(name: str, machine: Machine) -> str | None:
             governor.check(machine.cpufreq_root, next(iter(governor.available(machine.cpufreq_root)), "performance"))
             return None
         return cpu_knobs.may_set(machine.cpufreq_root)
-    except KnobError as error:
-        return _said(error)
-    except governor.GovernorError as error:
-        return _said(error)
+    except (KnobError, governor.GovernorError) as error:
+        return error.said()
 
 
 def allowed(name: str, machine: Machine) -> tuple[float, float] | tuple[str, ...]:
@@ -87,7 +85,7 @@ def limits_text(name: str, limits: tuple[float, float] | tuple[str, ...]) -> str
 
 def shown(number: float) -> str:
     """200.0 -> `200`, 3500000 -> `3500000` (never 3.5e+06), 247.5 -> `247.5`."""
-    return str(int(number)) if float(number).is_integer() else f"{number:g}"
+    return str(plain(number))
 
 
 def originals(names: Sequence[str], machine: Machine) -> dict[str, Any]:
@@ -140,13 +138,9 @@ def apply(values: Mapping[str, str], machine: Machine) -> dict[str, dict[str, An
         try:
             governor.apply(root, dict.fromkeys(governor.current(root), chosen))
         except governor.GovernorError as error:
-            raise KnobError(_said(error)) from None
+            raise KnobError(error.said()) from None
         applied["cpu_governor"] = dict(governor.current(root))
     return applied
-
-
-def _said(error: Exception) -> str:
-    return "; ".join(getattr(error, "messages", [])) or str(error)
 
 
 def restore_recorded(record: Mapping[str, Any] | None, nvml: NvmlLoader = load_pynvml) -> list[str]:
@@ -160,19 +154,19 @@ def restore_recorded(record: Mapping[str, Any] | None, nvml: NvmlLoader = load_p
             with nvml_session(nvml) as session:
                 problems += gpu_knobs.restore(session, record["gpus"])
         except KnobError as error:
-            problems.append(f"could not restore the GPU knobs: {_said(error)}")
+            problems.append(f"could not restore the GPU knobs: {error.said()}")
         done.append(f"GPU {', '.join(record['gpus'])}")
     root = Path(record.get("cpufreq_root", governor.DEFAULT_CPUFREQ_ROOT))
     if record.get("cpu_max_freq_khz"):
         try:
             cpu_knobs.apply(root, record["cpu_max_freq_khz"])
         except KnobError as error:
-            problems.append(_said(error))
+            problems.append(error.said())
         done.append(f"the frequency cap of {len(record['cpu_max_freq_khz'])} CPUs")
     if record.get("cpu_governor"):
         try:
             governor.apply(root, record["cpu_governor"])
         except governor.GovernorError as error:
-            problems.append(_said(error))
+            problems.append(error.said())
         done.append(f"the governor of {len(record['cpu_governor'])} CPUs")
     return problems or [f"restored the system knobs: {'; '.join(done)}"]
