@@ -476,3 +476,46 @@ def test_the_reports_front_stands_each_knob_setting_by_its_medians_not_its_lucki
     assert [row.split(" | ")[3:7] for row in rows] == [["gpu_power_limit_w=200", "2", "12", "2400"],
                                                        ["gpu_power_limit_w=250", "1", "11", "2600"],
                                                        ["machine's own", "1", "10.5", "3000"]], front
+
+
+def test_a_trials_governor_lies_over_the_campaigns_and_gives_way_to_it_after_the_trial(
+        machine: Path, write_json: Callable[[str, Any], Path], tmp_path: Path) -> None:
+    settings = write_json("s.json", {"experiment_name": "gov", "governor": "performance", "knob_settle_s": 0,
+                                     "experiments": [
+        {"mode": "default", "repo": "fake", "model": "tiny", "hyperparameters": {"cpu_governor": "powersave"}},
+        {"mode": "default", "repo": "fake", "model": "tiny"}]})
+    result = invoke("--registry", registry(write_json, knob_repo(machine, "ok")), "--results-dir", tmp_path / "r",
+                    "run", settings)
+    assert result.exit_code == 0, result.output
+    table = rows(only_run_dir(tmp_path / "r"))
+    # The governor in force during each trial: the trial's own, then the campaign's again (not the machine's).
+    assert [row["cpu_governor"] for row in table] == ["powersave", "performance"]
+    assert (table[0]["cpu_governor_applied"], table[1]["cpu_governor_applied"]) == ("powersave", "")
+    assert "[1] restored the system knobs: the governor of 4 CPUs" in result.stdout
+    assert "CPU governor restored (powersave)" in result.stdout and untouched(machine)
+
+
+def test_doctor_and_run_say_which_knobs_this_machine_cannot_set_and_why(
+        write_json: Callable[[str, Any], Path], tmp_path: Path, machine: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # With the fakes, as root: GPU 1 is a Pascal board, so locked clocks are refused by what the driver says.
+    doctor = invoke("doctor")
+    knob_table = " ".join(doctor.stdout.split("system knob")[1].split())
+    assert "gpu_power_limit_w yes" in knob_table and "cpu_max_freq_khz yes" in knob_table
+    assert ("gpu_sm_clock_mhz no gpu_sm_clock_mhz on GPU 1: locked clocks need a Volta or newer GPU, this one is "
+            "Pascal") in knob_table
+    # A machine with neither NVML nor cpufreq (a VM): each knob says so, and a campaign setting them stops first.
+    monkeypatch.setenv("MUTATION_NVML_MODULE", "mutation_tests_no_nvml")
+    monkeypatch.setenv("MUTATION_CPUFREQ_ROOT", str(tmp_path / "no-cpufreq"))
+    knob_table = " ".join(invoke("doctor").stdout.split("system knob")[1].split())
+    assert "gpu_power_limit_w no no NVML here" in knob_table and "GPU knobs need an NVIDIA driver" in knob_table
+    assert f"cpu_max_freq_khz no no cpufreq scaling_max_freq under {tmp_path / 'no-cpufreq'}" in knob_table
+    assert "cpu_governor no no cpufreq governors under" in knob_table
+    settings = write_json("s.json", {"experiment_name": "vm", "experiments": [
+        {"mode": "default", "repo": "fake", "model": "tiny",
+         "hyperparameters": {"gpu_power_limit_w": 250, "cpu_governor": "performance"}}]})
+    said = invoke("--registry", registry(write_json, knob_repo(machine)), "--results-dir", tmp_path / "r", "run",
+                  settings)
+    assert said.exit_code == 2 and not (tmp_path / "r").exists()
+    assert "experiments[0].hyperparameters.gpu_power_limit_w: cannot be set here: no NVML here" in said.stderr
+    assert "experiments[0].hyperparameters.cpu_governor: cannot be set here: no cpufreq governors under" in said.stderr
