@@ -151,6 +151,9 @@ def test_a_campaign_mutating_gpu_and_cpu_knobs_records_them_requested_and_applie
     assert driver(machine)["power_limit_mw"]["0"] == 700_000  # written back, not merely left at a default
     assert not (tmp_path / "r" / ".running").exists()
     assert result.stdout.count("set gpu_power_limit_w=") == 3
+    for row in table:  # the closing table names each trial's knobs as it names drawn hyperparameters
+        assert f"gpu_power_limit_w={row['hp_gpu_power_limit_w']} cpu_max_freq_khz={row['hp_cpu_max_freq_khz']}" \
+            in result.stdout.split("\n\n#")[-1]
     # The report's front: at equal durations the lowest limit costs least, so it is on it.
     report = invoke("--registry", registry(write_json, knob_repo(machine)), "report", run_dir, "--no-plots",
                     "-o", tmp_path / "report")
